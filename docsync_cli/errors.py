@@ -1,0 +1,131 @@
+"""The one error tree of docsync. Only ``cli.py`` turns these into advice and exit codes.
+
+::
+
+    DocsyncError
+    ├── ConfigError                 (exit 2)  the configuration is wrong; ``problems`` lists every issue
+    ├── UsageError                  (exit 2)  the command line is wrong
+    ├── LockHeld                    (exit 75) another run holds the lock
+    ├── RunFatal                    (exit 3/4) stop the whole run, leave untouched documents alone
+    │   ├── AuthError               (exit 3)  401/403 from a service: wrong key, missing permission
+    │   ├── ServiceUnreachable      (exit 3)  connection refused, DNS, repeated outage (circuit open)
+    │   ├── LocalEnvironmentError   (exit 4)  disk full, state dir unwritable, lock backend lost
+    │   └── UnsafePlan              (exit 4)  the plan would delete too much: ``--force-delete`` overrides
+    ├── DocumentError               (per document: mark "Fehler", go on)
+    │   ├── PermanentDocumentError        cannot heal by itself (missing file, too large, rejected)
+    │   └── TransientDocumentError        may heal on the next run (timeouts, 5xx after retries)
+    ├── TransientHttpError          retried by the retry policy (5xx, 429, timeouts on idempotent calls)
+    ├── AmbiguousWriteError         a write may or may not have happened: look it up before retrying
+    ├── ConflictError               the CRM record changed under us (409 / re-read mismatch)
+    ├── NotFoundError               404 from a service (callers decide whether that means "already done")
+    └── PreviewError                a preview could not be made (never fails the sync)
+"""
+
+from __future__ import annotations
+
+
+class DocsyncError(Exception):
+    """Base of every error docsync raises on purpose. ``str(err)`` is safe to show (no secrets)."""
+
+
+class ConfigError(DocsyncError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class UsageError(DocsyncError):
+    pass
+
+
+class LockHeld(DocsyncError):
+    def __init__(self, holder: str) -> None:
+        self.holder = holder
+        super().__init__(f"another docsync run holds the lock ({holder})")
+
+
+class RunFatal(DocsyncError):
+    exit_code = 4
+
+
+class AuthError(RunFatal):
+    exit_code = 3
+
+    def __init__(self, service: str, status: int, detail: str = "") -> None:
+        self.service = service
+        self.status = status
+        what = "rejected the credentials" if status == 401 else "refused permission"
+        super().__init__(f"{service} {what} (HTTP {status}){': ' + detail if detail else ''}")
+
+
+class ServiceUnreachable(RunFatal):
+    exit_code = 3
+
+
+class LocalEnvironmentError(RunFatal):
+    exit_code = 4
+
+
+class UnsafePlan(RunFatal):
+    exit_code = 4
+
+
+class DocumentError(DocsyncError):
+    """A failure that concerns one document only. ``code`` is a short machine-readable reason."""
+
+    transient = False
+
+    def __init__(self, message: str, code: str = "error") -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class PermanentDocumentError(DocumentError):
+    transient = False
+
+
+class TransientDocumentError(DocumentError):
+    transient = True
+
+
+class HttpError(DocsyncError):
+    """A classified HTTP failure from one of the services (secret-free message)."""
+
+    def __init__(self, service: str, method: str, path: str, status: int | None, detail: str = "") -> None:
+        self.service = service
+        self.method = method
+        self.path = path
+        self.status = status
+        self.detail = detail
+        where = f"{service} {method} {path}"
+        code = f"HTTP {status}" if status is not None else "no answer"
+        super().__init__(f"{where}: {code}{': ' + detail if detail else ''}")
+
+
+class TransientHttpError(HttpError):
+    def __init__(self, service: str, method: str, path: str, status: int | None, detail: str = "",
+                 retry_after: float | None = None) -> None:
+        super().__init__(service, method, path, status, detail)
+        self.retry_after = retry_after
+
+
+class AmbiguousWriteError(HttpError):
+    pass
+
+
+class NotFoundError(HttpError):
+    pass
+
+
+class ConflictError(HttpError):
+    pass
+
+
+class RejectedError(HttpError):
+    """4xx other than 401/403/404/409/429: the request itself was refused (bad input)."""
+
+
+class PreviewError(DocsyncError):
+    def __init__(self, reason: str, code: str = "preview_failed") -> None:
+        self.code = code
+        super().__init__(reason)

@@ -1,0 +1,1 @@
+"""Local emulators of EspoCRM and xAI (product, not test scaffolding): `docsync sandbox serve`, `docsync demo`."""
