@@ -16,6 +16,7 @@ Pieces:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -293,7 +294,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by design
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _read_body(self) -> bytes:
@@ -395,10 +396,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._handle()
         except _Dropped:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -430,7 +429,8 @@ class Listener:
     @property
     def url(self) -> str:
         host = self._server.server_address[0]
-        return f"http://{host}:{self.port}"
+        host_text = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{host_text}:{self.port}"
 
     def start(self) -> Listener:
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"emulator-{self.app.name}",

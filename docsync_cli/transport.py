@@ -1,0 +1,324 @@
+"""One place where HTTP answers become docsync errors, and where retries happen.
+
+Both service clients (``espocrm.py``, ``xai.py``) send every request through :class:`ServiceClient`, which
+
+* takes an injected ``httpx.Client`` (tests stub the transport; the CLI builds real clients with explicit timeouts
+  and ``follow_redirects=False``);
+* enforces an overall per-request deadline (httpx only has inactivity timeouts, so a server that drips one byte a
+  second would otherwise hold a request forever);
+* classifies the outcome by the error tree in ``errors.py``: 401/403 → :class:`AuthError` (run-fatal), 404 →
+  :class:`NotFoundError`, 409 → :class:`ConflictError`, 429/5xx/timeouts → :class:`TransientHttpError`, a redirect
+  → :class:`ServiceUnreachable` (credentials never follow it), other 4xx → :class:`RejectedError`;
+* retries with ``stamina`` (exponential backoff with jitter, bounded attempts and time, ``Retry-After`` honoured)
+  — but only what is safe to repeat. A non-repeatable POST is retried only when the answer proves it was not
+  applied (429, 503, no connection); when its answer was lost it raises :class:`AmbiguousWriteError` so the caller
+  looks the result up before trying again.
+* limits requests in flight per service with an AIMD :class:`Throttle` (a 429 halves it; successes grow it back).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import httpx
+import stamina
+
+from .errors import (
+    AmbiguousWriteError,
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    RejectedError,
+    ServiceUnreachable,
+    TransientHttpError,
+)
+
+log = logging.getLogger("docsync.http")
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
+MAX_DETAIL = 200
+CONNECT_FAILED = "cannot connect"
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 5
+    total_seconds: float = 120.0
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    max_retry_after: float = 120.0
+
+
+@dataclass
+class Throttle:
+    """Adaptive concurrency per service (AIMD): a 429 halves the number of requests allowed in flight, and
+    successes let it grow back by about one per window. Shared by all threads talking to one service."""
+
+    limit: int = 8
+    minimum: int = 1
+    throttled: int = field(default=0, init=False)
+    _current: float = field(default=0.0, init=False)
+    _in_flight: int = field(default=0, init=False)
+    _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
+
+    def __post_init__(self) -> None:
+        self._current = float(self.limit)
+
+    @property
+    def allowed(self) -> int:
+        return max(self.minimum, int(self._current))
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._cond:
+            while self._in_flight >= self.allowed:
+                self._cond.wait()
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def on_success(self) -> None:
+        with self._cond:
+            self._current = min(float(self.limit), self._current + 1.0 / max(1.0, self._current))
+            self._cond.notify_all()
+
+    def on_throttled(self) -> None:
+        with self._cond:
+            self.throttled += 1
+            self._current = max(float(self.minimum), self._current / 2)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds, from either the delta-seconds or the HTTP-date form."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def short(text: str, limit: int = MAX_DETAIL) -> str:
+    """A one-line, printable, truncated rendering of untrusted text for messages and logs."""
+    cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+    def parsed(self) -> Any:
+        return json.loads(self.body)
+
+
+DetailFn = Callable[[httpx.Headers, bytes], str]
+
+
+def _body_detail(headers: httpx.Headers, body: bytes) -> str:
+    return short(body.decode("utf-8", "replace"))
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+class ServiceClient:
+    """Sends requests for one service (``name`` shows in messages) through an injected ``httpx.Client``."""
+
+    def __init__(
+        self,
+        name: str,
+        http: httpx.Client,
+        *,
+        deadline_seconds: float = 300.0,
+        retry: RetryPolicy | None = None,
+        detail: DetailFn | None = None,
+        throttle: Throttle | None = None,
+    ) -> None:
+        self.name = name
+        self.http = http
+        self.deadline_seconds = deadline_seconds
+        self.retry = retry or RetryPolicy()
+        self._detail = detail or _body_detail
+        self.throttle = throttle or Throttle()
+        self.request_count = 0
+        self._count_lock = threading.Lock()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        files: Any = None,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        safe_to_repeat: bool | None = None,
+        sink: IO[bytes] | None = None,
+        rewind: Callable[[], None] | None = None,
+    ) -> Answer:
+        """Send one request with retries; return the answer or raise a classified error.
+
+        ``safe_to_repeat`` defaults to "the method is idempotent". ``sink`` streams a 2xx body into a file
+        (downloads); ``rewind`` is called before a retry so a streamed upload body starts over.
+        """
+        repeatable = method in IDEMPOTENT_METHODS if safe_to_repeat is None else safe_to_repeat
+        attempt_no = 0
+        try:
+            for attempt in stamina.retry_context(
+                on=self._backoff_hook,
+                attempts=self.retry.attempts,
+                timeout=self.retry.total_seconds,
+                wait_initial=self.retry.wait_initial,
+                wait_max=self.retry.wait_max,
+            ):
+                with attempt:
+                    attempt_no += 1
+                    if attempt_no > 1:
+                        if rewind is not None:
+                            rewind()
+                        if sink is not None:
+                            sink.seek(0)
+                            sink.truncate()
+                    return self._send_classified(method, path, params, json_body, content, files, data,
+                                                 headers, sink, repeatable=repeatable)
+        except TransientHttpError as exc:
+            if exc.status is None and exc.detail.startswith(CONNECT_FAILED):
+                raise ServiceUnreachable(f"{self.name} is unreachable: {exc.detail}") from exc
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """:meth:`call`, then parse the body as JSON (a body that is not JSON is a transient error)."""
+        answer = self.call(method, path, **kwargs)
+        try:
+            return answer.parsed()
+        except ValueError as exc:
+            preview = short(answer.body.decode("utf-8", "replace"), 80)
+            raise TransientHttpError(self.name, method, path, answer.status,
+                                     f"answer is not JSON: {preview!r}") from exc
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _backoff_hook(self, exc: Exception) -> bool | float:
+        if isinstance(exc, TransientHttpError):
+            if exc.retry_after is not None:
+                return min(exc.retry_after, self.retry.max_retry_after)
+            return True
+        return False
+
+    def _send_classified(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        json_body: Any,
+        content: bytes | None,
+        files: Any,
+        data: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        sink: IO[bytes] | None,
+        *,
+        repeatable: bool,
+    ) -> Answer:
+        try:
+            with self.throttle.slot():
+                answer = self._send(method, path, params, json_body, content, files, data, headers, sink)
+        except httpx.ConnectError as exc:
+            # Nothing reached the server: safe to repeat any method.
+            raise TransientHttpError(self.name, method, path, None, f"{CONNECT_FAILED} ({short(str(exc), 80)})"
+                                     ) from exc
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, _DeadlineExceeded) as exc:
+            timed_out = isinstance(exc, httpx.TimeoutException | _DeadlineExceeded)
+            reason = "timed out" if timed_out else f"connection lost ({type(exc).__name__})"
+            if repeatable:
+                raise TransientHttpError(self.name, method, path, None, reason) from exc
+            raise AmbiguousWriteError(self.name, method, path, None, reason) from exc
+        return self._classify(method, path, answer, repeatable=repeatable)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        json_body: Any,
+        content: bytes | None,
+        files: Any,
+        data: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        sink: IO[bytes] | None,
+    ) -> Answer:
+        with self._count_lock:
+            self.request_count += 1
+        started = time.monotonic()
+        deadline = started + self.deadline_seconds
+        request = self.http.build_request(method, path, params=params, json=json_body, content=content,
+                                          files=files, data=data, headers=headers)
+        response = self.http.send(request, stream=True, follow_redirects=False)
+        try:
+            chunks: list[bytes] = []
+            to_sink = sink is not None and 200 <= response.status_code < 300
+            for chunk in response.iter_bytes():
+                if time.monotonic() > deadline:
+                    raise _DeadlineExceeded
+                if to_sink:
+                    assert sink is not None
+                    sink.write(chunk)
+                else:
+                    chunks.append(chunk)
+        finally:
+            response.close()
+        log.debug("%s %s %s -> %s (%.0f ms)", self.name, method, path, response.status_code,
+                  (time.monotonic() - started) * 1000)
+        return Answer(response.status_code, response.headers, b"".join(chunks))
+
+    def _classify(self, method: str, path: str, answer: Answer, *, repeatable: bool) -> Answer:
+        status = answer.status
+        if 200 <= status < 300:
+            self.throttle.on_success()
+            return answer
+        detail = self._detail(answer.headers, answer.body)
+        retry_after = parse_retry_after(answer.headers.get("retry-after"))
+        if 300 <= status < 400:
+            target = short(answer.headers.get("location", "?"), 120)
+            raise ServiceUnreachable(
+                f"{self.name} answered {method} {path} with a redirect (HTTP {status}) to {target}; docsync does "
+                "not follow redirects, so credentials never go to another host: fix the configured URL")
+        if status in (401, 403):
+            raise AuthError(self.name, status, detail)
+        if status == 404:
+            raise NotFoundError(self.name, method, path, status, detail)
+        if status == 409:
+            raise ConflictError(self.name, method, path, status, detail)
+        if status == 429:
+            self.throttle.on_throttled()
+            raise TransientHttpError(self.name, method, path, status, detail or "rate limited",
+                                     retry_after=retry_after)
+        if status >= 500:
+            if not repeatable and status != 503:
+                raise AmbiguousWriteError(self.name, method, path, status, detail)
+            raise TransientHttpError(self.name, method, path, status, detail, retry_after=retry_after)
+        raise RejectedError(self.name, method, path, status, detail)
