@@ -1,0 +1,142 @@
+"""Plain, frozen values that flow between the stages: gather → plan → execute → write back.
+
+Nothing here does I/O. The German status values are part of the users' CRM and stay exactly as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class DateiStatus(StrEnum):
+    NEU = "Neu"
+    GEAENDERT = "Geändert"
+    GESYNCT = "Gesynct"
+    FEHLER = "Fehler"
+
+
+class SyncStatus(StrEnum):
+    PENDING = "pending"  # uploaded and added, xAI still processing: the next run finishes it
+    SYNCING = "syncing"  # a run is working on the document right now (or crashed while doing so)
+    SYNCED = "synced"
+    FAILED = "failed"
+
+
+HEX = frozenset("0123456789abcdef")
+
+
+def is_hex(value: str | None, length: int) -> bool:
+    return value is not None and len(value) == length and set(value) <= HEX
+
+
+@dataclass(frozen=True)
+class CrmDocument:
+    """One EspoCRM Document as docsync sees it (attribute names already mapped from the configured ones)."""
+
+    id: str
+    name: str
+    modified_at: str  # "YYYY-MM-DD HH:MM:SS" UTC; sorts as text
+    file_id: str | None = None
+    file_name: str | None = None
+    datei_status: str | None = None
+    md5: str | None = None
+    sha: str | None = None
+    xai_file_id: str | None = None
+    xai_collections: tuple[str, ...] = ()
+    xai_synced_hash: str | None = None
+    xai_sync_status: str | None = None
+    xai_sync_error: str | None = None
+    preview_id: str | None = None
+    version: int | None = None
+    problems: tuple[str, ...] = ()  # unexpected field values found while reading the record
+
+
+@dataclass(frozen=True)
+class LocalRecord:
+    """What this host remembers about a document after its last run touched it (state.sqlite3)."""
+
+    doc_id: str
+    file_id: str | None  # the EspoCRM attachment whose content was synced
+    sha256: str | None
+    md5: str | None
+    xai_file_id: str | None
+    collections: tuple[str, ...]
+    crm_modified_at: str | None  # modifiedAt of the record right after docsync's own write
+    failure_code: str | None = None  # last failure, if the last run failed the document
+    failure_transient: bool = False
+    preview_sha: str | None = None  # content hash the current preview was made from
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    doc: CrmDocument
+    reason: str
+
+
+@dataclass(frozen=True)
+class RemoteMember:
+    """A document in a managed xAI collection that docsync put there (it carries docsync's fields)."""
+
+    collection_id: str
+    file_id: str
+    crm_document_id: str
+    content_sha256: str
+
+
+@dataclass(frozen=True)
+class Deletion:
+    member: RemoteMember
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    work: tuple[WorkItem, ...]
+    unchanged: int
+    held_back: tuple[WorkItem, ...] = ()  # permanent failures waiting for the document to change
+    deletions: tuple[Deletion, ...] = ()
+
+
+@dataclass(frozen=True)
+class Content:
+    """What the download of a document's file produced."""
+
+    sha256: str
+    md5: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Membership:
+    """Which collections currently hold a given xAI file, and in which processing state."""
+
+    file_id: str
+    statuses: dict[str, str] = field(default_factory=dict)  # collection id -> DOCUMENT_STATUS_*
+
+    def holds(self, collection_id: str) -> bool:
+        return collection_id in self.statuses
+
+
+@dataclass(frozen=True)
+class DocPlan:
+    """What to do with one document once its content hash and required collections are known."""
+
+    upload: bool  # upload the content as a new xAI file
+    keep_file_id: str | None  # the xAI file that stays (None when uploading)
+    add_to: tuple[str, ...]  # collections to add the (new or kept) file to
+    remove_from: tuple[str, ...]  # collections the kept file must leave
+    retire: str | None  # superseded xAI file to take out of every collection and delete, after write-back
+    reason: str
+    reindex: tuple[str, ...] = ()  # collections where the kept file's processing FAILED: ask xAI to index again
+
+
+@dataclass
+class DocResult:
+    doc_id: str
+    name: str
+    outcome: str  # synced | unchanged | pending | failed | skipped | deferred
+    detail: str = ""
+    error_code: str | None = None
+    actions: list[str] = field(default_factory=list)
+    preview: str | None = None  # "written", "unchanged", or a failure reason

@@ -1,0 +1,162 @@
+"""The pure planner: what needs doing, decided from snapshots alone (no I/O, no clock, no httpx).
+
+Two decisions live here:
+
+* :func:`plan_run` — from the CRM listing, this host's local records and (in ``--full`` runs) the managed remote
+  documents: which documents to work on, in which order (oldest ``modifiedAt`` first), which to leave alone, and
+  which remote files to delete because their CRM document is gone. Each branch says why in plain words.
+* :func:`plan_document` — for one document, once its content hash and required collections are known: upload or
+  keep, which collections to join and leave, and which superseded file to retire after the write-back
+  (make-before-break).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .errors import UnsafePlan
+from .model import (
+    Content,
+    CrmDocument,
+    DateiStatus,
+    Deletion,
+    DocPlan,
+    LocalRecord,
+    Membership,
+    RemoteMember,
+    RunPlan,
+    SyncStatus,
+    WorkItem,
+    is_hex,
+)
+
+
+@dataclass(frozen=True)
+class DeleteLimits:
+    max_count: int = 50
+    max_percent: float = 50.0
+    force: bool = False
+
+
+def why_work(doc: CrmDocument, local: LocalRecord | None, *, full: bool, explicit: bool) -> str | None:
+    """The reason a document needs work, or None when it is in step. Order of checks = order of importance."""
+    status = doc.datei_status or ""
+    if explicit:
+        return "requested with --id"
+    if status == DateiStatus.NEU:
+        return "new"
+    if status == DateiStatus.GEAENDERT:
+        return "changed"
+    if status == DateiStatus.FEHLER:
+        if local is None:
+            return "failed earlier; cause unknown to this host, retrying"
+        if local.failure_transient:
+            return "failed earlier with a transient error; retrying"
+        if local.crm_modified_at is not None and doc.modified_at != local.crm_modified_at:
+            return "failed earlier; the document changed since"
+        if local.file_id != doc.file_id:
+            return "failed earlier; the file was replaced since"
+        return None
+    if status == DateiStatus.GESYNCT:
+        if doc.xai_sync_status in (SyncStatus.SYNCING, SyncStatus.PENDING, SyncStatus.FAILED):
+            return f"unfinished ({doc.xai_sync_status})"
+        if not doc.xai_file_id:
+            return "drifted: no xAI file recorded"
+        if not is_hex(doc.sha, 64) or doc.sha != doc.xai_synced_hash:
+            return "drifted: hash differs from what xAI holds"
+        if local is None:
+            return "not yet verified by this host"
+        if local.file_id != doc.file_id:
+            return "drifted: the file was replaced"
+        if local.sha256 != doc.sha or local.xai_file_id != doc.xai_file_id:
+            return "drifted: CRM fields differ from the last sync"
+        if full:
+            return "full check"
+        return None
+    # An empty or unknown status: documents created before docsync's field existed count as new.
+    return "new (no dateiStatus)" if not status else f"unknown dateiStatus {status!r}; treating as changed"
+
+
+def plan_run(
+    docs: Iterable[CrmDocument],
+    local: Mapping[str, LocalRecord],
+    *,
+    ids: frozenset[str] | None = None,
+    full: bool = False,
+    remote: Iterable[RemoteMember] | None = None,
+    limits: DeleteLimits | None = None,
+    limit: int | None = None,
+) -> RunPlan:
+    """Decide the work of one run. ``remote`` is given only when the remote listing completed without error;
+    deletions are planned only then (and never in an ``--id`` run)."""
+    docs = list(docs)
+    work: list[WorkItem] = []
+    held_back: list[WorkItem] = []
+    unchanged = 0
+    for doc in sorted(docs, key=lambda d: (d.modified_at, d.id)):
+        if ids is not None and doc.id not in ids:
+            continue
+        reason = why_work(doc, local.get(doc.id), full=full, explicit=ids is not None)
+        if reason is not None:
+            work.append(WorkItem(doc, reason))
+        elif doc.datei_status == DateiStatus.FEHLER:
+            held_back.append(WorkItem(doc, "permanent failure; waits until the document changes or --id"))
+        else:
+            unchanged += 1
+    if limit is not None:
+        work = work[:limit]
+    deletions: tuple[Deletion, ...] = ()
+    if remote is not None and ids is None:
+        deletions = plan_deletions(docs, list(remote), limits or DeleteLimits())
+    return RunPlan(tuple(work), unchanged, tuple(held_back), deletions)
+
+
+def plan_deletions(docs: list[CrmDocument], remote: list[RemoteMember], limits: DeleteLimits) -> tuple[Deletion, ...]:
+    """Remote documents docsync put there whose CRM document is gone. Refuses mass deletions (rclone's
+    ``--max-delete``, vdirsyncer's empty-side check) unless forced."""
+    listed = {doc.id for doc in docs}
+    deletions = [Deletion(member, "its EspoCRM document no longer exists")
+                 for member in remote if member.crm_document_id not in listed]
+    if not deletions or limits.force:
+        return tuple(deletions)
+    managed_docs = {member.crm_document_id for member in remote}
+    doomed_docs = {d.member.crm_document_id for d in deletions}
+    share = 100.0 * len(doomed_docs) / max(1, len(managed_docs))
+    if not docs:
+        raise UnsafePlan(
+            f"EspoCRM listed no documents at all, but {len(managed_docs)} documents are in the managed "
+            "collections; refusing to delete them all. If that is really intended, run with --force-delete.")
+    if len(doomed_docs) > limits.max_count or share > limits.max_percent:
+        raise UnsafePlan(
+            f"this run would delete {len(doomed_docs)} documents ({share:.0f}% of {len(managed_docs)} managed), "
+            f"more than the limits (sync.max_delete = {limits.max_count}, sync.max_delete_percent = "
+            f"{limits.max_percent:g}); nothing was deleted. Check the EspoCRM listing, then rerun with "
+            "--force-delete to go ahead.")
+    return tuple(deletions)
+
+
+def plan_document(
+    doc: CrmDocument,
+    content: Content,
+    required: frozenset[str],
+    current: Membership | None,
+) -> DocPlan:
+    """What one document needs, given its downloaded content and where its current xAI file sits.
+
+    ``current`` describes ``doc.xai_file_id`` on xAI (None when there is no such file any more).
+    """
+    keep = current is not None and doc.xai_synced_hash == content.sha256
+    if keep:
+        assert current is not None
+        held = frozenset(current.statuses)
+        failed = frozenset(c for c, s in current.statuses.items() if s == "DOCUMENT_STATUS_FAILED")
+        add_to = tuple(sorted(required - held))
+        remove_from = tuple(sorted(held - required))
+        reindex = tuple(sorted(failed & required))
+        reason = "in step" if not (add_to or remove_from or reindex) else "membership changed"
+        return DocPlan(upload=False, keep_file_id=current.file_id, add_to=add_to, remove_from=remove_from,
+                       retire=None, reason=reason, reindex=reindex)
+    reason = "new content" if doc.xai_file_id else "first upload"
+    return DocPlan(upload=True, keep_file_id=None, add_to=tuple(sorted(required)), remove_from=(),
+                   retire=doc.xai_file_id or None, reason=reason)
