@@ -1,0 +1,71 @@
+"""Streamed download into a private temp file, hashing MD5 and SHA-256 in the same pass."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO
+
+from .model import Content
+
+
+class HashingWriter:
+    """A write-only file wrapper that feeds every byte to MD5 and SHA-256 and counts them.
+
+    ``truncate``/``seek(0)`` start over (the transport rewinds the sink before a retried download)."""
+
+    def __init__(self, raw: IO[bytes], max_bytes: int | None = None) -> None:
+        self.raw = raw
+        self.max_bytes = max_bytes
+        self._reset()
+
+    def _reset(self) -> None:
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.max_bytes is not None and self.size > self.max_bytes:
+            raise FileTooLarge(self.size, self.max_bytes)
+        self.md5.update(data)
+        self.sha256.update(data)
+        return self.raw.write(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def truncate(self, size: int | None = None) -> int:
+        self._reset()
+        return self.raw.truncate(size)
+
+    def content(self) -> Content:
+        return Content(sha256=self.sha256.hexdigest(), md5=self.md5.hexdigest(), size=self.size)
+
+
+class FileTooLarge(Exception):
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"file exceeds {limit} bytes")
+
+
+def private_temp_file(directory: Path | None = None, suffix: str = "") -> tuple[Path, IO[bytes]]:
+    """A new ``0600`` temp file (mkstemp) in ``directory``; the caller deletes it."""
+    fd, name = tempfile.mkstemp(prefix="docsync-", suffix=suffix, dir=directory)
+    os.fchmod(fd, 0o600)
+    return Path(name), os.fdopen(fd, "w+b")
+
+
+def hash_file(path: Path, chunk: int = 1024 * 1024) -> Content:
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            md5.update(block)
+            sha.update(block)
+            size += len(block)
+    return Content(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=size)

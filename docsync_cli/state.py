@@ -1,0 +1,131 @@
+"""This host's memory between runs: ``state.sqlite3`` in the state dir (``0600``).
+
+* ``documents``: per document, what the last run that touched it synced (attachment id, hashes, xAI file,
+  collections, the record's ``modifiedAt`` right after docsync's own write) or why it failed. The planner uses
+  it to notice a replaced file without downloading every document on every run.
+* ``uploads``: the intent journal. A row is written *before* ``POST /v1/files`` and completed with the file id
+  after it; an upload whose answer was lost (or a crash in between) is found again by its marked name on the
+  next attempt instead of being uploaded twice.
+
+Every write is one short transaction, so a crash leaves the previous state intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from .model import LocalRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    file_id TEXT, sha256 TEXT, md5 TEXT, xai_file_id TEXT, collections TEXT NOT NULL DEFAULT '[]',
+    crm_modified_at TEXT, failure_code TEXT, failure_transient INTEGER NOT NULL DEFAULT 0,
+    preview_sha TEXT, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    doc_id TEXT NOT NULL, sha256 TEXT NOT NULL, name TEXT NOT NULL, xai_file_id TEXT,
+    started REAL NOT NULL, PRIMARY KEY (doc_id, sha256)
+);
+"""
+
+
+class StateStore:
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = state_dir / "state.sqlite3"
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, args: tuple[object, ...]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(sql, args)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- documents -----------------------------------------------------------------------------------
+
+    def records(self) -> dict[str, LocalRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
+                " failure_transient, preview_sha FROM documents").fetchall()
+        return {row[0]: _record(row) for row in rows}
+
+    def record(self, doc_id: str) -> LocalRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
+                " failure_transient, preview_sha FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        return _record(row) if row else None
+
+    def save(self, rec: LocalRecord) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO documents (doc_id, file_id, sha256, md5, xai_file_id, collections,"
+            " crm_modified_at, failure_code, failure_transient, preview_sha, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (rec.doc_id, rec.file_id, rec.sha256, rec.md5, rec.xai_file_id, json.dumps(list(rec.collections)),
+             rec.crm_modified_at, rec.failure_code, int(rec.failure_transient), rec.preview_sha, time.time()))
+
+    def forget(self, doc_id: str) -> None:
+        self._write("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+    # -- upload intents ------------------------------------------------------------------------------
+
+    def upload_started(self, doc_id: str, sha256: str, name: str) -> None:
+        self._write("INSERT OR IGNORE INTO uploads (doc_id, sha256, name, xai_file_id, started)"
+                    " VALUES (?, ?, ?, NULL, ?)", (doc_id, sha256, name, time.time()))
+
+    def upload_done(self, doc_id: str, sha256: str, xai_file_id: str) -> None:
+        self._write("UPDATE uploads SET xai_file_id = ? WHERE doc_id = ? AND sha256 = ?",
+                    (xai_file_id, doc_id, sha256))
+
+    def upload_intent(self, doc_id: str, sha256: str) -> tuple[str, str | None] | None:
+        """(name, xai file id or None) of an earlier upload of this exact content, if one was started."""
+        with self._lock:
+            row = self._db.execute("SELECT name, xai_file_id FROM uploads WHERE doc_id = ? AND sha256 = ?",
+                                   (doc_id, sha256)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def open_intents(self, doc_id: str) -> list[tuple[str, str | None]]:
+        with self._lock:
+            rows = self._db.execute("SELECT sha256, xai_file_id FROM uploads WHERE doc_id = ?", (doc_id,)).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def upload_settled(self, doc_id: str, sha256: str | None = None) -> None:
+        """Forget intents once the CRM points at the file (or the file was cleaned up)."""
+        if sha256 is None:
+            self._write("DELETE FROM uploads WHERE doc_id = ?", (doc_id,))
+        else:
+            self._write("DELETE FROM uploads WHERE doc_id = ? AND sha256 = ?", (doc_id, sha256))
+
+
+def _record(row: tuple[object, ...]) -> LocalRecord:
+    collections = json.loads(str(row[5]) or "[]")
+    return LocalRecord(
+        doc_id=str(row[0]), file_id=_opt(row[1]), sha256=_opt(row[2]), md5=_opt(row[3]), xai_file_id=_opt(row[4]),
+        collections=tuple(str(c) for c in collections), crm_modified_at=_opt(row[6]), failure_code=_opt(row[7]),
+        failure_transient=bool(row[8]), preview_sha=_opt(row[9]))
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,202 @@
+"""xAI Files API + Management API client, following ``shared/contracts/xai.md``.
+
+Two injected ``httpx.Client`` objects: one for ``api.x.ai`` (API key), one for ``management-api.x.ai``
+(management key). Files use the OpenAI-style shape, collections the protobuf-JSON shape; this module hides both.
+
+docsync marks what it owns in two ways:
+
+* the uploaded file name is ``crm-<document id>-<first 8 hex of sha256>-<original name>``, so an upload whose
+  answer was lost can be found again with ``GET /v1/files?filter=name:"crm-<id>-<sha8>"`` before any re-upload;
+* each collection document carries ``fields`` ``crm_document_id``, ``content_sha256`` and ``managed_by``
+  (declared in the collection's ``field_definitions`` on first use), so prune only ever touches docsync's files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .errors import NotFoundError, RejectedError
+from .transport import ServiceClient, short
+
+FIELD_KEYS = ("crm_document_id", "content_sha256", "managed_by")
+MANAGED_BY = "docsync"
+PAGE = 100
+BATCH = 100
+PROCESSED = "DOCUMENT_STATUS_PROCESSED"
+FAILED = "DOCUMENT_STATUS_FAILED"
+_UNSAFE_NAME = re.compile(r"[^\w.\- ()\[\]äöüÄÖÜß]+")
+
+
+def upload_name(doc_id: str, sha256: str, original: str) -> str:
+    """The marked, sanitised name an uploaded file gets (no path parts, no control characters, ≤ 200 chars)."""
+    base = original.replace("\\", "/").rsplit("/", 1)[-1]
+    base = _UNSAFE_NAME.sub("_", base).strip(" ._") or "document"
+    return f"{name_prefix(doc_id, sha256)}-{base}"[:200]
+
+
+def name_prefix(doc_id: str, sha256: str) -> str:
+    return f"crm-{doc_id}-{sha256[:8]}"
+
+
+def xai_detail(headers: httpx.Headers, body: bytes) -> str:
+    """xAI error bodies look like ``{"code": "...", "error": "..."}``; parse leniently (contract §3)."""
+    text = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        if text.lstrip().startswith("<"):
+            return "an HTML page instead of an API answer (a proxy or the wrong URL?)"
+        return short(text)
+    if isinstance(data, dict):
+        parts = [str(data[key]) for key in ("error", "message", "code") if data.get(key) not in (None, "")]
+        return short(": ".join(parts[:2]))
+    return short(text)
+
+
+def build_http_client(base_url: str, key: str, timeout: float,
+                      transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    return httpx.Client(base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=10.0),
+                        follow_redirects=False, transport=transport,
+                        headers={"Authorization": f"Bearer {key}", "User-Agent": "docsync"})
+
+
+class XaiClient:
+    def __init__(self, files: ServiceClient, management: ServiceClient) -> None:
+        self.files = files
+        self.management = management
+        self._declared: set[str] = set()
+
+    # -- files ---------------------------------------------------------------------------------------
+
+    def upload(self, path: Path, name: str, content_type: str) -> dict[str, Any]:
+        """``POST /v1/files`` (multipart, streamed from disk). Not idempotent: a lost answer raises
+        ``AmbiguousWriteError``; callers look the file up by name before trying again."""
+        with path.open("rb") as handle:
+            answer = self.files.json(
+                "POST", "/v1/files",
+                files={"file": (name, handle, content_type)},
+                data={"purpose": "assistants"},
+                safe_to_repeat=False,
+                rewind=lambda: handle.seek(0),
+            )
+        if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
+            raise RejectedError("xai", "POST", "/v1/files", 200, "answer has no file id")
+        return answer
+
+    def find_files(self, prefix: str) -> list[dict[str, Any]]:
+        """Files whose name starts with ``prefix`` (server-side fuzzy filter, then an exact check here)."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": PAGE, "order": "asc", "sort_by": "created_at",
+                                      "filter": f'name:"{prefix}"'}
+            if token:
+                params["pagination_token"] = token
+            page = self.files.json("GET", "/v1/files", params=params)
+            data = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(data, list):
+                raise RejectedError("xai", "GET", "/v1/files", 200, "answer has no 'data' list")
+            found += [f for f in data if isinstance(f, dict) and str(f.get("filename", "")).startswith(prefix)]
+            token = page.get("pagination_token")
+            if len(data) < PAGE or not token:  # contract §5.2: the end is a short page
+                return found
+
+    def file_exists(self, file_id: str) -> bool:
+        try:
+            self.files.json("GET", f"/v1/files/{file_id}")
+        except NotFoundError:
+            return False
+        return True
+
+    def delete_file(self, file_id: str) -> None:
+        """Delete a file; 404 means it is already gone."""
+        try:
+            self.files.call("DELETE", f"/v1/files/{file_id}")
+        except NotFoundError:
+            return
+
+    # -- collections ---------------------------------------------------------------------------------
+
+    def get_collection(self, collection_id: str) -> dict[str, Any]:
+        answer = self.management.json("GET", f"/v1/collections/{collection_id}")
+        if not isinstance(answer, dict):
+            raise RejectedError("xai", "GET", "/v1/collections/{id}", 200, "answer is not a collection")
+        return answer
+
+    def ensure_fields(self, collection_id: str) -> None:
+        """Declare docsync's field keys on a collection made by hand in the console (once per run)."""
+        if collection_id in self._declared:
+            return
+        collection = self.get_collection(collection_id)
+        have = {d.get("key") for d in collection.get("field_definitions") or [] if isinstance(d, dict)}
+        missing = [key for key in FIELD_KEYS if key not in have]
+        if missing:
+            updates = [{"operation": "FIELD_DEFINITION_ADD",
+                        "field_definition": {"key": key, "required": False, "unique": False,
+                                             "inject_into_chunk": False,
+                                             "description": "managed by docsync; do not edit"}}
+                       for key in missing]
+            self.management.json("PUT", f"/v1/collections/{collection_id}",
+                                 json_body={"field_definition_updates": updates})
+        self._declared.add(collection_id)
+
+    def add_document(self, collection_id: str, file_id: str, doc_id: str, sha256: str) -> None:
+        # Adding an existing member again is an upsert (contract §7.1), so the call is safe to repeat.
+        fields = {"crm_document_id": doc_id, "content_sha256": sha256, "managed_by": MANAGED_BY}
+        self.management.call("POST", f"/v1/collections/{collection_id}/documents/{file_id}",
+                             json_body={"fields": fields}, safe_to_repeat=True)
+
+    def remove_document(self, collection_id: str, file_id: str) -> None:
+        """Take a file out of a collection; 404 means it is not a member any more."""
+        try:
+            self.management.call("DELETE", f"/v1/collections/{collection_id}/documents/{file_id}")
+        except NotFoundError:
+            return
+
+    def reindex(self, collection_id: str, file_id: str) -> None:
+        self.management.call("PATCH", f"/v1/collections/{collection_id}/documents/{file_id}")
+
+    def document(self, collection_id: str, file_id: str) -> dict[str, Any] | None:
+        """The collection document for a file, or None when the file is not a member."""
+        try:
+            answer = self.management.json("GET", f"/v1/collections/{collection_id}/documents/{file_id}")
+        except NotFoundError:
+            return None
+        return answer if isinstance(answer, dict) else None
+
+    def statuses(self, collection_id: str, file_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """file id → (status, error_message) for the members among ``file_ids`` (batchGet, ≤100 per call)."""
+        result: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(file_ids), BATCH):
+            chunk = file_ids[start:start + BATCH]
+            answer = self.management.json("GET", f"/v1/collections/{collection_id}/documents:batchGet",
+                                          params=[("file_ids", fid) for fid in chunk])
+            for doc in (answer.get("documents") or []) if isinstance(answer, dict) else []:
+                meta = doc.get("file_metadata") or {}
+                fid = meta.get("file_id")
+                if isinstance(fid, str):
+                    result[fid] = (str(doc.get("status") or "DOCUMENT_STATUS_UNKNOWN"),
+                                   str(doc.get("error_message") or ""))
+        return result
+
+    def iter_documents(self, collection_id: str) -> Iterator[dict[str, Any]]:
+        """Every document of a collection (follows ``pagination_token`` until it is missing or empty)."""
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": PAGE}
+            if token:
+                params["pagination_token"] = token
+            page = self.management.json("GET", f"/v1/collections/{collection_id}/documents", params=params)
+            docs = page.get("documents") if isinstance(page, dict) else None
+            if not isinstance(docs, list):
+                raise RejectedError("xai", "GET", "/v1/collections/{id}/documents", 200, "answer has no list")
+            yield from (d for d in docs if isinstance(d, dict))
+            token = page.get("pagination_token")
+            if not docs or not token:
+                return
