@@ -1,0 +1,226 @@
+"""The EspoCRM side of the contract: the custom fields docsync needs, as metadata, labels and a check.
+
+This module owns the *definitions* of docsync's custom fields (type, options, lengths) under their logical
+names, and three pure functions over them:
+
+* :func:`entity_defs`: the ``custom/Espo/Custom/Resources/metadata/entityDefs/<Entity>.json`` content that
+  creates them (then Administration > Rebuild),
+* :func:`i18n_labels`: the matching ``custom/Espo/Custom/Resources/i18n/<language>/<Entity>.json``
+  (``de_DE`` or ``en_US``),
+* :func:`check_fields`: the problems in a live ``entityDefs.<Entity>.fields`` metadata object (as returned by
+  ``GET Metadata?key=entityDefs.Document.fields``), each with its fix.
+
+The admin may give the fields other attribute names (EspoCRM ≥ 8.2 prefixes custom fields with ``c``:
+``dateiStatus`` becomes ``cDateiStatus``). Every function therefore takes ``names``, a mapping from logical
+name to real attribute name (``settings.espocrm.fields.model_dump()``); a logical name missing from it is used
+as is. No I/O here: fetching metadata is ``espocrm.py``'s job, printing is ``cli.py``'s.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+DOCUMENT = "Document"
+ACCOUNT = "Account"
+
+DATEI_STATUS_OPTIONS = ["", "Neu", "Geändert", "Gesynct", "Fehler"]
+XAI_SYNC_STATUS_OPTIONS = ["", "pending", "syncing", "synced", "failed"]
+
+REQUIRED_FIELDS: dict[str, dict[str, object]] = {
+    # Workflow status shown to users; docsync sets Gesynct/Fehler, users (or a formula) set Neu/Geändert.
+    "dateiStatus": {"type": "enum", "options": DATEI_STATUS_OPTIONS, "default": "Neu"},
+    # Hex digests of the attached file, written after each download.
+    "md5": {"type": "varchar", "maxLength": 32},
+    "sha": {"type": "varchar", "maxLength": 64},
+    # The xAI file id of the uploaded copy.
+    "xaiFileId": {"type": "varchar", "maxLength": 100},
+    # The xAI collection ids the file is in.
+    "xaiCollections": {"type": "array", "storeArrayValues": True},
+    # SHA-256 of the content that is in xAI: differs from ``sha`` while an update is pending.
+    "xaiSyncedHash": {"type": "varchar", "maxLength": 64},
+    "xaiSyncStatus": {"type": "enum", "options": XAI_SYNC_STATUS_OPTIONS, "default": ""},
+    # The last error in one line (no secrets, no document content).
+    "xaiSyncError": {"type": "text"},
+    # WebP preview of the first page.
+    "preview": {"type": "image"},
+}
+"""Custom ``Document`` fields, by logical name."""
+
+ACCOUNT_FIELDS: dict[str, dict[str, object]] = {
+    # The xAI collection that holds this account's documents.
+    "xaiCollectionId": {"type": "varchar", "maxLength": 100},
+}
+"""Custom ``Account`` fields, by logical name."""
+
+FIELDS_BY_ENTITY: dict[str, dict[str, dict[str, object]]] = {DOCUMENT: REQUIRED_FIELDS, ACCOUNT: ACCOUNT_FIELDS}
+
+_LABELS: dict[str, dict[str, str]] = {
+    "de_DE": {
+        "dateiStatus": "Datei-Status",
+        "md5": "MD5",
+        "sha": "SHA-256",
+        "xaiFileId": "xAI-Datei-ID",
+        "xaiCollections": "xAI-Collections",
+        "xaiSyncedHash": "xAI: synchronisierter Hash",
+        "xaiSyncStatus": "xAI-Sync-Status",
+        "xaiSyncError": "xAI-Sync-Fehler",
+        "preview": "Vorschau",
+        "xaiCollectionId": "xAI-Collection-ID",
+    },
+    "en_US": {
+        "dateiStatus": "File Status",
+        "md5": "MD5",
+        "sha": "SHA-256",
+        "xaiFileId": "xAI File ID",
+        "xaiCollections": "xAI Collections",
+        "xaiSyncedHash": "xAI Synced Hash",
+        "xaiSyncStatus": "xAI Sync Status",
+        "xaiSyncError": "xAI Sync Error",
+        "preview": "Preview",
+        "xaiCollectionId": "xAI Collection ID",
+    },
+}
+
+_OPTION_LABELS: dict[str, dict[str, dict[str, str]]] = {
+    "de_DE": {
+        "dateiStatus": {"": "", "Neu": "Neu", "Geändert": "Geändert", "Gesynct": "Gesynct", "Fehler": "Fehler"},
+        "xaiSyncStatus": {
+            "": "",
+            "pending": "Ausstehend",
+            "syncing": "Wird synchronisiert",
+            "synced": "Synchronisiert",
+            "failed": "Fehlgeschlagen",
+        },
+    },
+    "en_US": {
+        "dateiStatus": {"": "", "Neu": "New", "Geändert": "Changed", "Gesynct": "Synced", "Fehler": "Error"},
+        "xaiSyncStatus": {
+            "": "",
+            "pending": "Pending",
+            "syncing": "Syncing",
+            "synced": "Synced",
+            "failed": "Failed",
+        },
+    },
+}
+
+LANGUAGES = tuple(_LABELS)
+
+
+def real_name(names: Mapping[str, str], logical: str) -> str:
+    """The attribute name the admin chose for ``logical`` (``logical`` itself when ``names`` has no entry)."""
+    return names.get(logical) or logical
+
+
+def entity_defs(names: Mapping[str, str], entity: str = DOCUMENT) -> dict[str, Any]:
+    """The ``entityDefs/<entity>.json`` content defining docsync's custom fields of ``entity``.
+
+    ``{"fields": {<real name>: {"type": ..., ..., "isCustom": true}}}``, ready for ``json.dump``. Raises
+    ``ValueError`` for an entity other than ``Document`` or ``Account``.
+    """
+    fields = _fields_of(entity)
+    return {
+        "fields": {
+            real_name(names, logical): {**copy.deepcopy(definition), "isCustom": True}
+            for logical, definition in fields.items()
+        }
+    }
+
+
+def i18n_labels(names: Mapping[str, str], language: str = "de_DE", entity: str = DOCUMENT) -> dict[str, Any]:
+    """The ``i18n/<language>/<entity>.json`` content: field labels and enum option labels, by real name.
+
+    ``language`` is ``"de_DE"`` or ``"en_US"``; anything else raises ``ValueError``.
+    """
+    if language not in _LABELS:
+        raise ValueError(f"no labels for language {language!r}; choose one of {', '.join(LANGUAGES)}")
+    fields = _fields_of(entity)
+    labels = {real_name(names, logical): _LABELS[language][logical] for logical in fields}
+    options = {
+        real_name(names, logical): dict(option_labels)
+        for logical, option_labels in _OPTION_LABELS[language].items()
+        if logical in fields
+    }
+    return {"fields": labels, "options": options}
+
+
+def check_fields(
+    metadata_fields: Mapping[str, Any] | None, names: Mapping[str, str], entity: str = DOCUMENT
+) -> list[str]:
+    """Every problem with docsync's fields in ``metadata_fields`` (``entityDefs.<entity>.fields``), with its fix.
+
+    Reports a missing field, a wrong type, an enum without a required option, a varchar shorter than needed and
+    a read-only field (EspoCRM silently drops API writes to read-only fields). An empty list means all is well.
+    ``None`` (what ``GET Metadata?key=...`` returns for an unknown key) counts as "no fields".
+    """
+    present: Mapping[str, Any] = metadata_fields or {}
+    problems: list[str] = []
+    for logical, wanted in _fields_of(entity).items():
+        name = real_name(names, logical)
+        label = name if name == logical else f"{name} (docsync's {logical})"
+        fix = f"fix it in Administration > Entity Manager > {entity} > Fields, or run `docsync espocrm-fields`"
+        actual = present.get(name)
+        if not isinstance(actual, Mapping):
+            problems.append(_missing(entity, logical, name, label, wanted, present))
+            continue
+        if actual.get("type") != wanted["type"]:
+            problems.append(
+                f"{entity} field {label} has type {actual.get('type')!r} but docsync needs {wanted['type']!r}: "
+                f"remove it and add it again with type {wanted['type']} in Administration > Entity Manager > "
+                f"{entity} > Fields, or point espocrm.fields.{logical} at a field of that type"
+            )
+            continue
+        if wanted["type"] == "enum":
+            have = actual.get("options") or []
+            missing = [option for option in _as_list(wanted["options"]) if option not in have]
+            if missing:
+                shown = ", ".join(repr(option) for option in missing)
+                problems.append(f"{entity} field {label} lacks the option(s) {shown}: {fix} (add the options)")
+        if wanted["type"] == "varchar":
+            needed = int(str(wanted["maxLength"]))
+            have_length = actual.get("maxLength")
+            if isinstance(have_length, int) and have_length < needed:
+                problems.append(
+                    f"{entity} field {label} allows only {have_length} characters but docsync writes up to "
+                    f"{needed}: {fix} (set Max Length to {needed})"
+                )
+        if actual.get("readOnly"):
+            problems.append(
+                f"{entity} field {label} is read-only, so EspoCRM silently ignores docsync's writes to it: "
+                f"{fix} (untick Read-only)"
+            )
+    return problems
+
+
+def _missing(
+    entity: str,
+    logical: str,
+    name: str,
+    label: str,
+    wanted: Mapping[str, object],
+    present: Mapping[str, Any],
+) -> str:
+    message = (
+        f"{entity} field {label} (type {wanted['type']}) is missing: add it in Administration > Entity Manager > "
+        f"{entity} > Fields, or run `docsync espocrm-fields`"
+    )
+    prefixed = "c" + name[:1].upper() + name[1:]
+    if isinstance(present.get(prefixed), Mapping):
+        message += (
+            f"; {prefixed} exists (EspoCRM ≥ 8.2 prefixes custom fields with 'c'): if it is this field, set "
+            f'espocrm.fields.{logical} = "{prefixed}" in the config'
+        )
+    return message
+
+
+def _fields_of(entity: str) -> dict[str, dict[str, object]]:
+    try:
+        return FIELDS_BY_ENTITY[entity]
+    except KeyError:
+        raise ValueError(f"docsync defines no fields for entity {entity!r}; choose Document or Account") from None
+
+
+def _as_list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list | tuple) else []
