@@ -1,0 +1,33 @@
+"""Fixtures of the preview tests: the corpus, one warm service for the session, image helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from docsync_cli.preview import PreviewService
+from docsync_cli.preview.office import find_soffice, find_uno_python
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
+
+
+def office_available() -> bool:
+    return find_soffice() is not None and find_uno_python() is not None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("needs_soffice") and not office_available():
+        pytest.skip("LibreOffice (soffice) with python3-uno is not installed")
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def service() -> Iterator[PreviewService]:
+    with PreviewService() as svc:
+        yield svc
