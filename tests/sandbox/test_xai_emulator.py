@@ -232,7 +232,7 @@ def test_files_list_filter(api: httpx.Client) -> None:
     # xai.md §5.2 filter: name/file_name fuzzy, file_id exact, AND
     a = upload(api, "Quarterly Report.pdf", b"%PDF-1.4")["id"]
     b = upload(api, "quarterly-notes.txt", b"notes")["id"]
-    upload(api, "other.txt", b"zzz")
+    c = upload(api, "other.txt", b"zzz")["id"]
 
     def ids(flt: str) -> set[str]:
         resp = api.get("/v1/files", params={"filter": flt})
@@ -241,7 +241,9 @@ def test_files_list_filter(api: httpx.Client) -> None:
 
     assert ids('name:"quarterly"') == {a, b}
     assert ids('file_name:"NOTES"') == {b}
-    assert ids('name = "other.txt"') == set() - {a, b} | {f for f in ids('name:"other"')}
+    assert ids('name = "other.txt"') == {c}
+    assert ids('name = "other"') == set()  # `=` is exact, `:` is the fuzzy match
+    assert ids('name:"other" OR file_id = "' + a + '"') == {a, c}
     assert ids(f'file_id = "{a}"') == {a}
     assert ids('name:"quarterly" AND file_name:".txt"') == {b}
     assert_error(api.get("/v1/files", params={"filter": 'colour = "red"'}), 400, CODE_400)
