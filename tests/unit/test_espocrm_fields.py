@@ -1,0 +1,123 @@
+"""EspoCRM custom fields: metadata and labels under logical and renamed names, and the live-metadata check."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from docsync_cli.espocrm_fields import (
+    ACCOUNT_FIELDS,
+    REQUIRED_FIELDS,
+    XAI_SYNC_STATUS_OPTIONS,
+    check_fields,
+    entity_defs,
+    i18n_labels,
+)
+
+LOGICAL = {name: name for name in REQUIRED_FIELDS}
+PREFIXED = {name: "c" + name[0].upper() + name[1:] for name in REQUIRED_FIELDS}  # EspoCRM >= 8.2 style
+
+
+def test_required_fields_match_the_contract() -> None:
+    assert REQUIRED_FIELDS["dateiStatus"] == {
+        "type": "enum",
+        "options": ["", "Neu", "Geändert", "Gesynct", "Fehler"],
+        "default": "Neu",
+    }
+    assert REQUIRED_FIELDS["md5"]["maxLength"] == 32
+    assert REQUIRED_FIELDS["sha"]["maxLength"] == 64
+    assert REQUIRED_FIELDS["xaiFileId"]["maxLength"] == 100
+    assert REQUIRED_FIELDS["xaiCollections"]["type"] == "array"
+    assert REQUIRED_FIELDS["xaiSyncedHash"]["maxLength"] == 64
+    assert REQUIRED_FIELDS["xaiSyncStatus"]["options"] == ["", "pending", "syncing", "synced", "failed"]
+    assert REQUIRED_FIELDS["xaiSyncError"]["type"] == "text"
+    assert REQUIRED_FIELDS["preview"]["type"] == "image"
+    assert ACCOUNT_FIELDS == {"xaiCollectionId": {"type": "varchar", "maxLength": 100}}
+
+
+def test_entity_defs_uses_logical_names_by_default() -> None:
+    defs = entity_defs({})
+    assert set(defs["fields"]) == set(REQUIRED_FIELDS)
+    assert all(field["isCustom"] is True for field in defs["fields"].values())
+    assert defs["fields"]["md5"] == {"type": "varchar", "maxLength": 32, "isCustom": True}
+    json.dumps(defs)  # ready to write as Document.json
+
+
+def test_entity_defs_with_renamed_fields_and_no_shared_state() -> None:
+    defs = entity_defs(PREFIXED)
+    assert set(defs["fields"]) == set(PREFIXED.values())
+    assert defs["fields"]["cDateiStatus"]["options"] == ["", "Neu", "Geändert", "Gesynct", "Fehler"]
+    defs["fields"]["cDateiStatus"]["options"].append("mutated")
+    assert "mutated" not in entity_defs(PREFIXED)["fields"]["cDateiStatus"]["options"]
+
+
+def test_entity_defs_for_account() -> None:
+    assert entity_defs({"xaiCollectionId": "cXaiCollectionId"}, entity="Account") == {
+        "fields": {"cXaiCollectionId": {"type": "varchar", "maxLength": 100, "isCustom": True}}
+    }
+    with pytest.raises(ValueError, match="Contact"):
+        entity_defs({}, entity="Contact")
+
+
+@pytest.mark.parametrize(
+    ("language", "status_label", "new_label"), [("de_DE", "Datei-Status", "Neu"), ("en_US", "File Status", "New")]
+)
+def test_labels(language: str, status_label: str, new_label: str) -> None:
+    labels = i18n_labels(PREFIXED, language)
+    assert set(labels["fields"]) == set(PREFIXED.values())
+    assert labels["fields"]["cDateiStatus"] == status_label
+    assert labels["options"]["cDateiStatus"]["Neu"] == new_label
+    assert set(labels["options"]["cXaiSyncStatus"]) == set(XAI_SYNC_STATUS_OPTIONS)
+
+
+def test_labels_reject_unknown_language() -> None:
+    with pytest.raises(ValueError, match="de_DE"):
+        i18n_labels({}, "fr_FR")
+
+
+def live_metadata(names: dict[str, str]) -> dict[str, Any]:
+    """What GET Metadata?key=entityDefs.Document.fields would return with all fields set up correctly."""
+    fields: dict[str, Any] = {"name": {"type": "varchar"}, "file": {"type": "file"}}
+    fields.update(entity_defs(names)["fields"])
+    return fields
+
+
+def test_check_accepts_correct_fields_logical_and_renamed() -> None:
+    assert check_fields(live_metadata(LOGICAL), LOGICAL) == []
+    assert check_fields(live_metadata(PREFIXED), PREFIXED) == []
+    assert (
+        check_fields({"cXaiCollectionId": {"type": "varchar"}}, {"xaiCollectionId": "cXaiCollectionId"}, "Account")
+        == []
+    )
+
+
+def test_check_reports_every_missing_field_with_the_fix() -> None:
+    problems = check_fields(None, LOGICAL)
+    assert len(problems) == len(REQUIRED_FIELDS)
+    assert all("Administration > Entity Manager > Document > Fields" in problem for problem in problems)
+    assert all("docsync espocrm-fields" in problem for problem in problems)
+
+
+def test_check_suggests_the_c_prefix_when_names_were_not_configured() -> None:
+    problems = check_fields(live_metadata(PREFIXED), {})
+    assert len(problems) == len(REQUIRED_FIELDS)
+    assert 'espocrm.fields.dateiStatus = "cDateiStatus"' in problems[0]
+
+
+def test_check_reports_wrong_type_missing_option_short_varchar_and_read_only() -> None:
+    metadata = live_metadata(PREFIXED)
+    metadata["cMd5"] = {"type": "text"}
+    metadata["cDateiStatus"] = {"type": "enum", "options": ["", "Neu", "Gesynct"]}
+    metadata["cSha"] = {"type": "varchar", "maxLength": 40}
+    metadata["cXaiFileId"] = {"type": "varchar", "maxLength": 100, "readOnly": True}
+    problems = check_fields(metadata, PREFIXED)
+    assert len(problems) == 4, problems
+    by_field = {problem.split()[2]: problem for problem in problems}
+    assert "type 'text' but docsync needs 'varchar'" in by_field["cMd5"]
+    assert "(docsync's md5)" in by_field["cMd5"]
+    assert "'Geändert', 'Fehler'" in by_field["cDateiStatus"]
+    assert "Entity Manager > Document > Fields" in by_field["cDateiStatus"]
+    assert "set Max Length to 64" in by_field["cSha"]
+    assert "read-only" in by_field["cXaiFileId"]
