@@ -1,0 +1,561 @@
+"""The command line: thin Typer commands, and the one place where errors become advice and exit codes.
+
+Heavy modules (httpx, pydantic, the engine, Pillow) are imported inside the commands so that ``docsync --help``
+starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from . import __version__
+from .errors import (
+    AuthError,
+    ConfigError,
+    DocsyncError,
+    LockHeld,
+    RunFatal,
+    ServiceUnreachable,
+    UnsafePlan,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .engine import RunSummary
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_REMOTE, EXIT_LOCAL, EXIT_LOCKED = 0, 1, 2, 3, 4, 75
+EXIT_CODES_HELP = """Exit codes: 0 all done · 1 some documents failed (or --dry-run found work) · 2 usage or
+configuration error · 3 authentication, permission or a service unreachable (run aborted) · 4 local problem (disk,
+lock backend) or an unsafe plan refused · 75 another run holds the lock."""
+
+app = typer.Typer(
+    help="Keep EspoCRM documents searchable in xAI Collections.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+sandbox_app = typer.Typer(help="Local EspoCRM and xAI emulators for trying docsync safely.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+log = logging.getLogger("docsync")
+
+
+class Context:
+    def __init__(self, config: Path | None, verbose: int, log_format: str) -> None:
+        self.config = config
+        self.verbose = verbose
+        self.log_format = log_format
+        self._settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from .config import load_settings
+
+            self._settings = load_settings(self.config)
+            _install_redaction(self._settings)
+        return self._settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"docsync {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (default: "
+                                                "$DOCSYNC_CONFIG, else /etc/docsync/config.toml).")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: HTTP).")] = 0,
+    log_format: Annotated[str, typer.Option("--log-format", help="Log lines as 'text' or 'json'.")] = "text",
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("--log-format must be 'text' or 'json'")
+    ctx.obj = Context(config, verbose, log_format)
+    _setup_logging(verbose, log_format)
+
+
+T = TypeVar("T")
+
+
+def _guard(fn: Callable[[], int]) -> None:
+    """Run a command body; translate every docsync error into advice and its exit code (the only place)."""
+    try:
+        code = fn()
+    except DocsyncError as exc:
+        code = report_error(exc)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        code = 130
+    raise typer.Exit(code)
+
+
+def report_error(exc: DocsyncError) -> int:
+    err = _stderr()
+    if isinstance(exc, ConfigError):
+        err.print("[bold red]configuration problems:[/]")
+        for problem in exc.problems:
+            err.print(f"  • {problem}", markup=False, highlight=False)
+        err.print("See `docsync --help` and the README's Configuration section.")
+        return EXIT_USAGE
+    if isinstance(exc, UsageError):
+        err.print(f"usage error: {exc}", markup=False, highlight=False)
+        return EXIT_USAGE
+    if isinstance(exc, LockHeld):
+        err.print(f"docsync: skipped, {exc}; try again later or pass --wait SECONDS", markup=False,
+                  highlight=False)
+        return EXIT_LOCKED
+    if isinstance(exc, AuthError):
+        which = "ESPOCRM_API_KEY (and ESPOCRM_SECRET_KEY for HMAC)" if exc.service == "espocrm" else (
+            "XAI_API_KEY" if exc.service == "xai" else "XAI_MANAGEMENT_KEY")
+        hint = ("check " + which + "; for 403 also the API user's role (EspoCRM) or the key's permissions "
+                "(xAI console)")
+        err.print(f"docsync: run aborted: {exc}\n  fix: {hint}. Documents not reached keep their status.",
+                  markup=False, highlight=False)
+        return EXIT_REMOTE
+    if isinstance(exc, ServiceUnreachable):
+        err.print(f"docsync: run aborted: {exc}\n  fix: check the URL and the network; the next run retries.",
+                  markup=False, highlight=False)
+        return EXIT_REMOTE
+    if isinstance(exc, UnsafePlan):
+        err.print(f"docsync: refused: {exc}", markup=False, highlight=False)
+        return EXIT_LOCAL
+    if isinstance(exc, RunFatal):
+        err.print(f"docsync: run aborted: {exc}", markup=False, highlight=False)
+        return int(getattr(exc, "exit_code", EXIT_LOCAL))
+    err.print(f"docsync: {exc}", markup=False, highlight=False)
+    return EXIT_PARTIAL
+
+
+# ---------------------------------------------------------------------------------------------------
+# sync / prune
+
+
+@app.command()
+def sync(
+    ctx: typer.Context,
+    ids: Annotated[list[str] | None, typer.Option("--id", help="Only this document (repeatable); also retries "
+                                                  "documents held back after a permanent failure.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing to either service. "
+                                          "Exit 1 when there is work.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Work on at most N documents.")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, max=32,
+                                                    help="Documents in flight (default: sync.concurrency).")] = None,
+    wait: Annotated[float | None, typer.Option("--wait", min=0, help="Wait up to SECONDS for a running sync "
+                                               "instead of exiting 75.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Check every document's collections, and delete files "
+                                       "whose EspoCRM document is gone.")] = False,
+    force_delete: Annotated[bool, typer.Option("--force-delete", help="Allow deletions above sync.max_delete / "
+                                               "sync.max_delete_percent.")] = False,
+    no_preview: Annotated[bool, typer.Option("--no-preview", help="Skip previews in this run.")] = False,
+    metrics_file: Annotated[Path | None, typer.Option("--metrics-file", help="Write Prometheus textfile "
+                                                      "metrics here after the run.")] = None,
+) -> None:
+    """Reconcile EspoCRM documents into xAI Collections (the job the timer runs)."""
+    from .engine import RunOptions
+
+    options = RunOptions(ids=frozenset(ids) if ids else None, dry_run=dry_run, full=full, limit=limit,
+                         force_delete=force_delete)
+    command = "sync" + (" --full" if full else "") + (" --dry-run" if dry_run else "") + (
+        f" --id {' --id '.join(ids)}" if ids else "")
+    _guard(lambda: _run(ctx.obj, options, command, concurrency, wait, not no_preview, metrics_file))
+
+
+@app.command()
+def prune(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
+    force_delete: Annotated[bool, typer.Option("--force-delete", help="Allow deletions above the limits.")] = False,
+    wait: Annotated[float | None, typer.Option("--wait", min=0)] = None,
+) -> None:
+    """Delete xAI files whose EspoCRM document is gone (only files docsync put there itself)."""
+    from .engine import RunOptions
+
+    options = RunOptions(full=True, dry_run=dry_run, force_delete=force_delete, prune_only=True)
+    _guard(lambda: _run(ctx.obj, options, "prune" + (" --dry-run" if dry_run else ""), None, wait, False, None))
+
+
+def _run(obj: Context, options: Any, command: str, concurrency: int | None, wait: float | None,
+         previews_on: bool, metrics_file: Path | None) -> int:
+    from .engine import Engine
+    from .history import History, RunRecord
+    from .locks import make_locks
+    from .services import engine_settings, open_services
+    from .state import StateStore
+
+    settings = obj.settings()
+    locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds)
+    started, started_mono = datetime.now(UTC), time.monotonic()
+    stop = threading.Event()
+    _on_sigterm(stop)
+    locks.acquire_run(wait)
+    summary: RunSummary | None = None
+    error: DocsyncError | None = None
+    try:
+        state = StateStore(settings.state_dir)
+        history = History(settings.state_dir)
+        try:
+            with open_services(settings) as services, _previews(settings, previews_on and not options.dry_run) as pv:
+                progress = _Progress(obj)
+                engine = Engine(services.espo, services.xai, state, locks,
+                                engine_settings(settings, concurrency), previews=pv,
+                                on_result=progress.advance, stop=stop)
+                with progress:
+                    summary = engine.run(options)
+                    if summary.plan is not None:
+                        progress.total(len(summary.plan.work))
+                for result in summary.results:
+                    if result.preview in (None, "written", "unchanged", "off"):
+                        history.clear_preview_error(result.doc_id)
+                    else:
+                        history.set_preview_error(result.doc_id, result.preview)
+        except DocsyncError as exc:
+            error = exc
+        code = summary.exit_code if summary and error is None else (report_error(error) if error else 1)
+        if summary is not None and error is None:
+            _print_summary(summary, options.dry_run)
+            if options.dry_run and summary.plan and (summary.plan.work or summary.plan.deletions):
+                code = max(code, EXIT_PARTIAL)
+            if summary.fatal is not None:
+                code = report_error(summary.fatal)
+        finished = datetime.now(UTC)
+        record = RunRecord(started_at=_iso(started), finished_at=_iso(finished),
+                           duration_seconds=round(time.monotonic() - started_mono, 3), command=command,
+                           exit_code=code, counts=summary.counts() if summary else {}, host=socket.gethostname(),
+                           pid=os.getpid(), error=str(error or (summary.fatal if summary else "") or "") or None)
+        if not options.dry_run:
+            history.record(record)
+        if metrics_file is not None:
+            from .metrics import write_metrics
+
+            last = history.last_success()
+            write_metrics(metrics_file, record, _epoch(last.finished_at) if last else None)
+        history.close()
+        state.close()
+        return code
+    finally:
+        locks.release_run()
+        locks.close()
+
+
+class _previews:
+    """Context manager yielding a warm PreviewService, or None when previews are off."""
+
+    def __init__(self, settings: Settings, enabled: bool) -> None:
+        self.settings = settings
+        self.enabled = enabled and settings.preview.enabled
+        self.service: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from .preview import PreviewLimits, PreviewService
+
+        limits = PreviewLimits(timeout_seconds=self.settings.preview.timeout_seconds,
+                               memory_bytes=self.settings.preview.memory_mb * 1024 * 1024)
+        self.service = PreviewService(limits).__enter__()
+        return self.service
+
+    def __exit__(self, *exc: object) -> None:
+        if self.service is not None:
+            self.service.__exit__(None, None, None)
+
+
+class _Progress:
+    """A rich progress bar on a terminal; otherwise nothing (the engine logs one line per document)."""
+
+    def __init__(self, obj: Context) -> None:
+        self.enabled = sys.stderr.isatty() and obj.log_format == "text"
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                      console=_stderr(), transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task("sync", total=None)
+        return self
+
+    def total(self, n: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, total=n)
+
+    def advance(self, result: Any) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+
+
+def _print_summary(summary: RunSummary, dry_run: bool) -> None:
+    out = _stdout()
+    plan = summary.plan
+    if plan is None:
+        return
+    if dry_run:
+        if not plan.work and not plan.deletions:
+            out.print(f"Nothing to do ({plan.unchanged} documents in step).")
+        for item in plan.work:
+            out.print(f"would sync  {item.doc.id}  {item.doc.name!r}: {item.reason}", markup=False, highlight=False)
+        for deletion in plan.deletions:
+            m = deletion.member
+            out.print(f"would delete  {m.file_id} from {m.collection_id} (document {m.crm_document_id}): "
+                      f"{deletion.reason}", markup=False, highlight=False)
+        for item in plan.held_back:
+            out.print(f"held back  {item.doc.id}  {item.doc.name!r}: {item.reason}", markup=False, highlight=False)
+        return
+    counts = summary.counts()
+    parts = [f"{counts.get(k, 0)} {k}" for k in ("synced", "pending", "failed", "deferred", "skipped")
+             if counts.get(k)]
+    parts.append(f"{plan.unchanged} unchanged")
+    if summary.deleted:
+        parts.append(f"{len(summary.deleted)} deleted")
+    if counts.get("preview_failed"):
+        parts.append(f"{counts['preview_failed']} previews failed")
+    out.print("docsync: " + ", ".join(parts), markup=False, highlight=False)
+    for result in summary.results:
+        if result.outcome == "failed":
+            out.print(f"  failed  {result.doc_id}  {result.name!r}: {result.detail}", markup=False, highlight=False)
+    for note in summary.notes:
+        out.print(f"  note: {note}", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# status, explain, preview, check, espocrm-fields
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Report: documents per status, failures, missing previews, recent runs, the lock holder."""
+    def body() -> int:
+        from .report import collect_status, render_status
+
+        settings = ctx.obj.settings()
+        data = collect_status(settings)
+        if as_json:
+            typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        else:
+            render_status(data, _stdout())
+        return EXIT_OK
+
+    _guard(body)
+
+
+@app.command()
+def explain(
+    ctx: typer.Context,
+    doc_id: Annotated[str, typer.Option("--id", help="The EspoCRM Document id.")],
+) -> None:
+    """Everything docsync knows about one document, and what the next run would do with it."""
+    def body() -> int:
+        from .report import explain_document
+
+        explain_document(ctx.obj.settings(), doc_id, _stdout())
+        return EXIT_OK
+
+    _guard(body)
+
+
+@app.command()
+def preview(
+    ctx: typer.Context,
+    doc_id: Annotated[str, typer.Option("--id", help="The EspoCRM Document id.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the WebP here instead of uploading it.")] = None,
+) -> None:
+    """Regenerate one document's preview (or write it to a file to look at)."""
+    def body() -> int:
+        from .report import regenerate_preview
+
+        typer.echo(regenerate_preview(ctx.obj.settings(), doc_id, out))
+        return EXIT_OK
+
+    _guard(body)
+
+
+@app.command()
+def check(ctx: typer.Context) -> None:
+    """Validate the config, reach both services read-only, verify fields, collections and preview tools."""
+    def body() -> int:
+        from .report import run_checks
+
+        ok = run_checks(ctx.obj.config, _stdout())
+        return EXIT_OK if ok else EXIT_USAGE
+
+    _guard(body)
+
+
+@app.command("espocrm-fields")
+def espocrm_fields(
+    ctx: typer.Context,
+    language: Annotated[str, typer.Option("--language", help="Labels: de_DE or en_US.")] = "de_DE",
+) -> None:
+    """Print the EspoCRM entityDefs JSON that creates docsync's custom Document fields."""
+    def body() -> int:
+        from .config import FieldNames
+        from .espocrm_fields import entity_defs, i18n_labels
+
+        try:
+            names = ctx.obj.settings().espocrm.fields.model_dump()
+        except ConfigError:
+            names = FieldNames().model_dump()
+        typer.echo("// custom/Espo/Custom/Resources/metadata/entityDefs/Document.json")
+        typer.echo(json.dumps(entity_defs(names), indent=4, ensure_ascii=False))
+        typer.echo(f"// custom/Espo/Custom/Resources/i18n/{language}/Document.json")
+        typer.echo(json.dumps(i18n_labels(names, language), indent=4, ensure_ascii=False))
+        typer.echo("// then: Administration > Rebuild (or `php command.php rebuild`)")
+        return EXIT_OK
+
+    _guard(body)
+
+
+# ---------------------------------------------------------------------------------------------------
+# sandbox and demo
+
+
+@sandbox_app.command("serve")
+def sandbox_serve(
+    espocrm_port: Annotated[int, typer.Option(help="Port of the EspoCRM emulator (0 = any free).")] = 0,
+    xai_port: Annotated[int, typer.Option(help="Port of the xAI Files API emulator (0 = any free).")] = 0,
+    management_port: Annotated[int, typer.Option(help="Port of the xAI Management emulator.")] = 0,
+    processing_delay: Annotated[float, typer.Option(help="Seconds xAI keeps documents PROCESSING.")] = 1.0,
+) -> None:
+    """Run both emulators seeded with a sample firm, and print the environment block to use them."""
+    from .sandbox.seed import Sandbox, corpus_dir
+
+    with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port)) as sandbox:
+        sandbox.seed_firm(corpus_dir())
+        typer.echo("# Emulators running; paste this into your shell, then run `docsync sync`:")
+        for key, value in sandbox.environment(Path.cwd() / ".docsync-sandbox-state").items():
+            typer.echo(f"export {key}={value}")
+        typer.echo("# Ctrl-C stops the emulators.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def demo(
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="Keep the emulators up afterwards.")] = False,
+) -> None:
+    """Start the emulators, seed a firm, run a real `docsync sync` against them, and show the result."""
+    from .sandbox.demo import run_demo
+
+    raise typer.Exit(run_demo(keep_running=keep_running))
+
+
+# ---------------------------------------------------------------------------------------------------
+# plumbing
+
+
+def _stdout() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _stderr() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch(iso: str) -> float:
+    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def _on_sigterm(stop: threading.Event) -> None:
+    """SIGTERM (systemd stop): start no new document, finish the ones in hand, release the lock, exit."""
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("stop requested (signal %d): finishing the documents in hand", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="seconds"),
+                           "level": record.levelname.lower(), "logger": record.name,
+                           "message": record.getMessage()}, ensure_ascii=False)
+
+
+class _Redactor(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+_REDACTOR = _Redactor()
+
+
+def _install_redaction(settings: Settings) -> None:
+    from .config import secret_values
+
+    _REDACTOR.secrets = [s for s in secret_values(settings) if s]
+
+
+def _setup_logging(verbose: int, log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_REDACTOR)
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("docsync")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    interactive = sys.stderr.isatty()
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if (verbose or not interactive) else logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Builds the service clients and the engine from validated settings (the composition root).
+
+Tests pass ``transports`` (e.g. ``httpx.MockTransport``) to stub at the transport; everything else is real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from . import espocrm, xai
+from .config import Settings
+from .engine import EngineSettings, LinkRule
+from .plan import DeleteLimits
+from .transport import RetryPolicy, ServiceClient, Throttle
+
+
+@dataclass
+class Services:
+    espo: espocrm.EspoClient
+    xai: xai.XaiClient
+    http_clients: list[httpx.Client]
+
+    def request_counts(self) -> dict[str, int]:
+        return {"espocrm": self.espo.service.request_count,
+                "xai_files": self.xai.files.request_count,
+                "xai_management": self.xai.management.request_count}
+
+
+@contextlib.contextmanager
+def open_services(settings: Settings, transports: dict[str, httpx.BaseTransport] | None = None,
+                  retry: RetryPolicy | None = None) -> Iterator[Services]:
+    transports = transports or {}
+    policy = retry or RetryPolicy(attempts=settings.sync.max_attempts)
+    throttle_limit = max(4, settings.sync.concurrency * 2)
+    secret = settings.espocrm.secret_key.get_secret_value() if settings.espocrm.secret_key else None
+    espo_http = espocrm.build_http_client(settings.espocrm.url, settings.espocrm.api_key.get_secret_value(), secret,
+                                          settings.espocrm.timeout_seconds, transports.get("espocrm"))
+    files_http = xai.build_http_client(settings.xai.api_url, settings.xai.api_key.get_secret_value(),
+                                       settings.xai.timeout_seconds, transports.get("xai_files"))
+    mgmt_http = xai.build_http_client(settings.xai.management_url, settings.xai.management_key.get_secret_value(),
+                                      settings.xai.timeout_seconds, transports.get("xai_management"))
+    deadline = settings.sync.request_deadline_seconds
+    espo_service = ServiceClient("espocrm", espo_http, deadline_seconds=deadline, retry=policy,
+                                 detail=espocrm.espo_detail, throttle=Throttle(limit=throttle_limit))
+    xai_throttle = Throttle(limit=throttle_limit)  # one budget for both xAI hosts
+    files = ServiceClient("xai", files_http, deadline_seconds=deadline, retry=policy, detail=xai.xai_detail,
+                          throttle=xai_throttle)
+    management = ServiceClient("xai-management", mgmt_http, deadline_seconds=deadline, retry=policy,
+                               detail=xai.xai_detail, throttle=xai_throttle)
+    services = Services(espocrm.EspoClient(espo_service, settings.espocrm.fields.model_dump()),
+                        xai.XaiClient(files, management), [espo_http, files_http, mgmt_http])
+    try:
+        yield services
+    finally:
+        for client in services.http_clients:
+            client.close()
+
+
+def engine_settings(settings: Settings, concurrency: int | None = None, temp_dir: Path | None = None
+                    ) -> EngineSettings:
+    return EngineSettings(
+        static_collections=tuple(settings.collections.static),
+        links=tuple(LinkRule(rule.link, rule.field) for rule in settings.collections.links),
+        max_file_bytes=settings.xai.max_file_bytes,
+        processing_wait_seconds=settings.sync.processing_wait_seconds,
+        poll_interval_seconds=settings.sync.poll_interval_seconds,
+        concurrency=concurrency or settings.sync.concurrency,
+        delete_limits=DeleteLimits(settings.sync.max_delete, settings.sync.max_delete_percent),
+        temp_dir=temp_dir or Path(tempfile.gettempdir()),
+    )
