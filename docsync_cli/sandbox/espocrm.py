@@ -989,6 +989,16 @@ class EspoEmulator(EmulatorBase):
     # ===============================================================================================
     # Seed and inspection API (tests, demo, benchmarks). Thread-safe through ``self.lock``.
 
+    def reset(self) -> None:
+        """Forget all records, attachments, links, failed logins, journal entries and fault rules."""
+        with self.lock:
+            self.records = {name: {} for name in self.entities}
+            self.blobs.clear()
+            self.link_tables = {name: LinkTable() for name in self.link_tables}
+            self._auth_failures.clear()
+        self.faults.clear()
+        self.clear_journal()
+
     def add_account(self, name: str, collection_id: str | None = None) -> str:
         with self.lock:
             return self._add_simple("Account", {"name": name, self.attr("xaiCollectionId"): collection_id})
