@@ -282,7 +282,12 @@ class ListParams:
 
 
 class EspoEmulator(EmulatorBase):
-    """EspoCRM with Document/Account/Contact/Attachment, one API user, and a seed/inspection API for tests."""
+    """EspoCRM with Document/Account/Contact/Attachment, one API user, and a seed/inspection API for tests.
+
+    ``secret_key`` makes the API user an HMAC user; ``optimistic_concurrency`` enables ``versionNumber`` on
+    Document; ``field_names`` maps docsync's logical custom-field names to attribute names (``"preview"`` maps the
+    image *field*, e.g. ``"cPreview"`` → ``cPreviewId``); ``auth_max_failed_attempts`` (0 = off) is §1.4's limit.
+    """
 
     def __init__(
         self,

@@ -259,7 +259,7 @@ WHERE_CASES: list[tuple[str, list[dict[str, Any]], list[str]]] = [
 
 def php_query(items: list[dict[str, Any]], acme: str) -> httpx.QueryParams:
     """Flatten where items into PHP bracket form (`where[0][value][]=...`) like the official clients."""
-    pairs: list[tuple[str, str]] = []
+    pairs: list[tuple[str, str | int | float | bool | None]] = []
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
