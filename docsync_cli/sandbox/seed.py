@@ -55,7 +55,7 @@ TEXT_NOTE = """Aktennotiz – Fristen
 2. Stellungnahme zum Gutachten bis 08.01.
 3. Mandant über Kostenrisiko informieren.
 """.encode()
-CSV_NOTE = "Monat;Stunden;Betrag\nSeptember;12,5;3125,00\nOktober;8,0;2000,00\n".encode()
+CSV_NOTE = b"Monat;Stunden;Betrag\nSeptember;12,5;3125,00\nOktober;8,0;2000,00\n"
 BROKEN_PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pa"  # truncated
 
 
