@@ -1,0 +1,327 @@
+"""The pure planner (``docsync_cli.plan``): every branch of ``why_work``, run selection, deletion caps and the
+per-document plan. No I/O; every test builds its snapshots with the small builders below."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from docsync_cli.errors import UnsafePlan
+from docsync_cli.model import Content, CrmDocument, LocalRecord, Membership, RemoteMember
+from docsync_cli.plan import DeleteLimits, plan_deletions, plan_document, plan_run, why_work
+
+SHA = "a" * 64
+OTHER_SHA = "b" * 64
+PROCESSED = "DOCUMENT_STATUS_PROCESSED"
+FAILED = "DOCUMENT_STATUS_FAILED"
+
+
+def synced_doc(**changes: object) -> CrmDocument:
+    """A document in step with xAI: Gesynct, hashes agree, an xAI file recorded."""
+    base = CrmDocument(id="doc1", name="Vertrag", modified_at="2025-03-01 12:00:00", file_id="att1",
+                       file_name="vertrag.pdf", datei_status="Gesynct", md5="m" * 32, sha=SHA, xai_file_id="file_1",
+                       xai_collections=("col_a",), xai_synced_hash=SHA, xai_sync_status="synced")
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def local_for(doc: CrmDocument, **changes: object) -> LocalRecord:
+    """What this host would remember after syncing ``doc`` itself."""
+    base = LocalRecord(doc_id=doc.id, file_id=doc.file_id, sha256=doc.sha, md5=doc.md5, xai_file_id=doc.xai_file_id,
+                       collections=doc.xai_collections, crm_modified_at=doc.modified_at)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def failed_local(doc: CrmDocument, **changes: object) -> LocalRecord:
+    return local_for(doc, **({"failure_code": "file_missing", "failure_transient": False} | changes))
+
+
+def member(doc_id: str, file_id: str | None = None, collection: str = "col_a") -> RemoteMember:
+    return RemoteMember(collection, file_id or f"file_{doc_id}", doc_id, SHA)
+
+
+def content(sha: str = SHA) -> Content:
+    return Content(sha256=sha, md5="m" * 32, size=10)
+
+
+# -- why_work ------------------------------------------------------------------------------------------
+
+
+def test_explicit_id_always_works_even_when_in_step() -> None:
+    doc = synced_doc()
+    assert why_work(doc, local_for(doc), full=False, explicit=True) == "requested with --id"
+
+
+def test_status_neu_is_new() -> None:
+    assert why_work(synced_doc(datei_status="Neu"), None, full=False, explicit=False) == "new"
+
+
+def test_status_geaendert_is_changed() -> None:
+    assert why_work(synced_doc(datei_status="Geändert"), None, full=False, explicit=False) == "changed"
+
+
+def test_fehler_unknown_to_this_host_is_retried() -> None:
+    reason = why_work(synced_doc(datei_status="Fehler"), None, full=False, explicit=False)
+    assert reason is not None and "cause unknown" in reason
+
+
+def test_fehler_after_transient_failure_is_retried() -> None:
+    doc = synced_doc(datei_status="Fehler")
+    reason = why_work(doc, failed_local(doc, failure_transient=True), full=False, explicit=False)
+    assert reason is not None and "transient" in reason
+
+
+def test_fehler_permanent_waits_while_document_unchanged() -> None:
+    doc = synced_doc(datei_status="Fehler")
+    assert why_work(doc, failed_local(doc), full=False, explicit=False) is None
+
+
+def test_fehler_permanent_is_retried_once_the_document_changed() -> None:
+    doc = synced_doc(datei_status="Fehler")
+    local = failed_local(doc, crm_modified_at="2025-02-01 00:00:00")
+    reason = why_work(doc, local, full=False, explicit=False)
+    assert reason is not None and "changed since" in reason
+
+
+def test_fehler_permanent_is_retried_once_the_file_was_replaced() -> None:
+    doc = synced_doc(datei_status="Fehler")
+    reason = why_work(doc, failed_local(doc, file_id="att_old"), full=False, explicit=False)
+    assert reason is not None and "file was replaced" in reason
+
+
+@pytest.mark.parametrize("sync_status", ["syncing", "pending", "failed"])
+def test_gesynct_but_unfinished_is_worked_on(sync_status: str) -> None:
+    doc = synced_doc(xai_sync_status=sync_status)
+    assert why_work(doc, local_for(doc), full=False, explicit=False) == f"unfinished ({sync_status})"
+
+
+def test_gesynct_without_xai_file_id_has_drifted() -> None:
+    doc = synced_doc(xai_file_id=None)
+    reason = why_work(doc, local_for(doc), full=False, explicit=False)
+    assert reason is not None and "no xAI file" in reason
+
+
+@pytest.mark.parametrize("changes", [
+    {"xai_synced_hash": OTHER_SHA},  # CRM hash differs from what xAI holds
+    {"sha": None, "xai_synced_hash": None},  # no hash at all
+    {"sha": "A" * 64, "xai_synced_hash": "A" * 64},  # not lower-case hex
+    {"sha": "abc", "xai_synced_hash": "abc"},  # too short
+], ids=["differs", "missing", "upper-case", "short"])
+def test_gesynct_with_hash_drift_is_worked_on(changes: dict[str, object]) -> None:
+    doc = synced_doc(**changes)
+    reason = why_work(doc, local_for(doc), full=False, explicit=False)
+    assert reason == "drifted: hash differs from what xAI holds"
+
+
+def test_gesynct_not_yet_verified_by_this_host() -> None:
+    assert why_work(synced_doc(), None, full=False, explicit=False) == "not yet verified by this host"
+
+
+def test_gesynct_with_replaced_file_has_drifted() -> None:
+    doc = synced_doc()
+    reason = why_work(doc, local_for(doc, file_id="att_old"), full=False, explicit=False)
+    assert reason == "drifted: the file was replaced"
+
+
+@pytest.mark.parametrize("changes", [{"sha256": OTHER_SHA}, {"xai_file_id": "file_other"}])
+def test_gesynct_with_crm_fields_differing_from_last_sync_has_drifted(changes: dict[str, object]) -> None:
+    doc = synced_doc()
+    reason = why_work(doc, local_for(doc, **changes), full=False, explicit=False)
+    assert reason == "drifted: CRM fields differ from the last sync"
+
+
+def test_gesynct_in_step_needs_no_work() -> None:
+    doc = synced_doc()
+    assert why_work(doc, local_for(doc), full=False, explicit=False) is None
+
+
+def test_gesynct_in_step_is_checked_in_a_full_run() -> None:
+    doc = synced_doc()
+    assert why_work(doc, local_for(doc), full=True, explicit=False) == "full check"
+
+
+def test_empty_status_counts_as_new() -> None:
+    assert why_work(synced_doc(datei_status=None), None, full=False, explicit=False) == "new (no dateiStatus)"
+
+
+def test_unknown_status_is_treated_as_changed() -> None:
+    reason = why_work(synced_doc(datei_status="Archiviert"), None, full=False, explicit=False)
+    assert reason is not None and "'Archiviert'" in reason and "changed" in reason
+
+
+# -- plan_run ------------------------------------------------------------------------------------------
+
+
+def test_work_is_ordered_by_modified_at_then_id() -> None:
+    docs = [synced_doc(id="c", datei_status="Neu", modified_at="2025-03-02 00:00:00"),
+            synced_doc(id="b", datei_status="Neu", modified_at="2025-03-01 00:00:00"),
+            synced_doc(id="a", datei_status="Neu", modified_at="2025-03-02 00:00:00")]
+    plan = plan_run(docs, {})
+    assert [item.doc.id for item in plan.work] == ["b", "a", "c"]
+
+
+def test_in_step_documents_are_counted_unchanged_and_permanent_failures_held_back() -> None:
+    in_step = synced_doc(id="ok")
+    failed = synced_doc(id="bad", datei_status="Fehler")
+    new = synced_doc(id="new", datei_status="Neu")
+    plan = plan_run([in_step, failed, new], {"ok": local_for(in_step), "bad": failed_local(failed)})
+    assert [item.doc.id for item in plan.work] == ["new"]
+    assert [item.doc.id for item in plan.held_back] == ["bad"]
+    assert plan.unchanged == 1
+
+
+def test_id_selection_works_only_on_the_named_documents_even_in_step() -> None:
+    docs = [synced_doc(id="a"), synced_doc(id="b", datei_status="Neu")]
+    plan = plan_run(docs, {"a": local_for(docs[0])}, ids=frozenset({"a"}))
+    assert [(item.doc.id, item.reason) for item in plan.work] == [("a", "requested with --id")]
+    assert plan.unchanged == 0
+
+
+def test_id_run_never_plans_deletions() -> None:
+    plan = plan_run([synced_doc(id="a")], {}, ids=frozenset({"a"}), remote=[member("gone")])
+    assert plan.deletions == ()
+
+
+def test_limit_caps_the_work_keeping_the_oldest() -> None:
+    docs = [synced_doc(id=f"d{i}", datei_status="Neu", modified_at=f"2025-03-0{i} 00:00:00") for i in range(1, 6)]
+    plan = plan_run(docs, {}, limit=2)
+    assert [item.doc.id for item in plan.work] == ["d1", "d2"]
+
+
+def test_deletions_are_planned_only_when_the_remote_listing_is_given() -> None:
+    docs = [synced_doc(id=f"d{i}") for i in range(4)]
+    remote = [member(f"d{i}") for i in range(4)] + [member("gone")]
+    assert plan_run(docs, {}, remote=None).deletions == ()
+    planned = plan_run(docs, {}, remote=remote).deletions
+    assert [d.member.crm_document_id for d in planned] == ["gone"]
+
+
+# -- plan_deletions ------------------------------------------------------------------------------------
+
+
+def test_only_members_whose_crm_document_is_missing_are_deleted() -> None:
+    docs = [synced_doc(id="kept1"), synced_doc(id="kept2"), synced_doc(id="kept3")]
+    remote = [member("kept1"), member("kept2"), member("kept3"), member("gone", collection="col_a"),
+              member("gone", collection="col_b")]
+    deletions = plan_deletions(docs, remote, DeleteLimits())
+    assert sorted((d.member.crm_document_id, d.member.collection_id) for d in deletions) == [
+        ("gone", "col_a"), ("gone", "col_b")]
+    assert all("no longer exists" in d.reason for d in deletions)
+
+
+def test_empty_crm_listing_is_refused() -> None:
+    with pytest.raises(UnsafePlan, match="--force-delete"):
+        plan_deletions([], [member("a"), member("b")], DeleteLimits(max_count=100, max_percent=100))
+
+
+def test_more_deletions_than_max_count_are_refused() -> None:
+    docs = [synced_doc(id=f"keep{i}") for i in range(100)]
+    remote = [member(f"keep{i}") for i in range(100)] + [member(f"gone{i}") for i in range(3)]
+    with pytest.raises(UnsafePlan, match="--force-delete") as caught:
+        plan_deletions(docs, remote, DeleteLimits(max_count=2, max_percent=100))
+    assert "3 documents" in str(caught.value)
+
+
+def test_a_share_above_max_percent_is_refused() -> None:
+    docs = [synced_doc(id="keep")]
+    remote = [member("keep"), member("gone1"), member("gone2")]
+    with pytest.raises(UnsafePlan, match="--force-delete"):
+        plan_deletions(docs, remote, DeleteLimits(max_count=50, max_percent=50))
+
+
+def test_deletions_within_the_limits_pass() -> None:
+    docs = [synced_doc(id="keep")]
+    remote = [member("keep"), member("gone")]
+    assert len(plan_deletions(docs, remote, DeleteLimits(max_count=1, max_percent=50))) == 1
+
+
+def test_force_passes_mass_deletions_and_an_empty_listing() -> None:
+    remote = [member(f"gone{i}") for i in range(10)]
+    forced = DeleteLimits(max_count=1, max_percent=1, force=True)
+    assert len(plan_deletions([], remote, forced)) == 10
+    assert len(plan_deletions([synced_doc(id="x")], remote, forced)) == 10
+
+
+def test_empty_crm_listing_with_nothing_managed_is_fine() -> None:
+    assert plan_deletions([], [], DeleteLimits()) == ()
+
+
+# -- plan_document -------------------------------------------------------------------------------------
+
+
+def test_same_content_in_place_keeps_the_file() -> None:
+    doc = synced_doc()
+    plan = plan_document(doc, content(), frozenset({"col_a"}), Membership("file_1", {"col_a": PROCESSED}))
+    assert (plan.upload, plan.keep_file_id, plan.add_to, plan.remove_from, plan.retire, plan.reindex) == (
+        False, "file_1", (), (), None, ())
+    assert plan.reason == "in step"
+
+
+def test_kept_file_joins_new_and_leaves_old_collections() -> None:
+    doc = synced_doc()
+    current = Membership("file_1", {"col_a": PROCESSED, "col_old": PROCESSED})
+    plan = plan_document(doc, content(), frozenset({"col_a", "col_new", "col_b"}), current)
+    assert plan.upload is False
+    assert plan.add_to == ("col_b", "col_new")
+    assert plan.remove_from == ("col_old",)
+    assert plan.reason == "membership changed"
+
+
+def test_kept_file_whose_processing_failed_is_reindexed() -> None:
+    doc = synced_doc()
+    current = Membership("file_1", {"col_a": FAILED, "col_gone": FAILED})
+    plan = plan_document(doc, content(), frozenset({"col_a"}), current)
+    assert plan.reindex == ("col_a",)
+    assert plan.remove_from == ("col_gone",)
+
+
+def test_changed_content_uploads_and_retires_the_old_file() -> None:
+    doc = synced_doc()
+    plan = plan_document(doc, content(OTHER_SHA), frozenset({"col_a"}), Membership("file_1", {"col_a": PROCESSED}))
+    assert (plan.upload, plan.keep_file_id, plan.add_to, plan.remove_from, plan.retire) == (
+        True, None, ("col_a",), (), "file_1")
+    assert plan.reason == "new content"
+
+
+def test_first_upload_retires_nothing() -> None:
+    doc = synced_doc(xai_file_id=None, xai_synced_hash=None, datei_status="Neu")
+    plan = plan_document(doc, content(), frozenset({"col_b", "col_a"}), None)
+    assert (plan.upload, plan.add_to, plan.retire, plan.reason) == (True, ("col_a", "col_b"), None, "first upload")
+
+
+def test_vanished_xai_file_is_uploaded_again() -> None:
+    plan = plan_document(synced_doc(), content(), frozenset({"col_a"}), None)
+    assert plan.upload is True and plan.add_to == ("col_a",)
+
+
+# -- property ------------------------------------------------------------------------------------------
+
+statuses = st.sampled_from([None, "", "Neu", "Geändert", "Fehler", "Gesynct", "Other"])
+sync_statuses = st.sampled_from([None, "synced", "syncing", "pending", "failed"])
+doc_strategy = st.builds(
+    CrmDocument,
+    id=st.text("abcdef0123456789", min_size=1, max_size=4),
+    name=st.just("n"),
+    modified_at=st.sampled_from(["2025-01-01 00:00:00", "2025-02-01 00:00:00", "2025-03-01 00:00:00"]),
+    file_id=st.sampled_from([None, "att1", "att2"]),
+    datei_status=statuses,
+    sha=st.sampled_from([None, SHA, OTHER_SHA]),
+    xai_file_id=st.sampled_from([None, "file_1"]),
+    xai_synced_hash=st.sampled_from([None, SHA]),
+    xai_sync_status=sync_statuses,
+)
+
+
+@given(docs=st.lists(doc_strategy, max_size=12, unique_by=lambda d: d.id), full=st.booleans(),
+       with_local=st.booleans())
+def test_plan_without_remote_listing_never_deletes_and_only_works_on_given_docs(
+        docs: list[CrmDocument], full: bool, with_local: bool) -> None:
+    local = {d.id: local_for(d) for d in docs} if with_local else {}
+    plan = plan_run(docs, local, full=full, remote=None)
+    assert plan.deletions == ()
+    assert all(item.doc in docs for item in plan.work + plan.held_back)
+    assert len(plan.work) + len(plan.held_back) + plan.unchanged == len(docs)
+    keys = [(item.doc.modified_at, item.doc.id) for item in plan.work]
+    assert keys == sorted(keys)
