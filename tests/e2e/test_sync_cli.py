@@ -1,0 +1,272 @@
+"""End to end: the real `docsync` CLI as a subprocess against both emulators on loopback.
+
+Every assertion reads the emulators' own state (never docsync's output alone)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from docsync_cli.sandbox.http import Respond
+from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+
+CORPUS = corpus_dir()
+
+
+def docsync(sandbox: Sandbox, state: Path, *args: str, extra_env: dict[str, str] | None = None,
+            timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ESPOCRM_", "XAI_", "DOCSYNC_"))}
+    env |= sandbox.environment(state)
+    env["DOCSYNC_SYNC__MAX_ATTEMPTS"] = "3"
+    env |= extra_env or {}
+    return subprocess.run([sys.executable, "-m", "docsync_cli", *args], env=env, text=True, capture_output=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as box:
+        yield box
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def small_firm(sandbox: Sandbox) -> dict[str, str]:
+    """Two accounts with a collection each; three documents; one linked to both accounts."""
+    c1 = sandbox.xai.create_collection("Mandant A")
+    c2 = sandbox.xai.create_collection("Mandant B")
+    a1 = sandbox.espo.add_account("A", c1)
+    a2 = sandbox.espo.add_account("B", c2)
+    d1 = sandbox.espo.add_document("Vertrag", (CORPUS / "minimal-document.pdf").read_bytes(), "vertrag.pdf",
+                                   accounts=[a1])
+    d2 = sandbox.espo.add_document("Klage", (CORPUS / "python-docx-test.docx").read_bytes(), "klage.docx",
+                                   accounts=[a1, a2])
+    d3 = sandbox.espo.add_document("Notiz", b"Telefonnotiz: Frist am Montag.\n", "notiz.txt",
+                                   datei_status="Geändert", accounts=[a2])
+    return {"c1": c1, "c2": c2, "a1": a1, "a2": a2, "d1": d1, "d2": d2, "d3": d3}
+
+
+def members(sandbox: Sandbox, collection_id: str) -> dict[str, str]:
+    """crm document id -> xAI file id, for the collection's documents."""
+    return {doc["fields"]["crm_document_id"]: file_id
+            for file_id, doc in sandbox.xai.collection_documents(collection_id).items()
+            if "crm_document_id" in doc["fields"]}
+
+
+def test_initial_sync_writes_everything_back_and_fills_the_collections(sandbox: Sandbox, state: Path) -> None:
+    ids = small_firm(sandbox)
+    run = docsync(sandbox, state, "sync", "--no-preview")
+    assert run.returncode == 0, run.stderr
+    for key in ("d1", "d2", "d3"):
+        doc = sandbox.espo.document(ids[key])
+        content = sandbox.espo.attachment_bytes(doc["fileId"])
+        assert content is not None
+        assert doc["dateiStatus"] == "Gesynct"
+        assert doc["xaiSyncStatus"] == "synced"
+        assert doc["xaiSyncError"] in ("", None)
+        assert doc["sha"] == hashlib.sha256(content).hexdigest() == doc["xaiSyncedHash"]
+        assert doc["md5"] == hashlib.md5(content).hexdigest()
+        assert sandbox.xai.file_bytes(doc["xaiFileId"]) == content
+    assert members(sandbox, ids["c1"]) == {ids["d1"]: sandbox.espo.document(ids["d1"])["xaiFileId"],
+                                           ids["d2"]: sandbox.espo.document(ids["d2"])["xaiFileId"]}
+    assert set(members(sandbox, ids["c2"])) == {ids["d2"], ids["d3"]}
+    assert sorted(sandbox.espo.document(ids["d2"])["xaiCollections"]) == sorted([ids["c1"], ids["c2"]])
+    # Collections made by hand had no field definitions: docsync declared its keys.
+    keys = {d["key"] for d in sandbox.xai.collection(ids["c1"])["field_definitions"]}
+    assert {"crm_document_id", "content_sha256", "managed_by"} <= keys
+    # One file per document, named with the recoverable marker.
+    names = sorted(f["filename"] for f in sandbox.xai.files().values())
+    assert len(names) == 3 and all(name.startswith("crm-") for name in names)
+
+
+def test_second_run_with_nothing_changed_makes_no_writes(sandbox: Sandbox, state: Path) -> None:
+    small_firm(sandbox)
+    assert docsync(sandbox, state, "sync", "--no-preview").returncode == 0
+    sandbox.espo.clear_journal()
+    sandbox.xai.clear_journal()
+    again = docsync(sandbox, state, "sync", "--no-preview")
+    assert again.returncode == 0, again.stderr
+    assert sandbox.espo.writes() == [] and sandbox.xai.writes() == []
+    assert "3 unchanged" in again.stdout
+
+
+def test_replaced_file_is_swapped_make_before_break(sandbox: Sandbox, state: Path) -> None:
+    ids = small_firm(sandbox)
+    assert docsync(sandbox, state, "sync", "--no-preview").returncode == 0
+    old_file = sandbox.espo.document(ids["d1"])["xaiFileId"]
+    new_bytes = (CORPUS / "libreoffice-writer.pdf").read_bytes()
+    sandbox.espo.replace_file(ids["d1"], new_bytes, "vertrag-v2.pdf")  # status stays "Gesynct"
+    sandbox.espo.clear_journal()
+    sandbox.xai.clear_journal()
+    run = docsync(sandbox, state, "sync", "--no-preview")
+    assert run.returncode == 0, run.stderr
+    doc = sandbox.espo.document(ids["d1"])
+    assert doc["sha"] == hashlib.sha256(new_bytes).hexdigest() and doc["xaiFileId"] != old_file
+    assert members(sandbox, ids["c1"])[ids["d1"]] == doc["xaiFileId"]
+    assert old_file not in sandbox.xai.files()
+    # Order: upload new → add new → CRM write → remove old → delete old.
+    journal = sorted(sandbox.espo.requests() + sandbox.xai.requests(), key=lambda e: e.started)
+    steps = [(e.method, e.path) for e in journal if e.is_write]
+    upload = steps.index(("POST", "/v1/files"))
+    add = next(i for i, s in enumerate(steps) if s[0] == "POST" and s[1].endswith(doc["xaiFileId"]))
+    final_put = max(i for i, s in enumerate(steps) if s == ("PUT", f"/api/v1/Document/{ids['d1']}"))
+    remove_old = steps.index(("DELETE", f"/v1/collections/{ids['c1']}/documents/{old_file}"))
+    delete_old = steps.index(("DELETE", f"/v1/files/{old_file}"))
+    assert upload < add < final_put < remove_old < delete_old
+
+
+def test_unlinked_document_leaves_the_collection_on_a_full_run(sandbox: Sandbox, state: Path) -> None:
+    ids = small_firm(sandbox)
+    assert docsync(sandbox, state, "sync", "--no-preview").returncode == 0
+    sandbox.espo.unlink(ids["d2"], "accounts", ids["a2"])
+    run = docsync(sandbox, state, "sync", "--no-preview", "--full")
+    assert run.returncode == 0, run.stderr
+    assert ids["d2"] not in members(sandbox, ids["c2"])
+    assert ids["d2"] in members(sandbox, ids["c1"])
+    assert sandbox.espo.document(ids["d2"])["xaiCollections"] == [ids["c1"]]
+
+
+def test_deleted_document_is_pruned_and_hand_added_files_stay(sandbox: Sandbox, state: Path) -> None:
+    ids = small_firm(sandbox)
+    assert docsync(sandbox, state, "sync", "--no-preview").returncode == 0
+    foreign = sandbox.xai.add_foreign_file_to_collection(ids["c2"], "handbuch.txt", b"von Hand hochgeladen")
+    gone_file = sandbox.espo.document(ids["d3"])["xaiFileId"]
+    sandbox.espo.delete_document(ids["d3"])
+    dry = docsync(sandbox, state, "prune", "--dry-run")
+    assert dry.returncode == 1 and gone_file in dry.stdout
+    assert gone_file in sandbox.xai.files()
+    run = docsync(sandbox, state, "prune")
+    assert run.returncode == 0, run.stderr
+    assert gone_file not in sandbox.xai.files()
+    assert ids["d3"] not in members(sandbox, ids["c2"])
+    assert foreign in sandbox.xai.collection_documents(ids["c2"])
+
+
+def test_mass_deletion_is_refused_without_force(sandbox: Sandbox, state: Path) -> None:
+    ids = small_firm(sandbox)
+    assert docsync(sandbox, state, "sync", "--no-preview").returncode == 0
+    for key in ("d1", "d2", "d3"):
+        sandbox.espo.delete_document(ids[key])
+    refused = docsync(sandbox, state, "sync", "--no-preview", "--full")
+    assert refused.returncode == 4
+    assert "--force-delete" in refused.stderr
+    assert len(sandbox.xai.files()) == 3
+    forced = docsync(sandbox, state, "sync", "--no-preview", "--full", "--force-delete")
+    assert forced.returncode == 0, forced.stderr
+    assert sandbox.xai.files() == {}
+
+
+def test_dry_run_plans_but_writes_nothing(sandbox: Sandbox, state: Path) -> None:
+    ids = small_firm(sandbox)
+    run = docsync(sandbox, state, "sync", "--dry-run")
+    assert run.returncode == 1
+    assert ids["d1"] in run.stdout and "would sync" in run.stdout
+    assert sandbox.espo.writes() == [] and sandbox.xai.writes() == []
+
+
+def test_bad_documents_are_marked_and_the_run_goes_on(sandbox: Sandbox, state: Path) -> None:
+    ids = small_firm(sandbox)
+    no_file = sandbox.espo.add_document("Ohne Datei", None, accounts=[ids["a1"]])
+    broken = sandbox.espo.add_document("Kaputt", b"not a pdf at all", "kaputt.pdf", accounts=[ids["a1"]])
+    big = sandbox.espo.add_document("Riesig", b"x" * 50_000, "riesig.txt", accounts=[ids["a1"]])
+    run = docsync(sandbox, state, "sync", "--no-preview", extra_env={"DOCSYNC_XAI__MAX_FILE_BYTES": "40000"})
+    assert run.returncode == 1
+    assert sandbox.espo.document(no_file)["dateiStatus"] == "Fehler"
+    assert "no file" in sandbox.espo.document(no_file)["xaiSyncError"]
+    failed = sandbox.espo.document(broken)
+    assert failed["dateiStatus"] == "Fehler" and "could not process" in failed["xaiSyncError"]
+    too_big = sandbox.espo.document(big)
+    assert too_big["dateiStatus"] == "Fehler" and "larger than" in too_big["xaiSyncError"]
+    assert not any(f["filename"].endswith("riesig.txt") for f in sandbox.xai.files().values())
+    for key in ("d1", "d2", "d3"):
+        assert sandbox.espo.document(ids[key])["dateiStatus"] == "Gesynct"
+    # Permanent failures are held back until the document changes: the next run leaves them alone.
+    sandbox.espo.clear_journal()
+    sandbox.xai.clear_journal()
+    again = docsync(sandbox, state, "sync", "--no-preview", extra_env={"DOCSYNC_XAI__MAX_FILE_BYTES": "40000"})
+    assert again.returncode == 0
+    assert sandbox.espo.writes() == [] and sandbox.xai.writes() == []
+
+
+def test_wrong_xai_key_aborts_with_exit_3_and_marks_nothing_failed(sandbox: Sandbox, state: Path) -> None:
+    ids = small_firm(sandbox)
+    run = docsync(sandbox, state, "sync", "--no-preview", extra_env={"XAI_API_KEY": "xai-wrong-CANARY"})
+    assert run.returncode == 3
+    assert "XAI_API_KEY" in run.stderr
+    assert "CANARY" not in run.stderr + run.stdout
+    for key in ("d1", "d2"):
+        doc = sandbox.espo.document(ids[key])
+        assert doc["dateiStatus"] == "Neu" and doc["xaiSyncStatus"] != "syncing"
+    assert "CANARY" not in json.dumps(sandbox.espo.documents())
+
+
+def test_config_errors_are_all_reported_with_exit_2(sandbox: Sandbox, state: Path) -> None:
+    run = docsync(sandbox, state, "sync", extra_env={"ESPOCRM_URL": "ftp://nope", "DOCSYNC_SYNC__CONCURRENCY": "0"})
+    assert run.returncode == 2
+    assert "espocrm.url" in run.stderr and "sync.concurrency" in run.stderr
+    assert sandbox.espo.requests() == [] and sandbox.xai.requests() == []
+
+
+def test_a_second_run_exits_75_while_the_lock_is_held(sandbox: Sandbox, state: Path) -> None:
+    from docsync_cli.locks import FileLocks
+
+    small_firm(sandbox)
+    held = FileLocks(state)
+    held.acquire_run()
+    try:
+        run = docsync(sandbox, state, "sync", "--no-preview")
+    finally:
+        held.release_run()
+        held.close()
+    assert run.returncode == 75
+    assert "lock" in run.stderr and str(os.getpid()) in run.stderr
+    assert sandbox.espo.writes() == [] and sandbox.xai.writes() == []
+
+
+def test_transient_errors_are_retried(sandbox: Sandbox, state: Path) -> None:
+    ids = small_firm(sandbox)
+    sandbox.xai.faults.add(Respond(503, b'{"code":"Unavailable","error":"try later"}', {"Retry-After": "0"}),
+                           method="POST", path=r"/v1/collections/.*/documents/.*", times=2)
+    sandbox.espo.faults.add(Respond(502, "<html>bad gateway</html>"), method="GET", path=r"/api/v1/Document",
+                            times=1)
+    run = docsync(sandbox, state, "sync", "--no-preview")
+    assert run.returncode == 0, run.stderr
+    assert all(sandbox.espo.document(ids[k])["dateiStatus"] == "Gesynct" for k in ("d1", "d2", "d3"))
+    assert len(sandbox.xai.files()) == 3
+
+
+def test_sync_by_id_touches_only_that_document(sandbox: Sandbox, state: Path) -> None:
+    ids = small_firm(sandbox)
+    run = docsync(sandbox, state, "sync", "--no-preview", "--id", ids["d3"])
+    assert run.returncode == 0, run.stderr
+    assert sandbox.espo.document(ids["d3"])["dateiStatus"] == "Gesynct"
+    assert sandbox.espo.document(ids["d1"])["dateiStatus"] == "Neu"
+    assert {e.path for e in sandbox.espo.writes()} == {f"/api/v1/Document/{ids['d3']}"}
+
+
+def test_previews_are_written_back_as_webp(sandbox: Sandbox, state: Path) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    ids = small_firm(sandbox)
+    run = docsync(sandbox, state, "sync", "--id", ids["d1"], "--id", ids["d3"])
+    assert run.returncode == 0, run.stderr
+    for key in ("d1", "d3"):
+        preview_id = sandbox.espo.document(ids[key])["previewId"]
+        attachment = sandbox.espo.attachment(preview_id)
+        assert attachment is not None and attachment["type"] == "image/webp"
+        data = sandbox.espo.attachment_bytes(preview_id)
+        assert data is not None
+        image = Image.open(BytesIO(data))
+        assert image.format == "WEBP" and image.width <= 600 and image.height <= 800
