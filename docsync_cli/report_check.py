@@ -1,0 +1,319 @@
+"""``docsync check``: is this installation ready to sync? Every check prints one ✓/✗ line, and its fix.
+
+Only read requests go to the services: ``GET App/user`` and ``GET Metadata`` (EspoCRM), ``GET /v1/files?limit=1``
+(xAI Files), ``GET /v1/collections/{id}`` or ``GET /v1/collections?limit=1`` (xAI Management). The preview tools
+are looked up, not started (no LibreOffice launch). Collections named by linked records (one per client) are not
+checked: there may be thousands; ``docsync explain --id`` shows them for one document.
+
+Nothing printed contains a secret: every line goes through :func:`~.config.redact` once the settings are known,
+and configuration problems are already secret-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .config import Settings, load_settings, redact
+from .errors import AuthError, ConfigError, DocsyncError, NotFoundError, ServiceUnreachable
+from .espocrm_fields import ACCOUNT, check_fields
+from .services import Services
+
+OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
+
+
+class _Report:
+    """Prints check lines and remembers whether any failed."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.ok = True
+        self.settings: Settings | None = None
+
+    def _print(self, text: str, style: str | None = None) -> None:
+        if self.settings is not None:
+            text = redact(text, self.settings)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True, style=style)
+
+    def good(self, what: str, detail: str = "") -> None:
+        self._print(f"{OK} {what}" + (f": {detail}" if detail else ""), "green")
+
+    def bad(self, what: str, detail: str, fix: str, more: list[str] | None = None) -> None:
+        self.ok = False
+        self._print(f"{FAIL} {what}: {detail}", "red")
+        for line in more or []:
+            self._print(f"    • {line}")
+        self._print(f"    fix: {fix}")
+
+    def warn(self, what: str, detail: str, fix: str = "") -> None:
+        self._print(f"{WARN} {what}: {detail}" + (f"\n    fix: {fix}" if fix else ""), "yellow")
+
+    def skip(self, what: str, why: str) -> None:
+        self._print(f"{SKIP} {what}: skipped ({why})", "dim")
+
+
+def run_checks(config_path: Path | None, console: Any) -> bool:
+    """Run every check, print one ✓/✗ line each (with the fix for each ✗), and return True only if all passed.
+
+    Order: configuration (including the config file's permissions) → EspoCRM (key, API user's rights, Document
+    fields, link fields) → xAI Files key → xAI Management key and each ``collections.static`` collection →
+    preview tools → state directory → lock backend. A configuration that does not load stops the service
+    checks (they need it); the preview tools are still checked. Never raises for a failed check.
+    """
+    report = _Report(console)
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        report.bad("configuration", f"{len(exc.problems)} problem(s)",
+                   "correct the settings named above (see `docsync --help` and the README's Configuration "
+                   "section); then run `docsync check` again", exc.problems)
+        _check_preview_tools(report, None)
+        return False
+    report.settings = settings
+    where = f"from {settings.config_path}" if settings.config_path else "from the environment (no config file)"
+    report.good("configuration", f"loaded {where}")
+
+    from .report_status import report_services
+
+    try:
+        with report_services(settings) as services:
+            if _check_espocrm(report, settings, services):
+                _check_document_fields(report, settings, services)
+                _check_link_fields(report, settings, services)
+            _check_xai_files(report, services)
+            _check_xai_management(report, settings, services)
+    except DocsyncError as exc:  # a client that cannot even be built; the checks above catch the rest
+        report.bad("services", str(exc), "check the URLs and keys in the configuration")
+    _check_preview_tools(report, settings)
+    _check_state_dir(report, settings)
+    _check_lock(report, settings)
+    report._print("All checks passed." if report.ok else "Some checks failed; see the fixes above.",
+                  "bold green" if report.ok else "bold red")
+    return report.ok
+
+
+# ---------------------------------------------------------------------------------------------- EspoCRM
+
+
+def _check_espocrm(report: _Report, settings: Settings, services: Services) -> bool:
+    what = f"EspoCRM at {settings.espocrm.url}"
+    try:
+        answer = services.espo.app_user()
+    except AuthError as exc:
+        if exc.status == 401:
+            fix = ("check ESPOCRM_API_KEY (and ESPOCRM_SECRET_KEY for HMAC): it must be the API key of the "
+                   "API user (Administration > API Users)")
+        else:
+            fix = "give the API user a role that may use the API (Administration > Roles)"
+        report.bad(what, str(exc), fix)
+        return False
+    except ServiceUnreachable as exc:
+        report.bad(what, str(exc), "check ESPOCRM_URL (espocrm.url) and the network (DNS, firewall, proxy)")
+        return False
+    except DocsyncError as exc:
+        report.bad(what, str(exc), "check ESPOCRM_URL: it must be the EspoCRM site URL (without /api/v1)")
+        return False
+    user = answer.get("user") if isinstance(answer, dict) else None
+    name = str(user.get("userName") or user.get("name") or "?") if isinstance(user, dict) else "?"
+    report.good(what, f"reachable, key accepted (API user {name})")
+    _check_acl(report, answer)
+    return True
+
+
+def _check_acl(report: _Report, answer: Any) -> None:
+    """Best effort: the API user's role must let it read and edit Documents and create Attachments."""
+    acl = answer.get("acl") if isinstance(answer, dict) else None
+    table = acl.get("table") if isinstance(acl, dict) else None
+    if not isinstance(table, dict):
+        return
+    needs = [("Document", "read"), ("Document", "edit"), ("Attachment", "create")]
+    missing = []
+    for scope, action in needs:
+        rights = table.get(scope)
+        if isinstance(rights, dict) and rights.get(action) in ("no", False):
+            missing.append(f"{scope} {action}")
+    if missing:
+        report.bad("EspoCRM API user rights", "the role does not allow " + ", ".join(missing),
+                   "Administration > Roles: give the API user's role Document read+edit (all) and Attachment "
+                   "create")
+    else:
+        report.good("EspoCRM API user rights", "Document read/edit and Attachment create allowed")
+
+
+def _check_document_fields(report: _Report, settings: Settings, services: Services) -> None:
+    try:
+        metadata = services.espo.metadata("entityDefs.Document.fields")
+    except DocsyncError as exc:
+        report.bad("Document fields", f"cannot read the metadata: {exc}",
+                   "let the API user read metadata, or check the fields by hand against `docsync espocrm-fields`")
+        return
+    problems = check_fields(metadata if isinstance(metadata, dict) else None, settings.espocrm.fields.model_dump())
+    if problems:
+        report.bad("Document fields", f"{len(problems)} problem(s)",
+                   "run `docsync espocrm-fields` for the field definitions to add, then Administration > Rebuild; "
+                   "or point espocrm.fields.<name> at the fields that exist", problems)
+    else:
+        report.good("Document fields", "all docsync fields exist with the right types")
+
+
+def _check_link_fields(report: _Report, settings: Settings, services: Services) -> None:
+    for rule in settings.collections.links:
+        what = f"link {rule.link}:{rule.field}"
+        try:
+            link = services.espo.metadata(f"entityDefs.Document.links.{rule.link}")
+            entity = link.get("entity") if isinstance(link, dict) else None
+            if not isinstance(entity, str):
+                report.bad(what, f"Document has no link {rule.link!r}",
+                           "correct collections.links (DOCSYNC_COLLECTIONS__LINKS=link:field,...) to name a link "
+                           "of Document, e.g. accounts:xaiCollectionId")
+                continue
+            fields = services.espo.metadata(f"entityDefs.{entity}.fields")
+        except DocsyncError as exc:
+            report.warn(what, f"cannot read the metadata ({exc}); not checked")
+            continue
+        definition = fields.get(rule.field) if isinstance(fields, dict) else None
+        if not isinstance(definition, dict):
+            report.bad(what, f"{entity} has no field {rule.field!r}",
+                       f"add a varchar field {rule.field} to {entity} (Administration > Entity Manager > {entity} > "
+                       "Fields) holding the xAI collection id, or correct collections.links")
+            continue
+        if entity == ACCOUNT:
+            problems = check_fields({rule.field: definition}, {"xaiCollectionId": rule.field}, ACCOUNT)
+        elif definition.get("type") not in ("varchar", "text", "enum", "url"):
+            problems = [f"{entity} field {rule.field} has type {definition.get('type')!r}; a collection id needs a "
+                        "text field (varchar)"]
+        else:
+            problems = []
+        if problems:
+            report.bad(what, "; ".join(problems), "correct the field or collections.links")
+        else:
+            report.good(what, f"{entity}.{rule.field} exists")
+
+
+# ---------------------------------------------------------------------------------------------- xAI
+
+
+def _check_xai_files(report: _Report, services: Services) -> None:
+    what = "xAI Files API key"
+    try:
+        services.xai.files.json("GET", "/v1/files", params={"limit": 1})
+    except AuthError as exc:
+        report.bad(what, str(exc), "check XAI_API_KEY: an xAI API key with access to the Files API "
+                   "(console.x.ai > API Keys)")
+    except ServiceUnreachable as exc:
+        report.bad(what, str(exc), "check XAI_API_URL (xai.api_url) and the network")
+    except DocsyncError as exc:
+        report.bad(what, str(exc), "check XAI_API_URL (xai.api_url) and XAI_API_KEY")
+    else:
+        report.good(what, "accepted")
+
+
+def _check_xai_management(report: _Report, settings: Settings, services: Services) -> None:
+    what = "xAI Management API key"
+    static = settings.collections.static
+    try:
+        if not static:
+            services.xai.management.json("GET", "/v1/collections", params={"limit": 1})
+            report.good(what, "accepted (no collections.static to check)")
+            report.skip("collections of linked records", "one per client; `docsync explain --id` shows them")
+            return
+        missing: list[str] = []
+        for collection_id in static:
+            try:
+                collection = services.xai.get_collection(collection_id)
+            except NotFoundError:
+                missing.append(collection_id)
+                continue
+            name = collection.get("collection_name") or collection.get("name") or ""
+            report.good(f"collection {collection_id}", f"exists{f' ({name})' if name else ''}")
+        if missing:
+            report.bad("collections.static", "collection(s) not found: " + ", ".join(missing),
+                       "create them in the xAI console (or use their right ids), or remove them from "
+                       "collections.static / DOCSYNC_COLLECTIONS__STATIC")
+        report.good(what, "accepted")
+        report.skip("collections of linked records", "one per client; `docsync explain --id` shows them")
+    except (AuthError, ServiceUnreachable) as exc:
+        fix = ("check XAI_MANAGEMENT_KEY: a management key (console.x.ai > Management Keys) of the team that owns "
+               "the collections" if isinstance(exc, AuthError)
+               else "check XAI_MANAGEMENT_URL (xai.management_url) and the network")
+        report.bad(what, str(exc), fix)
+    except DocsyncError as exc:
+        report.bad(what, str(exc), "check XAI_MANAGEMENT_URL and XAI_MANAGEMENT_KEY")
+
+
+# ---------------------------------------------------------------------------------------------- local
+
+
+def _check_preview_tools(report: _Report, settings: Settings | None) -> None:
+    if settings is not None and not settings.preview.enabled:
+        report.skip("preview tools", "previews are off (preview.enabled = false)")
+        return
+    try:
+        from .preview import PreviewService
+
+        with PreviewService(workers=1) as service:
+            status = service.tools_status()
+    except Exception as exc:  # noqa: BLE001 - a broken install shows as any import or library error
+        report.bad("preview tools", f"cannot load the preview libraries ({type(exc).__name__}: {exc})",
+                   "reinstall docsync with its dependencies (Pillow, pypdfium2), or set preview.enabled = false")
+        return
+    broken = {tool: text for tool, text in status.items() if not text.startswith("ok")}
+    hard = {tool: text for tool, text in broken.items() if tool != "fonts"}
+    if hard:
+        report.bad("preview tools", "; ".join(f"{tool}: {text}" for tool, text in hard.items()),
+                   "install what is named above (office previews need LibreOffice and python3-uno), or set "
+                   "preview.enabled = false")
+    else:
+        report.good("preview tools", ", ".join(f"{tool} {text.removeprefix('ok').strip(' ()')}".strip()
+                                               for tool, text in status.items() if tool not in broken))
+    if "fonts" in broken:
+        report.warn("preview fonts", broken["fonts"])
+
+
+def _check_state_dir(report: _Report, settings: Settings) -> None:
+    state_dir = settings.state_dir
+    what = f"state directory {state_dir}"
+    if not state_dir.exists():
+        parent = next((p for p in state_dir.parents if p.exists()), None)
+        if parent is not None and os.access(parent, os.W_OK | os.X_OK):
+            report.good(what, f"does not exist yet; the first run creates it (in {parent}, writable)")
+        else:
+            report.bad(what, "does not exist and cannot be created",
+                       f"create it for the user running docsync: install -d -m 700 {state_dir} (or set "
+                       "DOCSYNC_STATE_DIR / StateDirectory= in the systemd unit)")
+        return
+    if not state_dir.is_dir():
+        report.bad(what, "is not a directory", "remove it or point DOCSYNC_STATE_DIR elsewhere")
+        return
+    try:
+        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".docsync-check-"):
+            pass
+    except OSError as exc:
+        report.bad(what, f"not writable ({exc.strerror or exc})",
+                   f"chown it to the user running docsync (uid {os.geteuid()}) and chmod 700 {state_dir}")
+        return
+    report.good(what, "writable")
+
+
+def _check_lock(report: _Report, settings: Settings) -> None:
+    from .locks import make_locks
+
+    what = f"lock backend ({settings.lock.backend})"
+    locks = None
+    try:
+        locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds)
+        holder = locks.holder()
+    except DocsyncError as exc:
+        fix = ("start Redis or correct lock.url (DOCSYNC_LOCK__URL)" if settings.lock.backend == "redis"
+               else "keep the state directory on a local disk that supports flock()")
+        report.bad(what, str(exc), fix)
+        return
+    finally:
+        if locks is not None:
+            with contextlib.suppress(DocsyncError):
+                locks.close()
+    report.good(what, "reachable; " + (f"run lock held by {holder}" if holder else "no run in progress"))
+
