@@ -1,0 +1,312 @@
+"""``docsync_cli.espocrm.EspoClient`` against pytest-httpx stubs shaped like ``shared/contracts/espocrm.md``:
+auth headers (§1.1, §1.2), keyset paging with ``searchParams`` (§2), field mapping, partial conditional
+updates (§3.2-3.3), downloads (§5.5), related lists (§4.1), preview uploads (§5.2), readable errors (§1.5)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import re
+from typing import Any
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+from docsync_cli.config import FieldNames
+from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError
+from docsync_cli.espocrm import EspoClient, build_http_client, espo_detail
+from docsync_cli.transport import RetryPolicy, ServiceClient
+
+CRM = "https://crm.example"
+API = f"{CRM}/api/v1"
+API_KEY = "espo-api-key-1234"
+SECRET = "espo-hmac-secret"
+DOC_LIST = re.compile(r"https://crm\.example/api/v1/Document\?.*")
+RENAMED = {"dateiStatus": "cDateiStatus", "md5": "cMd5", "sha": "cSha", "xaiFileId": "cXaiFileId",
+           "xaiCollections": "cXaiCollections", "xaiSyncedHash": "cXaiSyncedHash",
+           "xaiSyncStatus": "cXaiSyncStatus", "xaiSyncError": "cXaiSyncError", "preview": "cPreview"}
+
+
+def make_espo(*, url: str = CRM, secret: str | None = None, renamed: bool = False) -> EspoClient:
+    http = build_http_client(url, API_KEY, secret, 30.0)
+    service = ServiceClient("espocrm", http, retry=RetryPolicy(attempts=2, wait_initial=0, wait_max=0),
+                            detail=espo_detail)
+    return EspoClient(service, RENAMED if renamed else FieldNames().model_dump())
+
+
+def record(doc_id: str, **values: Any) -> dict[str, Any]:
+    return {"id": doc_id, "name": f"Doc {doc_id}", "modifiedAt": "2025-03-01 12:00:00", "fileId": f"att-{doc_id}",
+            "fileName": f"{doc_id}.pdf", "versionNumber": 3, **values}
+
+
+def search_params(request: httpx.Request) -> dict[str, Any]:
+    assert set(request.url.params.keys()) == {"searchParams"}
+    return json.loads(request.url.params["searchParams"])
+
+
+# -- auth ----------------------------------------------------------------------------------------------
+
+
+def test_api_key_is_sent_in_x_api_key(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"{API}/Document/d1", json=record("d1"))
+    make_espo().get_document("d1")
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert request.headers["X-Api-Key"] == API_KEY
+    assert "X-Hmac-Authorization" not in request.headers
+    assert request.headers["Accept"] == "application/json"
+
+
+def expected_hmac(method: str, resource_path: str) -> str:
+    digest = hmac.new(SECRET.encode(), f"{method} {resource_path}".encode(), hashlib.sha256).hexdigest()
+    return base64.b64encode(f"{API_KEY}:{digest}".encode()).decode()
+
+
+def test_hmac_signs_method_and_path_without_api_base_and_query(httpx_mock: HTTPXMock) -> None:
+    doc_url = f"{API}/Document/65f0c1a2b3c4d5e6f"
+    httpx_mock.add_response(url=doc_url, json=record("65f0c1a2b3c4d5e6f"))
+    httpx_mock.add_response(url=f"{doc_url}?select=id", json=record("65f0c1a2b3c4d5e6f"))
+    espo = make_espo(secret=SECRET)
+    espo.get_document("65f0c1a2b3c4d5e6f")
+    espo.service.call("GET", "Document/65f0c1a2b3c4d5e6f", params={"select": "id"})
+    expected = expected_hmac("GET", "/Document/65f0c1a2b3c4d5e6f")
+    for request in httpx_mock.get_requests():
+        assert request.headers["X-Hmac-Authorization"] == expected
+        assert "X-Api-Key" not in request.headers
+
+
+def test_hmac_strips_an_installation_subdirectory_too(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(method="PUT", url="https://crm.example/espo/api/v1/Document/d1", json=record("d1"))
+    make_espo(url="https://crm.example/espo", secret=SECRET).update("d1", {"xaiSyncStatus": "syncing"})
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert request.headers["X-Hmac-Authorization"] == expected_hmac("PUT", "/Document/d1")
+
+
+def test_401_is_an_auth_error_without_the_key(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"{API}/Document/d1", status_code=401)
+    with pytest.raises(AuthError) as caught:
+        make_espo().get_document("d1")
+    assert caught.value.service == "espocrm" and "rejected the credentials" in str(caught.value)
+    assert API_KEY not in str(caught.value)
+
+
+# -- listing -------------------------------------------------------------------------------------------
+
+
+def test_listing_pages_by_id_keyset_and_stops_on_a_short_page(httpx_mock: HTTPXMock) -> None:
+    first = [record(f"id{i:03d}") for i in range(200)]
+    second = [record(f"id{i:03d}") for i in range(200, 203)]
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -1, "list": first})
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -2, "list": second})
+    espo = make_espo()
+    docs = list(espo.iter_documents())
+    assert [d.id for d in docs] == [f"id{i:03d}" for i in range(203)]
+
+    page1, page2 = (search_params(r) for r in httpx_mock.get_requests())
+    assert page1 == {"maxSize": 200, "offset": 0, "orderBy": "id", "order": "asc",
+                     "select": espo.list_attributes, "where": []}
+    assert page2["where"] == [{"type": "greaterThan", "attribute": "id", "value": "id199"}]
+    assert page2["maxSize"] == 200 and page2["offset"] == 0
+    assert all(r.headers["X-No-Total"] == "true" for r in httpx_mock.get_requests())
+
+
+def test_listing_selects_every_attribute_docsync_reads() -> None:
+    select = make_espo(renamed=True).list_attributes
+    assert set(select) >= {"id", "name", "modifiedAt", "fileId", "fileName", "versionNumber", "cPreviewId",
+                           "cDateiStatus", "cMd5", "cSha", "cXaiFileId", "cXaiCollections", "cXaiSyncedHash",
+                           "cXaiSyncStatus", "cXaiSyncError"}
+
+
+def test_listing_keeps_a_given_where_on_every_page(httpx_mock: HTTPXMock) -> None:
+    condition = {"type": "equals", "attribute": "status", "value": "Active"}
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -1, "list": [record(f"x{i:03d}") for i in range(200)]})
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -2, "list": []})
+    list(make_espo().iter_documents(where=[condition]))
+    page1, page2 = (search_params(r) for r in httpx_mock.get_requests())
+    assert page1["where"] == [condition]
+    assert page2["where"] == [condition, {"type": "greaterThan", "attribute": "id", "value": "x199"}]
+
+
+def test_listing_stops_when_the_server_says_no_more(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -2, "list": [record(f"y{i:03d}") for i in range(200)]})
+    assert len(list(make_espo().iter_documents())) == 200
+    assert len(httpx_mock.get_requests()) == 1
+
+
+def test_listing_without_a_list_is_rejected(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=DOC_LIST, json={"total": 0})
+    with pytest.raises(RejectedError, match="no 'list'"):
+        list(make_espo().iter_documents())
+
+
+def test_count_reads_total_with_a_one_record_page(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=DOC_LIST, json={"total": 42, "list": [record("a")]})
+    where = [{"type": "isNull", "attribute": "cSha"}]
+    assert make_espo().count(where) == 42
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert search_params(request) == {"maxSize": 1, "offset": 0, "select": ["id"], "where": where}
+
+
+# -- mapping -------------------------------------------------------------------------------------------
+
+
+def test_renamed_fields_are_mapped_to_the_model() -> None:
+    doc = make_espo(renamed=True).to_document(record(
+        "d1", cDateiStatus="Gesynct", cMd5="m" * 32, cSha="s" * 64, cXaiFileId="file_1",
+        cXaiCollections=["col_a", "col_b"], cXaiSyncedHash="s" * 64, cXaiSyncStatus="synced", cXaiSyncError="",
+        cPreviewId="att-prev", dateiStatus="Neu"))
+    assert (doc.datei_status, doc.md5, doc.sha, doc.xai_file_id) == ("Gesynct", "m" * 32, "s" * 64, "file_1")
+    assert doc.xai_collections == ("col_a", "col_b")
+    assert (doc.xai_synced_hash, doc.xai_sync_status, doc.xai_sync_error) == ("s" * 64, "synced", None)
+    assert (doc.preview_id, doc.version, doc.file_id, doc.file_name) == ("att-prev", 3, "att-d1", "d1.pdf")
+    assert doc.modified_at == "2025-03-01 12:00:00" and doc.problems == ()
+
+
+def test_collections_as_json_text_are_tolerated() -> None:
+    doc = make_espo().to_document(record("d1", xaiCollections='["col_a"]'))
+    assert doc.xai_collections == ("col_a",) and doc.problems == ()
+
+
+@pytest.mark.parametrize("value", [None, "", []])
+def test_empty_collections_are_empty(value: Any) -> None:
+    doc = make_espo().to_document(record("d1", xaiCollections=value))
+    assert doc.xai_collections == () and doc.problems == ()
+
+
+def test_wrong_types_are_reported_as_problems() -> None:
+    doc = make_espo(renamed=True).to_document(record("d1", cXaiCollections=5, cSha=["a", "b"]))
+    assert doc.sha is None and doc.xai_collections == ()
+    assert any("cSha" in p and "list" in p for p in doc.problems)
+    assert any("cXaiCollections" in p for p in doc.problems)
+
+
+def test_collections_text_that_is_not_json_is_a_problem() -> None:
+    doc = make_espo().to_document(record("d1", xaiCollections="col_a, col_b"))
+    assert doc.problems == ("xaiCollections is not a JSON array",)
+
+
+def test_a_boolean_version_number_is_ignored() -> None:
+    assert make_espo().to_document(record("d1", versionNumber=True)).version is None
+
+
+def test_a_record_without_id_is_rejected() -> None:
+    with pytest.raises(RejectedError):
+        make_espo().to_document({"name": "x"})
+
+
+# -- writing -------------------------------------------------------------------------------------------
+
+
+def test_update_sends_only_given_attributes_under_configured_names(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(method="PUT", url=f"{API}/Document/d1",
+                            json=record("d1", cDateiStatus="Gesynct", modifiedAt="2025-03-01 12:00:09"))
+    after = make_espo(renamed=True).update("d1", {"dateiStatus": "Gesynct", "xaiSyncError": ""}, version=4)
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert json.loads(request.content) == {"cDateiStatus": "Gesynct", "cXaiSyncError": ""}
+    assert request.headers["X-Version-Number"] == "4"
+    assert request.headers["Content-Type"] == "application/json"
+    assert after.datei_status == "Gesynct" and after.modified_at == "2025-03-01 12:00:09"
+
+
+def test_update_without_version_is_unconditional(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(method="PUT", url=f"{API}/Document/d1", json=record("d1"))
+    make_espo().update("d1", {"xaiSyncStatus": "syncing"})
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert "X-Version-Number" not in request.headers
+    assert json.loads(request.content) == {"xaiSyncStatus": "syncing"}
+
+
+def test_update_conflict_is_a_conflict_error(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(method="PUT", url=f"{API}/Document/d1", status_code=409,
+                            headers={"X-Status-Reason": "modified"},
+                            json={"values": {"name": "changed"}, "versionNumber": 5})
+    with pytest.raises(ConflictError, match="modified"):
+        make_espo().update("d1", {"dateiStatus": "Gesynct"}, version=4)
+    assert len(httpx_mock.get_requests()) == 1
+
+
+def test_upload_preview_posts_a_webp_data_uri_for_the_image_field(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(method="POST", url=f"{API}/Attachment", json={"id": "att-preview", "name": "v.webp"})
+    webp = b"RIFF\x00\x00\x00\x00WEBPVP8 payload"
+    assert make_espo(renamed=True).upload_preview("vertrag.webp", webp) == "att-preview"
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert json.loads(request.content) == {
+        "name": "vertrag.webp", "type": "image/webp", "role": "Attachment", "relatedType": "Document",
+        "field": "cPreview", "file": "data:image/webp;base64," + base64.b64encode(webp).decode()}
+
+
+def test_upload_preview_without_an_id_in_the_answer_is_rejected(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(method="POST", url=f"{API}/Attachment", json={"name": "v.webp"})
+    with pytest.raises(RejectedError, match="no attachment id"):
+        make_espo().upload_preview("v.webp", b"x")
+
+
+# -- files and links -----------------------------------------------------------------------------------
+
+
+def test_download_streams_the_bytes_into_the_sink(httpx_mock: HTTPXMock) -> None:
+    body = bytes(range(256)) * 100
+    httpx_mock.add_response(url=f"{API}/Attachment/file/att1", content=body,
+                            headers={"Content-Type": "application/pdf", "Content-Disposition": 'attachment; x'})
+    sink = io.BytesIO()
+    make_espo().download("att1", sink)
+    assert sink.getvalue() == body
+    request = httpx_mock.get_request()
+    assert request is not None and request.headers["Accept"] == "*/*"
+
+
+def test_download_of_a_missing_attachment_is_not_found(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"{API}/Attachment/file/att1", status_code=404,
+                            headers={"X-Status-Reason": "Record att1 does not exist."})
+    with pytest.raises(NotFoundError, match="Record att1 does not exist"):
+        make_espo().download("att1", io.BytesIO())
+
+
+def test_related_values_pages_and_drops_empty_values(httpx_mock: HTTPXMock) -> None:
+    related = re.compile(r"https://crm\.example/api/v1/Document/d1/accounts\?.*")
+    first = [{"id": f"acc{i}", "xaiCollectionId": f"col_{i}" if i % 2 else ""} for i in range(200)]
+    second = [{"id": "a1", "xaiCollectionId": "  col_last  "}, {"id": "a2", "xaiCollectionId": None},
+              {"id": "a3"}, {"id": "a4", "xaiCollectionId": "   "}, {"id": "a5", "xaiCollectionId": 7}]
+    httpx_mock.add_response(url=related, json={"total": 205, "list": first})
+    httpx_mock.add_response(url=related, json={"total": 205, "list": second})
+    values = make_espo().related_values("d1", "accounts", "xaiCollectionId")
+    assert values == [f"col_{i}" for i in range(1, 200, 2)] + ["col_last"]
+    params = [dict(r.url.params) for r in httpx_mock.get_requests()]
+    assert params == [{"select": "id,xaiCollectionId", "maxSize": "200", "offset": "0"},
+                      {"select": "id,xaiCollectionId", "maxSize": "200", "offset": "200"}]
+
+
+def test_related_values_stop_when_total_is_reached(httpx_mock: HTTPXMock) -> None:
+    related = re.compile(r"https://crm\.example/api/v1/Document/d1/accounts\?.*")
+    httpx_mock.add_response(url=related, json={"total": 200, "list": [{"id": f"a{i}"} for i in range(200)]})
+    assert make_espo().related_values("d1", "accounts", "xaiCollectionId") == []
+    assert len(httpx_mock.get_requests()) == 1
+
+
+# -- errors --------------------------------------------------------------------------------------------
+
+
+def test_html_error_page_gives_a_readable_error_without_the_page(httpx_mock: HTTPXMock) -> None:
+    page = "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>" + "<p>nginx</p>" * 200 + "</body></html>"
+    httpx_mock.add_response(url=f"{API}/Document/d1", status_code=403, text=page,
+                            headers={"Content-Type": "text/html"})
+    with pytest.raises(AuthError) as caught:
+        make_espo().get_document("d1")
+    message = str(caught.value)
+    assert "an HTML page instead of an API answer" in message
+    assert "<" not in message and "nginx" not in message
+
+
+def test_status_reason_header_becomes_the_error_detail(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=DOC_LIST, status_code=400, headers={"X-Status-Reason": "order value is bad."})
+    with pytest.raises(RejectedError, match="order value is bad"):
+        list(make_espo().iter_documents())
