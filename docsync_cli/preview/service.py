@@ -88,7 +88,10 @@ class PreviewService:
             raise PreviewError("not a regular file", "unsupported")
         if info.st_size == 0:
             raise PreviewError("the file is empty", "corrupt")
-        sniffed = sniff(source, filename)
+        try:
+            sniffed = sniff(source, filename)
+        except OSError as err:
+            raise PreviewError(f"cannot read the file: {err.strerror}", "corrupt") from err
         if sniffed.kind == "other":
             if sniffed.ext in CLAIMED_EXTS:
                 raise PreviewError(f"the content is not the .{sniffed.ext} its name claims", "corrupt")
