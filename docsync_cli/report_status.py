@@ -76,20 +76,25 @@ def read_local_records(state_dir: Path, doc_ids: list[str]) -> dict[str, LocalRe
 
     found: dict[str, LocalRecord] = {}
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            for doc_id in doc_ids:
+                row = db.execute(
+                    "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
+                    " failure_transient, preview_sha FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+                if row is not None:
+                    found[doc_id] = _record(row)
+        finally:
+            db.close()
     except sqlite3.Error:
-        return {}
-    try:
-        for doc_id in doc_ids:
-            row = db.execute(
-                "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                " failure_transient, preview_sha FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-            if row is not None:
-                found[doc_id] = _record(row)
-    except sqlite3.Error:
-        return found
-    finally:
-        db.close()
+        # e.g. a read-only open of a WAL database whose -shm cannot be made: read it the ordinary way
+        from .state import StateStore
+
+        store = StateStore(state_dir)
+        try:
+            found = {doc_id: rec for doc_id in doc_ids if (rec := store.record(doc_id)) is not None}
+        finally:
+            store.close()
     return found
 
 
