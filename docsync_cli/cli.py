@@ -202,7 +202,8 @@ def _run(obj: Context, options: Any, command: str, concurrency: int | None, wait
     from .state import StateStore
 
     settings = obj.settings()
-    locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds)
+    locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds,
+                       purpose="id" if options.ids else "sync")
     started, started_mono = datetime.now(UTC), time.monotonic()
     stop = threading.Event()
     _on_sigterm(stop)

@@ -65,7 +65,7 @@ from .model import (
     SyncStatus,
     WorkItem,
 )
-from .plan import DeleteLimits, plan_document, plan_run
+from .plan import DeleteLimits, plan_document, plan_run, why_work
 from .state import StateStore
 from .transport import short
 from .xai import FAILED, MANAGED_BY, PROCESSED, XaiClient, name_prefix, upload_name
@@ -265,17 +265,23 @@ class Engine:
 
     def _delete(self, deletions: tuple[Deletion, ...], summary: RunSummary) -> None:
         files: dict[str, list[str]] = {}
+        owners: dict[str, str] = {}
         for deletion in deletions:
             files.setdefault(deletion.member.file_id, []).append(deletion.member.collection_id)
+            owners[deletion.member.file_id] = deletion.member.crm_document_id
         for file_id, collections in sorted(files.items()):
             try:
-                self.locks.check()
-                for collection_id in collections:
-                    self.xai.remove_document(collection_id, file_id)
-                self.xai.delete_file(file_id)
+                # Under the document's lock: a concurrent run may be in the middle of replacing that file.
+                with self.locks.document(owners[file_id]):
+                    self.locks.check()
+                    for collection_id in collections:
+                        self.xai.remove_document(collection_id, file_id)
+                    self.xai.delete_file(file_id)
                 summary.deleted.append(file_id)
                 log.info("deleted xAI file %s (%s)", file_id, "; ".join(d.reason for d in deletions
                                                                          if d.member.file_id == file_id)[:200])
+            except LockHeld:
+                summary.notes.append(f"{file_id} not deleted: its document is being worked on; next full run")
             except RunFatal as exc:
                 summary.fatal = exc
                 return
@@ -294,7 +300,7 @@ class Engine:
         result = DocResult(doc.id, doc.name, "failed", detail=item.reason)
         try:
             with self.locks.document(doc.id):
-                self._process(doc, result)
+                self._process(doc, item.reason, item.reason == "requested with --id", result)
         except LockHeld as exc:
             result.outcome, result.detail = "skipped", f"busy: {exc.holder}"
         except RunFatal as exc:
@@ -317,20 +323,41 @@ class Engine:
                  f" [{', '.join(result.actions)}]" if result.actions else "")
         return result
 
-    def _process(self, doc: CrmDocument, result: DocResult) -> None:
+    def _process(self, listed: CrmDocument, reason: str, explicit: bool, result: DocResult) -> None:
         self.locks.check()
+        # Re-read under the document lock: another run (a second host, an admin's --id) or a person may have
+        # changed the record since the listing.
+        try:
+            doc = self.espo.get_document(listed.id)
+        except NotFoundError:
+            result.outcome, result.detail = "skipped", "deleted in EspoCRM since the listing"
+            return
+        local = self.state.record(doc.id)
+        if not explicit and why_work(doc, local, full=reason == "full check", explicit=False) is None:
+            result.outcome, result.detail = "unchanged", "already in step (done by another run)"
+            return
         if doc.problems:
             raise PermanentDocumentError("unexpected field values: " + "; ".join(doc.problems), "bad_fields")
-        marked = self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.SYNCING.value}, version=doc.version)
         if not doc.file_id:
             raise PermanentDocumentError("the document has no file attached", "no_file")
         path, handle = private_temp_file(self.settings.temp_dir, suffix=Path(doc.file_name or "").suffix[:16])
         try:
-            content = self._download(doc, handle)
+            # A --full check of a document this host synced before needs no download: the hashes are known.
+            known = self._known_content(doc, local) if reason == "full check" else None
+            content = known or self._download(doc, handle)
             handle.close()
             required = self.required_collections(doc)
             current = self._membership(doc, required)
             doc_plan = plan_document(doc, content, required, current)
+            if self._in_step(doc, content, required, doc_plan, current, local):
+                self._remember(doc, content, required, doc.modified_at, local)
+                result.outcome, result.detail = "unchanged", "verified: EspoCRM and xAI agree"
+                return
+            if known is not None:  # something needs doing after all: now the file is needed
+                with path.open("w+b") as again:
+                    content = self._download(doc, again)
+                doc_plan = plan_document(doc, content, required, current)
+            marked = self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.SYNCING.value}, version=doc.version)
             file_id, uploaded = self._apply(doc, content, path, doc_plan, result)
             processing = self._wait_processed(file_id, required)
             preview_id = self._preview(doc, content, path, result)
@@ -340,6 +367,35 @@ class Engine:
         finally:
             handle.close()
             path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _known_content(doc: CrmDocument, local: LocalRecord | None) -> Content | None:
+        if (local is None or local.file_id != doc.file_id or not local.sha256 or not local.md5
+                or local.sha256 != doc.sha or local.md5 != doc.md5):
+            return None
+        return Content(sha256=local.sha256, md5=local.md5, size=-1)
+
+    def _in_step(self, doc: CrmDocument, content: Content, required: frozenset[str], doc_plan: DocPlan,
+                 current: Membership | None, local: LocalRecord | None) -> bool:
+        """True when nothing needs writing anywhere: the check path of a host that has not seen the document
+        yet, and of ``--full`` runs. Makes zero write requests."""
+        if doc_plan.upload or doc_plan.add_to or doc_plan.remove_from or doc_plan.reindex or current is None:
+            return False
+        if any(status != PROCESSED for c, status in current.statuses.items() if c in required):
+            return False
+        preview_ok = self.previews is None or (doc.preview_id is not None and (
+            local is None or local.preview_sha in (None, content.sha256)))
+        return (doc.datei_status == DateiStatus.GESYNCT and doc.xai_sync_status == SyncStatus.SYNCED
+                and not doc.xai_sync_error and doc.sha == content.sha256 and doc.md5 == content.md5
+                and doc.xai_synced_hash == content.sha256 and doc.xai_file_id == current.file_id
+                and sorted(doc.xai_collections) == sorted(required) and preview_ok)
+
+    def _remember(self, doc: CrmDocument, content: Content, required: frozenset[str], modified_at: str,
+                  local: LocalRecord | None) -> None:
+        self.state.save(LocalRecord(
+            doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5, xai_file_id=doc.xai_file_id,
+            collections=tuple(sorted(required)), crm_modified_at=modified_at,
+            preview_sha=content.sha256 if doc.preview_id else None))
 
     def _download(self, doc: CrmDocument, handle: Any) -> Content:
         assert doc.file_id is not None

@@ -187,10 +187,10 @@ class _HeldFile:
 class FileLocks:
     """:class:`Locks` over ``flock(2)`` (py-filelock ``FileLock``); dropped by the kernel when the process dies."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, run_name: str = "docsync") -> None:
         self.state_dir = Path(state_dir)
-        self.lock_path = self.state_dir / "docsync.lock"
-        self.info_path = self.state_dir / "docsync.lock.json"
+        self.lock_path = self.state_dir / f"{run_name}.lock"
+        self.info_path = self.state_dir / f"{run_name}.lock.json"
         self.documents_dir = self.state_dir / "locks"
         self._mutex = threading.RLock()  # reentrant: a signal handler may release mid-acquire
         self._run: _HeldFile | None = None
@@ -480,7 +480,7 @@ class RedisLocks:
     """:class:`Locks` over redis-py's ``Lock`` (leases with a renewal thread and a fencing counter)."""
 
     def __init__(self, url: str, *, namespace: str = "docsync", ttl_seconds: float = 60.0,
-                 client: redis.Redis | None = None) -> None:
+                 client: redis.Redis | None = None, run_name: str = "run") -> None:
         import redis as redis_module
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
@@ -490,7 +490,7 @@ class RedisLocks:
         self.url = redact_url(url)
         self.namespace = namespace
         self.ttl_seconds = float(ttl_seconds)
-        self.run_key = f"{namespace}:run"
+        self.run_key = f"{namespace}:{run_name}"
         self.fence_key = f"{namespace}:fence"
         self._secrets = _secrets_of(url)
         self._mutex = threading.RLock()  # reentrant: a signal handler may release mid-acquire
@@ -755,12 +755,21 @@ class RedisLocks:
         self._close_client()
 
 
-def make_locks(backend: str, state_dir: Path, url: str | None, ttl_seconds: float) -> Locks:
-    """The configured lock backend: ``"file"`` (state dir) or ``"redis"`` (needs ``url``)."""
+def make_locks(backend: str, state_dir: Path, url: str | None, ttl_seconds: float, *, purpose: str = "sync"
+               ) -> Locks:
+    """The configured lock backend: ``"file"`` (state dir) or ``"redis"`` (needs ``url``).
+
+    ``purpose`` picks the run lock: ``"sync"`` is the scheduled run (one per state dir; with Redis one per host
+    and state dir, so several hosts share the backlog through the per-document locks); ``"id"`` is an admin's
+    ``sync --id`` run, which may overlap a scheduled run — the per-document locks keep the two apart.
+    """
+    suffix = "" if purpose == "sync" else f"-{purpose}"
     if backend == "file":
-        return FileLocks(state_dir)
+        return FileLocks(state_dir, run_name=f"docsync{suffix}")
     if backend == "redis":
         if not url:
             raise ConfigError(["the redis lock backend needs a Redis URL"])
-        return RedisLocks(url, ttl_seconds=ttl_seconds)
+        place = hashlib.sha1(f"{socket.gethostname()}:{Path(state_dir).resolve()}".encode(),
+                             usedforsecurity=False).hexdigest()[:12]
+        return RedisLocks(url, ttl_seconds=ttl_seconds, run_name=f"run{suffix}:{place}")
     raise ConfigError([f"unknown lock backend {backend!r} (expected 'file' or 'redis')"])
