@@ -129,6 +129,13 @@ def warm_case(service: PreviewService, case: str, files: list[tuple[Path, str]],
     return Row(case, runs, times, hwm_mb(render_tree(service)), goal, note)
 
 
+def cold_start(service: PreviewService, case: str, path: Path) -> Row:
+    """A once-per-run cost: the first render spawns the worker, the first office file LibreOffice."""
+    start = time.perf_counter()
+    service.render(path, path.name)
+    return Row(case, 1, [time.perf_counter() - start], hwm_mb(render_tree(service)), "", "once per run")
+
+
 # ---- baselines in a measured wrapper process -----------------------------------------------------
 
 WRAPPER = """
@@ -223,6 +230,11 @@ def write_readme(section: str) -> None:
     README.write_text(text)
 
 
+def load() -> str:
+    one, five, _fifteen = os.getloadavg()
+    return f"{one:.1f}/{five:.1f}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (smoke test of the script)")
@@ -230,18 +242,23 @@ def main() -> int:
     args = parser.parse_args()
     runs_fast, runs_office, runs_pdf2image, runs_cold = (10, 5, 1, 2) if args.quick else (60, 30, 2, 8)
     rows: list[Row] = []
+    load_before = load()
     have_office = shutil.which("soffice") is not None
     with tempfile.TemporaryDirectory(prefix="bench-preview-") as tmp_name:
         tmp = Path(tmp_name)
         inputs = make_inputs(tmp)
         pdfs = [(CORPUS / name, name) for name in CORPUS_PDFS]
         with PreviewService(PreviewLimits(), workers=1) as service:
+            rows.append(cold_start(service, "first PDF of a run (spawns the render worker)",
+                                   CORPUS / "minimal-document.pdf"))
             rows.append(warm_case(service, "PDF first page, corpus (8 PDFs)", pdfs, runs_fast, "≤ 60 ms"))
             rows.append(warm_case(service, "PDF first page, 200-page PDF", [(inputs["pdf200"], "big.pdf")],
                                   runs_fast, "≤ 60 ms"))
             rows.append(warm_case(service, "JPEG 24 MP (6000x4000)", [(inputs["jpeg24"], "camera.jpg")],
                                   runs_fast, "≤ 100 ms, ≤ 50 MB", "worker process, interpreter included"))
-            if have_office:
+            if have_office:  # LibreOffice starts only now: the cases above measure the render worker alone
+                rows.append(cold_start(service, "first DOCX of a run (starts LibreOffice)",
+                                       CORPUS / "python-docx-test.docx"))
                 docx = [(CORPUS / "python-docx-test.docx", "a.docx"), (CORPUS / "having-images.docx", "b.docx")]
                 rows.append(warm_case(service, "DOCX, warm LibreOffice (2 corpus files)", docx, runs_office,
                                       "≤ 500 ms", "worker + UNO bridge + soffice"))
@@ -266,7 +283,9 @@ def main() -> int:
     info = machine_info()
     text = "\n".join([
         "Measured by `/work/main/.venv/bin/python bench/bench_preview.py` "
-        f"on {time.strftime('%Y-%m-%d')}.", "", f"Machine: {info}.", "", table(rows), "",
+        f"on {time.strftime('%Y-%m-%d')}.", "",
+        f"Machine: {info}. Load average (1/5 min) before the run {load_before}, after {load()}: the "
+        "machine is shared, a load above 0.5 means other work competed for the 2 cores.", "", table(rows), "",
         "Median and 95th percentile of the wall-clock time of `PreviewService.render()` as the caller sees it "
         "(sandboxed worker, pipe IPC and the WebP check included), after 2 warm-up renders. Peak RSS is the "
         "VmHWM of the processes that render, reset before each case (for office cases the sum over the "

@@ -98,6 +98,8 @@ class PreviewService:
             return self._in_worker({"kind": "icon", "path": str(source), "ext": sniffed.ext}, deadline)
         if sniffed.kind != "office":
             return self._in_worker({"kind": sniffed.kind, "path": str(source), "ext": sniffed.ext}, deadline)
+        if sniffed.encrypted:
+            raise PreviewError("the document is password-protected", "encrypted")
         if self._office is None:
             raise PreviewError("office previews are switched off", "unsupported")
         with tempfile.TemporaryDirectory(prefix="docsync-preview-") as tmp:

@@ -47,6 +47,7 @@ class Sniffed:
     kind: str  # "pdf" | "office" | "image" | "text" | "other"
     ext: str  # the extension that matches the content ("docx", "png", ...) or the name's, lower case
     empty: bool = False
+    encrypted: bool = False  # a password-protected office file (OOXML in OLE2, ODF with encryption)
 
 
 def extension(filename: str) -> str:
@@ -70,35 +71,48 @@ def sniff(path: Path, filename: str) -> Sniffed:
     if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return Sniffed("image", name_ext if name_ext in IMAGE_EXTS else "img")
     if head.startswith(_OLE2):
-        return Sniffed("office", name_ext if name_ext in {"doc", "xls", "ppt"} else "doc")
+        ext = name_ext if name_ext in {"doc", "xls", "ppt"} else "doc"
+        return Sniffed("office", ext, encrypted=_ole_encrypted_package(path))
     if head.startswith(b"{\\rtf"):
         return Sniffed("office", "rtf")
     if head.startswith(b"PK\x03\x04"):
-        office_ext = _zip_office_ext(path)
-        return Sniffed("office", office_ext) if office_ext else Sniffed("other", name_ext)
+        office_ext, encrypted = _zip_office(path)
+        return Sniffed("office", office_ext, encrypted=encrypted) if office_ext else Sniffed("other", name_ext)
     if _looks_like_text(head):
         return Sniffed("text", name_ext)
     return Sniffed("other", name_ext)
 
 
-def _zip_office_ext(path: Path) -> str | None:
-    """``docx``/``xlsx``/``pptx``/``odt``/... when the zip is an OOXML or ODF package, else None."""
+_ENCRYPTED_OOXML = "EncryptedPackage".encode("utf-16-le")
+_OLE_SCAN_BYTES = 32 * 1024 * 1024
+
+
+def _ole_encrypted_package(path: Path) -> bool:
+    """An encrypted OOXML file is an OLE2 container with an ``EncryptedPackage`` stream."""
+    with path.open("rb") as fh:
+        return _ENCRYPTED_OOXML in fh.read(_OLE_SCAN_BYTES)
+
+
+def _zip_office(path: Path) -> tuple[str | None, bool]:
+    """(``docx``/``xlsx``/``pptx``/``odt``/..., encrypted) for an OOXML or ODF package, else (None, False)."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
             if "mimetype" in names:
-                info = zf.getinfo("mimetype")
-                if info.file_size > 200:
-                    return None
+                if zf.getinfo("mimetype").file_size > 200:
+                    return None, False
                 mime = zf.read("mimetype").decode("ascii", "replace").strip()
-                return _ODF_EXT.get(mime)
+                encrypted = False
+                if "META-INF/manifest.xml" in names and zf.getinfo("META-INF/manifest.xml").file_size < 1 << 20:
+                    encrypted = b"encryption-data" in zf.read("META-INF/manifest.xml")
+                return _ODF_EXT.get(mime), encrypted
             if "[Content_Types].xml" in names:
                 for prefix, ext in _OOXML_EXT:
                     if any(n.startswith(prefix) for n in names):
-                        return ext
+                        return ext, False
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, RuntimeError):
-        return None
-    return None
+        return None, False
+    return None, False
 
 
 def _looks_like_text(head: bytes) -> bool:

@@ -303,3 +303,21 @@ def test_service_exit_stops_libreoffice(corpus: Path) -> None:
         assert len(descendants) >= 3  # worker, bridge, soffice
     assert not [p for p in own_children() if p.pid not in before]
     assert all(gone(pid) for pid in descendants)
+
+
+def test_encrypted_odf(service: PreviewService, corpus: Path, tmp_path: Path) -> None:
+    manifest = ('<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
+                '<manifest:file-entry manifest:full-path="content.xml"><manifest:encryption-data '
+                'manifest:checksum-type="SHA1"/></manifest:file-entry></manifest:manifest>')
+    with zipfile.ZipFile(tmp_path / "secret.odt", "w") as zf:
+        zf.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        zf.writestr("META-INF/manifest.xml", manifest)
+        zf.writestr("content.xml", os.urandom(500))
+    assert code_of(service, tmp_path / "secret.odt") == "encrypted"
+
+
+def test_encrypted_ooxml(service: PreviewService, tmp_path: Path) -> None:
+    """Password-protected .docx files are OLE2 containers holding an ``EncryptedPackage`` stream."""
+    blob = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(1000) + "EncryptedPackage".encode("utf-16-le") + bytes(500)
+    (tmp_path / "secret.docx").write_bytes(blob)
+    assert code_of(service, tmp_path / "secret.docx") == "encrypted"
