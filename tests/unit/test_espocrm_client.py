@@ -45,7 +45,8 @@ def record(doc_id: str, **values: Any) -> dict[str, Any]:
 
 def search_params(request: httpx.Request) -> dict[str, Any]:
     assert set(request.url.params.keys()) == {"searchParams"}
-    return json.loads(request.url.params["searchParams"])
+    decoded: dict[str, Any] = json.loads(request.url.params["searchParams"])
+    return decoded
 
 
 # -- auth ----------------------------------------------------------------------------------------------

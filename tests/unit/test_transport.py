@@ -343,3 +343,24 @@ def test_throttle_limits_requests_in_flight() -> None:
         thread.join()
     assert state["peak"] == 2
     assert service.request_count == 8
+
+
+# -- connect timeouts (nothing reached the server) -----------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="bug: httpx.ConnectTimeout is classified as a lost answer, so a POST "
+                                       "whose connection was never opened raises AmbiguousWriteError")
+def test_connect_timeout_on_post_is_retried_because_nothing_arrived(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_exception(httpx.ConnectTimeout("connect timed out"), method="POST", url=URL)
+    httpx_mock.add_response(method="POST", url=URL, json={"id": "f"}, is_optional=True)
+    assert make_service().json("POST", "/v1/things", json_body={}) == {"id": "f"}
+    assert len(httpx_mock.get_requests()) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="bug: repeated httpx.ConnectTimeout ends as TransientHttpError, not "
+                                       "ServiceUnreachable, so the run goes on document after document")
+def test_repeated_connect_timeouts_make_the_service_unreachable(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_exception(httpx.ConnectTimeout("connect timed out"), url=URL, is_reusable=True)
+    with pytest.raises(ServiceUnreachable):
+        make_service(attempts=3).call("GET", "/v1/things")
+    assert len(httpx_mock.get_requests()) == 3

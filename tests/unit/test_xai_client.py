@@ -61,7 +61,9 @@ def multipart_parts(request: httpx.Request) -> dict[str, tuple[str | None, str |
     parts = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        parts[str(name)] = (part.get_filename(), part.get("Content-Type"), part.get_payload(decode=True))
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        parts[str(name)] = (part.get_filename(), part.get("Content-Type"), payload)
     return parts
 
 
