@@ -72,9 +72,12 @@ class ChildProcess:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ChildTimeout
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            raise ChildTimeout
+        poller = select.poll()  # not select(): works for any fd number
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        if not poller.poll(max(1, int(remaining * 1000))):
+            if time.monotonic() >= deadline:
+                raise ChildTimeout
+            return
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             raise ChildDied(f"child {self.pid} closed its output")
