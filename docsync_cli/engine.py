@@ -563,7 +563,8 @@ class Engine:
         if preview_id:
             values["preview"] = preview_id
         now = self.espo.get_document(doc.id)
-        edited = now.modified_at != marked.modified_at or now.file_id != doc.file_id
+        edited = (now.fingerprint != marked.fingerprint or now.modified_at != marked.modified_at
+                  or now.file_id != doc.file_id)
         if not edited:
             try:
                 self.locks.check()
@@ -575,6 +576,10 @@ class Engine:
             result.detail = "edited in EspoCRM while docsync worked on it; picked up again next run"
             if uploaded and now.file_id != doc.file_id:
                 self._roll_back(file_id, required, doc, content)
+            # Only docsync's own progress field, unconditionally: the person's edit stays as it is, and the
+            # record says another pass is needed (an upload of unchanged content is adopted, not repeated).
+            with contextlib.suppress(ConflictError, NotFoundError):
+                self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.PENDING.value})
             return
         self.state.save(LocalRecord(
             doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5, xai_file_id=file_id,

@@ -192,7 +192,18 @@ class EspoClient:
             preview_id=text(self.preview_attr),
             version=version if isinstance(version, int) and not isinstance(version, bool) else None,
             problems=tuple(problems),
+            fingerprint=fingerprint(record),
         )
+
+
+BOOKKEEPING = frozenset({"modifiedAt", "modifiedById", "modifiedByName", "versionNumber"})
+
+
+def fingerprint(record: dict[str, Any]) -> str:
+    """A hash of the record without EspoCRM's modification bookkeeping. ``modifiedAt`` has one-second
+    precision, so two saves in the same second look alike by time; by content they do not."""
+    content = {key: value for key, value in record.items() if key not in BOOKKEEPING}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _collections(value: Any, attr: str, problems: list[str]) -> tuple[str, ...]:

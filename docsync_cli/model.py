@@ -50,6 +50,7 @@ class CrmDocument:
     preview_id: str | None = None
     version: int | None = None
     problems: tuple[str, ...] = ()  # unexpected field values found while reading the record
+    fingerprint: str = ""  # hash of every attribute but the modification bookkeeping (detects edits)
 
 
 @dataclass(frozen=True)
