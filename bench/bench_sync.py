@@ -50,8 +50,14 @@ LATENCY = 0.020
 RUN_TIMEOUT = 1800.0  # seconds; a docsync run that takes longer is killed
 
 sys.path.insert(0, str(ROOT))
+from docsync_cli.sandbox import http as sandbox_http  # noqa: E402
 from docsync_cli.sandbox.http import RateLimit  # noqa: E402
 from docsync_cli.sandbox.seed import Sandbox, corpus_dir  # noqa: E402
+
+# The emulators' http.server writes the status/headers and the body in two send() calls with Nagle on, so the
+# client's delayed ACK stalls every answer by ~40 ms on loopback (measured: 44 ms per request at latency 0,
+# 2 ms with TCP_NODELAY). That would swamp the fixed 20 ms latency under test, so the benchmark turns Nagle off.
+sandbox_http._RequestHandler.disable_nagle_algorithm = True
 
 # ---------------------------------------------------------------------------------------------------
 # plumbing: corpus, sandbox, one docsync run
@@ -218,7 +224,7 @@ class Traffic:
         return self.espocrm + self.xai_files + self.xai_management
 
 
-_ID = re.compile(r"/[0-9a-f]{17}\b|/file-[\w-]+|/collection_[\w-]+|/[A-Za-z0-9]{20,}")
+_ID = re.compile(r"/[0-9a-f]{17}\b|/file_[\w-]+|/collection_[\w-]+|/[A-Za-z0-9]{20,}")
 
 
 def traffic(seed: Seeded) -> Traffic:
@@ -528,7 +534,7 @@ def goal_limits(n: int, rate: float = 50, burst: int = 10, retry_after: float = 
             "failed": statuses.get("Fehler", 0), "throttled": sum(limit.throttled for limit in limits),
             "traffic": t, "phases": phases}
     say(f"  {run.wall:.1f} s, exit {run.exit_code}, {statuses}, 429s {data['throttled']}; {phases}")
-    save("limits", data)
+    save(f"limits_r{rate:g}", data)
     return data
 
 
@@ -549,7 +555,9 @@ def report() -> str:
     rows: list[tuple[str, str, str, str]] = []
     notes: list[str] = []
     info = machine()
-    initial, noop, memory, startup, limits = (load(n) for n in ("initial", "noop", "memory", "startup", "limits"))
+    initial, noop, memory, startup = (load(n) for n in ("initial", "noop", "memory", "startup"))
+    limit_runs = sorted((load(p.stem[len("sync_"):]) for p in RESULTS.glob("sync_limits_r*.json")),
+                        key=lambda d: -float(d["rate"]) if d else 0)
     if initial:
         d, b = initial["default"], initial["baseline"]
         n = d["docs"]
@@ -601,7 +609,9 @@ def report() -> str:
         for label, cmd in (("help", "docsync --help"), ("status_help", "docsync status --help")):
             ms = startup[label]["median_ms"]
             rows.append((f"5. `{cmd}`", "< 300 ms (median of 10)", f"{ms:.0f} ms", yes(ms < 300)))
-    if limits:
+    for limits in limit_runs:
+        if not limits:
+            continue
         ph = limits["phases"]
         ok = (limits["failed"] == 0 and limits["run"]["exit_code"] == 0 and limits["throttled"] > 0
               and ph["after"]["docs_per_s"] >= 0.8 * ph["before"]["docs_per_s"])
@@ -611,7 +621,7 @@ def report() -> str:
                      f"{limits['throttled']} × 429, {limits['failed']} failed, exit {limits['run']['exit_code']}; "
                      f"docs/s before {ph['before']['docs_per_s']} → during {ph['during']['docs_per_s']} "
                      f"(xAI accepted {ph['during']['xai_accepted_per_s']} req/s) → after {ph['after']['docs_per_s']}",
-                     yes(ok)))
+                     yes(ok) if limits["throttled"] else "n/a: docsync never reached the limit"))
     lines = ["| goal | target | measured | met? |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     head = (f"Machine: {info['nproc']} × {info['cpu']}, {info['ram_gb']} GB RAM, Python {info['python']}, "
@@ -644,7 +654,8 @@ COMMANDS = """Commands (from `/work/main`):
 .venv/bin/python bench/bench_sync.py noop       # goals 2 and 3 (seeds and syncs 10,000 documents first)
 .venv/bin/python bench/bench_sync.py memory     # goal 4
 .venv/bin/python bench/bench_sync.py startup    # goal 5
-.venv/bin/python bench/bench_sync.py limits     # goal 6
+.venv/bin/python bench/bench_sync.py limits     # goal 6, xAI limited to 50 req/s per host
+.venv/bin/python bench/bench_sync.py limits --rate 8   # goal 6 with a limit docsync actually hits
 .venv/bin/python bench/bench_sync.py report     # rebuild this table from bench/results/sync_*.json
 ```"""
 
@@ -656,6 +667,7 @@ def main() -> int:
     parser.add_argument("--preview-docs", type=int, default=200, help="goal 1 previews-on documents (0 = skip)")
     parser.add_argument("--big", type=int, default=10_000, help="goals 2/3 documents (default 10000)")
     parser.add_argument("--limit-docs", type=int, default=300, help="goal 6 documents (default 300)")
+    parser.add_argument("--rate", type=float, default=50, help="goal 6 xAI requests/s per host (default 50)")
     parser.add_argument("--no-readme", action="store_true", help="print only, leave bench/README.md alone")
     args = parser.parse_args()
     goals = ["startup", "memory", "limits", "initial", "noop"] if args.goal == "all" else [args.goal]
@@ -669,7 +681,7 @@ def main() -> int:
         elif goal == "startup":
             goal_startup()
         elif goal == "limits":
-            goal_limits(args.limit_docs)
+            goal_limits(args.limit_docs, rate=args.rate)
     section = report() + "\n\n" + COMMANDS
     print("\n" + section)
     if not args.no_readme:
