@@ -317,6 +317,9 @@ class Engine:
                 self._fail(doc, result, TransientDocumentError(f"local error: {exc}", "local_error"))
         except DocumentError as exc:
             self._fail(doc, result, exc)
+        except ConflictError:
+            result.outcome = "deferred"
+            result.detail = "edited in EspoCRM while docsync worked on it; picked up again next run"
         except HttpError as exc:
             self._fail(doc, result, _as_document_error(exc))
         log.info("%s %s: %s%s", doc.id, result.outcome, result.detail,
@@ -362,7 +365,7 @@ class Engine:
             processing = self._wait_processed(file_id, required)
             preview_id = self._preview(doc, content, path, result)
             self._write_back(doc, marked, content, file_id, uploaded, required, processing, preview_id, result)
-            if result.outcome in ("synced", "pending", "failed"):
+            if result.outcome == "synced":
                 self._break(doc, file_id, doc_plan, required, result)
         finally:
             handle.close()
@@ -550,12 +553,14 @@ class Engine:
                     required: frozenset[str], processing: tuple[str, str], preview_id: str | None,
                     result: DocResult) -> None:
         state, message = processing
-        values: dict[str, Any] = {"md5": content.md5, "sha": content.sha256, "xaiFileId": file_id,
-                                  "xaiCollections": sorted(required), "xaiSyncedHash": content.sha256}
+        values: dict[str, Any] = {"md5": content.md5, "sha": content.sha256}
         if state == "processed":
             values |= {"dateiStatus": DateiStatus.GESYNCT.value, "xaiSyncStatus": SyncStatus.SYNCED.value,
-                       "xaiSyncError": ""}
+                       "xaiSyncError": "", "xaiFileId": file_id, "xaiCollections": sorted(required),
+                       "xaiSyncedHash": content.sha256}
         elif state == "pending":
+            # Not searchable everywhere yet: the record keeps pointing at what xAI fully holds (the old file,
+            # if any, stays in place); the next run adopts the upload from the journal and finishes.
             values |= {"xaiSyncStatus": SyncStatus.PENDING.value, "xaiSyncError": ""}
         else:
             values |= {"dateiStatus": DateiStatus.FEHLER.value, "xaiSyncStatus": SyncStatus.FAILED.value,
@@ -581,16 +586,25 @@ class Engine:
             with contextlib.suppress(ConflictError, NotFoundError):
                 self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.PENDING.value})
             return
+        previous = self.state.record(doc.id)
+        preview_sha = content.sha256 if (preview_id or result.preview == "unchanged") else (
+            previous.preview_sha if previous else None)
+        if state == "processed":
+            self.state.save(LocalRecord(
+                doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5, xai_file_id=file_id,
+                collections=tuple(sorted(required)), crm_modified_at=after.modified_at, preview_sha=preview_sha))
+            self.state.upload_settled(doc.id)
+            result.outcome = "synced"
+            return
         self.state.save(LocalRecord(
-            doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5, xai_file_id=file_id,
-            collections=tuple(sorted(required)), crm_modified_at=after.modified_at,
+            doc_id=doc.id, file_id=doc.file_id if state == "failed" else (previous.file_id if previous else None),
+            sha256=previous.sha256 if previous else None, md5=previous.md5 if previous else None,
+            xai_file_id=doc.xai_file_id, collections=doc.xai_collections, crm_modified_at=after.modified_at,
             failure_code="processing_failed" if state == "failed" else None, failure_transient=False,
-            preview_sha=content.sha256 if (preview_id or result.preview == "unchanged") else None))
-        self.state.upload_settled(doc.id)
-        result.outcome = {"processed": "synced", "pending": "pending", "failed": "failed"}[state]
-        result.error_code = "processing_failed" if state == "failed" else None
+            preview_sha=preview_sha))
+        result.outcome = state
         if state == "failed":
-            result.detail = message
+            result.error_code, result.detail = "processing_failed", message
 
     def _roll_back(self, file_id: str, required: frozenset[str], doc: CrmDocument, content: Content) -> None:
         for collection_id in sorted(required):

@@ -247,7 +247,7 @@ class ServiceClient:
         try:
             with self.throttle.slot():
                 answer = self._send(method, path, params, json_body, content, files, data, headers, sink)
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # Nothing reached the server: safe to repeat any method.
             raise TransientHttpError(self.name, method, path, None, f"{CONNECT_FAILED} ({short(str(exc), 80)})"
                                      ) from exc

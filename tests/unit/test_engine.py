@@ -418,7 +418,7 @@ def test_processing_failure_is_fehler_with_xais_message(world: World, run: RunFn
     rec = world.records["d1"]
     assert (rec["dateiStatus"], rec["xaiSyncStatus"]) == ("Fehler", "failed")
     assert "could not extract text from the PDF" in rec["xaiSyncError"]
-    assert rec["xaiFileId"] == "file_0"  # the file stays recorded, so a later run can reindex it
+    assert rec["xaiFileId"] is None  # the record keeps pointing at what xAI fully holds (nothing yet)
 
 
 def test_processing_past_the_wait_is_pending_not_gesynct(world: World, run: RunFn) -> None:
@@ -435,10 +435,14 @@ def test_pending_document_is_finished_by_the_next_run(world: World, run: RunFn) 
     world.processing = ("DOCUMENT_STATUS_PROCESSING", "")
     world.add_doc("d1")
     run()
+    assert world.records["d1"]["dateiStatus"] == "Neu"  # not claimed as synced while xAI still processes
+    assert world.records["d1"]["xaiSyncStatus"] == "pending"
     world.collections["col_a"]["docs"]["file_0"]["status"] = PROCESSED
+    world.processing = (PROCESSED, "")
     world.sent.clear()
     assert outcomes(run()) == {"d1": "synced"}
-    assert world.requests("files", "POST") == []  # the same file is kept
+    assert world.requests("files", "POST") == []  # the upload is adopted from the journal, not repeated
+    assert world.records["d1"]["xaiFileId"] == "file_0"
     assert world.records["d1"]["dateiStatus"] == "Gesynct"
 
 
@@ -561,8 +565,6 @@ def test_replaced_file_during_the_sync_rolls_the_new_upload_back(world: World, r
     assert all("xaiFileId" not in p.body for p in world.requests("espo", "PUT"))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a 409 on the syncing mark (record edited after the listing) is "
-                                       "turned into a permanent 'rejected' failure instead of a deferral")
 def test_user_edit_before_the_syncing_mark_defers_instead_of_failing(world: World, run: RunFn) -> None:
     world.add_doc("d1")
     edited: list[bool] = []

@@ -348,8 +348,6 @@ def test_throttle_limits_requests_in_flight() -> None:
 # -- connect timeouts (nothing reached the server) -----------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="bug: httpx.ConnectTimeout is classified as a lost answer, so a POST "
-                                       "whose connection was never opened raises AmbiguousWriteError")
 def test_connect_timeout_on_post_is_retried_because_nothing_arrived(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_exception(httpx.ConnectTimeout("connect timed out"), method="POST", url=URL)
     httpx_mock.add_response(method="POST", url=URL, json={"id": "f"}, is_optional=True)
@@ -357,8 +355,6 @@ def test_connect_timeout_on_post_is_retried_because_nothing_arrived(httpx_mock: 
     assert len(httpx_mock.get_requests()) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="bug: repeated httpx.ConnectTimeout ends as TransientHttpError, not "
-                                       "ServiceUnreachable, so the run goes on document after document")
 def test_repeated_connect_timeouts_make_the_service_unreachable(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_exception(httpx.ConnectTimeout("connect timed out"), url=URL, is_reusable=True)
     with pytest.raises(ServiceUnreachable):
