@@ -149,7 +149,19 @@ def report_error(exc: DocsyncError) -> int:
 # sync / prune
 
 
-@app.command()
+SYNC_EXAMPLES = """Examples:
+
+  docsync sync                      the scheduled job: everything that needs work
+
+  docsync sync --dry-run            what would happen; writes nothing; exit 1 when there is work
+
+  docsync sync --id 65f0c1a2b3c4d5e6f   one document now (also one held back after a failure)
+
+  docsync sync --full               also check every document's collections and prune deleted ones
+"""
+
+
+@app.command(epilog=SYNC_EXAMPLES)
 def sync(
     ctx: typer.Context,
     ids: Annotated[list[str] | None, typer.Option("--id", help="Only this document (repeatable); also retries "

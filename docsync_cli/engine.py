@@ -46,6 +46,7 @@ from .errors import (
     PreviewError,
     RejectedError,
     RunFatal,
+    ServiceUnreachable,
     TransientDocumentError,
     TransientHttpError,
 )
@@ -72,6 +73,7 @@ from .xai import FAILED, MANAGED_BY, PROCESSED, XaiClient, name_prefix, upload_n
 
 log = logging.getLogger("docsync.engine")
 MAX_ERROR_TEXT = 1000
+OUTAGE_STREAK = 5
 
 
 class Locks(Protocol):
@@ -169,6 +171,7 @@ class Engine:
         self.clock = clock
         self._fatal: DocsyncError | None = None
         self._fatal_lock = threading.Lock()
+        self._transient_streak = 0  # consecutive documents that failed with a transient error
 
     # -- run level -----------------------------------------------------------------------------------
 
@@ -288,6 +291,20 @@ class Engine:
             except DocsyncError as exc:
                 summary.notes.append(f"could not delete {file_id}: {exc}; retried next full run")
 
+    def _watch_outage(self, result: DocResult) -> None:
+        """A circuit breaker: after ``OUTAGE_STREAK`` documents in a row failed transiently (the services keep
+        answering 5xx/timeouts even after retries), stop the run instead of marking every document."""
+        with self._fatal_lock:
+            if result.outcome == "failed" and result.error_code in ("transient", "membership_lost"):
+                self._transient_streak += 1
+            elif result.outcome in ("synced", "unchanged", "pending"):
+                self._transient_streak = 0
+            tripped = self._transient_streak >= OUTAGE_STREAK
+        if tripped:
+            self._set_fatal(ServiceUnreachable(
+                f"{OUTAGE_STREAK} documents in a row failed with transient errors (last: {result.detail}); "
+                "stopping this run, the next run retries"))
+
     def _set_fatal(self, exc: DocsyncError) -> None:
         with self._fatal_lock:
             if self._fatal is None:
@@ -322,6 +339,7 @@ class Engine:
             result.detail = "edited in EspoCRM while docsync worked on it; picked up again next run"
         except HttpError as exc:
             self._fail(doc, result, _as_document_error(exc))
+        self._watch_outage(result)
         log.info("%s %s: %s%s", doc.id, result.outcome, result.detail,
                  f" [{', '.join(result.actions)}]" if result.actions else "")
         return result

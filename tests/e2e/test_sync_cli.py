@@ -270,3 +270,49 @@ def test_previews_are_written_back_as_webp(sandbox: Sandbox, state: Path) -> Non
         assert data is not None
         image = Image.open(BytesIO(data))
         assert image.format == "WEBP" and image.width <= 600 and image.height <= 800
+
+
+def test_an_outage_trips_the_breaker_instead_of_failing_every_document(sandbox: Sandbox, state: Path) -> None:
+    c1 = sandbox.xai.create_collection("Mandant")
+    account = sandbox.espo.add_account("Mandant", c1)
+    ids = [sandbox.espo.add_document(f"Dok {n}", f"Inhalt {n}\n".encode(), f"dok-{n}.txt", accounts=[account])
+           for n in range(12)]
+    sandbox.xai.faults.add(Respond(503, b'{"code":"Unavailable","error":"down"}', {"Retry-After": "0"}),
+                           listener="api")
+    run = docsync(sandbox, state, "sync", "--no-preview", "--concurrency", "1",
+                  extra_env={"DOCSYNC_SYNC__MAX_ATTEMPTS": "2"})
+    assert run.returncode == 3, run.stderr
+    assert "in a row" in run.stderr
+    statuses = [sandbox.espo.document(doc_id)["dateiStatus"] for doc_id in ids]
+    assert statuses.count("Fehler") == 5 and statuses.count("Neu") == 7
+    sandbox.xai.faults.clear()
+    healed = docsync(sandbox, state, "sync", "--no-preview")
+    assert healed.returncode == 0, healed.stderr
+    assert all(sandbox.espo.document(doc_id)["dateiStatus"] == "Gesynct" for doc_id in ids)
+
+
+def test_metrics_file_and_json_logs(sandbox: Sandbox, state: Path, tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    small_firm(sandbox)
+    metrics = tmp_path / "docsync.prom"
+    run = docsync(sandbox, state, "--log-format", "json", "sync", "--no-preview", "--metrics-file", str(metrics))
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stderr.splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    assert sum("synced" in line["message"] for line in lines) == 3
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(metrics.read_text()) for s in family.samples}
+    assert samples[("docsync_last_run_exit_code", ())] == 0
+    assert samples[("docsync_documents", (("result", "synced"),))] == 3
+    assert ("docsync_last_success_timestamp_seconds", ()) in samples
+
+
+def test_espocrm_fields_prints_entity_defs_with_configured_names(sandbox: Sandbox, state: Path) -> None:
+    run = docsync(sandbox, state, "espocrm-fields", extra_env={"DOCSYNC_ESPOCRM__FIELDS__DATEISTATUS": "cDateiStatus"})
+    assert run.returncode == 0, run.stderr
+    first_json = run.stdout.split("\n//")[0].split("\n", 1)[1]
+    fields = json.loads(first_json)["fields"]
+    assert fields["cDateiStatus"]["options"] == ["", "Neu", "Geändert", "Gesynct", "Fehler"]
+    assert fields["xaiCollections"]["type"] == "array"
+    assert fields["preview"]["type"] == "image"
