@@ -151,13 +151,11 @@ def report_error(exc: DocsyncError) -> int:
 
 SYNC_EXAMPLES = """Examples:
 
-  docsync sync                      the scheduled job: everything that needs work
-
-  docsync sync --dry-run            what would happen; writes nothing; exit 1 when there is work
-
-  docsync sync --id 65f0c1a2b3c4d5e6f   one document now (also one held back after a failure)
-
-  docsync sync --full               also check every document's collections and prune deleted ones
+\b
+  docsync sync               the scheduled job: everything that needs work
+  docsync sync --dry-run     show the plan, write nothing (exit 1 when there is work)
+  docsync sync --id ID       one document now (also one held back after a failure)
+  docsync sync --full        also check every document's collections; prune deleted ones
 """
 
 
