@@ -489,13 +489,14 @@ def demo(
 def _stdout() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 def _stderr() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    # soft_wrap: one message stays one line in journald and cron mail, whatever the terminal width
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _iso(moment: datetime) -> str:

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import logging
 import mimetypes
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -74,6 +75,8 @@ from .xai import FAILED, MANAGED_BY, PROCESSED, XaiClient, name_prefix, upload_n
 log = logging.getLogger("docsync.engine")
 MAX_ERROR_TEXT = 1000
 OUTAGE_STREAK = 5
+ORPHAN_MIN_AGE = 3600.0
+MARKED_NAME = re.compile(r"crm-(.+?)-[0-9a-f]{8}-")
 
 
 class Locks(Protocol):
@@ -158,6 +161,7 @@ class Engine:
         stop: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.espo = espo
         self.xai = xai
@@ -169,6 +173,7 @@ class Engine:
         self.stop = stop or threading.Event()
         self.sleep = sleep
         self.clock = clock
+        self.wall = wall
         self._fatal: DocsyncError | None = None
         self._fatal_lock = threading.Lock()
         self._transient_streak = 0  # consecutive documents that failed with a transient error
@@ -205,7 +210,23 @@ class Engine:
                     continue  # added by a person: never ours to remove
                 members.append(RemoteMember(collection_id, str(meta.get("file_id")), str(fields["crm_document_id"]),
                                             str(fields.get("content_sha256") or "")))
-        return members
+        return members + self.orphan_files({m.file_id for m in members})
+
+    def orphan_files(self, in_collections: set[str]) -> list[RemoteMember]:
+        """Marked files (``crm-<id>-<sha8>-…``) that are in no managed collection — leftovers of a crash
+        between upload and add, or between leaving the collections and the delete. Files younger than
+        ``ORPHAN_MIN_AGE`` are left alone: another host may be about to add them."""
+        found = []
+        for item in self.xai.find_files("crm-"):
+            file_id = str(item.get("id"))
+            match = MARKED_NAME.match(str(item.get("filename", "")))
+            created = item.get("created_at")
+            if file_id in in_collections or match is None or not isinstance(created, int | float):
+                continue
+            if self.wall() - created < ORPHAN_MIN_AGE:
+                continue
+            found.append(RemoteMember("", file_id, match.group(1), ""))
+        return found
 
     def plan(self, options: RunOptions, summary: RunSummary) -> tuple[RunPlan, list[CrmDocument]]:
         docs = self.gather(options)
@@ -238,6 +259,11 @@ class Engine:
                 return summary
             raise
         if options.dry_run:
+            return summary
+        try:
+            self.finish_cleanups(summary)
+        except RunFatal as exc:
+            summary.fatal = exc
             return summary
         self._work(summary.plan.work, summary)
         summary.fatal = self._fatal
@@ -277,9 +303,14 @@ class Engine:
                 # Under the document's lock: a concurrent run may be in the middle of replacing that file.
                 with self.locks.document(owners[file_id]):
                     self.locks.check()
-                    for collection_id in collections:
-                        self.xai.remove_document(collection_id, file_id)
-                    self.xai.delete_file(file_id)
+                    steps = [(file_id, c) for c in collections if c] + [(file_id, "")]  # "": no collection
+                    self.state.cleanup_planned(owners[file_id], steps)  # a crash midway is finished next run
+                    for step_file, collection_id in steps:
+                        if collection_id:
+                            self.xai.remove_document(collection_id, step_file)
+                        else:
+                            self.xai.delete_file(step_file)
+                        self.state.cleanup_done(step_file, collection_id)
                 summary.deleted.append(file_id)
                 log.info("deleted xAI file %s (%s)", file_id, "; ".join(d.reason for d in deletions
                                                                          if d.member.file_id == file_id)[:200])
@@ -382,9 +413,11 @@ class Engine:
             file_id, uploaded = self._apply(doc, content, path, doc_plan, result)
             processing = self._wait_processed(file_id, required)
             preview_id = self._preview(doc, content, path, result)
-            self._write_back(doc, marked, content, file_id, uploaded, required, processing, preview_id, result)
+            cleanup = self._cleanup_items(doc, file_id, doc_plan, required, local)
+            self._write_back(doc, marked, content, file_id, uploaded, required, processing, preview_id, result,
+                             cleanup)
             if result.outcome == "synced":
-                self._break(doc, file_id, doc_plan, required, result)
+                self._break(doc, cleanup, result)
         finally:
             handle.close()
             path.unlink(missing_ok=True)
@@ -569,7 +602,7 @@ class Engine:
 
     def _write_back(self, doc: CrmDocument, marked: CrmDocument, content: Content, file_id: str, uploaded: bool,
                     required: frozenset[str], processing: tuple[str, str], preview_id: str | None,
-                    result: DocResult) -> None:
+                    result: DocResult, cleanup: list[tuple[str, str]]) -> None:
         state, message = processing
         values: dict[str, Any] = {"md5": content.md5, "sha": content.sha256}
         if state == "processed":
@@ -591,6 +624,8 @@ class Engine:
         if not edited:
             try:
                 self.locks.check()
+                if state == "processed" and cleanup:
+                    self.state.cleanup_planned(doc.id, cleanup)  # before the write that makes them due
                 after = self.espo.update(doc.id, _attr(values, self.espo), version=marked.version)
             except ConflictError:
                 edited = True
@@ -630,28 +665,66 @@ class Engine:
         self.xai.delete_file(file_id)
         self.state.upload_settled(doc.id, content.sha256)
 
-    def _break(self, doc: CrmDocument, file_id: str, doc_plan: DocPlan, required: frozenset[str],
-               result: DocResult) -> None:
+    def _cleanup_items(self, doc: CrmDocument, file_id: str, doc_plan: DocPlan, required: frozenset[str],
+                       local: LocalRecord | None) -> list[tuple[str, str]]:
+        """The break half: (file, collection) removals and (file, "") deletions due once the CRM points at
+        ``file_id`` in ``required``."""
+        items = [(file_id, collection_id) for collection_id in doc_plan.remove_from]
+        old = doc_plan.retire
+        if old and old != file_id:
+            everywhere = set(doc.xai_collections) | required | set(local.collections if local else ())
+            items += [(old, collection_id) for collection_id in sorted(everywhere)] + [(old, "")]
+        return items
+
+    def _break(self, doc: CrmDocument, cleanup: list[tuple[str, str]], result: DocResult) -> None:
         """After the CRM points at the new state: leave stale collections, retire the superseded file."""
         try:
-            for collection_id in doc_plan.remove_from:
+            for file_id, collection_id in cleanup:
                 self.locks.check()
-                self.xai.remove_document(collection_id, file_id)
-                result.actions.append(f"remove {collection_id}")
-            old = doc_plan.retire
-            if old and old != file_id:
-                local = self.state.record(doc.id)
-                for collection_id in sorted(set(doc.xai_collections) | required | set(local.collections if local
-                                                                                     else ())):
-                    self.locks.check()
-                    self.xai.remove_document(collection_id, old)
-                self.xai.delete_file(old)
-                result.actions.append(f"retire {old}")
+                if collection_id:
+                    self.xai.remove_document(collection_id, file_id)
+                    result.actions.append(f"remove {file_id} from {collection_id}")
+                else:
+                    self.xai.delete_file(file_id)
+                    result.actions.append(f"retire {file_id}")
+                self.state.cleanup_done(file_id, collection_id)
         except RunFatal:
             raise
         except DocsyncError as exc:
-            # The document is correctly synced; the leftover is removed by the next --full run or prune.
-            log.warning("%s: cleanup incomplete (%s); `docsync sync --full` will finish it", doc.id, exc)
+            # The document is correctly synced; the journalled rest is finished at the start of the next run.
+            log.warning("%s: cleanup incomplete (%s); the next run finishes it", doc.id, exc)
+
+    def finish_cleanups(self, summary: RunSummary) -> None:
+        """Finish cleanups an earlier run journalled but did not complete (a crash, an error). Each is done only
+        if the CRM moved on: if the record still points at that file in that collection, the write-back never
+        happened and the entry is dropped instead."""
+        by_doc: dict[str, list[tuple[str, str]]] = {}
+        for doc_id, file_id, collection_id in self.state.cleanups():
+            by_doc.setdefault(doc_id, []).append((file_id, collection_id))
+        for doc_id, items in by_doc.items():
+            try:
+                with self.locks.document(doc_id):
+                    try:
+                        doc: CrmDocument | None = self.espo.get_document(doc_id)
+                    except NotFoundError:
+                        doc = None
+                    for file_id, collection_id in items:
+                        still_used = doc is not None and doc.xai_file_id == file_id and (
+                            not collection_id or collection_id in doc.xai_collections)
+                        if not still_used:
+                            self.locks.check()
+                            if collection_id:
+                                self.xai.remove_document(collection_id, file_id)
+                            else:
+                                self.xai.delete_file(file_id)
+                                summary.deleted.append(file_id)
+                        self.state.cleanup_done(file_id, collection_id)
+            except LockHeld:
+                continue
+            except RunFatal:
+                raise
+            except DocsyncError as exc:
+                summary.notes.append(f"cleanup for {doc_id} not finished ({exc}); retried next run")
 
     def _fail(self, doc: CrmDocument, result: DocResult, exc: DocumentError) -> None:
         result.outcome, result.detail, result.error_code = "failed", str(exc), exc.code

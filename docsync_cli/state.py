@@ -3,6 +3,9 @@
 * ``documents``: per document, what the last run that touched it synced (attachment id, hashes, xAI file,
   collections, the record's ``modifiedAt`` right after docsync's own write) or why it failed. The planner uses
   it to notice a replaced file without downloading every document on every run.
+* ``cleanups``: the break half of make-before-break, journalled before the write-back that makes it due
+  (take file F out of collection C, or delete F when C is empty); finished right after the write-back, or by
+  the next run after a crash — after checking the CRM really moved on.
 * ``uploads``: the intent journal. A row is written *before* ``POST /v1/files`` and completed with the file id
   after it; an upload whose answer was lost (or a crash in between) is found again by its marked name on the
   next attempt instead of being uploaded twice.
@@ -27,6 +30,9 @@ CREATE TABLE IF NOT EXISTS documents (
     file_id TEXT, sha256 TEXT, md5 TEXT, xai_file_id TEXT, collections TEXT NOT NULL DEFAULT '[]',
     crm_modified_at TEXT, failure_code TEXT, failure_transient INTEGER NOT NULL DEFAULT 0,
     preview_sha TEXT, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cleanups (
+    doc_id TEXT NOT NULL, file_id TEXT NOT NULL, collection_id TEXT NOT NULL, PRIMARY KEY (file_id, collection_id)
 );
 CREATE TABLE IF NOT EXISTS uploads (
     doc_id TEXT NOT NULL, sha256 TEXT NOT NULL, name TEXT NOT NULL, xai_file_id TEXT,
@@ -88,6 +94,25 @@ class StateStore:
 
     def forget(self, doc_id: str) -> None:
         self._write("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+    # -- cleanups -------------------------------------------------------------------------------------
+
+    def cleanup_planned(self, doc_id: str, items: list[tuple[str, str]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO cleanups (doc_id, file_id, collection_id) VALUES (?, ?, ?)",
+                                 [(doc_id, file_id, collection_id) for file_id, collection_id in items])
+            self._db.execute("COMMIT")
+
+    def cleanup_done(self, file_id: str, collection_id: str) -> None:
+        self._write("DELETE FROM cleanups WHERE file_id = ? AND collection_id = ?", (file_id, collection_id))
+
+    def cleanups(self) -> list[tuple[str, str, str]]:
+        """(document id, file id, collection id or "" for deleting the file), in a stable order."""
+        with self._lock:
+            rows = self._db.execute("SELECT doc_id, file_id, collection_id FROM cleanups"
+                                    " ORDER BY doc_id, file_id, collection_id = '', collection_id").fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     # -- upload intents ------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ __all__ = [
     "Delay",
     "Drip",
     "Drop",
+    "DropConnection",
     "FaultRule",
     "FaultScript",
     "HttpError",
@@ -290,8 +291,13 @@ class _Dropped(Exception):
     pass
 
 
+DropConnection = _Dropped
+"""Raise from a ``Callback(when="before")`` to close the connection without running the handler."""
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else every small answer waits ~40 ms for the client's delayed ACK
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli.sandbox.http import Callback, Request, _Dropped
+from docsync_cli.sandbox.http import Callback, DropConnection, Request
 from docsync_cli.sandbox.seed import Sandbox
 
 from .helpers import (
@@ -49,37 +49,7 @@ def _is_write(label: str) -> bool:
     return label.split()[1] in {"POST", "PUT", "PATCH", "DELETE"}
 
 
-# Crash points that do not heal today (ids as generated from the current reference run). See the module's
-# bugs in the final report: B1 a file left in a collection the document no longer needs is never found again
-# (the rerun only looks at required ∪ recorded collections); B2 after a crash between the CRM write-back and the
-# retirement of the superseded file, the rerun keeps the new file but never retires the old one; B3 a managed
-# file already taken out of every collection but not yet deleted is invisible to --full (it lists collection
-# members only), so it stays forever.
-_B1 = (
-    "bug B1: after a crash between the CRM write-back and leaving a no-longer-required collection, the rerun "
-    "never looks at that collection (fix: in --full runs add the collections where the remote listing found "
-    "the document's current file to the membership candidates)"
-)
-_B2 = (
-    "bug B2: after a crash between the CRM write-back and retiring the superseded file, the rerun does not "
-    "retire it (the document is 'working', so _with_superseded skips it, and plan_document keeps the current "
-    "file with retire=None) (fix: record the pending retirement in the local state before the write-back, or "
-    "retire every other managed member of the document found by the remote listing)"
-)
-_B3 = (
-    "bug B3: a managed file removed from every collection but not deleted is never found again: --full only "
-    "lists collection members (fix: --full also lists GET /v1/files by the crm- name marker and deletes "
-    "marked files no live CRM document points at, within the delete limits)"
-)
-KNOWN_BUGS = {
-    "18-before-DELETE-v1_collections_{c}_documents_{f}": _B1,
-    "30-after-PUT-api_v1_Document_{doc}": _B2,
-    "31-before-DELETE-v1_collections_{c}_documents_{f}": _B2,
-    "31-after-DELETE-v1_collections_{c}_documents_{f}": _B2 + "; " + _B3,
-    "32-before-DELETE-v1_files_{f}": _B3,
-    "43-after-DELETE-v1_collections_{c}_documents_{f}": _B3,
-    "44-before-DELETE-v1_files_{f}": _B3,
-}
+KNOWN_BUGS: dict[str, str] = {}  # case id -> reason, for a crash point docsync is known to mishandle
 
 
 def _cases(reference: list[str]) -> list[tuple[int, str, str]]:
@@ -149,7 +119,7 @@ class _KillAt:
                 return
         if hit:
             self._kill(request)
-            raise _Dropped  # never applied: the emulator closes the socket without running the handler
+            raise DropConnection  # never applied: the emulator closes the socket without running the handler
 
     def _after(self, request: Request) -> None:
         with self._lock:
