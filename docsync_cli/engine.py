@@ -101,7 +101,7 @@ class EngineSettings:
     max_file_bytes: int = 50 * 1024 * 1024
     processing_wait_seconds: float = 60.0
     poll_interval_seconds: float = 2.0
-    concurrency: int = 4
+    concurrency: int = 8
     delete_limits: DeleteLimits = field(default_factory=DeleteLimits)
     temp_dir: Path | None = None
 
@@ -433,22 +433,27 @@ class Engine:
                  current: Membership | None, local: LocalRecord | None) -> bool:
         """True when nothing needs writing anywhere: the check path of a host that has not seen the document
         yet, and of ``--full`` runs. Makes zero write requests."""
-        if doc_plan.upload or doc_plan.add_to or doc_plan.remove_from or doc_plan.reindex or current is None:
+        if doc_plan.upload or doc_plan.add_to or doc_plan.remove_from or doc_plan.reindex:
             return False
-        if any(status != PROCESSED for c, status in current.statuses.items() if c in required):
+        if required:
+            if current is None or doc.xai_file_id != current.file_id:
+                return False
+            if any(status != PROCESSED for c, status in current.statuses.items() if c in required):
+                return False
+        elif doc.xai_file_id or doc_plan.retire:
             return False
         preview_ok = self.previews is None or (doc.preview_id is not None and (
             local is None or local.preview_sha in (None, content.sha256)))
         return (doc.datei_status == DateiStatus.GESYNCT and doc.xai_sync_status == SyncStatus.SYNCED
                 and not doc.xai_sync_error and doc.sha == content.sha256 and doc.md5 == content.md5
-                and doc.xai_synced_hash == content.sha256 and doc.xai_file_id == current.file_id
+                and doc.xai_synced_hash == content.sha256
                 and sorted(doc.xai_collections) == sorted(required) and preview_ok)
 
     def _remember(self, doc: CrmDocument, content: Content, required: frozenset[str], modified_at: str,
                   local: LocalRecord | None) -> None:
         self.state.save(LocalRecord(
-            doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5, xai_file_id=doc.xai_file_id,
-            collections=tuple(sorted(required)), crm_modified_at=modified_at,
+            doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
+            xai_file_id=doc.xai_file_id or None, collections=tuple(sorted(required)), crm_modified_at=modified_at,
             preview_sha=content.sha256 if doc.preview_id else None))
 
     def _download(self, doc: CrmDocument, handle: Any) -> Content:
@@ -495,11 +500,8 @@ class Engine:
 
     def _apply(self, doc: CrmDocument, content: Content, path: Path, doc_plan: DocPlan,
                result: DocResult) -> tuple[str, bool]:
-        if doc_plan.upload:
-            file_id = self._upload(doc, content, path, result)
-        else:
-            assert doc_plan.keep_file_id is not None
-            file_id = doc_plan.keep_file_id
+        # "" when the document is in no collection: nothing to index, so no file at xAI
+        file_id = self._upload(doc, content, path, result) if doc_plan.upload else (doc_plan.keep_file_id or "")
         for collection_id in doc_plan.add_to:
             self.locks.check()
             self.xai.ensure_fields(collection_id)
@@ -644,8 +646,9 @@ class Engine:
             previous.preview_sha if previous else None)
         if state == "processed":
             self.state.save(LocalRecord(
-                doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5, xai_file_id=file_id,
-                collections=tuple(sorted(required)), crm_modified_at=after.modified_at, preview_sha=preview_sha))
+                doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
+                xai_file_id=file_id or None, collections=tuple(sorted(required)), crm_modified_at=after.modified_at,
+                preview_sha=preview_sha))
             self.state.upload_settled(doc.id)
             result.outcome = "synced"
             return

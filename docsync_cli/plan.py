@@ -61,7 +61,7 @@ def why_work(doc: CrmDocument, local: LocalRecord | None, *, full: bool, explici
     if status == DateiStatus.GESYNCT:
         if doc.xai_sync_status in (SyncStatus.SYNCING, SyncStatus.PENDING, SyncStatus.FAILED):
             return f"unfinished ({doc.xai_sync_status})"
-        if not doc.xai_file_id:
+        if not doc.xai_file_id and doc.xai_collections:
             return "drifted: no xAI file recorded"
         if not is_hex(doc.sha, 64) or doc.sha != doc.xai_synced_hash:
             return "drifted: hash differs from what xAI holds"
@@ -69,7 +69,7 @@ def why_work(doc: CrmDocument, local: LocalRecord | None, *, full: bool, explici
             return "not yet verified by this host"
         if local.file_id != doc.file_id:
             return "drifted: the file was replaced"
-        if local.sha256 != doc.sha or local.xai_file_id != doc.xai_file_id:
+        if local.sha256 != doc.sha or local.xai_file_id != (doc.xai_file_id or None):
             return "drifted: CRM fields differ from the last sync"
         if full:
             return "full check"
@@ -146,6 +146,11 @@ def plan_document(
 
     ``current`` describes ``doc.xai_file_id`` on xAI (None when there is no such file any more).
     """
+    if not required:
+        # In no collection: nothing to index. A file it had is retired after the write-back.
+        gone = current.file_id if current is not None else (doc.xai_file_id or None)
+        return DocPlan(upload=False, keep_file_id=None, add_to=(), remove_from=(), retire=gone,
+                       reason="in no collection")
     keep = current is not None and doc.xai_synced_hash == content.sha256
     if keep:
         assert current is not None

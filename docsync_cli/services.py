@@ -48,11 +48,11 @@ def open_services(settings: Settings, transports: dict[str, httpx.BaseTransport]
     deadline = settings.sync.request_deadline_seconds
     espo_service = ServiceClient("espocrm", espo_http, deadline_seconds=deadline, retry=policy,
                                  detail=espocrm.espo_detail, throttle=Throttle(limit=throttle_limit))
-    xai_throttle = Throttle(limit=throttle_limit)  # one budget for both xAI hosts
+    # One throttle per host: the Files API and the Management API have separate limits.
     files = ServiceClient("xai", files_http, deadline_seconds=deadline, retry=policy, detail=xai.xai_detail,
-                          throttle=xai_throttle)
+                          throttle=Throttle(limit=throttle_limit))
     management = ServiceClient("xai-management", mgmt_http, deadline_seconds=deadline, retry=policy,
-                               detail=xai.xai_detail, throttle=xai_throttle)
+                               detail=xai.xai_detail, throttle=Throttle(limit=throttle_limit))
     services = Services(espocrm.EspoClient(espo_service, settings.espocrm.fields.model_dump()),
                         xai.XaiClient(files, management), [espo_http, files_http, mgmt_http])
     try:

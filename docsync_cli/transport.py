@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,15 +60,27 @@ class RetryPolicy:
 
 @dataclass
 class Throttle:
-    """Adaptive concurrency per service (AIMD): a 429 halves the number of requests allowed in flight, and
-    successes let it grow back by about one per window. Shared by all threads talking to one service."""
+    """Politeness towards one host, shared by every thread that talks to it.
+
+    * Requests in flight: AIMD — a 429 halves the number allowed, successes let it grow back by about one per
+      window of answers.
+    * Request rate: unlimited until the first 429; then capped at half the rate that was being sent, growing
+      by 2 % per success (the cap is lifted once it is far above what the host allowed).
+    * ``Retry-After``: every thread holds off until it has passed, not only the one that got the 429.
+    """
 
     limit: int = 8
     minimum: int = 1
+    min_rate: float = 0.5
     throttled: int = field(default=0, init=False)
     _current: float = field(default=0.0, init=False)
     _in_flight: int = field(default=0, init=False)
+    _rate: float | None = field(default=None, init=False)
+    _next_start: float = field(default=0.0, init=False)
+    _pause_until: float = field(default=0.0, init=False)
+    _starts: deque[float] = field(default_factory=lambda: deque(maxlen=64), init=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
+    _local: threading.local = field(default_factory=threading.local, init=False)
 
     def __post_init__(self) -> None:
         self._current = float(self.limit)
@@ -76,12 +89,25 @@ class Throttle:
     def allowed(self) -> int:
         return max(self.minimum, int(self._current))
 
+    @property
+    def rate(self) -> float | None:
+        return self._rate
+
     @contextmanager
     def slot(self) -> Iterator[None]:
         with self._cond:
-            while self._in_flight >= self.allowed:
-                self._cond.wait()
+            while True:
+                now = time.monotonic()
+                # The thread that received the 429 sleeps through Retry-After in its retry loop already.
+                paused = self._pause_until if getattr(self._local, "slept_until", 0.0) < self._pause_until else 0.0
+                gate = max(paused, self._next_start if self._rate else 0.0)
+                if self._in_flight < self.allowed and gate <= now:
+                    break
+                self._cond.wait(timeout=gate - now if gate > now else None)
             self._in_flight += 1
+            if self._rate:
+                self._next_start = max(now, self._next_start) + 1.0 / self._rate
+            self._starts.append(now)
         try:
             yield
         finally:
@@ -92,12 +118,24 @@ class Throttle:
     def on_success(self) -> None:
         with self._cond:
             self._current = min(float(self.limit), self._current + 1.0 / max(1.0, self._current))
+            if self._rate is not None:
+                self._rate *= 1.02
+                if self._rate > 1000.0:
+                    self._rate = None
             self._cond.notify_all()
 
-    def on_throttled(self) -> None:
+    def on_throttled(self, retry_after: float | None = None) -> None:
         with self._cond:
+            now = time.monotonic()
             self.throttled += 1
             self._current = max(float(self.minimum), self._current / 2)
+            if len(self._starts) >= 8:  # enough of a sample to know the rate that was too much
+                sent = len(self._starts) / max(0.001, now - self._starts[0])
+                self._rate = max(self.min_rate, min(self._rate or sent, sent) / 2)
+            if retry_after:
+                self._pause_until = max(self._pause_until, now + retry_after)
+                self._local.slept_until = self._pause_until
+            self._cond.notify_all()
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -186,7 +224,20 @@ class ServiceClient:
         (downloads); ``rewind`` is called before a retry so a streamed upload body starts over.
         """
         repeatable = method in IDEMPOTENT_METHODS if safe_to_repeat is None else safe_to_repeat
-        attempt_no = 0
+        sends = 0
+
+        def send() -> Answer:
+            nonlocal sends
+            sends += 1
+            if sends > 1:
+                if rewind is not None:
+                    rewind()
+                if sink is not None:
+                    sink.seek(0)
+                    sink.truncate()
+            return self._send_classified(method, path, params, json_body, content, files, data, headers, sink,
+                                         repeatable=repeatable)
+
         try:
             for attempt in stamina.retry_context(
                 on=self._backoff_hook,
@@ -196,19 +247,32 @@ class ServiceClient:
                 wait_max=self.retry.wait_max,
             ):
                 with attempt:
-                    attempt_no += 1
-                    if attempt_no > 1:
-                        if rewind is not None:
-                            rewind()
-                        if sink is not None:
-                            sink.seek(0)
-                            sink.truncate()
-                    return self._send_classified(method, path, params, json_body, content, files, data,
-                                                 headers, sink, repeatable=repeatable)
+                    return self._while_rate_limited(send)
         except TransientHttpError as exc:
             if exc.status is None and exc.detail.startswith(CONNECT_FAILED):
                 raise ServiceUnreachable(f"{self.name} is unreachable: {exc.detail}") from exc
             raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _while_rate_limited(self, send: Callable[[], Answer]) -> Answer:
+        """429s are waited out (``Retry-After``, else backoff) within the time budget without using up the
+        attempts meant for failures: being asked to slow down is not an error of the request."""
+        deadline = time.monotonic() + self.retry.total_seconds
+
+        def hook(exc: Exception) -> bool | float:
+            if not (isinstance(exc, TransientHttpError) and exc.status == 429):
+                return False
+            wait = min(exc.retry_after if exc.retry_after is not None else self.retry.wait_initial,
+                       self.retry.max_retry_after)
+            if time.monotonic() + wait > deadline:
+                return False  # waiting would overrun the budget: give the 429 back now
+            return wait if exc.retry_after is not None else True
+
+        for attempt in stamina.retry_context(on=hook, attempts=None, timeout=None,
+                                             wait_initial=self.retry.wait_initial,
+                                             wait_max=self.retry.max_retry_after):
+            with attempt:
+                return send()
         raise AssertionError("unreachable")  # pragma: no cover
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -224,6 +288,8 @@ class ServiceClient:
     # -- internals ------------------------------------------------------------------------------------
 
     def _backoff_hook(self, exc: Exception) -> bool | float:
+        if isinstance(exc, TransientHttpError) and exc.status == 429:
+            return False  # the inner loop already waited as long as the budget allows
         if isinstance(exc, TransientHttpError):
             if exc.retry_after is not None:
                 return min(exc.retry_after, self.retry.max_retry_after)
@@ -314,7 +380,7 @@ class ServiceClient:
         if status == 409:
             raise ConflictError(self.name, method, path, status, detail)
         if status == 429:
-            self.throttle.on_throttled()
+            self.throttle.on_throttled(min(retry_after or 0.0, self.retry.max_retry_after))
             raise TransientHttpError(self.name, method, path, status, detail or "rate limited",
                                      retry_after=retry_after)
         if status >= 500:

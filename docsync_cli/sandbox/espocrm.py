@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import copy
 import hashlib
 import hmac
@@ -735,6 +736,8 @@ class EspoEmulator(EmulatorBase):
     def _find(self, etype: EntityType, records: Iterable[dict[str, Any]], params: ListParams) -> dict[str, Any]:
         predicate = self._filters(etype, params)
         order_attr, descending = self._order(etype, params)
+        if order_attr == "id" and not descending and params.no_total:
+            return self._find_by_id(etype, records, params, predicate)
         views = [view for r in records if predicate(view := RecordView(self, etype, r))]
         views.sort(key=lambda v: str(v.record["id"]), reverse=descending)
         if order_attr != "id":
@@ -747,6 +750,30 @@ class EspoEmulator(EmulatorBase):
         has_more = len(views) > offset + limit
         total = (-1 if has_more else -2) if params.no_total else len(views)
         return {"total": total, "list": items}
+
+    def _find_by_id(self, etype: EntityType, records: Iterable[dict[str, Any]], params: ListParams,
+                    predicate: Callable[[Mapping[str, Any]], bool]) -> dict[str, Any]:
+        """The primary-key index path a database takes for ``orderBy=id`` without a count: start at the
+        ``greaterThan id`` cursor, stop after one record past the page. Same answer as the general path."""
+        ordered = sorted(records, key=lambda r: str(r["id"]))
+        start = 0
+        for item in params.where if isinstance(params.where, list) else []:
+            if (isinstance(item, dict) and item.get("type") == "greaterThan"
+                    and item.get("attribute", item.get("field")) == "id" and isinstance(item.get("value"), str)):
+                start = max(start, bisect.bisect_right([str(r["id"]) for r in ordered], item["value"]))
+        limit = max(params.max_size, 0)
+        offset = max(params.offset, 0)
+        matched: list[RecordView] = []
+        for record in ordered[start:]:
+            view = RecordView(self, etype, record)
+            if predicate(view):
+                matched.append(view)
+                if len(matched) > offset + limit:
+                    break
+        page = matched[offset: offset + limit]
+        select = self._select(etype, params, "id")
+        items = [self._values(etype, v.record, multiple=False, select=select) for v in page]
+        return {"total": -1 if len(matched) > offset + limit else -2, "list": items}
 
     def _filters(self, etype: EntityType, params: ListParams) -> Callable[[Mapping[str, Any]], bool]:
         scope = WhereScope(etype.attributes, list(etype.links),

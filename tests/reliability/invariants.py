@@ -100,6 +100,13 @@ def check_invariants(
             problems.append(f"{name}: CRM md5 is not the md5 of its attachment")
         if doc.get(a("xaiSyncedHash")) != sha:
             problems.append(f"{name}: xaiSyncedHash {doc.get(a('xaiSyncedHash'))!r} != attachment sha {sha}")
+        required = required_collections(sandbox, doc)
+        if not required:
+            # In no collection: nothing to index, so no file at xAI either.
+            if xai_file_id or doc.get(a("xaiCollections")):
+                problems.append(f"{name}: in no collection, yet points at {xai_file_id!r} / "
+                                f"{doc.get(a('xaiCollections'))!r}")
+            continue
         if not xai_file_id:
             problems.append(f"{name}: Gesynct without an xaiFileId")
             continue
@@ -109,7 +116,6 @@ def check_invariants(
             continue
         if file["sha256"] != sha:
             problems.append(f"{name}: xAI file {xai_file_id} holds other bytes than the current attachment")
-        required = required_collections(sandbox, doc)
         held = {cid for cid, docs_in in members.items() if str(xai_file_id) in docs_in}
         if held != required:
             problems.append(f"{name}: file {xai_file_id} is in {sorted(held)}, required are {sorted(required)}")

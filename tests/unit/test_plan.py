@@ -325,3 +325,18 @@ def test_plan_without_remote_listing_never_deletes_and_only_works_on_given_docs(
     assert len(plan.work) + len(plan.held_back) + plan.unchanged == len(docs)
     keys = [(item.doc.modified_at, item.doc.id) for item in plan.work]
     assert keys == sorted(keys)
+
+
+def test_document_in_no_collection_is_not_uploaded_and_its_old_file_is_retired() -> None:
+    doc = synced_doc()
+    plan = plan_document(doc, content(), frozenset(), Membership("file_1", {"col_a": PROCESSED}))
+    assert not plan.upload and plan.add_to == () and plan.keep_file_id is None
+    assert plan.retire == "file_1"
+    fresh = plan_document(synced_doc(xai_file_id=None, xai_collections=()), content(), frozenset(), None)
+    assert not fresh.upload and fresh.retire is None
+
+
+def test_gesynct_document_in_no_collection_stays_in_step() -> None:
+    doc = synced_doc(xai_file_id=None, xai_collections=())
+    assert why_work(doc, local_for(doc, xai_file_id=None), full=False, explicit=False) is None
+    assert why_work(synced_doc(xai_file_id=None), None, full=False, explicit=False) == "drifted: no xAI file recorded"

@@ -196,10 +196,38 @@ def test_error_body_is_not_written_into_the_download_sink(httpx_mock: HTTPXMock)
 # -- Retry-After ---------------------------------------------------------------------------------------
 
 
+def test_429s_do_not_use_up_the_attempts_meant_for_failures(httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
+    for _ in range(6):
+        httpx_mock.add_response(url=URL, status_code=429, headers={"Retry-After": "1"})
+    httpx_mock.add_response(url=URL, json={"ok": 1})
+    assert make_service(attempts=2).json("GET", "/v1/things") == {"ok": 1}
+    assert sleeps == [1.0] * 6
+
+
+def test_a_429_holds_back_the_other_threads_too() -> None:
+    throttle = Throttle(limit=4)
+    throttle.on_throttled(retry_after=0.3)
+    waited: list[float] = []
+
+    def other_thread() -> None:
+        started = time.monotonic()
+        with throttle.slot():
+            waited.append(time.monotonic() - started)
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join(5)
+    assert waited and waited[0] >= 0.25
+    with throttle.slot():  # the thread that got the 429 already slept through Retry-After itself
+        pass
+
+
 def test_429_carries_retry_after_seconds(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=URL, status_code=429, headers={"Retry-After": "7"})
+    service = make_service(attempts=1)
+    service.retry.total_seconds = 1  # Retry-After (7 s) overruns the budget: the 429 comes straight back
     with pytest.raises(TransientHttpError) as caught:
-        make_service(attempts=1).call("GET", "/v1/things")
+        service.call("GET", "/v1/things")
     assert caught.value.status == 429 and caught.value.retry_after == 7.0
 
 
