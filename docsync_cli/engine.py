@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,6 +177,8 @@ class Engine:
         self._fatal: DocsyncError | None = None
         self._fatal_lock = threading.Lock()
         self._transient_streak = 0  # consecutive documents that failed with a transient error
+        self._render_pool: ThreadPoolExecutor | None = None
+        self._render_pool_lock = threading.Lock()
 
     # -- run level -----------------------------------------------------------------------------------
 
@@ -265,7 +267,10 @@ class Engine:
         except RunFatal as exc:
             summary.fatal = exc
             return summary
-        self._work(summary.plan.work, summary)
+        try:
+            self._work(summary.plan.work, summary)
+        finally:
+            self.close()
         summary.fatal = self._fatal
         summary.stopped = self.stop.is_set() and len(summary.results) < len(summary.plan.work)
         if summary.fatal is None and not summary.stopped and summary.plan.deletions:
@@ -393,6 +398,7 @@ class Engine:
         if not doc.file_id:
             raise PermanentDocumentError("the document has no file attached", "no_file")
         path, handle = private_temp_file(self.settings.temp_dir, suffix=Path(doc.file_name or "").suffix[:16])
+        rendering: Future[bytes] | None = None
         try:
             # A --full check of a document this host synced before needs no download: the hashes are known.
             known = self._known_content(doc, local) if reason == "full check" else None
@@ -409,10 +415,11 @@ class Engine:
                 with path.open("w+b") as again:
                     content = self._download(doc, again)
                 doc_plan = plan_document(doc, content, required, current)
+            rendering = self._start_preview(doc, content, path, result)
             marked = self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.SYNCING.value}, version=doc.version)
             file_id, uploaded = self._apply(doc, content, path, doc_plan, result)
             processing = self._wait_processed(file_id, required)
-            preview_id = self._preview(doc, content, path, result)
+            preview_id = self._finish_preview(doc, rendering, result)
             cleanup = self._cleanup_items(doc, file_id, doc_plan, required, local)
             self._write_back(doc, marked, content, file_id, uploaded, required, processing, preview_id, result,
                              cleanup)
@@ -420,6 +427,8 @@ class Engine:
                 self._break(doc, cleanup, result)
         finally:
             handle.close()
+            if rendering is not None and not rendering.cancel():
+                rendering.exception()  # never delete the file under a running render: wait for it to end
             path.unlink(missing_ok=True)
 
     @staticmethod
@@ -579,7 +588,10 @@ class Engine:
                 return "pending", ""
             self.sleep(self.settings.poll_interval_seconds)
 
-    def _preview(self, doc: CrmDocument, content: Content, path: Path, result: DocResult) -> str | None:
+    def _start_preview(self, doc: CrmDocument, content: Content, path: Path, result: DocResult
+                       ) -> Future[bytes] | None:
+        """Start rendering right after the download, so rendering (CPU) overlaps upload and indexing
+        (network). None when no preview is needed."""
         if self.previews is None:
             result.preview = "off"
             return None
@@ -587,8 +599,17 @@ class Engine:
         if doc.preview_id and local is not None and local.preview_sha == content.sha256:
             result.preview = "unchanged"
             return None
+        with self._render_pool_lock:
+            if self._render_pool is None:
+                self._render_pool = ThreadPoolExecutor(max_workers=max(2, self.settings.concurrency),
+                                                       thread_name_prefix="render")
+        return self._render_pool.submit(self.previews.render, path, doc.file_name or doc.name)
+
+    def _finish_preview(self, doc: CrmDocument, rendering: Future[bytes] | None, result: DocResult) -> str | None:
+        if rendering is None:
+            return None
         try:
-            webp = self.previews.render(path, doc.file_name or doc.name)
+            webp = rendering.result()
             self.locks.check()
             preview_id = self.espo.upload_preview(f"{Path(doc.file_name or doc.name).stem or 'preview'}.webp", webp)
         except PreviewError as exc:
@@ -601,6 +622,12 @@ class Engine:
             return None
         result.preview = "written"
         return preview_id
+
+    def close(self) -> None:
+        with self._render_pool_lock:
+            if self._render_pool is not None:
+                self._render_pool.shutdown(wait=True, cancel_futures=True)
+                self._render_pool = None
 
     def _write_back(self, doc: CrmDocument, marked: CrmDocument, content: Content, file_id: str, uploaded: bool,
                     required: frozenset[str], processing: tuple[str, str], preview_id: str | None,
