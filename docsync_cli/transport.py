@@ -173,6 +173,21 @@ class Answer:
 DetailFn = Callable[[httpx.Headers, bytes], str]
 
 
+@dataclass(frozen=True)
+class _Outgoing:
+    """One request as the caller described it (sent again as is on a retry)."""
+
+    method: str
+    path: str
+    params: Any = None
+    json_body: Any = None
+    content: bytes | None = None
+    files: Any = None
+    data: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = None
+    sink: IO[bytes] | None = None
+
+
 def _body_detail(headers: httpx.Headers, body: bytes) -> str:
     return short(body.decode("utf-8", "replace"))
 
@@ -224,6 +239,7 @@ class ServiceClient:
         (downloads); ``rewind`` is called before a retry so a streamed upload body starts over.
         """
         repeatable = method in IDEMPOTENT_METHODS if safe_to_repeat is None else safe_to_repeat
+        outgoing = _Outgoing(method, path, params, json_body, content, files, data, headers, sink)
         sends = 0
 
         def send() -> Answer:
@@ -235,8 +251,7 @@ class ServiceClient:
                 if sink is not None:
                     sink.seek(0)
                     sink.truncate()
-            return self._send_classified(method, path, params, json_body, content, files, data, headers, sink,
-                                         repeatable=repeatable)
+            return self._send_classified(outgoing, repeatable=repeatable)
 
         try:
             for attempt in stamina.retry_context(
@@ -296,23 +311,11 @@ class ServiceClient:
             return True
         return False
 
-    def _send_classified(
-        self,
-        method: str,
-        path: str,
-        params: Any,
-        json_body: Any,
-        content: bytes | None,
-        files: Any,
-        data: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-        sink: IO[bytes] | None,
-        *,
-        repeatable: bool,
-    ) -> Answer:
+    def _send_classified(self, out: _Outgoing, *, repeatable: bool) -> Answer:
+        method, path = out.method, out.path
         try:
             with self.throttle.slot():
-                answer = self._send(method, path, params, json_body, content, files, data, headers, sink)
+                answer = self._send(out)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # Nothing reached the server: safe to repeat any method.
             raise TransientHttpError(self.name, method, path, None, f"{CONNECT_FAILED} ({short(str(exc), 80)})"
@@ -325,27 +328,17 @@ class ServiceClient:
             raise AmbiguousWriteError(self.name, method, path, None, reason) from exc
         return self._classify(method, path, answer, repeatable=repeatable)
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        params: Any,
-        json_body: Any,
-        content: bytes | None,
-        files: Any,
-        data: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-        sink: IO[bytes] | None,
-    ) -> Answer:
+    def _send(self, out: _Outgoing) -> Answer:
         with self._count_lock:
             self.request_count += 1
         started = time.monotonic()
         deadline = started + self.deadline_seconds
-        request = self.http.build_request(method, path, params=params, json=json_body, content=content,
-                                          files=files, data=data, headers=headers)
+        request = self.http.build_request(out.method, out.path, params=out.params, json=out.json_body,
+                                          content=out.content, files=out.files, data=out.data, headers=out.headers)
         response = self.http.send(request, stream=True, follow_redirects=False)
         try:
             chunks: list[bytes] = []
+            sink = out.sink
             to_sink = sink is not None and 200 <= response.status_code < 300
             for chunk in response.iter_bytes():
                 if time.monotonic() > deadline:
@@ -357,7 +350,7 @@ class ServiceClient:
                     chunks.append(chunk)
         finally:
             response.close()
-        log.debug("%s %s %s -> %s (%.0f ms)", self.name, method, path, response.status_code,
+        log.debug("%s %s %s -> %s (%.0f ms)", self.name, out.method, out.path, response.status_code,
                   (time.monotonic() - started) * 1000)
         return Answer(response.status_code, response.headers, b"".join(chunks))
 
