@@ -1004,22 +1004,14 @@ class XaiEmulator(EmulatorBase):
         return Response.json(self._document_wire(coll.documents[file.id]))
 
     def _document_lookup(self, coll: _Collection, doc: _Document) -> Callable[[str], xai_filter.FieldValue]:
-        file = self._files[doc.file_id]
+        file_lookup = self._file_lookup(self._files[doc.file_id])
 
         def lookup(name: str) -> xai_filter.FieldValue:
             if name.startswith("fields."):
                 return "exact", doc.fields.get(name[len("fields."):])
-            if name in ("name", "file_name"):
-                return "text", file.filename
-            if name == "file_id":
-                return "exact", file.id
-            if name == "content_type":
-                return "text", file.content_type
-            if name == "size_bytes":
-                return "int", len(file.data)
-            if name == "created_at":
-                return "time", file.created_at
-            return "exact", self._status(doc).status
+            if name == "status":
+                return "exact", self._status(doc).status
+            return file_lookup(name)  # file metadata: name, file_id, content_type, size_bytes, created_at
 
         return lookup
 
