@@ -31,8 +31,8 @@ def run_demo(*, keep_running: bool = False) -> int:
         console.print(f"[bold]Sandbox[/]: EspoCRM emulator at {sandbox.espo.url}, xAI at {sandbox.xai.api_url} "
                       f"and {sandbox.xai.management_url}")
         console.print(f"Seeded {len(firm.accounts)} client accounts (one collection each) and "
-                      f"{len(firm.documents)} documents (PDF, DOCX, ODT, images, text, one broken file, one "
-                      "encrypted PDF, one without a file).\n")
+                      f"{len(firm.documents)} documents (PDF, DOCX, ODT, images, text, a truncated PDF, one xAI "
+                      "cannot parse, an encrypted PDF, one without a file).\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ESPOCRM_", "XAI_", "DOCSYNC_"))}
         env |= sandbox.environment(Path(tmp) / "state")
         env["DOCSYNC_CONFIG"] = str(Path(tmp) / "config.toml")

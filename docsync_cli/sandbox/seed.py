@@ -46,6 +46,7 @@ FIRM_DOCUMENTS: list[tuple[str, str, tuple[str, ...], str]] = [
     ("Aktennotiz Fristen", "@text", ("Müller GmbH", "Yilmaz Handel"), "Neu"),
     ("Honorarübersicht", "@csv", ("Schmidt & Partner",), "Neu"),
     ("Beschädigte Datei", "@broken-pdf", ("Müller GmbH",), "Neu"),
+    ("Scan unlesbar", "@garbage-pdf", ("Schmidt & Partner",), "Neu"),
     ("Leerer Datensatz ohne Datei", "@none", ("Yilmaz Handel",), "Neu"),
 ]
 
@@ -105,7 +106,8 @@ class Sandbox:
 
     def seed_firm(self, corpus: Path) -> SeededFirm:
         """Three client accounts, each with its own collection (made "by hand": no field definitions),
-        and twenty documents of every kind, including a broken file, an encrypted PDF and one with no file."""
+        and 21 documents of every kind, including a truncated PDF, one xAI cannot parse, an encrypted PDF and
+        one with no file."""
         firm = SeededFirm()
         for account in ("Müller GmbH", "Schmidt & Partner", "Yilmaz Handel"):
             collection_id = self.xai.create_collection(f"Mandant {account}")
@@ -126,6 +128,8 @@ def _content(corpus: Path, source: str) -> tuple[bytes | None, str | None]:
         return CSV_NOTE, "honorar.csv"
     if source == "@broken-pdf":
         return BROKEN_PDF, "beschaedigt.pdf"
+    if source == "@garbage-pdf":
+        return b"\x00\x17 scanner wrote noise here \xff" * 40, "scan-unlesbar.pdf"
     if source == "@none":
         return None, None
     path = corpus / source

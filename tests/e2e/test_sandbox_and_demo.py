@@ -32,7 +32,7 @@ def test_sandbox_serve_prints_an_environment_block_that_docsync_can_use(tmp_path
         run = subprocess.run([sys.executable, "-m", "docsync_cli", "sync", "--no-preview"],
                              env=clean_env() | exports, capture_output=True, text=True, timeout=300, check=False)
         assert run.returncode == 1, run.stderr  # the seeded firm has one document without a file
-        assert "19 synced" in run.stdout and "1 failed" in run.stdout
+        assert "19 synced" in run.stdout and "2 failed" in run.stdout
     finally:
         serve.send_signal(signal.SIGINT)
         serve.communicate(timeout=30)
@@ -43,7 +43,7 @@ def test_demo_runs_a_real_sync_and_a_second_run_writes_nothing() -> None:
     demo = subprocess.run([sys.executable, "-m", "docsync_cli", "demo"], env=clean_env(), capture_output=True,
                           text=True, timeout=600, check=False)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-    assert "19 synced, 1 failed" in demo.stdout
+    assert "19 synced, 2 failed" in demo.stdout
     assert "write requests to the services: 0" in demo.stdout
     assert "Gesynct" in demo.stdout  # the status report
     for account in ("Müller GmbH", "Schmidt & Partner", "Yilmaz Handel"):
