@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from .errors import LocalEnvironmentError
 from .model import LocalRecord
 
 SCHEMA = """
@@ -43,17 +44,21 @@ CREATE TABLE IF NOT EXISTS uploads (
 
 class StateStore:
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = state_dir / "state.sqlite3"
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        os.chmod(path, 0o600)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(SCHEMA)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(path, 0o600)
+            self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise LocalEnvironmentError(f"cannot open the local state {path}: {exc}; check that the state "
+                                        "directory (DOCSYNC_STATE_DIR) is writable by this user") from exc
 
     def close(self) -> None:
         self._db.close()

@@ -316,3 +316,12 @@ def test_espocrm_fields_prints_entity_defs_with_configured_names(sandbox: Sandbo
     assert fields["cDateiStatus"]["options"] == ["", "Neu", "Geändert", "Gesynct", "Fehler"]
     assert fields["xaiCollections"]["type"] == "array"
     assert fields["preview"]["type"] == "image"
+
+
+def test_an_unwritable_state_dir_is_a_clear_local_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the state directory should be")
+    run = docsync(sandbox, blocked, "sync", "--no-preview")
+    assert run.returncode == 4
+    assert "Traceback" not in run.stderr and str(blocked) in run.stderr
+    assert sandbox.espo.requests() == [] and sandbox.xai.requests() == []
