@@ -244,7 +244,7 @@ class CollectionSettings(_Model):
 
 
 class SyncSettings(_Model):
-    concurrency: Annotated[int, Field(ge=1, le=32)] = 8
+    concurrency: Annotated[int, Field(ge=1, le=32)] = 12
     processing_wait_seconds: Annotated[float, Field(ge=0)] = 60.0
     poll_interval_seconds: Annotated[float, Field(gt=0)] = 2.0
     max_delete: Annotated[int, Field(ge=0)] = 50

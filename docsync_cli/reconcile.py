@@ -94,7 +94,7 @@ class EngineSettings:
     max_file_bytes: int = 50 * 1024 * 1024
     processing_wait_seconds: float = 60.0
     poll_interval_seconds: float = 2.0
-    concurrency: int = 8
+    concurrency: int = 12
     delete_limits: DeleteLimits = field(default_factory=DeleteLimits)
     temp_dir: Path | None = None
 

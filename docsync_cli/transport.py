@@ -64,8 +64,9 @@ class Throttle:
 
     * Requests in flight: AIMD — a 429 halves the number allowed, successes let it grow back by about one per
       window of answers.
-    * Request rate: unlimited until the first 429; then capped at half the rate that was being sent, growing
-      by 2 % per success (the cap is lifted once it is far above what the host allowed).
+    * Request rate: unlimited until the first 429; then capped at half the rate that was being sent (once per
+      overload, not once per 429 of requests already under way), growing by 10 % per success (the cap is lifted
+      once it is far above any limit seen).
     * ``Retry-After``: every thread holds off until it has passed, not only the one that got the 429.
     """
 
@@ -81,6 +82,7 @@ class Throttle:
     _starts: deque[float] = field(default_factory=lambda: deque(maxlen=64), init=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
     _local: threading.local = field(default_factory=threading.local, init=False)
+    _cut_at: float = field(default=float("-inf"), init=False)
 
     def __post_init__(self) -> None:
         self._current = float(self.limit)
@@ -108,6 +110,7 @@ class Throttle:
             if self._rate:
                 self._next_start = max(now, self._next_start) + 1.0 / self._rate
             self._starts.append(now)
+            self._local.started = now
         try:
             yield
         finally:
@@ -119,7 +122,7 @@ class Throttle:
         with self._cond:
             self._current = min(float(self.limit), self._current + 1.0 / max(1.0, self._current))
             if self._rate is not None:
-                self._rate *= 1.02
+                self._rate *= 1.1
                 if self._rate > 1000.0:
                     self._rate = None
             self._cond.notify_all()
@@ -128,10 +131,14 @@ class Throttle:
         with self._cond:
             now = time.monotonic()
             self.throttled += 1
-            self._current = max(float(self.minimum), self._current / 2)
-            if len(self._starts) >= 8:  # enough of a sample to know the rate that was too much
-                sent = len(self._starts) / max(0.001, now - self._starts[0])
-                self._rate = max(self.min_rate, min(self._rate or sent, sent) / 2)
+            # Cut once per overload: 429s for requests that were already under way when the last cut was made
+            # say nothing new (halving for each of them would throttle far below what the host allows).
+            if getattr(self._local, "started", now) >= self._cut_at:
+                self._cut_at = now
+                self._current = max(float(self.minimum), self._current / 2)
+                if len(self._starts) >= 8:  # enough of a sample to know the rate that was too much
+                    sent = len(self._starts) / max(0.001, now - self._starts[0])
+                    self._rate = max(self.min_rate, min(self._rate or sent, sent) / 2)
             if retry_after:
                 self._pause_until = max(self._pause_until, now + retry_after)
                 self._local.slept_until = self._pause_until

@@ -112,7 +112,7 @@ def test_env_only_config_uses_defaults_for_everything_else(tmp_path: Path) -> No
     assert settings.xai.max_file_bytes == 50 * 1024 * 1024
     assert settings.collections.static == []
     assert settings.collections.links == [LinkRule(link="accounts", field="xaiCollectionId")]
-    assert settings.sync.concurrency == 8
+    assert settings.sync.concurrency == 12
     assert settings.sync.max_delete_percent == 50.0
     assert settings.preview.enabled is True
     assert settings.lock.backend == "file"
@@ -909,7 +909,7 @@ def test_settings_can_be_built_directly_for_other_modules_tests(tmp_path: Path) 
         state_dir=tmp_path,
     )
     assert settings.espocrm.url == "http://localhost:8080"
-    assert settings.sync.concurrency == 8
+    assert settings.sync.concurrency == 12
     assert settings.config_path is None
     assert secret_values(settings) == ["k1", "k2", "k3"]
 

@@ -388,3 +388,22 @@ def test_repeated_connect_timeouts_make_the_service_unreachable(httpx_mock: HTTP
     with pytest.raises(ServiceUnreachable):
         make_service(attempts=3).call("GET", "/v1/things")
     assert len(httpx_mock.get_requests()) == 3
+
+
+def test_429s_of_requests_already_under_way_cut_the_concurrency_only_once() -> None:
+    throttle = Throttle(limit=8)
+    seen: list[int] = []
+
+    def request_then_429() -> None:
+        with throttle.slot():
+            time.sleep(0.05)  # all four are in flight together
+        throttle.on_throttled()
+        seen.append(throttle.allowed)
+
+    workers = [threading.Thread(target=request_then_429) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(5)
+    assert throttle.throttled == 4
+    assert throttle.allowed == 4  # halved once, not 8 → 4 → 2 → 1 → 1
