@@ -65,14 +65,15 @@ class Throttle:
     * Requests in flight: AIMD — a 429 halves the number allowed, successes let it grow back by about one per
       window of answers.
     * Request rate: unlimited until the first 429; then capped at half the rate that was being sent (once per
-      overload, not once per 429 of requests already under way), growing by 10 % per success (the cap is lifted
-      once it is far above any limit seen).
+      overload, not once per 429 of requests already under way), growing by 10 % per success and doubling
+      after every ``quiet_seconds`` without a 429; far above any limit seen, the cap is lifted.
     * ``Retry-After``: every thread holds off until it has passed, not only the one that got the 429.
     """
 
     limit: int = 8
     minimum: int = 1
     min_rate: float = 0.5
+    quiet_seconds: float = 1.0
     throttled: int = field(default=0, init=False)
     _current: float = field(default=0.0, init=False)
     _in_flight: int = field(default=0, init=False)
@@ -83,6 +84,7 @@ class Throttle:
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
     _local: threading.local = field(default_factory=threading.local, init=False)
     _cut_at: float = field(default=float("-inf"), init=False)
+    _probed_at: float = field(default=float("-inf"), init=False)
 
     def __post_init__(self) -> None:
         self._current = float(self.limit)
@@ -123,8 +125,14 @@ class Throttle:
             self._current = min(float(self.limit), self._current + 1.0 / max(1.0, self._current))
             if self._rate is not None:
                 self._rate *= 1.1
+                now = time.monotonic()
+                if now - max(self._cut_at, self._probed_at) > self.quiet_seconds:
+                    # No 429 for a while: probe a doubled rate (growth per success is slow at low rates).
+                    self._rate *= 2.0
+                    self._probed_at = now
                 if self._rate > 1000.0:
                     self._rate = None
+                    self._current = float(self.limit)
             self._cond.notify_all()
 
     def on_throttled(self, retry_after: float | None = None) -> None:
