@@ -245,6 +245,9 @@ def _run(obj: Context, options: Any, command: str, concurrency: int | None, wait
             _print_summary(summary, options.dry_run)
             if options.dry_run and summary.plan and (summary.plan.work or summary.plan.deletions):
                 code = max(code, EXIT_PARTIAL)
+            busy = [r for r in summary.results if r.outcome == "skipped" and r.detail.startswith("busy")]
+            if options.ids and busy and code == EXIT_OK:
+                code = EXIT_LOCKED  # an admin asked for these documents; another run has them right now
             if summary.fatal is not None:
                 code = report_error(summary.fatal)
         finished = datetime.now(UTC)
@@ -348,8 +351,9 @@ def _print_summary(summary: RunSummary, dry_run: bool) -> None:
         parts.append(f"{counts['preview_failed']} previews failed")
     out.print("docsync: " + ", ".join(parts), markup=False, highlight=False)
     for result in summary.results:
-        if result.outcome == "failed":
-            out.print(f"  failed  {result.doc_id}  {result.name!r}: {result.detail}", markup=False, highlight=False)
+        if result.outcome in ("failed", "skipped", "deferred"):
+            out.print(f"  {result.outcome}  {result.doc_id}  {result.name!r}: {result.detail}", markup=False,
+                      highlight=False)
     for note in summary.notes:
         out.print(f"  note: {note}", markup=False, highlight=False)
 

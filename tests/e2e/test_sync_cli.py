@@ -325,3 +325,21 @@ def test_an_unwritable_state_dir_is_a_clear_local_error(sandbox: Sandbox, tmp_pa
     assert run.returncode == 4
     assert "Traceback" not in run.stderr and str(blocked) in run.stderr
     assert sandbox.espo.requests() == [] and sandbox.xai.requests() == []
+
+
+def test_sync_by_id_skips_a_document_another_run_is_working_on(sandbox: Sandbox, state: Path) -> None:
+    from docsync_cli.locks import FileLocks
+
+    ids = small_firm(sandbox)
+    timer_run = FileLocks(state)  # a scheduled run holds the run lock and is working on d1
+    timer_run.acquire_run()
+    try:
+        with timer_run.document(ids["d1"]):
+            run = docsync(sandbox, state, "sync", "--no-preview", "--id", ids["d1"], "--id", ids["d2"])
+    finally:
+        timer_run.release_run()
+        timer_run.close()
+    assert run.returncode == 75, run.stdout + run.stderr
+    assert f"skipped  {ids['d1']}" in run.stdout and "busy" in run.stdout
+    assert sandbox.espo.document(ids["d1"])["dateiStatus"] == "Neu"  # never worked on twice at once
+    assert sandbox.espo.document(ids["d2"])["dateiStatus"] == "Gesynct"  # the --id run did not wait for the lock
