@@ -491,6 +491,11 @@ class DocumentReconciler:
         result.outcome = state
         if state == "failed":
             result.error_code, result.detail = "processing_failed", message
+            if uploaded:
+                # xAI could not parse this upload: it would sit in the collections unsearchable. The old file
+                # (if any) stays in place; a changed document gets a fresh upload.
+                with contextlib.suppress(HttpError):
+                    self._roll_back(file_id, required, doc, content)
 
     def _roll_back(self, file_id: str, required: frozenset[str], doc: CrmDocument, content: Content) -> None:
         for collection_id in sorted(required):

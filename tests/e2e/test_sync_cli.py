@@ -185,6 +185,9 @@ def test_bad_documents_are_marked_and_the_run_goes_on(sandbox: Sandbox, state: P
     assert "no file" in sandbox.espo.document(no_file)["xaiSyncError"]
     failed = sandbox.espo.document(broken)
     assert failed["dateiStatus"] == "Fehler" and "could not process" in failed["xaiSyncError"]
+    # The upload xAI could not parse does not linger unsearchable in the collection.
+    assert broken not in members(sandbox, ids["c1"])
+    assert not any(f["filename"].endswith("kaputt.pdf") for f in sandbox.xai.files().values())
     too_big = sandbox.espo.document(big)
     assert too_big["dateiStatus"] == "Fehler" and "larger than" in too_big["xaiSyncError"]
     assert not any(f["filename"].endswith("riesig.txt") for f in sandbox.xai.files().values())
