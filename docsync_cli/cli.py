@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -205,92 +203,39 @@ def prune(
 
 def _run(obj: Context, options: Any, command: str, concurrency: int | None, wait: float | None,
          previews_on: bool, metrics_file: Path | None) -> int:
-    from .engine import Engine
-    from .history import History, RunRecord
-    from .locks import make_locks
-    from .services import engine_settings, open_services
-    from .state import StateStore
+    from .runner import SyncRun
 
-    settings = obj.settings()
-    locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds,
-                       purpose="id" if options.ids else "sync")
-    started, started_mono = datetime.now(UTC), time.monotonic()
     stop = threading.Event()
     _on_sigterm(stop)
-    locks.acquire_run(wait)
-    summary: RunSummary | None = None
-    error: DocsyncError | None = None
-    try:
-        state = StateStore(settings.state_dir)
-        history = History(settings.state_dir)
+    with SyncRun(obj.settings(), options, command=command, wait=wait, concurrency=concurrency,
+                 previews=previews_on, metrics_file=metrics_file) as run:
+        summary: RunSummary | None = None
+        error: DocsyncError | None = None
+        progress = _Progress(obj)
         try:
-            with open_services(settings) as services, _previews(settings, previews_on and not options.dry_run) as pv:
-                progress = _Progress(obj)
-                engine = Engine(services.espo, services.xai, state, locks,
-                                engine_settings(settings, concurrency), previews=pv,
-                                on_result=progress.advance, stop=stop)
-                with progress:
-                    summary = engine.run(options)
-                    if summary.plan is not None:
-                        progress.total(len(summary.plan.work))
-                for result in summary.results:
-                    if result.preview in (None, "written", "unchanged", "off"):
-                        history.clear_preview_error(result.doc_id)
-                    else:
-                        history.set_preview_error(result.doc_id, result.preview)
+            with progress:
+                summary = run.execute(on_result=progress.advance, on_plan=progress.planned, stop=stop)
         except DocsyncError as exc:
             error = exc
-        code = summary.exit_code if summary and error is None else (report_error(error) if error else 1)
-        if summary is not None and error is None:
-            _print_summary(summary, options.dry_run)
-            if options.dry_run and summary.plan and (summary.plan.work or summary.plan.deletions):
-                code = max(code, EXIT_PARTIAL)
-            busy = [r for r in summary.results if r.outcome == "skipped" and r.detail.startswith("busy")]
-            if options.ids and busy and code == EXIT_OK:
-                code = EXIT_LOCKED  # an admin asked for these documents; another run has them right now
-            if summary.fatal is not None:
-                code = report_error(summary.fatal)
-        finished = datetime.now(UTC)
-        record = RunRecord(started_at=_iso(started), finished_at=_iso(finished),
-                           duration_seconds=round(time.monotonic() - started_mono, 3), command=command,
-                           exit_code=code, counts=summary.counts() if summary else {}, host=socket.gethostname(),
-                           pid=os.getpid(), error=str(error or (summary.fatal if summary else "") or "") or None)
-        if not options.dry_run:
-            history.record(record)
-        if metrics_file is not None:
-            from .metrics import write_metrics
-
-            last = history.last_success()
-            write_metrics(metrics_file, record, _epoch(last.finished_at) if last else None)
-        history.close()
-        state.close()
+        code = _outcome(summary, error, options)
+        run.record(code, summary, error)
         return code
-    finally:
-        locks.release_run()
-        locks.close()
 
 
-class _previews:
-    """Context manager yielding a warm PreviewService, or None when previews are off."""
-
-    def __init__(self, settings: Settings, enabled: bool) -> None:
-        self.settings = settings
-        self.enabled = enabled and settings.preview.enabled
-        self.service: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return None
-        from .preview import PreviewLimits, PreviewService
-
-        limits = PreviewLimits(timeout_seconds=self.settings.preview.timeout_seconds,
-                               memory_bytes=self.settings.preview.memory_mb * 1024 * 1024)
-        self.service = PreviewService(limits).__enter__()
-        return self.service
-
-    def __exit__(self, *exc: object) -> None:
-        if self.service is not None:
-            self.service.__exit__(None, None, None)
+def _outcome(summary: RunSummary | None, error: DocsyncError | None, options: Any) -> int:
+    """Print the run's result and decide its exit code."""
+    if error is not None or summary is None:
+        return report_error(error) if error is not None else EXIT_PARTIAL
+    _print_summary(summary, options.dry_run)
+    if summary.fatal is not None:
+        return report_error(summary.fatal)
+    code = summary.exit_code
+    if options.dry_run and summary.plan and (summary.plan.work or summary.plan.deletions):
+        code = max(code, EXIT_PARTIAL)
+    busy = [r for r in summary.results if r.outcome == "skipped" and r.detail.startswith("busy")]
+    if options.ids and busy and code == EXIT_OK:
+        code = EXIT_LOCKED  # an admin asked for these documents; another run has them right now
+    return code
 
 
 class _Progress:
@@ -311,9 +256,9 @@ class _Progress:
             self._task = self._progress.add_task("sync", total=None)
         return self
 
-    def total(self, n: int) -> None:
+    def planned(self, plan: Any) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, total=n)
+            self._progress.update(self._task, total=len(plan.work))
 
     def advance(self, result: Any) -> None:
         if self._progress is not None:
@@ -501,14 +446,6 @@ def _stderr() -> Any:
 
     # soft_wrap: one message stays one line in journald and cron mail, whatever the terminal width
     return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _epoch(iso: str) -> float:
-    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def _on_sigterm(stop: threading.Event) -> None:

@@ -81,6 +81,7 @@ class Engine:
         *,
         previews: Previewer | None = None,
         on_result: Callable[[DocResult], None] | None = None,
+        on_plan: Callable[[RunPlan], None] | None = None,
         stop: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -92,6 +93,7 @@ class Engine:
         self.locks = locks
         self.settings = settings
         self.on_result = on_result or (lambda result: None)
+        self.on_plan = on_plan or (lambda plan: None)
         self.stop = stop or threading.Event()
         self.wall = wall
         self.reconciler = DocumentReconciler(espo, xai, state, locks, settings, previews=previews, stop=self.stop,
@@ -182,6 +184,7 @@ class Engine:
             raise
         if options.dry_run:
             return summary
+        self.on_plan(summary.plan)
         try:
             self.finish_cleanups(summary)
         except RunFatal as exc:

@@ -1,0 +1,121 @@
+"""One ``sync`` or ``prune`` run for the CLI, from lock to run history.
+
+:class:`SyncRun` takes the run lock, opens the local state and the run history, builds the service clients, the
+warm preview service and the engine, runs it, and afterwards records the run (history, Prometheus textfile) and
+releases everything. Printing and exit codes stay in ``cli.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .config import Settings
+from .engine import Engine, RunOptions, RunSummary
+from .errors import DocsyncError
+from .history import History, RunRecord, parse_timestamp
+from .locks import Locks, make_locks
+from .model import DocResult, RunPlan
+from .services import engine_settings, open_services
+from .state import StateStore
+
+PREVIEW_OK = (None, "written", "unchanged", "off")
+
+
+class SyncRun:
+    def __init__(self, settings: Settings, options: RunOptions, *, command: str, wait: float | None = None,
+                 concurrency: int | None = None, previews: bool = True, metrics_file: Path | None = None) -> None:
+        self.settings = settings
+        self.options = options
+        self.command = command
+        self.wait = wait
+        self.concurrency = concurrency
+        self.previews = previews and not options.dry_run and settings.preview.enabled
+        self.metrics_file = metrics_file
+        self.started = datetime.now(UTC)
+        self._started_mono = time.monotonic()
+        self._stack = contextlib.ExitStack()
+        self.locks: Locks | None = None
+        self.state: StateStore | None = None
+        self.history: History | None = None
+
+    def __enter__(self) -> SyncRun:
+        settings = self.settings
+        locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds,
+                           purpose="id" if self.options.ids else "sync")
+        self._stack.callback(locks.close)
+        locks.acquire_run(self.wait)
+        self._stack.callback(locks.release_run)
+        self.locks = locks
+        try:
+            self.state = StateStore(settings.state_dir)
+            self._stack.callback(self.state.close)
+            self.history = History(settings.state_dir)
+            self._stack.callback(self.history.close)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stack.close()
+
+    def execute(self, *, on_result: Callable[[DocResult], None], on_plan: Callable[[RunPlan], None],
+                stop: threading.Event) -> RunSummary:
+        """Run the engine; remember preview failures for ``docsync status``."""
+        assert self.locks is not None and self.state is not None and self.history is not None
+        with open_services(self.settings) as services, self._preview_service() as previews:
+            engine = Engine(services.espo, services.xai, self.state, self.locks,
+                            engine_settings(self.settings, self.concurrency), previews=previews,
+                            on_result=on_result, on_plan=on_plan, stop=stop)
+            summary = engine.run(self.options)
+        for result in summary.results:
+            if result.preview in PREVIEW_OK:
+                self.history.clear_preview_error(result.doc_id)
+            else:
+                self.history.set_preview_error(result.doc_id, str(result.preview))
+        return summary
+
+    def record(self, exit_code: int, summary: RunSummary | None, error: DocsyncError | None) -> RunRecord:
+        """Write the run into the history (not for dry runs) and the metrics file, if one was asked for."""
+        assert self.history is not None
+        finished = datetime.now(UTC)
+        failure = error or (summary.fatal if summary else None)
+        record = RunRecord(started_at=_iso(self.started), finished_at=_iso(finished),
+                           duration_seconds=round(time.monotonic() - self._started_mono, 3), command=self.command,
+                           exit_code=exit_code, counts=summary.counts() if summary else {},
+                           host=socket.gethostname(), pid=os.getpid(), error=str(failure) if failure else None)
+        if not self.options.dry_run:
+            self.history.record(record)
+        if self.metrics_file is not None:
+            from .metrics import write_metrics
+
+            last = self.history.last_success()
+            write_metrics(self.metrics_file, record,
+                          parse_timestamp(last.finished_at).timestamp() if last else None)
+        return record
+
+    @contextlib.contextmanager
+    def _preview_service(self) -> Iterator[Any]:
+        if not self.previews:
+            yield None
+            return
+        from .preview import PreviewLimits, PreviewService
+
+        limits = PreviewLimits(timeout_seconds=self.settings.preview.timeout_seconds,
+                               memory_bytes=self.settings.preview.memory_mb * 1024 * 1024)
+        with PreviewService(limits) as service:
+            yield service
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
