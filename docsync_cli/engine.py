@@ -99,9 +99,6 @@ class Engine:
         self.reconciler = DocumentReconciler(espo, xai, state, locks, settings, previews=previews, stop=self.stop,
                                              sleep=sleep, clock=clock)
 
-    def process(self, item: WorkItem) -> DocResult:
-        return self.reconciler.process(item)
-
     # -- run level -----------------------------------------------------------------------------------
 
     def gather(self, options: RunOptions) -> list[CrmDocument]:
@@ -206,7 +203,7 @@ class Engine:
         def one(item: WorkItem) -> None:
             if self.stop.is_set() or self.reconciler.fatal is not None:
                 return
-            result = self.process(item)
+            result = self.reconciler.process(item)
             with lock:
                 summary.results.append(result)
             self.on_result(result)

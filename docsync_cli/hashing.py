@@ -57,15 +57,3 @@ def private_temp_file(directory: Path | None = None, suffix: str = "") -> tuple[
     fd, name = tempfile.mkstemp(prefix="docsync-", suffix=suffix, dir=directory)
     os.fchmod(fd, 0o600)
     return Path(name), os.fdopen(fd, "w+b")
-
-
-def hash_file(path: Path, chunk: int = 1024 * 1024) -> Content:
-    md5 = hashlib.md5(usedforsecurity=False)
-    sha = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            md5.update(block)
-            sha.update(block)
-            size += len(block)
-    return Content(sha256=sha.hexdigest(), md5=md5.hexdigest(), size=size)

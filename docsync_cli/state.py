@@ -97,9 +97,6 @@ class StateStore:
             (rec.doc_id, rec.file_id, rec.sha256, rec.md5, rec.xai_file_id, json.dumps(list(rec.collections)),
              rec.crm_modified_at, rec.failure_code, int(rec.failure_transient), rec.preview_sha, time.time()))
 
-    def forget(self, doc_id: str) -> None:
-        self._write("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
-
     # -- cleanups -------------------------------------------------------------------------------------
 
     def cleanup_planned(self, doc_id: str, items: list[tuple[str, str]]) -> None:
@@ -135,11 +132,6 @@ class StateStore:
             row = self._db.execute("SELECT name, xai_file_id FROM uploads WHERE doc_id = ? AND sha256 = ?",
                                    (doc_id, sha256)).fetchone()
         return (row[0], row[1]) if row else None
-
-    def open_intents(self, doc_id: str) -> list[tuple[str, str | None]]:
-        with self._lock:
-            rows = self._db.execute("SELECT sha256, xai_file_id FROM uploads WHERE doc_id = ?", (doc_id,)).fetchall()
-        return [(row[0], row[1]) for row in rows]
 
     def upload_settled(self, doc_id: str, sha256: str | None = None) -> None:
         """Forget intents once the CRM points at the file (or the file was cleaned up)."""

@@ -93,10 +93,6 @@ class Throttle:
     def allowed(self) -> int:
         return max(self.minimum, int(self._current))
 
-    @property
-    def rate(self) -> float | None:
-        return self._rate
-
     @contextmanager
     def slot(self) -> Iterator[None]:
         with self._cond:
