@@ -691,6 +691,10 @@ class EspoEmulator(EmulatorBase):
         select = raw.get("select", raw.get("attributeSelect"))
         if isinstance(select, str) and select:
             params.select = select.split(",")
+        return self._finish_list_params(params, raw)
+
+    def _finish_list_params(self, params: ListParams, raw: Mapping[str, Any]) -> ListParams:
+        """The parameters both spellings (query string and ``searchParams`` JSON) read the same way."""
         params.where = raw.get("where", raw.get("whereGroup"))
         params.primary_filter = _str_or_none(raw.get("primaryFilter"))
         params.bool_filters = _as_str_list(raw.get("boolFilterList"))
@@ -720,13 +724,7 @@ class EspoEmulator(EmulatorBase):
         params.select = [str(s) for s in select] if select is not None else None
         params.order_by = _str_or_none(raw.get("orderBy", raw.get("sortBy")))
         params.order = _str_or_none(raw.get("order"))
-        params.where = raw.get("where", raw.get("whereGroup"))
-        params.primary_filter = _str_or_none(raw.get("primaryFilter"))
-        params.bool_filters = _as_str_list(raw.get("boolFilterList"))
-        params.text_filter = _str_or_none(raw.get("textFilter", raw.get("q")))
-        params.no_total = raw.get("q") is not None
-        self._check_max_size(params)
-        return params
+        return self._finish_list_params(params, raw)
 
     @staticmethod
     def _check_max_size(params: ListParams) -> None:
