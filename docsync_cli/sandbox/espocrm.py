@@ -754,11 +754,12 @@ class EspoEmulator(EmulatorBase):
         """The primary-key index path a database takes for ``orderBy=id`` without a count: start at the
         ``greaterThan id`` cursor, stop after one record past the page. Same answer as the general path."""
         ordered = sorted(records, key=lambda r: str(r["id"]))
+        ids = [str(r["id"]) for r in ordered]
         start = 0
         for item in params.where if isinstance(params.where, list) else []:
             if (isinstance(item, dict) and item.get("type") == "greaterThan"
                     and item.get("attribute", item.get("field")) == "id" and isinstance(item.get("value"), str)):
-                start = max(start, bisect.bisect_right([str(r["id"]) for r in ordered], item["value"]))
+                start = max(start, bisect.bisect_right(ids, item["value"]))
         limit = max(params.max_size, 0)
         offset = max(params.offset, 0)
         matched: list[RecordView] = []
