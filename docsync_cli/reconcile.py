@@ -208,7 +208,7 @@ class DocumentReconciler:
             content = known or self._download(doc, handle)
             handle.close()
             required = self.required_collections(doc)
-            current = self._membership(doc, required)
+            current = self._membership(doc, required, local)
             doc_plan = plan_document(doc, content, required, current)
             if self._in_step(doc, content, required, doc_plan, current, local):
                 self._remember(doc, content, required, doc.modified_at, local)
@@ -218,14 +218,14 @@ class DocumentReconciler:
                 with path.open("w+b") as again:
                     content = self._download(doc, again)
                 doc_plan = plan_document(doc, content, required, current)
-            rendering = self._start_preview(doc, content, path, result)
+            rendering = self._start_preview(doc, content, path, local, result)
             marked = self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.SYNCING.value}, version=doc.version)
             file_id, uploaded = self._apply(doc, content, path, doc_plan, result)
             processing = self._wait_processed(file_id, required)
             preview_id = self._finish_preview(doc, rendering, result)
             cleanup = self._cleanup_items(doc, file_id, doc_plan, required, local)
             self._write_back(doc, marked, content, file_id, uploaded, required, processing, preview_id, result,
-                             cleanup)
+                             cleanup, local)
             if result.outcome == "synced":
                 self._break(doc, cleanup, result)
         finally:
@@ -295,10 +295,10 @@ class DocumentReconciler:
                                              "bad_link") from exc
         return frozenset(required)
 
-    def _membership(self, doc: CrmDocument, required: frozenset[str]) -> Membership | None:
+    def _membership(self, doc: CrmDocument, required: frozenset[str], local: LocalRecord | None
+                    ) -> Membership | None:
         if not doc.xai_file_id or not self.xai.file_exists(doc.xai_file_id):
             return None
-        local = self.state.record(doc.id)
         candidates = set(required) | set(doc.xai_collections) | set(local.collections if local else ())
         statuses = {}
         for collection_id in sorted(candidates):
@@ -391,14 +391,13 @@ class DocumentReconciler:
                 return "pending", ""
             self.sleep(self.settings.poll_interval_seconds)
 
-    def _start_preview(self, doc: CrmDocument, content: Content, path: Path, result: DocResult
-                       ) -> Future[bytes] | None:
+    def _start_preview(self, doc: CrmDocument, content: Content, path: Path, local: LocalRecord | None,
+                       result: DocResult) -> Future[bytes] | None:
         """Start rendering right after the download, so rendering (CPU) overlaps upload and indexing
         (network). None when no preview is needed."""
         if self.previews is None:
             result.preview = "off"
             return None
-        local = self.state.record(doc.id)
         if doc.preview_id and local is not None and local.preview_sha == content.sha256:
             result.preview = "unchanged"
             return None
@@ -434,7 +433,7 @@ class DocumentReconciler:
 
     def _write_back(self, doc: CrmDocument, marked: CrmDocument, content: Content, file_id: str, uploaded: bool,
                     required: frozenset[str], processing: tuple[str, str], preview_id: str | None,
-                    result: DocResult, cleanup: list[tuple[str, str]]) -> None:
+                    result: DocResult, cleanup: list[tuple[str, str]], previous: LocalRecord | None) -> None:
         state, message = processing
         values: dict[str, Any] = {"md5": content.md5, "sha": content.sha256}
         if state == "processed":
@@ -471,7 +470,6 @@ class DocumentReconciler:
             with contextlib.suppress(ConflictError, NotFoundError):
                 self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.PENDING.value})
             return
-        previous = self.state.record(doc.id)
         preview_sha = content.sha256 if (preview_id or result.preview == "unchanged") else (
             previous.preview_sha if previous else None)
         if state == "processed":
