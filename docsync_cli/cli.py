@@ -469,16 +469,17 @@ class _JsonFormatter(logging.Formatter):
 
 
 class _Redactor(logging.Filter):
+    """Every log line goes through ``config.redact`` once the settings (and so the secrets) are known."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.secrets: list[str] = []
+        self.settings: Settings | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+        if self.settings is not None:
+            from .config import redact
+
+            record.msg, record.args = redact(record.getMessage(), self.settings), None
         return True
 
 
@@ -486,9 +487,7 @@ _REDACTOR = _Redactor()
 
 
 def _install_redaction(settings: Settings) -> None:
-    from .config import secret_values
-
-    _REDACTOR.secrets = [s for s in secret_values(settings) if s]
+    _REDACTOR.settings = settings
 
 
 def _setup_logging(verbose: int, log_format: str) -> None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import docsync_cli.sandbox.http as sandbox_http
 from docsync_cli.sandbox.seed import Sandbox
 
 RUN_TIMEOUT = 120
@@ -189,8 +188,5 @@ def pin_order(sandbox: Sandbox, doc_ids: list[str]) -> None:
 @contextlib.contextmanager
 def sandbox_running(**kwargs: Any) -> Iterator[Sandbox]:
     kwargs.setdefault("processing_delay", 0.0)
-    # The emulators answer with headers and body in separate writes; with Nagle on, every answer waits for
-    # the client's delayed ACK (~40 ms on Linux loopback). Off, the suite runs about five times faster.
-    sandbox_http._RequestHandler.disable_nagle_algorithm = True
     with Sandbox(**kwargs) as sandbox:
         yield sandbox
