@@ -23,6 +23,10 @@ def test_a_secret_in_a_log_message_is_replaced(tmp_path: Path, capsys: pytest.Ca
         logging.getLogger("docsync.test").warning("server echoed %s back", CANARY)
     finally:
         cli._REDACTOR.settings = None
+        root = logging.getLogger("docsync")
+        root.handlers.clear()
+        root.propagate = True
+        root.setLevel(logging.NOTSET)
     err = capsys.readouterr().err
     assert "server echoed *** back" in err
     assert CANARY not in err
