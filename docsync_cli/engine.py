@@ -164,8 +164,6 @@ class Engine:
                               force=options.force_delete)
         run_plan = plan_run(docs, local, ids=options.ids, full=options.full, remote=remote, limits=limits,
                             limit=options.limit)
-        if remote is not None:
-            run_plan = _with_superseded(run_plan, docs, remote)
         if options.prune_only:
             run_plan = RunPlan((), run_plan.unchanged + len(run_plan.work), run_plan.held_back, run_plan.deletions)
         return run_plan, docs
@@ -278,17 +276,3 @@ class Engine:
                 raise
             except DocsyncError as exc:
                 summary.notes.append(f"cleanup for {doc_id} not finished ({exc}); retried next run")
-
-
-def _with_superseded(run_plan: RunPlan, docs: list[CrmDocument], remote: list[RemoteMember]) -> RunPlan:
-    """In a full run, also retire managed files the CRM no longer points at (leftovers of a crash or of a
-    failed cleanup), except files of documents this run is about to work on (their turn decides)."""
-    current = {doc.id: doc.xai_file_id for doc in docs}
-    working = {item.doc.id for item in run_plan.work}
-    extra = [Deletion(m, "superseded: its EspoCRM document points at another file")
-             for m in remote
-             if m.crm_document_id in current and m.crm_document_id not in working
-             and current[m.crm_document_id] != m.file_id]
-    if not extra:
-        return run_plan
-    return RunPlan(run_plan.work, run_plan.unchanged, run_plan.held_back, run_plan.deletions + tuple(extra))

@@ -4,7 +4,7 @@ Two decisions live here:
 
 * :func:`plan_run` — from the CRM listing, this host's local records and (in ``--full`` runs) the managed remote
   documents: which documents to work on, in which order (oldest ``modifiedAt`` first), which to leave alone, and
-  which remote files to delete because their CRM document is gone. Each branch says why in plain words.
+  which remote files to delete because their CRM document is gone or points at another file. Each branch says why in plain words.
 * :func:`plan_document` — for one document, once its content hash and required collections are known: upload or
   keep, which collections to join and leave, and which superseded file to retire after the write-back
   (make-before-break).
@@ -108,8 +108,21 @@ def plan_run(
         work = work[:limit]
     deletions: tuple[Deletion, ...] = ()
     if remote is not None and ids is None:
-        deletions = plan_deletions(docs, list(remote), limits or DeleteLimits())
+        members = list(remote)
+        deletions = plan_deletions(docs, members, limits or DeleteLimits())
+        deletions += plan_superseded(docs, members, frozenset(item.doc.id for item in work))
     return RunPlan(tuple(work), unchanged, tuple(held_back), deletions)
+
+
+def plan_superseded(docs: list[CrmDocument], remote: list[RemoteMember], working: frozenset[str]
+                    ) -> tuple[Deletion, ...]:
+    """Managed files the CRM no longer points at (leftovers of a crash or of a failed cleanup), except files of
+    documents this run is about to work on (their turn decides)."""
+    current = {doc.id: doc.xai_file_id for doc in docs}
+    return tuple(Deletion(m, "superseded: its EspoCRM document points at another file")
+                 for m in remote
+                 if m.crm_document_id in current and m.crm_document_id not in working
+                 and current[m.crm_document_id] != m.file_id)
 
 
 def plan_deletions(docs: list[CrmDocument], remote: list[RemoteMember], limits: DeleteLimits) -> tuple[Deletion, ...]:

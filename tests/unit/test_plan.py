@@ -340,3 +340,12 @@ def test_gesynct_document_in_no_collection_stays_in_step() -> None:
     doc = synced_doc(xai_file_id=None, xai_collections=())
     assert why_work(doc, local_for(doc, xai_file_id=None), full=False, explicit=False) is None
     assert why_work(synced_doc(xai_file_id=None), None, full=False, explicit=False) == "drifted: no xAI file recorded"
+
+
+def test_full_run_retires_managed_files_the_crm_no_longer_points_at() -> None:
+    doc = synced_doc()  # points at file_1
+    leftover = member("doc1", "file_old")
+    plan = plan_run([doc], {doc.id: local_for(doc)}, full=False, remote=[member("doc1", "file_1"), leftover])
+    assert [d.member for d in plan.deletions] == [leftover]
+    busy = plan_run([synced_doc(datei_status="Neu")], {}, remote=[leftover])
+    assert busy.deletions == ()  # a document this run works on decides about its own files
