@@ -4,7 +4,8 @@ Two decisions live here:
 
 * :func:`plan_run` — from the CRM listing, this host's local records and (in ``--full`` runs) the managed remote
   documents: which documents to work on, in which order (oldest ``modifiedAt`` first), which to leave alone, and
-  which remote files to delete because their CRM document is gone or points at another file. Each branch says why in plain words.
+  which remote files to delete because their CRM document is gone or points at another file. Each branch says
+  why in plain words.
 * :func:`plan_document` — for one document, once its content hash and required collections are known: upload or
   keep, which collections to join and leave, and which superseded file to retire after the write-back
   (make-before-break).
