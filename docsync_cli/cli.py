@@ -13,13 +13,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__
+from . import __version__, logs
 from .errors import (
     AuthError,
     ConfigError,
@@ -461,48 +460,10 @@ def _on_sigterm(stop: threading.Event) -> None:
         signal.signal(signal.SIGINT, handler)
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="seconds"),
-                           "level": record.levelname.lower(), "logger": record.name,
-                           "message": record.getMessage()}, ensure_ascii=False)
-
-
-class _Redactor(logging.Filter):
-    """Every log line goes through ``config.redact`` once the settings (and so the secrets) are known."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.settings: Settings | None = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.settings is not None:
-            from .config import redact
-
-            record.msg, record.args = redact(record.getMessage(), self.settings), None
-        return True
-
-
-_REDACTOR = _Redactor()
-
-
-def _install_redaction(settings: Settings) -> None:
-    _REDACTOR.settings = settings
-
-
-def _setup_logging(verbose: int, log_format: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_REDACTOR)
-    if log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("docsync")
-    root.handlers[:] = [handler]
-    root.propagate = False
-    interactive = sys.stderr.isatty()
-    root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if (verbose or not interactive) else logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+# Logging (one handler for docsync's and third-party loggers, text or JSON, redacted) lives in logs.py.
+_REDACTOR = logs.REDACTOR
+_install_redaction = logs.install_redaction
+_setup_logging = logs.setup
 
 
 def main() -> None:

@@ -88,7 +88,7 @@ __all__ = [
     "redact_url",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("docsync.locks")
 
 _POLL_SECONDS = 0.2
 _NEVER_UNLOCKED = "docsync never runs unlocked"

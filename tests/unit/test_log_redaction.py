@@ -17,12 +17,14 @@ def test_a_secret_in_a_log_message_is_replaced(tmp_path: Path, capsys: pytest.Ca
     settings = load_settings(None, env={"ESPOCRM_URL": "http://crm.example", "ESPOCRM_API_KEY": "espo-key-1",
                                         "XAI_API_KEY": CANARY, "XAI_MANAGEMENT_KEY": "mgmt-key-1",
                                         "DOCSYNC_STATE_DIR": str(tmp_path)})
+    saved = logging.getLogger().handlers[:]
     cli._setup_logging(verbose=1, log_format="text")
     cli._install_redaction(settings)
     try:
         logging.getLogger("docsync.test").warning("server echoed %s back", CANARY)
     finally:
         cli._REDACTOR.settings = None
+        logging.getLogger().handlers[:] = saved
         root = logging.getLogger("docsync")
         root.handlers.clear()
         root.propagate = True
