@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -405,19 +405,18 @@ def sandbox_serve(
     processing_delay: Annotated[float, typer.Option(help="Seconds xAI keeps documents PROCESSING.")] = 1.0,
 ) -> None:
     """Run both emulators seeded with a sample firm, and print the environment block to use them."""
+    from .sandbox.demo import StopSignals
     from .sandbox.seed import Sandbox, corpus_dir
 
+    stop = StopSignals()
     with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port)) as sandbox:
         sandbox.seed_firm(corpus_dir())
         typer.echo("# Emulators running; paste this into your shell, then run `docsync sync`:")
         for key, value in sandbox.environment(Path.cwd() / ".docsync-sandbox-state").items():
             typer.echo(f"export {key}={value}")
-        typer.echo("# Ctrl-C stops the emulators.")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        typer.echo(f"# Ctrl-C or `kill {os.getpid()}` (SIGTERM) stops the emulators.")
+        signum = stop.wait()
+    typer.echo(f"# emulators stopped ({signum.name})", err=True)
 
 
 @app.command()

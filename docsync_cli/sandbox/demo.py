@@ -7,9 +7,11 @@ configuration mechanism a user's timer uses.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -71,16 +73,41 @@ def run_demo(*, keep_running: bool = False) -> int:
                 table.add_row(names.get(crm_id, crm_id), file_id, doc["status"].removeprefix("DOCUMENT_STATUS_"))
             console.print(table)
         if keep_running:
+            stop = StopSignals()
             console.print("\nEmulators keep running; point docsync at them with:")
             for key, value in sandbox.environment(Path(tmp) / "state").items():
                 console.print(f"export {key}={value}", markup=False)
-            console.print("Ctrl-C stops them.")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            console.print(f"Ctrl-C or `kill {os.getpid()}` (SIGTERM) stops them.")
+            stop.wait()
         return 0 if first.returncode in (0, 1) and second.returncode in (0, 1) else first.returncode
+
+
+class StopSignals:
+    """From construction on, SIGINT and SIGTERM ask to stop; :meth:`wait` blocks until one came.
+
+    Both are handled explicitly: a shell starts a background job (``docsync sandbox serve &``) with SIGINT
+    ignored, and Python then installs no KeyboardInterrupt handler of its own, so Ctrl-C after ``fg`` would do
+    nothing; installing the handler re-enables it. SIGTERM (``kill PID``) would otherwise end the process without
+    a clean shutdown of the emulators.
+    """
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._received: list[int] = []
+        self._previous = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handler(self, signum: int, frame: object) -> None:
+        self._received.append(signum)
+        self._stop.set()
+
+    def wait(self) -> signal.Signals:
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            for sig, old in self._previous.items():
+                signal.signal(sig, old)
+        return signal.Signals(self._received[0])
 
 
 def _tail(console: Console, text: str, lines: int = 8) -> None:

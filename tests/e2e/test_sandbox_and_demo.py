@@ -6,26 +6,68 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("ESPOCRM_", "XAI_", "DOCSYNC_"))}
 
 
-def test_sandbox_serve_prints_an_environment_block_that_docsync_can_use(tmp_path: Path) -> None:
-    serve = subprocess.Popen([sys.executable, "-m", "docsync_cli", "sandbox", "serve", "--processing-delay", "0"],
-                             env=clean_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    try:
+ServeFactory = Callable[..., "tuple[subprocess.Popen[str], dict[str, str]]"]
+
+
+@pytest.fixture
+def start_serve(tmp_path: Path) -> Iterator[ServeFactory]:
+    """Start `docsync sandbox serve`, read its environment block; whatever happens, never leave it running."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*, background: bool = False) -> tuple[subprocess.Popen[str], dict[str, str]]:
+        # A shell starts a background job (`cmd &`) with SIGINT ignored; reproduce that exactly.
+        ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None
+        serve = subprocess.Popen([sys.executable, "-m", "docsync_cli", "sandbox", "serve", "--processing-delay",
+                                  "0"], env=clean_env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+        started.append(serve)
         assert serve.stdout is not None
         exports: dict[str, str] = {}
         for line in serve.stdout:
             if line.startswith("export "):
                 key, _, value = line.removeprefix("export ").strip().partition("=")
                 exports[key] = value
-            if line.startswith("# Ctrl-C"):
+            if "stops the emulators" in line:
+                assert f"kill {serve.pid}" in line
                 break
+        return serve, exports
+
+    yield start
+    for serve in started:
+        if serve.poll() is None:
+            serve.kill()
+        serve.communicate(timeout=30)
+
+
+@pytest.mark.parametrize(("background", "signum"), [(False, signal.SIGINT), (True, signal.SIGINT),
+                                                    (True, signal.SIGTERM)],
+                         ids=["foreground-ctrl-c", "background-sigint", "background-sigterm"])
+def test_sandbox_serve_stops_cleanly_on_sigint_and_sigterm(start_serve: ServeFactory, background: bool,
+                                                         signum: signal.Signals) -> None:
+    serve, exports = start_serve(background=background)
+    assert exports
+    serve.send_signal(signum)
+    try:
+        _out, err = serve.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"sandbox serve ignored {signum.name}")
+    assert serve.returncode == 0, err
+    assert f"emulators stopped ({signum.name})" in err
+
+
+def test_sandbox_serve_prints_an_environment_block_that_docsync_can_use(start_serve: ServeFactory) -> None:
+    serve, exports = start_serve()
+    try:
         assert {"ESPOCRM_URL", "ESPOCRM_API_KEY", "XAI_API_KEY", "XAI_MANAGEMENT_KEY", "XAI_API_URL",
                 "XAI_MANAGEMENT_URL", "DOCSYNC_STATE_DIR"} <= set(exports)
         assert all(value.startswith("http://127.0.0.1:") for key, value in exports.items() if key.endswith("_URL"))
@@ -34,7 +76,7 @@ def test_sandbox_serve_prints_an_environment_block_that_docsync_can_use(tmp_path
         assert run.returncode == 1, run.stderr  # the seeded firm has one document without a file
         assert "19 synced" in run.stdout and "2 failed" in run.stdout
     finally:
-        serve.send_signal(signal.SIGINT)
+        serve.send_signal(signal.SIGTERM)
         serve.communicate(timeout=30)
     assert serve.returncode == 0
 

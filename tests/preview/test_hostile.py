@@ -175,10 +175,13 @@ def test_memory_cap_stops_a_greedy_render(tmp_path: Path) -> None:
 
 
 HANGING_WORKER = """
-import subprocess, sys, time
+import json, subprocess, sys, time
 from pathlib import Path
 child = subprocess.Popen(["sleep", "300"])  # a grandchild in the same process group
 Path(sys.argv[1]).write_text(str(child.pid))
+sys.stdin.readline()  # the warm-up request: answered, so the test knows the grandchild exists
+sys.stdout.write(json.dumps({"ok": False, "code": "corrupt", "reason": "warm"}) + "\\n")
+sys.stdout.flush()
 for line in sys.stdin:
     time.sleep(300)
 """
@@ -186,20 +189,39 @@ for line in sys.stdin:
 
 def test_hanging_renderer_is_killed(lone_service: PreviewService, corpus: Path, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deterministic: a warm-up request with a generous deadline proves the worker (and its grandchild) runs
+    before the short deadline is armed, and the grandchild's death is awaited instead of sampled once."""
     script = tmp_path / "hang.py"
     script.write_text(HANGING_WORKER)
     pid_file = tmp_path / "grandchild.pid"
     monkeypatch.setattr(sandbox, "worker_argv", lambda: [sys.executable, str(script), str(pid_file)])
+    short_limits = lone_service.limits
+    lone_service.limits = PreviewLimits(timeout_seconds=120.0)
+    assert code_of(lone_service, corpus / "minimal-document.pdf") == "corrupt"  # the warm-up answer
+    grandchild = psutil.Process(int(pid_file.read_text()))
+    lone_service.limits = short_limits
     start = time.monotonic()
     assert code_of(lone_service, corpus / "minimal-document.pdf") == "timeout"
     elapsed = time.monotonic() - start
-    assert elapsed < lone_service.limits.timeout_seconds + 2.0
+    assert elapsed < short_limits.timeout_seconds + 5.0
     assert lone_service.child_pids() == []
-    grandchild = int(pid_file.read_text())
-    assert gone(grandchild)
+    grandchild_gone(grandchild)
     # the next document gets a fresh, working worker
     monkeypatch.undo()
     assert decode(lone_service.render(corpus / "minimal-document.pdf", "m.pdf")).width > 16
+
+
+def grandchild_gone(proc: psutil.Process) -> None:
+    """SIGKILL is delivered asynchronously and an orphan is reaped by init: wait (bounded) for either."""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"grandchild {proc.pid} survived the kill")
 
 
 CRASHING_WORKER = """
