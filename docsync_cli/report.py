@@ -211,7 +211,7 @@ def regenerate_preview(settings: Settings, doc_id: str, out: Path | None) -> str
             except FileTooLarge as exc:
                 raise PreviewError(f"the file is larger than {exc.limit // (1024 * 1024)} MB", "too_large") from None
             handle.close()
-            with PreviewService(limits, workers=1) as service:
+            with PreviewService(limits, workers=1, private_root=settings.state_dir / "libreoffice") as service:
                 webp = service.render(path, doc.file_name or doc.name)
         finally:
             handle.close()

@@ -113,7 +113,7 @@ class SyncRun:
 
         limits = PreviewLimits(timeout_seconds=self.settings.preview.timeout_seconds,
                                memory_bytes=self.settings.preview.memory_mb * 1024 * 1024)
-        with PreviewService(limits) as service:
+        with PreviewService(limits, private_root=self.settings.state_dir / "libreoffice") as service:
             yield service
 
 

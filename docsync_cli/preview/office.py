@@ -13,6 +13,7 @@ timeout, whichever is longer, so a short per-document timeout cannot starve the 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -51,9 +52,27 @@ def find_uno_python() -> str | None:
     return None
 
 
+def private_parent(private_root: Path | None) -> Path | None:
+    """Where the per-start private directory goes: ``private_root`` (docsync passes its state dir's
+    ``libreoffice/``) if it can be made, else systemd's ``$RUNTIME_DIRECTORY``, else the temp dir (``None``)."""
+    if private_root is None:
+        runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        return Path(runtime) if runtime else None
+    try:
+        private_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return None  # e.g. an admin's one-off `docsync preview` with a state dir that is not theirs
+    return private_root
+
+
 class OfficeConverter:
-    def __init__(self, memory_bytes: int) -> None:
+    """One warm LibreOffice. Everything it writes (profile, extension caches, fontconfig cache, logs) lives in
+    a fresh private directory (mode 0700) under ``private_root``, deleted when the converter stops; nothing
+    shared (``/var/spool/libreoffice``, ``~/.config``) is created or read."""
+
+    def __init__(self, memory_bytes: int, private_root: Path | None = None) -> None:
         self._memory = max(memory_bytes, MIN_OFFICE_MEMORY)
+        self._private_root = private_root
         self._lock = threading.Lock()
         self._child: ChildProcess | None = None
         self._profile: Path | None = None
@@ -106,12 +125,14 @@ class OfficeConverter:
             raise PreviewError("LibreOffice (soffice) is not installed", "converter_missing")
         if uno_python is None:
             raise PreviewError("no Python with the uno module (python3-uno) is installed", "converter_missing")
-        self._profile = Path(tempfile.mkdtemp(prefix="docsync-lo-"))
+        self._profile = Path(tempfile.mkdtemp(prefix="docsync-lo-", dir=private_parent(self._private_root)))
+        env = dict(os.environ, HOME=str(self._profile), XDG_CACHE_HOME=str(self._profile / "cache"),
+                   XDG_CONFIG_HOME=str(self._profile / "config"))
         log = (self._profile / "bridge.log").open("wb")
         try:
             child = ChildProcess(
                 [uno_python, str(BRIDGE_SCRIPT), soffice, str(self._profile / "profile"), str(self._memory)],
-                stderr=log.fileno(),
+                stderr=log.fileno(), env=env,
             )
         finally:
             log.close()

@@ -32,7 +32,7 @@ class PreviewService:
     """
 
     def __init__(self, limits: PreviewLimits = _DEFAULT_LIMITS, *, office: bool = True,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, private_root: Path | None = None) -> None:
         self.limits = limits
         self._office_enabled = office
         count = workers if workers is not None else min(2, os.cpu_count() or 1)
@@ -40,7 +40,7 @@ class PreviewService:
         self._workers = [RenderWorker() for _ in range(max(1, count))]
         for worker in self._workers:
             self._pool.put(worker)
-        self._office = OfficeConverter(limits.memory_bytes) if office else None
+        self._office = OfficeConverter(limits.memory_bytes, private_root) if office else None
         self._closed = False
 
     def __enter__(self) -> PreviewService:

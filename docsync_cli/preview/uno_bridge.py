@@ -56,6 +56,22 @@ def emit(obj):
     sys.stdout.flush()
 
 
+def office_argv(soffice, profile, pipe):
+    """soffice's command line: everything it writes lives under our private directory (``profile``'s parent).
+
+    ``UserInstallation`` is the private profile. ``UNO_SHARED_PACKAGES_CACHE`` moves the one *shared* directory
+    LibreOffice writes on its first start (``share/uno_packages/cache``, on Debian a symlink into
+    ``/var/spool/libreoffice``) into the same private place: created there under our umask 077, a shared cache
+    would be unreadable for every other user's LibreOffice (it aborts with a DeploymentException).
+    """
+    private = os.path.dirname(os.path.abspath(profile))
+    shared_cache = os.path.join(private, "uno_shared_packages_cache")
+    return [soffice, "--headless", "--invisible", "--nologo", "--norestore", "--nodefault",
+            "--nolockcheck", "--nofirststartwizard", "-env:UserInstallation=" + uno.systemPathToFileUrl(profile),
+            "-env:UNO_SHARED_PACKAGES_CACHE=" + uno.systemPathToFileUrl(shared_cache),
+            f"--accept=pipe,name={pipe};urp;StarOffice.ComponentContext"]
+
+
 def start_office(soffice, profile, memory):
     pipe = "docsync-" + uuid.uuid4().hex
 
@@ -64,9 +80,7 @@ def start_office(soffice, profile, memory):
             resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
     proc = subprocess.Popen(
-        [soffice, "--headless", "--invisible", "--nologo", "--norestore", "--nodefault",
-         "--nolockcheck", "--nofirststartwizard", "-env:UserInstallation=" + uno.systemPathToFileUrl(profile),
-         f"--accept=pipe,name={pipe};urp;StarOffice.ComponentContext"],
+        office_argv(soffice, profile, pipe),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         preexec_fn=limit,
     )
