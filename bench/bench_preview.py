@@ -2,7 +2,7 @@
 
 Run on demand (not in CI):
 
-    /work/main/.venv/bin/python bench/bench_preview.py [--quick] [--no-readme]
+    .venv/bin/python bench/bench_preview.py [--quick] [--no-readme]
 
 Cases (each N timed runs after 2 warm-up runs; wall clock seen by the caller, IPC included):
   * warm PDF first page → WebP over the corpus PDFs and a generated 200-page PDF
@@ -282,7 +282,7 @@ def main() -> int:
                             "PDF only, no image yet"))
     info = machine_info()
     text = "\n".join([
-        "Measured by `/work/main/.venv/bin/python bench/bench_preview.py` "
+        "Measured by `.venv/bin/python bench/bench_preview.py` (from the checkout) "
         f"on {time.strftime('%Y-%m-%d')}.", "",
         f"Machine: {info}. Load average (1/5 min) before the run {load_before}, after {load()}: the "
         "machine is shared, a load above 0.5 means other work competed for the 2 cores.", "", table(rows), "",

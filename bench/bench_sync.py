@@ -2,13 +2,13 @@
 
 Run on demand (never in CI):
 
-    /work/main/.venv/bin/python bench/bench_sync.py all            # every goal, then the README table
-    /work/main/.venv/bin/python bench/bench_sync.py initial        # goal 1 (baseline --concurrency 1 included)
-    /work/main/.venv/bin/python bench/bench_sync.py noop           # goals 2 and 3 (10,000 documents)
-    /work/main/.venv/bin/python bench/bench_sync.py memory         # goal 4
-    /work/main/.venv/bin/python bench/bench_sync.py startup        # goal 5
-    /work/main/.venv/bin/python bench/bench_sync.py limits         # goal 6
-    /work/main/.venv/bin/python bench/bench_sync.py report         # table from bench/results/*.json only
+    .venv/bin/python bench/bench_sync.py all            # every goal, then the README table
+    .venv/bin/python bench/bench_sync.py initial        # goal 1 (baseline --concurrency 1 included)
+    .venv/bin/python bench/bench_sync.py noop           # goals 2 and 3 (10,000 documents)
+    .venv/bin/python bench/bench_sync.py memory         # goal 4
+    .venv/bin/python bench/bench_sync.py startup        # goal 5
+    .venv/bin/python bench/bench_sync.py limits         # goal 6
+    .venv/bin/python bench/bench_sync.py report         # table from bench/results/*.json only
 
 The emulators (``docsync_cli.sandbox.seed.Sandbox``) run inside this process on loopback; docsync runs as a
 subprocess (``python -m docsync_cli sync``) configured through the environment only, so its wall time, CPU and
@@ -749,7 +749,7 @@ DIAGNOSIS = """How the goals were reached (every row above is met; measured 2026
 """
 
 
-COMMANDS = """Commands (from `/work/main`):
+COMMANDS = """Commands (from the checkout):
 
 ```
 .venv/bin/python bench/bench_sync.py all --sweep 10 12   # ≈ 14 min: every goal, then this table
@@ -761,8 +761,8 @@ COMMANDS = """Commands (from `/work/main`):
 .venv/bin/python bench/bench_sync.py report     # rebuild this table from bench/results/sync_*.json
 ```
 
-Goals 2–5 were measured on an exported tree of `442e6cd` (`git archive 442e6cd | tar -x -C /tmp/bench/src`,
-then `BENCH_COMMIT=442e6cd PYTHONPATH=$PWD /work/main/.venv/bin/python bench/bench_sync.py all --no-readme`
+Goals 2–5 were measured on an exported tree of `442e6cd` (`mkdir -p "$SRC" && git archive 442e6cd | tar -x -C "$SRC"`,
+then `BENCH_COMMIT=442e6cd PYTHONPATH=$PWD <checkout>/.venv/bin/python bench/bench_sync.py all --no-readme`
 there); goal 1 with `bench_sync.py initial`, goal 6 with `bench_sync.py limits --limit-docs 900` (longer phases
 than the default 300, so that "before", "during" and "after" each last several seconds)."""
 

@@ -111,7 +111,7 @@ def report_error(exc: DocsyncError) -> int:
         err.print("[bold red]configuration problems:[/]")
         for problem in exc.problems:
             err.print(f"  • {problem}", markup=False, highlight=False)
-        err.print("See `docsync --help` and the README's Configuration section.")
+        err.print("See `docsync --help` and the README's Configure section.")
         return EXIT_USAGE
     if isinstance(exc, UsageError):
         err.print(f"usage error: {exc}", markup=False, highlight=False)
@@ -363,8 +363,7 @@ def check(ctx: typer.Context) -> None:
     def body() -> int:
         from .report import run_checks
 
-        ok = run_checks(ctx.obj.config, _stdout())
-        return EXIT_OK if ok else EXIT_USAGE
+        return run_checks(ctx.obj.config, _stdout())  # 0, EXIT_USAGE, or EXIT_REMOTE (a service unreachable)
 
     _guard(body)
 

@@ -31,6 +31,7 @@ class _Report:
     def __init__(self, console: Any) -> None:
         self.console = console
         self.ok = True
+        self.unreachable = False  # a service that could not be reached or refused the key: exit 3, like sync
         self.settings: Settings | None = None
 
     def _print(self, text: str, style: str | None = None) -> None:
@@ -55,8 +56,9 @@ class _Report:
         self._print(f"{SKIP} {what}: skipped ({why})", "dim")
 
 
-def run_checks(config_path: Path | None, console: Any) -> bool:
-    """Run every check, print one ✓/✗ line each (with the fix for each ✗), and return True only if all passed.
+def run_checks(config_path: Path | None, console: Any) -> int:
+    """Run every check, print one ✓/✗ line each (with the fix for each ✗), and return the exit code: 0 when all
+    passed, 3 when a service was unreachable or refused a key (as ``sync`` would exit), else 2.
 
     Order: configuration (including the config file's permissions) → EspoCRM (key, API user's rights, Document
     fields, link fields) → xAI Files key → xAI Management key and each ``collections.static`` collection →
@@ -68,10 +70,10 @@ def run_checks(config_path: Path | None, console: Any) -> bool:
         settings = load_settings(config_path)
     except ConfigError as exc:
         report.bad("configuration", f"{len(exc.problems)} problem(s)",
-                   "correct the settings named above (see `docsync --help` and the README's Configuration "
+                   "correct the settings named above (see `docsync --help` and the README's Configure "
                    "section); then run `docsync check` again", exc.problems)
         _check_preview_tools(report, None)
-        return False
+        return 2
     report.settings = settings
     where = f"from {settings.config_path}" if settings.config_path else "from the environment (no config file)"
     report.good("configuration", f"loaded {where}")
@@ -88,11 +90,12 @@ def run_checks(config_path: Path | None, console: Any) -> bool:
     except DocsyncError as exc:  # a client that cannot even be built; the checks above catch the rest
         report.bad("services", str(exc), "check the URLs and keys in the configuration")
     _check_preview_tools(report, settings)
+    _check_libreoffice_shared_cache(report)
     _check_state_dir(report, settings)
     _check_lock(report, settings)
     report._print("All checks passed." if report.ok else "Some checks failed; see the fixes above.",
                   "bold green" if report.ok else "bold red")
-    return report.ok
+    return 0 if report.ok else 3 if report.unreachable else 2
 
 
 # ---------------------------------------------------------------------------------------------- EspoCRM
@@ -103,6 +106,7 @@ def _check_espocrm(report: _Report, settings: Settings, services: Services) -> b
     try:
         answer = services.espo.app_user()
     except AuthError as exc:
+        report.unreachable = True
         if exc.status == 401:
             fix = ("check ESPOCRM_API_KEY (and ESPOCRM_SECRET_KEY for HMAC): it must be the API key of the "
                    "API user (Administration > API Users)")
@@ -111,6 +115,7 @@ def _check_espocrm(report: _Report, settings: Settings, services: Services) -> b
         report.bad(what, str(exc), fix)
         return False
     except ServiceUnreachable as exc:
+        report.unreachable = True
         report.bad(what, str(exc), "check ESPOCRM_URL (espocrm.url) and the network (DNS, firewall, proxy)")
         return False
     except DocsyncError as exc:
@@ -201,9 +206,11 @@ def _check_xai_files(report: _Report, services: Services) -> None:
     try:
         services.xai.files.json("GET", "/v1/files", params={"limit": 1})
     except AuthError as exc:
+        report.unreachable = True
         report.bad(what, str(exc), "check XAI_API_KEY: an xAI API key with access to the Files API "
                    "(console.x.ai > API Keys)")
     except ServiceUnreachable as exc:
+        report.unreachable = True
         report.bad(what, str(exc), "check XAI_API_URL (xai.api_url) and the network")
     except DocsyncError as exc:
         report.bad(what, str(exc), "check XAI_API_URL (xai.api_url) and XAI_API_KEY")
@@ -236,6 +243,7 @@ def _check_xai_management(report: _Report, settings: Settings, services: Service
         report.good(what, "accepted")
         report.skip("collections of linked records", "one per client; `docsync explain --id` shows them")
     except (AuthError, ServiceUnreachable) as exc:
+        report.unreachable = True
         fix = ("check XAI_MANAGEMENT_KEY: a management key (console.x.ai > Management Keys) of the team that owns "
                "the collections" if isinstance(exc, AuthError)
                else "check XAI_MANAGEMENT_URL (xai.management_url) and the network")
@@ -274,19 +282,17 @@ def _check_preview_tools(report: _Report, settings: Settings | None) -> None:
 
 
 def _check_state_dir(report: _Report, settings: Settings) -> None:
+    from .statedir import state_dir_problem, user_name
+
     state_dir = settings.state_dir
     what = f"state directory {state_dir}"
-    if not state_dir.exists():
-        parent = next((p for p in state_dir.parents if p.exists()), None)
-        if parent is not None and os.access(parent, os.W_OK | os.X_OK):
-            report.good(what, f"does not exist yet; the first run creates it (in {parent}, writable)")
-        else:
-            report.bad(what, "does not exist and cannot be created",
-                       f"create it for the user running docsync: install -d -m 700 {state_dir} (or set "
-                       "DOCSYNC_STATE_DIR / StateDirectory= in the systemd unit)")
+    problem = state_dir_problem(state_dir)
+    if problem is not None:
+        detail, _, fix = problem.partition("; fix (as root): ")
+        report.bad(what, detail, f"as root: {fix}" if fix else "see above")
         return
-    if not state_dir.is_dir():
-        report.bad(what, "is not a directory", "remove it or point DOCSYNC_STATE_DIR elsewhere")
+    if not state_dir.exists():
+        report.good(what, "does not exist yet; the first run creates it")
         return
     try:
         with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".docsync-check-"):
@@ -295,7 +301,26 @@ def _check_state_dir(report: _Report, settings: Settings) -> None:
         report.bad(what, f"not writable ({exc.strerror or exc})",
                    f"chown it to the user running docsync (uid {os.geteuid()}) and chmod 700 {state_dir}")
         return
+    owner = state_dir.stat().st_uid
+    if owner != os.geteuid():
+        report.warn(what, f"writable, but owned by {user_name(owner)}: files this run creates would be "
+                    f"{user_name(os.geteuid())}'s and could lock the owner out",
+                    f"run docsync as {user_name(owner)} (e.g. runuser -u {user_name(owner)} -- docsync check)")
+        return
     report.good(what, "writable")
+
+
+def _check_libreoffice_shared_cache(report: _Report) -> None:
+    """A shared LibreOffice extension cache the current user cannot read (left by a root LibreOffice started
+    under a private umask, e.g. by an older docsync) breaks every other LibreOffice of this user."""
+    from .preview.office import unreadable_shared_cache
+
+    bad = unreadable_shared_cache()
+    if bad is not None:
+        report.warn("LibreOffice shared extension cache", f"{bad} is not readable for "
+                    f"{os.environ.get('USER') or os.geteuid()}; docsync's own previews do not use it, but every "
+                    "other LibreOffice of this user aborts at start",
+                    "as root: chmod -R a+rX /var/spool/libreoffice")
 
 
 def _check_lock(report: _Report, settings: Settings) -> None:

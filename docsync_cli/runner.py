@@ -20,12 +20,13 @@ from typing import Any
 
 from .config import Settings
 from .engine import Engine, RunOptions, RunSummary
-from .errors import DocsyncError
+from .errors import DocsyncError, LocalEnvironmentError
 from .history import History, RunRecord, parse_timestamp
 from .locks import Locks, make_locks
 from .model import DocResult, RunPlan
 from .services import engine_settings, open_services
 from .state import StateStore
+from .statedir import state_dir_problem
 
 PREVIEW_OK = (None, "written", "unchanged", "off")
 
@@ -49,6 +50,9 @@ class SyncRun:
 
     def __enter__(self) -> SyncRun:
         settings = self.settings
+        problem = state_dir_problem(settings.state_dir)
+        if problem is not None:
+            raise LocalEnvironmentError(problem)
         locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds,
                            purpose="id" if self.options.ids else "sync")
         self._stack.callback(locks.close)

@@ -39,6 +39,15 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+# Reinstall only when pyproject.toml changed (or docsync is not installed): an editable install picks up code
+# changes by itself, and a reinstall costs time and prints setuptools' "editable installation" notice each run.
+stamp=.venv/.docsync-setup-stamp
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -m pip show -q docsync-espocrm >/dev/null 2>&1; then
+  # the distribution was called "docsync" before (a name PyPI gives to another project): drop that install
+  .venv/bin/python -m pip uninstall -q -y docsync >/dev/null 2>&1 || true
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  echo "$want" > "$stamp"
+fi
 echo "setup: ready (.venv/bin/docsync)"

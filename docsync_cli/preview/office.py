@@ -65,6 +65,23 @@ def private_parent(private_root: Path | None) -> Path | None:
     return private_root
 
 
+SHARED_CACHE = Path("/usr/lib/libreoffice/share/uno_packages/cache")  # Debian: -> /var/spool/libreoffice/...
+
+
+def unreadable_shared_cache(root: Path = SHARED_CACHE) -> Path | None:
+    """The first directory of LibreOffice's shared extension cache this user cannot enter, if any."""
+    try:
+        real = root.resolve()
+        if not real.is_dir():
+            return None
+        for path in (real, *sorted(p for p in real.rglob("*") if p.is_dir())):
+            if not os.access(path, os.R_OK | os.X_OK):
+                return path
+    except OSError as exc:
+        return Path(exc.filename) if exc.filename else root
+    return None
+
+
 class OfficeConverter:
     """One warm LibreOffice. Everything it writes (profile, extension caches, fontconfig cache, logs) lives in
     a fresh private directory (mode 0700) under ``private_root``, deleted when the converter stops; nothing

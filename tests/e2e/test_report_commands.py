@@ -291,3 +291,16 @@ def test_check_with_a_renamed_crm_field(tmp_path: Path) -> None:
         assert 'espocrm.fields.md5 = "cMd5"' in done.stdout
         fixed = renamed.run("check", extra_env={"DOCSYNC_ESPOCRM__FIELDS__MD5": "cMd5"})
         assert fixed.returncode == 0, fixed.stdout
+
+
+def test_check_exits_3_like_sync_when_espocrm_is_unreachable(env: Env) -> None:
+    """An unreachable service is exit 3 for `check` as it is for `sync` (2 means "fix the configuration")."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    extra = {"ESPOCRM_URL": closed, "DOCSYNC_SYNC__MAX_ATTEMPTS": "1"}
+    check = env.run("check", extra_env=extra)
+    sync = env.run("sync", "--no-preview", extra_env=extra)
+    assert sync.returncode == 3, sync.stderr
+    assert check.returncode == 3, check.stdout
+    assert "✗ EspoCRM" in check.stdout and "ESPOCRM_URL" in check.stdout

@@ -122,3 +122,35 @@ def test_an_unprivileged_users_docx_preview_works_after_root_made_previews(
                           timeout=180, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     assert decode(done.stdout).width > 16
+
+
+DETECT = """
+import sys
+from pathlib import Path
+from docsync_cli.preview.office import unreadable_shared_cache
+print(unreadable_shared_cache(Path(sys.argv[1])))
+"""
+
+
+def test_a_shared_cache_the_user_cannot_read_is_detected(world_readable_dir: Path) -> None:
+    """What `docsync check` warns about: the 0700 root directory a root LibreOffice under umask 077 left."""
+    prefix = unprivileged_prefix()
+    code = copy_code(world_readable_dir / "code")
+    cache = world_readable_dir / "cache"
+    (cache / "uno_packages").mkdir(parents=True)
+    cache.chmod(0o755)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(code)}
+    python = interpreter_for(prefix)
+
+    def detect() -> str:
+        done = subprocess.run([*prefix, python, "-c", DETECT, str(cache)], env=env, cwd="/", capture_output=True,
+                              text=True, timeout=60, check=True)
+        return done.stdout.strip()
+
+    (cache / "uno_packages").chmod(0o755)
+    assert detect() == "None"
+    (cache / "uno_packages").chmod(0o700 if prefix else 0o000)  # as root: owned by root; else: not even ours
+    try:
+        assert detect() == str(cache / "uno_packages")
+    finally:
+        (cache / "uno_packages").chmod(0o755)

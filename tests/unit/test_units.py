@@ -95,7 +95,10 @@ def test_service_runs_once_with_credentials_state_and_limits() -> None:
 def test_service_is_sandboxed() -> None:
     _, directives = parse_unit(SERVICE)
     expected = {
-        "DynamicUser": "yes",
+        "User": "docsync",
+        "Group": "docsync",
+        "RemoveIPC": "yes",
+        "RestrictSUIDSGID": "yes",
         "ProtectSystem": "strict",
         "ProtectHome": "yes",
         "PrivateTmp": "yes",

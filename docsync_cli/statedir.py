@@ -1,0 +1,61 @@
+"""Is the state directory usable by the user running docsync? If not: who owns it, and the command that fixes it.
+
+The classic first-week failure: a root run (``docsync check``, ``sync --dry-run``) creates ``/var/lib/docsync`` (or
+a file in it) owned by root before the service user exists, and every scheduled run then fails. docsync names the
+owner and prints the ``chown`` instead of a bare "not writable".
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from pathlib import Path
+
+# What docsync keeps in the state directory (a file owned by someone else breaks runs just like the directory).
+STATE_ENTRIES = ("state.sqlite3", "history.sqlite3", "docsync.lock", "docsync.lock.json", "locks", "libreoffice")
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def state_dir_problem(state_dir: Path) -> str | None:
+    """``None`` if this process can use ``state_dir`` (or create it), else one message with the fix."""
+    me, my_gid = os.geteuid(), os.getegid()
+    who = f"{user_name(me)} (uid {me})"
+    if not state_dir.exists():
+        parent = next((p for p in state_dir.parents if p.exists()), None)
+        if parent is not None and os.access(parent, os.W_OK | os.X_OK):
+            return None
+        return (f"the state directory {state_dir} does not exist and {who} cannot create it; fix (as root): "
+                f"install -d -o {user_name(me)} -g {group_name(my_gid)} -m 0700 {state_dir}")
+    if not state_dir.is_dir():
+        return f"the state directory {state_dir} is not a directory; remove it or set DOCSYNC_STATE_DIR elsewhere"
+    fix = f"fix (as root): chown -R {user_name(me)}:{group_name(my_gid)} {state_dir} && chmod 0700 {state_dir}"
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        info = state_dir.stat()
+        owner = f"{user_name(info.st_uid)} (uid {info.st_uid})"
+        if info.st_uid != me:
+            return f"the state directory {state_dir} is owned by {owner}, not by {who} who runs docsync; {fix}"
+        return f"the state directory {state_dir} is not writable (mode {info.st_mode & 0o777:04o}); {fix}"
+    for name in STATE_ENTRIES:
+        entry = state_dir / name
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if not os.access(entry, os.W_OK):
+            owner = f"{user_name(info.st_uid)} (uid {info.st_uid})"
+            return f"{entry} in the state directory is owned by {owner} and not writable for {who}; {fix}"
+    return None
