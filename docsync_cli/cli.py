@@ -288,7 +288,7 @@ def _print_summary(summary: RunSummary, dry_run: bool) -> None:
     counts = summary.counts()
     parts = [f"{counts.get(k, 0)} {k}" for k in ("synced", "pending", "failed", "deferred", "skipped")
              if counts.get(k)]
-    parts.append(f"{plan.unchanged} unchanged")
+    parts.append(f"{counts.get('unchanged', 0)} unchanged")  # the planned and the verified-unchanged ones
     if summary.deleted:
         parts.append(f"{len(summary.deleted)} deleted")
     if counts.get("preview_failed"):
