@@ -421,11 +421,13 @@ def sandbox_serve(
 @app.command()
 def demo(
     keep_running: Annotated[bool, typer.Option("--keep-running", help="Keep the emulators up afterwards.")] = False,
+    contact_sheet: Annotated[Path | None, typer.Option("--contact-sheet", help="Where to write the PNG of every "
+                                                       "preview (default: ./docsync-demo-previews.png).")] = None,
 ) -> None:
     """Start the emulators, seed a firm, run a real `docsync sync` against them, and show the result."""
     from .sandbox.demo import run_demo
 
-    raise typer.Exit(run_demo(keep_running=keep_running))
+    raise typer.Exit(run_demo(keep_running=keep_running, contact_sheet=contact_sheet))
 
 
 # ---------------------------------------------------------------------------------------------------

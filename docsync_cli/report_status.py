@@ -134,8 +134,9 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         ``{"total": int | None, "documents": [{"id", "name", "xaiSyncStatus", "error", "modifiedAt"}],
         "truncated": bool}`` — documents with dateiStatus Fehler, newest change first, at most 50 listed.
     ``previews``
-        ``{"missing": int | None, "errors": [{"id", "reason"}]}`` — ``missing`` counts Gesynct documents
-        without a preview; ``errors`` are the preview failures the last runs recorded on this host.
+        ``{"missing": int | None, "errors": [{"id", "name", "reason"}]}`` — ``missing`` counts Gesynct documents
+        without a preview; ``errors`` are the preview failures the last runs recorded on this host (``name``
+        from EspoCRM, null when it cannot be read).
     ``waiting``
         ``{"new": int, "changed": int, "no_status": int, "unfinished": int, "failed_retry": int,
         "failed_held_back": int, "next_run": int, "approximate": bool}`` (values ``null`` without EspoCRM).
@@ -182,7 +183,7 @@ def _collect_local(settings: Settings, data: dict[str, Any]) -> None:
                          "duration_seconds": run.duration_seconds, "command": run.command,
                          "exit_code": run.exit_code, "counts": dict(run.counts), "host": run.host, "pid": run.pid,
                          "error": run.error} for run in history.last(RUNS_SHOWN)]
-        data["previews"]["errors"] = [{"id": doc_id, "reason": reason}
+        data["previews"]["errors"] = [{"id": doc_id, "name": None, "reason": reason}
                                       for doc_id, reason in history.preview_errors().items()]
 
 
@@ -207,6 +208,7 @@ def _collect_remote(settings: Settings, services: Services, data: dict[str, Any]
     }
     data["previews"]["missing"] = espo.count([where_equals(status_attr, DateiStatus.GESYNCT.value),
                                               {"type": "isNull", "attribute": espo.preview_attr}])
+    _name_preview_errors(services, data["previews"]["errors"])
 
     unfinished = espo.count([where_equals(status_attr, DateiStatus.GESYNCT.value),
                              {"type": "in", "attribute": sync_attr,
@@ -243,6 +245,21 @@ def _failed_documents(services: Services, status_attr: str) -> list[CrmDocument]
     if not isinstance(records, list):
         return []
     return [espo.to_document(record) for record in records if isinstance(record, dict)]
+
+
+def _name_preview_errors(services: Services, errors: list[dict[str, Any]]) -> None:
+    """Fill in the document names of the first :data:`FAILED_LIST_LIMIT` preview errors (one request)."""
+    ids = [item["id"] for item in errors[:FAILED_LIST_LIMIT]]
+    if not ids:
+        return
+    params = {"maxSize": len(ids), "offset": 0, "select": ["id", "name"],
+              "where": [{"type": "in", "attribute": "id", "value": ids}]}
+    page = services.espo.service.json("GET", "Document", params={"searchParams": json.dumps(params)},
+                                      headers={"X-No-Total": "true"})
+    records = page.get("list") if isinstance(page, dict) else None
+    names = {str(r.get("id")): str(r.get("name") or "") for r in records or [] if isinstance(r, dict)}
+    for item in errors:
+        item["name"] = names.get(item["id"])
 
 
 def _lock_status(settings: Settings) -> dict[str, Any]:
@@ -327,7 +344,10 @@ def _render_waiting(waiting: dict[str, Any], console: Any) -> None:
         parts.append(f"{waiting['unfinished']} unfinished")
     if waiting["failed_retry"]:
         parts.append(f"{waiting['failed_retry']} Fehler to retry")
-    line = f"Waiting: the next run would work on {about}{waiting['next_run']} documents ({', '.join(parts)})"
+    if waiting["next_run"] == 0:
+        line = "Waiting: no document is marked for the next run (drift is found only by a run)"
+    else:
+        line = f"Waiting: the next run would work on {about}{waiting['next_run']} documents ({', '.join(parts)})"
     if waiting["failed_held_back"]:
         line += f"; {waiting['failed_held_back']} Fehler held back until they change (or `docsync sync --id`)"
     console.print(line, markup=False, soft_wrap=True)
@@ -341,10 +361,11 @@ def _render_previews(previews: dict[str, Any], console: Any) -> None:
                       soft_wrap=True)
     if previews["errors"]:
         table = Table(title="Preview errors", title_justify="left")
+        table.add_column("document")
         table.add_column("id")
         table.add_column("reason", overflow="fold")
         for item in previews["errors"]:
-            table.add_row(_cell(item["id"]), _cell(item["reason"]))
+            table.add_row(_cell(item.get("name") or "?"), _cell(item["id"]), _cell(item["reason"]))
         console.print(table)
 
 

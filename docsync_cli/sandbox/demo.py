@@ -6,6 +6,7 @@ configuration mechanism a user's timer uses.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .seed import Sandbox, corpus_dir
+from .seed import Sandbox, SeededFirm, corpus_dir
 
 
 def _docsync(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -26,8 +27,9 @@ def _docsync(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
                           timeout=900, check=False)
 
 
-def run_demo(*, keep_running: bool = False) -> int:
+def run_demo(*, keep_running: bool = False, contact_sheet: Path | None = None) -> int:
     console = Console(highlight=False)
+    sheet_path = contact_sheet or Path.cwd() / "docsync-demo-previews.png"
     with Sandbox(processing_delay=0.3) as sandbox, tempfile.TemporaryDirectory(prefix="docsync-demo-") as tmp:
         firm = sandbox.seed_firm(corpus_dir())
         console.print(f"[bold]Sandbox[/]: EspoCRM emulator at {sandbox.espo.url}, xAI at {sandbox.xai.api_url} "
@@ -60,6 +62,13 @@ def run_demo(*, keep_running: bool = False) -> int:
         report = _docsync(["status"], env)
         console.print(report.stdout.rstrip() or report.stderr.rstrip())
 
+        console.rule("The previews")
+        sheet = _contact_sheet(sandbox, firm, env, sheet_path)
+        console.print(f"Contact sheet of every preview (names under the pictures, failures with their reason): "
+                      f"{sheet}", markup=False)
+        console.print("To look at one preview yourself: `docsync demo --keep-running`, paste the environment it "
+                      "prints, then `docsync preview --id <document id> --out x.webp`.\n", markup=False)
+
         console.rule("What landed in each collection (read from the xAI emulator)")
         names = {doc_id: name for name, doc_id in firm.documents.items()}
         for account, collection_id in firm.collections.items():
@@ -80,6 +89,35 @@ def run_demo(*, keep_running: bool = False) -> int:
             console.print(f"Ctrl-C or `kill {os.getpid()}` (SIGTERM) stops them.")
             stop.wait()
         return 0 if first.returncode in (0, 1) and second.returncode in (0, 1) else first.returncode
+
+
+def _contact_sheet(sandbox: Sandbox, firm: SeededFirm, env: dict[str, str], out: Path) -> Path:
+    """Every seeded document's preview as read from the EspoCRM emulator; a missing one shows its reason (the
+    recorded preview error, or the sync error of a document that failed)."""
+    from .contact_sheet import Tile, render_contact_sheet
+
+    status = _docsync(["status", "--json"], env)
+    try:
+        errors = {e["id"]: e["reason"] for e in json.loads(status.stdout)["previews"]["errors"]}
+    except (ValueError, KeyError, TypeError):
+        errors = {}
+    tiles = []
+    for name, doc_id in firm.documents.items():
+        doc = sandbox.espo.document(doc_id)
+        preview_id = doc.get("previewId")
+        webp = sandbox.espo.attachment_bytes(preview_id) if preview_id else None
+        if webp:
+            tiles.append(Tile(name, webp))
+        elif doc_id in errors:
+            tiles.append(Tile(name, None, errors[doc_id]))
+        elif doc.get("dateiStatus") == "Fehler":
+            tiles.append(Tile(name, None, f"not synced: {doc.get('xaiSyncError') or 'Fehler'}"))
+        else:
+            tiles.append(Tile(name, None, "no preview was made"))
+    try:
+        return render_contact_sheet(tiles, out)
+    except OSError:  # e.g. a read-only current directory
+        return render_contact_sheet(tiles, Path(tempfile.gettempdir()) / out.name)
 
 
 class StopSignals:

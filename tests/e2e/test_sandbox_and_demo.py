@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 
 def clean_env() -> dict[str, str]:
@@ -81,10 +82,22 @@ def test_sandbox_serve_prints_an_environment_block_that_docsync_can_use(start_se
     assert serve.returncode == 0
 
 
-def test_demo_runs_a_real_sync_and_a_second_run_writes_nothing() -> None:
-    demo = subprocess.run([sys.executable, "-m", "docsync_cli", "demo"], env=clean_env(), capture_output=True,
-                          text=True, timeout=600, check=False)
+def test_demo_runs_a_real_sync_and_a_second_run_writes_nothing(tmp_path: Path) -> None:
+    sheet = tmp_path / "sheet.png"
+    demo = subprocess.run([sys.executable, "-m", "docsync_cli", "demo", "--contact-sheet", str(sheet)],
+                          env=clean_env() | {"COLUMNS": "200"}, capture_output=True, text=True, timeout=600,
+                          check=False)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    # the contact sheet: one PNG with a tile for each of the 21 seeded documents, its path printed
+    assert str(sheet) in demo.stdout
+    with Image.open(sheet) as img:
+        assert img.format == "PNG"
+        assert img.size == (14 + 5 * (220 + 14), 44 + 5 * (300 + 54 + 14) + 14)  # 5 columns, 5 rows
+    assert "docsync preview --id <document id> --out x.webp" in demo.stdout
+    # preview failures are listed by document name; no "at least 0 documents"
+    errors = demo.stdout.split("Preview errors", 1)[1].split("Last runs", 1)[0]
+    assert "Vertragsentwurf (geschützt)" in errors and "encrypted" in errors
+    assert "at least 0 documents" not in demo.stdout
     assert "19 synced, 2 failed" in demo.stdout
     assert "write requests to the services: 0" in demo.stdout
     assert "Gesynct" in demo.stdout  # the status report
