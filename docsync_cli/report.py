@@ -33,7 +33,7 @@ __all__ = ["collect_status", "explain_document", "regenerate_preview", "render_s
 # ---------------------------------------------------------------------------------------------- explain
 
 
-def explain_document(settings: Settings, doc_id: str, console: Any) -> None:
+def explain_document(settings: Settings, doc_id: str, console: Any, *, probe: bool = True) -> None:
     """Print what docsync knows about ``doc_id`` and what the next ``docsync sync`` would do with it.
 
     Shows the document's docsync fields and hashes, the collections it needs and which rule gave each, what xAI
@@ -45,6 +45,9 @@ def explain_document(settings: Settings, doc_id: str, console: Any) -> None:
     Raises :class:`~.errors.UsageError` when EspoCRM has no such document, and the usual run errors
     (:class:`~.errors.AuthError`, :class:`~.errors.ServiceUnreachable`) when EspoCRM cannot be asked. xAI
     problems are shown in the output instead (the CRM side is still worth seeing).
+
+    With ``probe`` (the default) it also runs the findability probe (:func:`~.report_search.explain_probe`):
+    a phrase from the document's own text is searched in each of its collections (one billed search call each).
     """
     out = _Printer(console, settings)
     with report_services(settings) as services:
@@ -67,6 +70,10 @@ def explain_document(settings: Settings, doc_id: str, console: Any) -> None:
             out.line(f"  {name:<{width}}  {value}")
         required = _required_collections(settings, services, doc, out)
         _print_xai(services, doc, required, local, out)
+        if probe:
+            from .report_search import explain_probe
+
+            explain_probe(settings, services, doc, out)
     _print_local(settings, doc, local, out)
     reason = why_work(doc, local, full=False, explicit=False)
     if reason is None:
