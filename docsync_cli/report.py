@@ -2,11 +2,13 @@
 
 * :func:`collect_status` / :func:`render_status` (:mod:`.report_status`): counts per status and what waits,
   with a fixed number of ``maxSize=1`` requests however many documents there are;
-* :func:`explain_document` (here): everything docsync knows about one document, and what the next run would do;
+* :func:`explain_document` (here): everything docsync knows about one document, what the next run would do, and
+  (:func:`~.report_search.explain_probe`) whether a phrase from its own text finds it;
 * :func:`regenerate_preview` (here): render one document's preview again, upload it or write it to a file;
 * :func:`run_checks` (:mod:`.report_check`): validate config, keys, fields, collections, tools, state and lock.
 
-``status``, ``explain`` and ``check`` never write to EspoCRM or xAI. Errors are :class:`~.errors.DocsyncError`
+``status``, ``explain`` and ``check`` never write to EspoCRM or xAI (explain's probe only searches). Errors are
+:class:`~.errors.DocsyncError`
 (``cli.py`` turns them into advice and exit codes); nothing printed here contains a secret.
 """
 

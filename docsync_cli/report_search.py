@@ -492,7 +492,8 @@ def render_verify(report: VerifyReport, console: Any, settings: Settings) -> Non
         out.line(f"  skipped {len(report.skipped)} without a phrase to probe with (--json lists them): "
                  + "; ".join(f"{n} × {reason}" for reason, n in sorted(reasons.items(), key=lambda r: -r[1])))
     if report.misses:
-        out.line("  `docsync explain --id ID` shows one document in detail; `docsync sync --id ID` re-uploads it.")
+        out.line("  `docsync explain --id ID` shows one miss in detail, `docsync search QUERY --id ID` tries other "
+                 "words.")
 
 
 def verify_json(report: VerifyReport) -> dict[str, Any]:
