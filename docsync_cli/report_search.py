@@ -96,12 +96,8 @@ class Resolver:
 
     def _foreign_name(self, file_id: str) -> str:
         if file_id not in self._foreign:
-            try:
-                meta = self.services.xai.files.json("GET", f"/v1/files/{file_id}")
-                name = meta.get("filename") if isinstance(meta, dict) else None
-                self._foreign[file_id] = f": file {name!r}" if isinstance(name, str) and name else ""
-            except NotFoundError:
-                self._foreign[file_id] = ""
+            name = self.services.xai.file_name(file_id)
+            self._foreign[file_id] = f": file {name!r}" if name else ""
         return self._foreign[file_id]
 
 
@@ -156,6 +152,7 @@ class SearchResult:
     collections: list[str]
     limit: int
     hits: list[Hit] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # collections of the scope that xAI does not know
 
 
 def scope_collections(settings: Settings, services: Services, *, account: str | None, collection: str | None,
@@ -208,20 +205,35 @@ def run_search(settings: Settings, query: str, *, account: str | None = None, co
     with report_services(settings) as services:
         scope, collections = scope_collections(settings, services, account=account, collection=collection,
                                                doc_id=doc_id)
+        result = SearchResult(query, scope, collections, limit)
         raw: list[SearchHit] = []
         for start in range(0, len(collections), COLLECTIONS_PER_CALL):
-            try:
-                raw += services.xai.search(query, collections[start:start + COLLECTIONS_PER_CALL], limit)
-            except NotFoundError as exc:
-                raise UsageError(f"xAI does not know (one of) the collection(s) searched: {exc.detail or exc}"
-                                 ) from None
+            raw += _search_batch(services, query, collections[start:start + COLLECTIONS_PER_CALL], limit,
+                                 result.unknown)
+        if result.unknown and len(result.unknown) == len(collections):
+            raise UsageError(f"xAI does not know the collection(s) searched: {', '.join(result.unknown)}")
         raw.sort(key=lambda h: -h.score)  # only re-sorts when several calls were needed
         resolver = Resolver(settings, services)
-        result = SearchResult(query, scope, collections, limit)
         for rank, hit in enumerate(raw[:limit], start=1):
             result.hits.append(Hit(rank, hit, resolver.owner(hit), snippet(hit.text, query)))
     log.info("search: %d collection(s), %d hit(s)", len(collections), len(result.hits))
     return result
+
+
+def _search_batch(services: Services, query: str, collections: list[str], limit: int, unknown: list[str]
+                  ) -> list[SearchHit]:
+    """One search over ``collections``; when xAI does not know one of them (404), each one on its own, so one
+    stale collection id (an Account naming a deleted collection) does not hide the others' hits."""
+    try:
+        return services.xai.search(query, collections, limit)
+    except NotFoundError:
+        if len(collections) == 1:
+            unknown.append(collections[0])
+            return []
+    hits: list[SearchHit] = []
+    for collection_id in collections:
+        hits += _search_batch(services, query, [collection_id], limit, unknown)
+    return hits
 
 
 def snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
@@ -246,6 +258,7 @@ def search_json(result: SearchResult) -> dict[str, Any]:
         "scope": result.scope,
         "collections": result.collections,
         "limit": result.limit,
+        "unknown_collections": result.unknown,
         "hits": [{
             "rank": h.rank,
             "score": h.hit.score,
@@ -264,6 +277,8 @@ def search_json(result: SearchResult) -> dict[str, Any]:
 def render_search(result: SearchResult, console: Any, settings: Settings) -> None:
     out = _Lines(console, settings)
     out.line(f"{len(result.hits)} hit(s) in {result.scope} ({len(result.collections)} collection(s))", "bold")
+    if result.unknown:
+        out.line(f"  xAI does not know {len(result.unknown)} of them (skipped): {', '.join(result.unknown)}", "red")
     for h in result.hits:
         out.line(f"{h.rank:>3}. {describe(h.owner, h.hit.file_id)}")
         where = ", ".join(h.hit.collection_ids) or "?"

@@ -132,6 +132,15 @@ class XaiClient:
             return False
         return True
 
+    def file_name(self, file_id: str) -> str | None:
+        """The file's name (``GET /v1/files/{id}``), or None when it does not exist."""
+        try:
+            answer = self.files.json("GET", f"/v1/files/{file_id}")
+        except NotFoundError:
+            return None
+        name = answer.get("filename") if isinstance(answer, dict) else None
+        return name if isinstance(name, str) and name else None
+
     def delete_file(self, file_id: str) -> None:
         """Delete a file; 404 means it is already gone."""
         try:

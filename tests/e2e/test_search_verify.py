@@ -26,7 +26,7 @@ GUTACHTEN_PHRASE = "Huardest gefburn Kjift"  # words on its first page (the corp
 BERUFUNG = "Schriftsatz Berufung"  # libreoffice-writer.pdf, Müller GmbH and Schmidt & Partner
 FRISTEN = "Aktennotiz Fristen"  # a text file, Müller GmbH and Yilmaz Handel
 UNRELATED = "Zebrastreifen Quantenchromodynamik Xylophon"
-SEARCH_KEYS = {"version", "query", "scope", "collections", "limit", "hits"}
+SEARCH_KEYS = {"version", "query", "scope", "collections", "limit", "unknown_collections", "hits"}
 HIT_KEYS = {"rank", "score", "file_id", "collection_ids", "page", "snippet", "managed", "document", "note"}
 VERIFY_KEYS = {"version", "top", "threshold_percent", "candidates", "probed", "found", "found_share", "passed",
                "misses", "skipped"}
@@ -102,8 +102,17 @@ def test_scopes_and_usage_errors(env: Env) -> None:
     assert sorted(by_doc["hits"][0]["collection_ids"]) == sorted(fristen["xaiCollections"])
     both = env.run("search", "x", "--account", "a", "--collection", "c")
     assert both.returncode == 2 and "choose one of" in both.stderr
-    unknown = env.run("search", "x", "--collection", "collection_00000000-0000-0000-0000-000000000000")
+    stale = "collection_00000000-0000-0000-0000-000000000000"
+    unknown = env.run("search", "x", "--collection", stale)
     assert unknown.returncode == 2 and "does not know" in unknown.stderr
+    # an Account naming a deleted collection does not hide the hits of the others
+    extra = env.sandbox.espo.add_account("Altmandant", stale)
+    try:
+        data = env.json("search", "Berufungsbegründung Stellungnahme")
+        assert data["unknown_collections"] == [stale] and stale in data["collections"]
+        assert data["hits"][0]["document"]["id"] == fristen["id"]
+    finally:
+        env.sandbox.espo.set_account_collection(extra, None)
 
 
 def test_a_file_docsync_does_not_manage_is_shown_as_such(env: Env) -> None:
