@@ -303,7 +303,7 @@ def _print_summary(summary: RunSummary, dry_run: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# status, explain, preview, check, espocrm-fields
+# status, explain, search, verify, preview, check, espocrm-fields
 
 
 @app.command()
@@ -330,13 +330,74 @@ def status(
 def explain(
     ctx: typer.Context,
     doc_id: Annotated[str, typer.Option("--id", help="The EspoCRM Document id.")],
+    no_probe: Annotated[bool, typer.Option("--no-probe", help="Skip the findability probe (it costs one xAI "
+                                           "search call per collection).")] = False,
 ) -> None:
-    """Everything docsync knows about one document, and what the next run would do with it."""
+    """Everything docsync knows about one document, what the next run would do with it, and whether a phrase
+    from its own text finds it."""
     def body() -> int:
         from .report import explain_document
 
-        explain_document(ctx.obj.settings(), doc_id, _stdout())
+        explain_document(ctx.obj.settings(), doc_id, _stdout(), probe=not no_probe)
         return EXIT_OK
+
+    _guard(body)
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="What to search for (never logged: it can be client data).")],
+    account: Annotated[str | None, typer.Option("--account", help="Only this Account's collection.")] = None,
+    collection: Annotated[str | None, typer.Option("--collection", help="Only this collection.")] = None,
+    doc_id: Annotated[str | None, typer.Option("--id", help="Only the collections of this Document.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="Number of hits (chunks).")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (see README).")] = False,
+) -> None:
+    """Ask xAI's search what it returns, shown as CRM documents (default: every collection docsync manages)."""
+    def body() -> int:
+        from .report_search import render_search, run_search, search_json
+
+        settings = ctx.obj.settings()
+        result = run_search(settings, query, account=account, collection=collection, doc_id=doc_id, limit=limit)
+        if as_json:
+            typer.echo(_redacted(json.dumps(search_json(result), indent=2, ensure_ascii=False), settings))
+        else:
+            render_search(result, _stdout(), settings)
+        return EXIT_OK
+
+    _guard(body)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    sample: Annotated[int | None, typer.Option("--sample", min=1, max=1000, help="Documents to probe "
+                                               "(default: verify.sample).")] = None,
+    metrics_file: Annotated[Path | None, typer.Option("--metrics-file", help="Write the found share as a "
+                                                      "Prometheus textfile here (e.g. docsync_verify.prom).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (see README).")] = False,
+) -> None:
+    """Probe a random sample of Gesynct documents: is each found by a phrase from its own text? Exit 1 below
+    verify.min_found_percent. Costs one search call per collection probed; never part of sync."""
+    def body() -> int:
+        from .errors import LocalEnvironmentError
+        from .metrics import write_verify_metrics
+        from .report_search import render_verify, run_verify, verify_json
+
+        settings = ctx.obj.settings()
+        report = run_verify(settings, sample)
+        if as_json:
+            typer.echo(_redacted(json.dumps(verify_json(report), indent=2, ensure_ascii=False), settings))
+        else:
+            render_verify(report, _stdout(), settings)
+        if metrics_file is not None:
+            try:
+                write_verify_metrics(metrics_file, report.share, len(report.probed), len(report.misses),
+                                     report.finished_unixtime)
+            except OSError as exc:
+                raise LocalEnvironmentError(f"cannot write {metrics_file}: {exc.strerror or exc}") from None
+        return EXIT_OK if report.passed else EXIT_PARTIAL
 
     _guard(body)
 
@@ -432,6 +493,12 @@ def demo(
 
 # ---------------------------------------------------------------------------------------------------
 # plumbing
+
+
+def _redacted(text: str, settings: Settings) -> str:
+    from .config import redact
+
+    return redact(text, settings)
 
 
 def _stdout() -> Any:

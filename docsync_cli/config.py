@@ -259,6 +259,14 @@ class PreviewSettings(_Model):
     memory_mb: Annotated[int, Field(ge=64)] = 1024
 
 
+class VerifySettings(_Model):
+    """``docsync verify``: how many documents to probe, what counts as found, and when to exit 1."""
+
+    sample: Annotated[int, Field(ge=1, le=1000)] = 20
+    top: Annotated[int, Field(ge=1, le=20)] = 5
+    min_found_percent: Annotated[float, Field(ge=0, le=100)] = 90.0
+
+
 class LockSettings(_Model):
     backend: Literal["file", "redis"] = "file"
     url: str | None = Field(default=None, validate_default=True)
@@ -307,6 +315,7 @@ class Settings(_Model):
     collections: CollectionSettings = CollectionSettings()
     sync: SyncSettings = SyncSettings()
     preview: PreviewSettings = PreviewSettings()
+    verify: VerifySettings = VerifySettings()
     lock: LockSettings = LockSettings()
     state_dir: Path
     config_path: Path | None = None

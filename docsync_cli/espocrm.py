@@ -99,6 +99,42 @@ class EspoClient:
     def get_document(self, doc_id: str) -> CrmDocument:
         return self.to_document(self.service.json("GET", f"Document/{doc_id}"))
 
+    def document_at(self, where: list[dict[str, Any]], offset: int) -> CrmDocument | None:
+        """The document at ``offset`` (ordered by id) among those matching ``where``; None past the end.
+        One ``maxSize=1`` request: how ``docsync verify`` draws a random sample without listing everything."""
+        params = {"maxSize": 1, "offset": offset, "orderBy": "id", "order": "asc",
+                  "select": self.list_attributes, "where": where}
+        page = self.service.json("GET", "Document", params={"searchParams": json.dumps(params)},
+                                 headers={"X-No-Total": "true"})
+        records = _list_of(page, "Document list")
+        return self.to_document(records[0]) if records else None
+
+    def record_value(self, entity: str, record_id: str, field: str) -> str | None:
+        """One text attribute of one record (e.g. an Account's ``xaiCollectionId``); NotFoundError if none."""
+        record = self.service.json("GET", f"{entity}/{record_id}", params={"select": f"id,{field}"})
+        value = record.get(field) if isinstance(record, dict) else None
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    def iter_values(self, entity: str, field: str) -> Iterator[str]:
+        """The non-empty values of ``field`` over every ``entity`` record (keyset-paged by id)."""
+        last_id: str | None = None
+        while True:
+            where: list[dict[str, Any]] = [{"type": "isNotNull", "attribute": field}]
+            if last_id is not None:
+                where.append({"type": "greaterThan", "attribute": "id", "value": last_id})
+            params = {"maxSize": PAGE, "offset": 0, "orderBy": "id", "order": "asc", "select": ["id", field],
+                      "where": where}
+            page = self.service.json("GET", entity, params={"searchParams": json.dumps(params)},
+                                     headers={"X-No-Total": "true"})
+            records = _list_of(page, f"{entity} list")
+            for record in records:
+                value = record.get(field)
+                if isinstance(value, str) and value.strip():
+                    yield value.strip()
+            if len(records) < PAGE:
+                return
+            last_id = str(records[-1]["id"])
+
     def count(self, where: list[dict[str, Any]]) -> int:
         params = {"maxSize": 1, "offset": 0, "select": ["id"], "where": where}
         page = self.service.json("GET", "Document", params={"searchParams": json.dumps(params)})

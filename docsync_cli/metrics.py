@@ -13,6 +13,14 @@ Metrics (all gauges)::
     docsync_last_success_timestamp_seconds   end of the newest run that exited 0 (absent if there is none)
     docsync_documents{result="synced"}       one series per key of RunRecord.counts (synced, failed, ...)
 
+``docsync verify --metrics-file`` writes its own file (use another name, e.g. ``docsync_verify.prom``)::
+
+    docsync_verify_found_ratio               share of probed documents found in the top N (0..1; absent if
+                                             nothing could be probed)
+    docsync_verify_probed_documents          documents probed
+    docsync_verify_missed_documents          of them not found
+    docsync_verify_timestamp_seconds         end of the verify run (Unix time)
+
 Alert on staleness with e.g. ``time() - docsync_last_success_timestamp_seconds > 3600`` plus
 ``absent(docsync_last_success_timestamp_seconds)``.
 """
@@ -65,7 +73,32 @@ def write_metrics(path: Path, run: RunRecord, last_success_unixtime: float | Non
     file next to ``path``, made ``0644``, then renamed over ``path``; on any error the staging file is removed
     and ``path`` is left as it was. Raises ``OSError`` if the directory is missing or not writable.
     """
-    registry = build_registry(run, last_success_unixtime)
+    _replace(path, build_registry(run, last_success_unixtime))
+
+
+def build_verify_registry(found_ratio: float | None, probed: int, missed: int, finished_unixtime: float
+                          ) -> CollectorRegistry:
+    """The gauges of one ``docsync verify`` run (see the module docstring)."""
+    registry = CollectorRegistry()
+    if found_ratio is not None:
+        Gauge("docsync_verify_found_ratio", "Share of probed documents docsync verify found in the top results "
+              "of their collections (0..1).", registry=registry).set(found_ratio)
+    Gauge("docsync_verify_probed_documents", "Documents the newest docsync verify probed.",
+          registry=registry).set(probed)
+    Gauge("docsync_verify_missed_documents", "Probed documents docsync verify did not find.",
+          registry=registry).set(missed)
+    Gauge("docsync_verify_timestamp_seconds", "Unix time at which the newest docsync verify finished.",
+          registry=registry).set(finished_unixtime)
+    return registry
+
+
+def write_verify_metrics(path: Path, found_ratio: float | None, probed: int, missed: int,
+                         finished_unixtime: float) -> None:
+    """Atomically replace ``path`` with the gauges of one verify run (same guarantees as :func:`write_metrics`)."""
+    _replace(path, build_verify_registry(found_ratio, probed, missed, finished_unixtime))
+
+
+def _replace(path: Path, registry: CollectorRegistry) -> None:
     staging = path.with_name(f".{path.name}.{os.getpid()}.staging")
     try:
         write_to_textfile(str(staging), registry)

@@ -2,11 +2,13 @@
 
 * :func:`collect_status` / :func:`render_status` (:mod:`.report_status`): counts per status and what waits,
   with a fixed number of ``maxSize=1`` requests however many documents there are;
-* :func:`explain_document` (here): everything docsync knows about one document, and what the next run would do;
+* :func:`explain_document` (here): everything docsync knows about one document, what the next run would do, and
+  (:func:`~.report_search.explain_probe`) whether a phrase from its own text finds it;
 * :func:`regenerate_preview` (here): render one document's preview again, upload it or write it to a file;
 * :func:`run_checks` (:mod:`.report_check`): validate config, keys, fields, collections, tools, state and lock.
 
-``status``, ``explain`` and ``check`` never write to EspoCRM or xAI. Errors are :class:`~.errors.DocsyncError`
+``status``, ``explain`` and ``check`` never write to EspoCRM or xAI (explain's probe only searches). Errors are
+:class:`~.errors.DocsyncError`
 (``cli.py`` turns them into advice and exit codes); nothing printed here contains a secret.
 """
 
@@ -33,7 +35,7 @@ __all__ = ["collect_status", "explain_document", "regenerate_preview", "render_s
 # ---------------------------------------------------------------------------------------------- explain
 
 
-def explain_document(settings: Settings, doc_id: str, console: Any) -> None:
+def explain_document(settings: Settings, doc_id: str, console: Any, *, probe: bool = True) -> None:
     """Print what docsync knows about ``doc_id`` and what the next ``docsync sync`` would do with it.
 
     Shows the document's docsync fields and hashes, the collections it needs and which rule gave each, what xAI
@@ -45,6 +47,9 @@ def explain_document(settings: Settings, doc_id: str, console: Any) -> None:
     Raises :class:`~.errors.UsageError` when EspoCRM has no such document, and the usual run errors
     (:class:`~.errors.AuthError`, :class:`~.errors.ServiceUnreachable`) when EspoCRM cannot be asked. xAI
     problems are shown in the output instead (the CRM side is still worth seeing).
+
+    With ``probe`` (the default) it also runs the findability probe (:func:`~.report_search.explain_probe`):
+    a phrase from the document's own text is searched in each of its collections (one billed search call each).
     """
     out = _Printer(console, settings)
     with report_services(settings) as services:
@@ -67,6 +72,10 @@ def explain_document(settings: Settings, doc_id: str, console: Any) -> None:
             out.line(f"  {name:<{width}}  {value}")
         required = _required_collections(settings, services, doc, out)
         _print_xai(services, doc, required, local, out)
+        if probe:
+            from .report_search import explain_probe
+
+            explain_probe(settings, services, doc, out)
     _print_local(settings, doc, local, out)
     reason = why_work(doc, local, full=False, explicit=False)
     if reason is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ PAGE = 100
 BATCH = 100
 PROCESSED = "DOCUMENT_STATUS_PROCESSED"
 FAILED = "DOCUMENT_STATUS_FAILED"
+SEARCH_MAX_LIMIT = 100
 _UNSAFE_NAME = re.compile(r"[^\w.\- ()\[\]äöüÄÖÜß]+")
 
 
@@ -64,6 +66,22 @@ def build_http_client(base_url: str, key: str, timeout: float,
     return httpx.Client(base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=10.0),
                         follow_redirects=False, transport=transport,
                         headers={"Authorization": f"Bearer {key}", "User-Agent": "docsync"})
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One chunk a search returned (``POST /v1/documents/search``, contract §10), already checked for shape.
+
+    ``page_number`` is what the service said (``None`` when it said nothing); ``fields`` are the collection
+    document's user fields, untrusted (anyone with the management key can set them)."""
+
+    file_id: str
+    chunk_id: str
+    text: str
+    score: float
+    collection_ids: tuple[str, ...]
+    fields: dict[str, str] = field(default_factory=dict)
+    page_number: int | None = None
 
 
 class XaiClient:
@@ -113,6 +131,15 @@ class XaiClient:
         except NotFoundError:
             return False
         return True
+
+    def file_name(self, file_id: str) -> str | None:
+        """The file's name (``GET /v1/files/{id}``), or None when it does not exist."""
+        try:
+            answer = self.files.json("GET", f"/v1/files/{file_id}")
+        except NotFoundError:
+            return None
+        name = answer.get("filename") if isinstance(answer, dict) else None
+        return name if isinstance(name, str) and name else None
 
     def delete_file(self, file_id: str) -> None:
         """Delete a file; 404 means it is already gone."""
@@ -200,3 +227,39 @@ class XaiClient:
             token = page.get("pagination_token")
             if not docs or not token:
                 return
+
+    # -- search --------------------------------------------------------------------------------------
+
+    def search(self, query: str, collection_ids: list[str], limit: int = 10) -> list[SearchHit]:
+        """``POST /v1/documents/search`` over ``collection_ids`` (contract §10), best hit first.
+
+        Read-only, so safe to repeat; but each call is billed (§4), so callers search deliberately. Malformed
+        matches are skipped, not trusted. ``limit`` is the number of chunks (1..``SEARCH_MAX_LIMIT``)."""
+        if not collection_ids:
+            return []
+        body = {"query": query, "source": {"collection_ids": list(collection_ids)},
+                "limit": max(1, min(limit, SEARCH_MAX_LIMIT))}
+        answer = self.files.json("POST", "/v1/documents/search", json_body=body, safe_to_repeat=True)
+        matches = answer.get("matches") if isinstance(answer, dict) else None
+        if not isinstance(matches, list):
+            raise RejectedError("xai", "POST", "/v1/documents/search", 200, "answer has no 'matches' list")
+        return [hit for match in matches if (hit := _search_hit(match)) is not None]
+
+
+def _search_hit(match: Any) -> SearchHit | None:
+    if not isinstance(match, dict) or not isinstance(match.get("file_id"), str) or not match["file_id"]:
+        return None
+    score = match.get("score")
+    page = match.get("page_number")
+    raw_fields = match.get("fields")
+    fields = {str(k): v for k, v in raw_fields.items() if isinstance(v, str)} if isinstance(raw_fields, dict) else {}
+    collections = match.get("collection_ids")
+    return SearchHit(
+        file_id=match["file_id"],
+        chunk_id=str(match.get("chunk_id") or ""),
+        text=match["chunk_content"] if isinstance(match.get("chunk_content"), str) else "",
+        score=float(score) if isinstance(score, int | float) and not isinstance(score, bool) else 0.0,
+        collection_ids=tuple(c for c in collections if isinstance(c, str)) if isinstance(collections, list) else (),
+        fields=fields,
+        page_number=page if isinstance(page, int) and not isinstance(page, bool) else None,
+    )

@@ -20,6 +20,7 @@ from docsync_cli.preview.limits import PreviewLimits
 from docsync_cli.preview.office import OfficeConverter
 from docsync_cli.preview.sandbox import RenderWorker
 from docsync_cli.preview.sniff import CLAIMED_EXTS, sniff
+from docsync_cli.preview.textual import ZIP_OFFICE_EXTS
 
 _DEFAULT_LIMITS = PreviewLimits()
 
@@ -105,6 +106,31 @@ class PreviewService:
         with tempfile.TemporaryDirectory(prefix="docsync-preview-") as tmp:
             pdf = self._office.convert(source, sniffed.ext, Path(tmp), deadline)
             return self._in_worker({"kind": "pdf", "path": str(pdf), "ext": "pdf", "office": True}, deadline)
+
+    def text(self, source: Path, filename: str) -> str:
+        """The text at the start of ``source`` (:mod:`.textual`), read in a render worker; ``""`` for images
+        and other content without text. Raises ``PreviewError`` (encrypted, corrupt, timeout, ...)."""
+        if self._closed:
+            raise PreviewError("the preview service is closed", "preview_failed")
+        deadline = time.monotonic() + self.limits.timeout_seconds
+        try:
+            sniffed = sniff(source, filename)
+        except OSError as err:
+            raise PreviewError(f"cannot read the file: {err.strerror}", "corrupt") from err
+        request = {"op": "text", "path": str(source), "ext": sniffed.ext}
+        if sniffed.kind in ("pdf", "text"):
+            return self._in_worker({**request, "kind": sniffed.kind}, deadline).decode("utf-8", "replace")
+        if sniffed.kind != "office":
+            return ""
+        if sniffed.encrypted:
+            raise PreviewError("the document is password-protected", "encrypted")
+        if sniffed.ext in ZIP_OFFICE_EXTS:
+            return self._in_worker({**request, "kind": "office_xml"}, deadline).decode("utf-8", "replace")
+        if self._office is None:
+            raise PreviewError("office text needs LibreOffice, which is switched off", "unsupported")
+        with tempfile.TemporaryDirectory(prefix="docsync-text-") as tmp:
+            pdf = self._office.convert(source, sniffed.ext, Path(tmp), deadline)
+            return self._in_worker({**request, "kind": "pdf", "path": str(pdf)}, deadline).decode("utf-8", "replace")
 
     def _in_worker(self, req: dict[str, Any], deadline: float) -> bytes:
         req["limits"] = self.limits.to_dict()

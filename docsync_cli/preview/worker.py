@@ -8,6 +8,7 @@ parent over stdin/stdout until stdin closes::
                                       "limits": {...}}
     child -> parent   one JSON line: {"ok": true, "size": N} followed by N bytes of WebP
                       or             {"ok": false, "code": "corrupt", "reason": "..."}
+    with "op": "text" the N bytes are the UTF-8 text at the start of the document (:mod:`.textual`)
 
 Stray output of C libraries goes to stderr: the protocol has a private copy of fd 1.
 """
@@ -28,6 +29,7 @@ from docsync_cli.preview.limits import PreviewLimits
 from docsync_cli.preview.output import check_webp, encode_webp, is_blank
 from docsync_cli.preview.pdf import render_pdf
 from docsync_cli.preview.text import render_text
+from docsync_cli.preview.textual import first_text
 
 
 def render_request(req: dict[str, Any]) -> bytes:
@@ -35,6 +37,8 @@ def render_request(req: dict[str, Any]) -> bytes:
     limits = PreviewLimits.from_dict(req["limits"])
     kind = req["kind"]
     path = Path(req["path"])
+    if req.get("op") == "text":  # the findability probe's text, not a picture (UTF-8 bytes)
+        return first_text(kind, path).encode("utf-8")
     if kind == "pdf":
         image = render_pdf(path, limits)
         if req.get("office") and is_blank(image):

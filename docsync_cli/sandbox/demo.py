@@ -81,6 +81,7 @@ def run_demo(*, keep_running: bool = False, contact_sheet: Path | None = None) -
                 crm_id = doc["fields"].get("crm_document_id", "")
                 table.add_row(names.get(crm_id, crm_id), file_id, doc["status"].removeprefix("DOCUMENT_STATUS_"))
             console.print(table)
+        _search_step(console, env)
         if keep_running:
             stop = StopSignals()
             console.print("\nEmulators keep running; point docsync at them with:")
@@ -146,6 +147,17 @@ class StopSignals:
             for sig, old in self._previous.items():
                 signal.signal(sig, old)
         return signal.Signals(self._received[0])
+
+
+SEARCH_PHRASE = "Berufungsbegründung Stellungnahme Gutachten"  # words from the seeded "Aktennotiz Fristen"
+
+
+def _search_step(console: Console, env: dict[str, str]) -> None:
+    """Is it findable? Ask xAI's search for a phrase from one of the synced documents."""
+    console.rule("docsync search (a phrase from the document \"Aktennotiz Fristen\")")
+    found = _docsync(["search", SEARCH_PHRASE, "--limit", "3"], env)
+    console.print(f"$ docsync search {SEARCH_PHRASE!r} --limit 3", markup=False)
+    console.print(found.stdout.rstrip() or found.stderr.rstrip(), markup=False)
 
 
 def _tail(console: Console, text: str, lines: int = 8) -> None:

@@ -52,8 +52,14 @@ Decisions where the contract is [I]/[?] (each one is a choice, not a fact about 
   Filtering on a field the listing does not know → 400.
 * [I] ``POST /v1/collections/{cid}/documents`` (direct multipart upload, §7.2) creates the file and adds it,
   answering with the DocumentMetadata.
-* [I] Search (§10) is naive keyword scoring over the UTF-8 text of PROCESSED documents, split into ~1000-char
-  chunks; the ``filter`` applies exact matches on bare field keys.
+* [I] Search (§10) is Okapi BM25 keyword scoring over the text "processing" extracted (:mod:`.xai_text`: PDF
+  pages via PDFium, office XML, UTF-8 text; images none), split into ~1000-char chunks cut at whitespace, of
+  PROCESSED members of the named collections only; the ``filter`` applies exact matches on bare field keys.
+  ``page_number`` is 1-based for PDF pages and 0 for formats without pages. A chunk of a file that is in
+  several of the named collections is one match listing all of them in ``collection_ids``. Missing ``query``
+  or ``source.collection_ids`` → 400; a wrong JSON type → 422; no JSON body / Content-Type → 415 (§3);
+  ``limit`` 1..100 (default 10; more → 400); an unknown collection → 404. ``lose_index`` simulates a silent
+  indexing failure: the member stays PROCESSED but search no longer finds it until it is reindexed.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from docsync_cli.sandbox import xai_filter
+from docsync_cli.sandbox import xai_filter, xai_text
 from docsync_cli.sandbox.http import App, EmulatorBase, HttpError, Request, Response
 
 __all__ = ["GRPC_CODES", "XaiEmulator"]
@@ -106,6 +112,11 @@ _ZIP_SUFFIXES = (".docx", ".xlsx", ".pptx", ".odt")
 _EXPIRES_MIN, _EXPIRES_MAX = 3600, 2_592_000
 _MAX_PAGE = 100
 _CHUNK_CHARS = 1000
+_SEARCH_DEFAULT_LIMIT = 10  # §10
+_SEARCH_MAX_LIMIT = 100  # [I] no maximum is documented; a stricter emulator is the safe side
+_RETRIEVAL_TYPES = {"hybrid", "semantic", "keyword"}
+_RETRIEVAL_ONEOF = {"hybrid_retrieval", "semantic_retrieval", "keyword_retrieval", "hybridRetrieval",
+                    "semanticRetrieval", "keywordRetrieval"}
 
 
 def rfc3339(ts: float) -> str:
@@ -130,6 +141,14 @@ def _snake_keys(obj: Any) -> Any:
 # State
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    index: int
+    page_number: int
+    text: str
+    terms: tuple[str, ...]
+
+
 @dataclass
 class _File:
     id: str
@@ -141,6 +160,7 @@ class _File:
     expires_at: float | None
     sha256: str
     seq: int
+    chunks: list[_Chunk] | None = None  # what "processing" read out of the content (search, §10); lazy
 
     def wire(self) -> dict[str, Any]:
         """The Files API object (§5.1)."""
@@ -178,6 +198,7 @@ class _Document:
     forced_error: str = ""
     forced_at: float = 0.0
     previous_indexed_at: float | None = None
+    index_lost: bool = False  # processing "succeeded" but search finds nothing (lose_index); reindex heals
 
 
 @dataclass
@@ -225,6 +246,57 @@ def _parse_failure(filename: str, data: bytes) -> str:
     if lower.endswith(_ZIP_SUFFIXES) and not data.startswith(b"PK\x03\x04"):
         return f"Failed to parse {filename!r}: not a valid Office/ODF document (not a zip archive)"
     return ""
+
+
+_TERM = re.compile(r"\w+")
+
+
+def _terms(text: str) -> tuple[str, ...]:
+    """Search terms: case-folded word characters, one-character tokens dropped."""
+    return tuple(t for t in _TERM.findall(text.casefold()) if len(t) > 1)
+
+
+def _chunk_pages(pages: list[tuple[int, str]]) -> list[_Chunk]:
+    """Split each page's text into chunks of at most ~``_CHUNK_CHARS`` characters, cut at whitespace."""
+    chunks: list[_Chunk] = []
+    for page_number, raw in pages:
+        text = raw.replace("\x02", "")  # PDFium's marker of a hyphenated line break
+        start = 0
+        while start < len(text):
+            end = min(len(text), start + _CHUNK_CHARS)
+            if end < len(text):
+                half = start + _CHUNK_CHARS // 2
+                cut = max(text.rfind(" ", half, end), text.rfind("\n", half, end))
+                end = cut if cut > start else end
+            piece = text[start:end].strip()
+            if piece:
+                chunks.append(_Chunk(len(chunks), page_number, piece, _terms(piece)))
+            start = end
+    return chunks
+
+
+def _bm25(query: tuple[str, ...], docs: list[tuple[str, ...]], k1: float = 1.2, b: float = 0.75) -> list[float]:
+    """Okapi BM25 of each term list in ``docs`` for ``query`` (0.0 when no query term occurs)."""
+    if not docs or not query:
+        return [0.0] * len(docs)
+    wanted = set(query)
+    average = sum(len(d) for d in docs) / len(docs) or 1.0
+    df = dict.fromkeys(wanted, 0)
+    counts: list[dict[str, int]] = []
+    for terms in docs:
+        tf: dict[str, int] = {}
+        for term in terms:
+            if term in wanted:
+                tf[term] = tf.get(term, 0) + 1
+        for term in tf:
+            df[term] += 1
+        counts.append(tf)
+    idf = {t: math.log(1 + (len(docs) - df[t] + 0.5) / (df[t] + 0.5)) for t in wanted}
+    scores: list[float] = []
+    for terms, tf in zip(docs, counts, strict=True):
+        norm = k1 * (1 - b + b * len(terms) / average)
+        scores.append(sum(idf[t] * tf[t] * (k1 + 1) / (tf[t] + norm) for t in tf))
+    return scores
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -466,6 +538,7 @@ class XaiEmulator(EmulatorBase):
         doc.started = self.clock()
         doc.forced_status = None
         doc.forced_error = ""
+        doc.index_lost = False
 
     # ---- wire shapes (management) ------------------------------------------------------------------
 
@@ -763,28 +836,18 @@ class XaiEmulator(EmulatorBase):
         return Response(200, file.data, {"Content-Type": "application/octet-stream"})
 
     def _search(self, request: Request) -> Response:
-        body = _snake_keys(self._json_body(request))
-        query = body.get("query")
-        source = body.get("source") or {}
-        cids = source.get("collection_ids") if isinstance(source, dict) else None
-        if not isinstance(query, str) or not query.strip():
-            raise self._fail(400, "query is required")
-        if not isinstance(cids, list) or not cids or not all(isinstance(c, str) for c in cids):
-            raise self._fail(400, "source.collection_ids is required")
-        limit = body.get("limit") or 10
-        if not isinstance(limit, int) or limit < 1:
-            raise self._fail(400, "limit must be a positive integer")
-        filter_text = body.get("filter")
-        try:
-            node = xai_filter.parse(filter_text if isinstance(filter_text, str) else None)
-        except xai_filter.FilterError as exc:
-            raise self._fail(400, str(exc)) from None
-        terms = [t for t in re.findall(r"\w+", query.lower()) if len(t) > 1]
-        matches: list[dict[str, Any]] = []
-        for cid in cids:
-            coll = self._get_collection(cid)
+        """``POST /v1/documents/search`` (§10): BM25 keyword scoring over the chunks "processing" extracted."""
+        content_type = (request.header("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json" or not request.body.strip():
+            raise self._fail(415, "Expected a JSON body with Content-Type: application/json")
+        body = self._json_body(request)
+        query, cids, limit, node = self._search_request(body)
+        colls = [self._get_collection(cid) for cid in cids]
+        # one candidate per chunk of each searchable document: (chunk, file, collections holding it, fields)
+        candidates: dict[tuple[str, int], tuple[_Chunk, _File, list[str], dict[str, str]]] = {}
+        for coll in colls:
             for doc in coll.documents.values():
-                if self._status(doc).status != PROCESSED:
+                if doc.index_lost or self._status(doc).status != PROCESSED:
                     continue
                 fields = doc.fields
 
@@ -793,24 +856,76 @@ class XaiEmulator(EmulatorBase):
 
                 if not self._matches(node, lookup):
                     continue
-                text = self._files[doc.file_id].data.decode("utf-8", errors="replace")
-                for index in range(0, max(len(text), 1), _CHUNK_CHARS):
-                    chunk = text[index:index + _CHUNK_CHARS]
-                    words = re.findall(r"\w+", chunk.lower())
-                    score = sum(words.count(t) for t in terms) / math.sqrt(len(words) + 1)
-                    if score <= 0:
-                        continue
-                    matches.append({
-                        "file_id": doc.file_id,
-                        "chunk_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{doc.file_id}/{index}")),
-                        "chunk_content": chunk,
-                        "score": round(score, 6),
-                        "collection_ids": [coll.id],
-                        "fields": dict(fields),
-                        "page_number": 0,
-                    })
-        matches.sort(key=lambda m: -float(m["score"]))
-        return Response.json({"matches": matches[:limit]})
+                file = self._files[doc.file_id]
+                for chunk in self._chunks(file):
+                    key = (file.id, chunk.index)
+                    if key in candidates:
+                        if coll.id not in candidates[key][2]:
+                            candidates[key][2].append(coll.id)
+                    else:
+                        candidates[key] = (chunk, file, [coll.id], dict(fields))
+        scored = _bm25(_terms(query), [c[0].terms for c in candidates.values()])
+        ranked = sorted(((score, entry) for score, entry in zip(scored, candidates.values(), strict=True)
+                         if score > 0), key=lambda item: (-item[0], item[1][1].seq, item[1][0].index))
+        matches = [{
+            "file_id": file.id,
+            "chunk_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{file.id}/{chunk.index}")),
+            "chunk_content": chunk.text,
+            "score": round(score, 6),
+            "collection_ids": holders,
+            "fields": fields,
+            "page_number": chunk.page_number,
+        } for score, (chunk, file, holders, fields) in ranked[:limit]]
+        return Response.json({"matches": matches})
+
+    def _search_request(self, body: dict[str, Any]) -> tuple[str, list[str], int, xai_filter.Node | None]:
+        """Validate a SearchRequest: missing required fields → 400, wrong JSON types → 422 (§3, §10)."""
+        query = body.get("query")
+        if query is None:
+            raise self._fail(400, "query is required")
+        if not isinstance(query, str):
+            raise self._fail(422, "query must be a string")
+        if not query.strip():
+            raise self._fail(400, "query must not be empty")
+        source = body.get("source")
+        if source is None:
+            raise self._fail(400, "source.collection_ids is required")
+        if not isinstance(source, dict):
+            raise self._fail(422, "source must be an object")
+        cids = source.get("collection_ids", source.get("collectionIds"))
+        if cids is None or cids == []:
+            raise self._fail(400, "source.collection_ids is required (at least one collection id)")
+        if not isinstance(cids, list) or not all(isinstance(c, str) and c for c in cids):
+            raise self._fail(422, "source.collection_ids must be an array of collection id strings")
+        limit = body.get("limit")
+        if limit is None:
+            limit = _SEARCH_DEFAULT_LIMIT
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise self._fail(422, "limit must be an integer")
+        if not 1 <= limit <= _SEARCH_MAX_LIMIT:
+            raise self._fail(400, f"limit must be between 1 and {_SEARCH_MAX_LIMIT}")
+        mode = body.get("retrieval_mode", body.get("retrievalMode"))
+        if mode is not None:
+            kind = mode.get("type") if isinstance(mode, dict) else None
+            oneof = [k for k in mode if k in _RETRIEVAL_ONEOF] if isinstance(mode, dict) else []
+            if kind not in _RETRIEVAL_TYPES and not (kind is None and len(oneof) == 1):
+                raise self._fail(400, "retrieval_mode must be {\"type\": \"hybrid\"|\"semantic\"|\"keyword\"}")
+        for name in ("filter", "instructions"):
+            if body.get(name) is not None and not isinstance(body.get(name), str):
+                raise self._fail(422, f"{name} must be a string")
+        filter_text = body.get("filter")
+        try:
+            node = xai_filter.parse(filter_text)
+        except xai_filter.FilterError as exc:
+            raise self._fail(400, str(exc)) from None
+        return query, list(dict.fromkeys(cids)), limit, node
+
+    def _chunks(self, file: _File) -> list[_Chunk]:
+        """The file's chunks, extracted once (the content of a file never changes)."""
+        if file.chunks is None:
+            pages = xai_text.extract_pages(file.filename, file.content_type, file.data)
+            file.chunks = _chunk_pages(pages)
+        return file.chunks
 
     # ---- Management API ----------------------------------------------------------------------------
 
@@ -1161,6 +1276,12 @@ class XaiEmulator(EmulatorBase):
             now = self.clock()
             coll.documents[file.id] = _Document(file_id=file.id, fields={}, added_at=now, started=now)
             return file.id
+
+    def lose_index(self, collection_id: str, file_id: str) -> None:
+        """Make one member unfindable while it still reports PROCESSED (a silent indexing failure) until the
+        next add with new fields or reindex; KeyError when it is not a member."""
+        with self.lock:
+            self._collections[collection_id].documents[file_id].index_lost = True
 
     def force_status(self, collection_id: str, file_id: str, status: str, error_message: str = "") -> None:
         """Pin a document's status (``"FAILED"`` or ``"DOCUMENT_STATUS_FAILED"``) until the next add/reindex."""

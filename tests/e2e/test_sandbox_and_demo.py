@@ -103,3 +103,5 @@ def test_demo_runs_a_real_sync_and_a_second_run_writes_nothing(tmp_path: Path) -
     assert "Gesynct" in demo.stdout  # the status report
     for account in ("Müller GmbH", "Schmidt & Partner", "Yilmaz Handel"):
         assert account in demo.stdout
+    search = demo.stdout.split("docsync search", 1)[1]  # the last step: the phrase finds its document
+    assert "1. 'Aktennotiz Fristen' (document " in search

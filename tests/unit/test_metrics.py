@@ -83,3 +83,18 @@ def test_file_is_world_readable_even_under_a_strict_umask(tmp_path: Path) -> Non
     finally:
         os.umask(old_umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_verify_gauges_and_no_ratio_when_nothing_was_probed(tmp_path: Path) -> None:
+    from docsync_cli.metrics import write_verify_metrics
+
+    path = tmp_path / "docsync_verify.prom"
+    write_verify_metrics(path, 0.9, probed=20, missed=2, finished_unixtime=1_740_000_000.0)
+    values = samples(path)
+    assert values[("docsync_verify_found_ratio", ())] == 0.9
+    assert values[("docsync_verify_probed_documents", ())] == 20
+    assert values[("docsync_verify_missed_documents", ())] == 2
+    assert values[("docsync_verify_timestamp_seconds", ())] == 1_740_000_000.0
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    write_verify_metrics(path, None, probed=0, missed=0, finished_unixtime=1_740_000_001.0)
+    assert ("docsync_verify_found_ratio", ()) not in samples(path)  # absent(), not a fake 0 or 1

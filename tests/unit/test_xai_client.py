@@ -374,3 +374,33 @@ def test_html_error_body_is_summarised() -> None:
 
 def test_plain_text_error_body_is_shortened() -> None:
     assert xai_detail(httpx.Headers(), b"oops\n" * 100).startswith("oops oops")
+
+
+# ---------------------------------------------------------------------------------------------------
+# search (§10)
+
+
+def test_search_posts_the_contract_body_to_the_api_host_and_returns_typed_hits(httpx_mock: HTTPXMock) -> None:
+    # §10: POST api host /v1/documents/search with query, source.collection_ids, limit; API key (§1)
+    httpx_mock.add_response(method="POST", url=f"{FILES}/v1/documents/search", json={"matches": [
+        {"file_id": FID, "chunk_id": "0199717c-1111-2222-3333-444444444444", "chunk_content": "Mietvertrag",
+         "score": 1.25, "collection_ids": [COL], "fields": {"crm_document_id": "d1", "n": 5}, "page_number": 2},
+        {"chunk_content": "no file id: skipped"},
+        {"file_id": "file_2", "score": "high", "page_number": True, "fields": "nope", "collection_ids": "x"},
+    ]})
+    hits = make_xai().search("Mietvertrag Berlin", [COL], limit=500)
+    request = httpx_mock.get_requests()[0]
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert json.loads(request.content) == {"query": "Mietvertrag Berlin", "source": {"collection_ids": [COL]},
+                                           "limit": 100}
+    assert [(h.file_id, h.text, h.score, h.collection_ids, h.fields, h.page_number) for h in hits] == [
+        (FID, "Mietvertrag", 1.25, (COL,), {"crm_document_id": "d1"}, 2),
+        ("file_2", "", 0.0, (), {}, None),
+    ]
+
+
+def test_search_without_collections_asks_nothing_and_a_bad_answer_is_rejected(httpx_mock: HTTPXMock) -> None:
+    assert make_xai().search("x", []) == []
+    httpx_mock.add_response(method="POST", url=f"{FILES}/v1/documents/search", json={"results": []})
+    with pytest.raises(RejectedError):
+        make_xai().search("x", [COL])

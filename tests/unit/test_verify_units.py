@@ -1,0 +1,66 @@
+"""The daily `docsync verify` units: commented like the sync units, a daily wall-clock timer, and they pass
+`systemd-analyze verify` (helpers from ``test_units``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .test_units import ROOT, SECRETS, SERVICE, is_comment, one, parse_unit, values
+
+VERIFY_SERVICE = ROOT / "systemd" / "docsync-verify.service"
+VERIFY_TIMER = ROOT / "systemd" / "docsync-verify.timer"
+
+
+@pytest.mark.parametrize("path", [VERIFY_SERVICE, VERIFY_TIMER], ids=lambda path: path.name)
+def test_every_directive_has_a_comment_next_to_it(path: Path) -> None:
+    lines, directives = parse_unit(path)
+    assert directives
+    assert [lines[d.line] for d in directives
+            if not (is_comment(lines, d.line - 1) or is_comment(lines, d.line + 1))] == []
+
+
+def test_verify_service_runs_verify_with_the_sync_units_user_and_sandbox() -> None:
+    _, directives = parse_unit(VERIFY_SERVICE)
+    _, sync = parse_unit(SERVICE)
+    assert one(directives, "Service", "ExecStart") == "/usr/local/bin/docsync verify"
+    assert one(directives, "Service", "Type") == "oneshot"
+    credentials = dict(value.split(":", 1) for value in values(directives, "Service", "LoadCredential"))
+    assert credentials == {name: f"/etc/docsync/credentials/{name}" for name in SECRETS}
+    # one dynamic user for both units, so the shared StateDirectory= is never chowned to another UID
+    assert one(directives, "Service", "User") == "docsync" and SERVICE.stem == "docsync"
+    assert one(directives, "Service", "StateDirectory") == one(sync, "Service", "StateDirectory")
+    for key in ("DynamicUser", "ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges",
+                "CapabilityBoundingSet", "RestrictAddressFamilies", "SystemCallFilter", "UMask", "MemoryMax"):
+        assert one(directives, "Service", key) == one(sync, "Service", key), key
+
+
+def test_verify_timer_is_daily_and_catches_up() -> None:
+    _, directives = parse_unit(VERIFY_TIMER)
+    assert one(directives, "Timer", "OnCalendar") == "*-*-* 06:40"
+    assert one(directives, "Timer", "Persistent") == "true"
+    assert one(directives, "Timer", "Unit") == VERIFY_SERVICE.name
+    assert one(directives, "Install", "WantedBy") == "timers.target"
+
+
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    stub = tmp_path / "docsync"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(stub.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    service = tmp_path / VERIFY_SERVICE.name
+    service.write_text(VERIFY_SERVICE.read_text().replace("ExecStart=/usr/local/bin/docsync ", f"ExecStart={stub} "))
+    shutil.copy(VERIFY_TIMER, tmp_path / VERIFY_TIMER.name)
+    result = subprocess.run([analyze, "verify", "--man=no", str(service), str(tmp_path / VERIFY_TIMER.name)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env={**os.environ, "SYSTEMD_LOG_COLOR": "0"}, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert [line for line in output.splitlines() if "docsync" in line] == [], output
