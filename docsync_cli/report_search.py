@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings, redact
-from .errors import NotFoundError, PreviewError, UsageError
+from .errors import DocsyncError, NotFoundError, UsageError
 from .findability import CollectionProbe, document_phrase, probe
 from .model import CrmDocument, DateiStatus
 from .report_status import STATE_FILE, read_local_record, report_services
@@ -37,7 +37,7 @@ log = logging.getLogger("docsync.search")
 SEARCH_JSON_VERSION = 1
 COLLECTIONS_PER_CALL = 50  # [I] the contract documents no maximum for source.collection_ids
 SNIPPET_CHARS = 160
-_CRM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CRM_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")  # EspoCRM ids, collection_<uuid>
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")  # incl. bidi overrides
 
 
@@ -162,6 +162,9 @@ def scope_collections(settings: Settings, services: Services, *, account: str | 
               if value]
     if len(chosen) > 1:
         raise UsageError(f"choose one of --account, --collection and --id (got {', '.join(chosen)})")
+    for name, value in (("--account", account), ("--collection", collection), ("--id", doc_id)):
+        if value and not _CRM_ID.match(value):  # ids go into URL paths: letters, digits, "_" and "-" only
+            raise UsageError(f"{name} {value!r} is not an id (letters, digits, '_' and '-' only)")
     if collection:
         return f"collection {collection}", [collection]
     if doc_id:
@@ -362,7 +365,8 @@ def print_probe(result: DocumentProbe, resolver: Resolver, out: Any, top: int) -
     if not result.probed:
         out.line(f"  not probed: {result.reason}")
         return
-    out.line(f"  phrase: “{result.phrase}”  (repeat with: docsync search --id {result.doc.id} \"…\")")
+    out.line(f"  phrase: “{result.phrase}”")  # \w+ words joined by spaces: safe inside double quotes
+    out.line(f"  repeat: docsync search --id {result.doc.id} \"{result.phrase}\"")
     for c in result.collections:
         out.line(f"  {c.collection_id}: {_verdict(c, top)}", style=None if c.found else "red")
         if not c.found:
@@ -395,9 +399,9 @@ def explain_probe(settings: Settings, services: Services, doc: CrmDocument, out:
     try:
         with _preview_service(settings) as previews:
             result = probe_document(settings, services, doc, previews, top)
-    except PreviewError as exc:
-        result = DocumentProbe(doc, None, f"cannot read its file: {exc}")
-    print_probe(result, Resolver(settings, services), out, top)
+        print_probe(result, Resolver(settings, services), out, top)
+    except DocsyncError as exc:  # explain shows problems instead of failing: the rest is still worth seeing
+        out.line(f"Findability: cannot probe: {exc}", style="red")
 
 
 # ---------------------------------------------------------------------------------------------- verify

@@ -80,7 +80,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from docsync_cli.sandbox import xai_filter, xai_text
-from docsync_cli.sandbox.http import App, EmulatorBase, HttpError, Request, Response
+from docsync_cli.sandbox.http import App, EmulatorBase, HttpError, JournalEntry, Request, Response
 
 __all__ = ["GRPC_CODES", "XaiEmulator"]
 
@@ -1187,6 +1187,10 @@ class XaiEmulator(EmulatorBase):
         return Response.json({})
 
     # ---- inspection / test API (thread-safe) -------------------------------------------------------
+
+    def writes(self) -> list[JournalEntry]:
+        """State-changing requests; a search is a POST (§10) but changes nothing, so it is not one."""
+        return [e for e in super().writes() if e.path != "/v1/documents/search"]
 
     def reset(self) -> None:
         """Forget all files and collections and restore the constructor settings (keeps the listeners).

@@ -102,6 +102,8 @@ def test_scopes_and_usage_errors(env: Env) -> None:
     assert sorted(by_doc["hits"][0]["collection_ids"]) == sorted(fristen["xaiCollections"])
     both = env.run("search", "x", "--account", "a", "--collection", "c")
     assert both.returncode == 2 and "choose one of" in both.stderr
+    traversal = env.run("search", "x", "--account", "../Document")
+    assert traversal.returncode == 2 and "is not an id" in traversal.stderr
     stale = "collection_00000000-0000-0000-0000-000000000000"
     unknown = env.run("search", "x", "--collection", stale)
     assert unknown.returncode == 2 and "does not know" in unknown.stderr
@@ -152,7 +154,11 @@ def test_explain_probes_findability(env: Env) -> None:
 
 def test_verify_reports_every_document_found_and_writes_the_gauge(env: Env, tmp_path: Path) -> None:
     metrics = tmp_path / "docsync_verify.prom"
+    env.sandbox.espo.clear_journal()
+    env.sandbox.xai.clear_journal()
     data = env.json("verify", "--metrics-file", str(metrics))
+    assert env.sandbox.espo.writes() == [] and env.sandbox.xai.writes() == []  # verify only reads and searches
+    assert env.sandbox.xai.requests("POST", "/v1/documents/search")
     assert set(data) == VERIFY_KEYS
     assert data["probed"] >= 8 and data["found"] == data["probed"] and data["found_share"] == 1.0
     assert data["passed"] is True and data["misses"] == []

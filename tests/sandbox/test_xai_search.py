@@ -131,6 +131,14 @@ def test_match_shape_and_keyword_ranking(api: httpx.Client, mgmt: httpx.Client, 
     assert search(api, "zebra xylophone", [coll]) == []
 
 
+def test_a_search_is_not_a_write(emu: XaiEmulator, api: httpx.Client, mgmt: httpx.Client, coll: str) -> None:
+    # §10: search is a read-only POST; the journal's writes() (what "changed nothing" tests assert) skips it
+    add(api, mgmt, coll, "a.txt", b"Vollmacht")
+    emu.clear_journal()
+    search(api, "Vollmacht", [coll])
+    assert emu.writes() == [] and [e.method for e in emu.requests()] == ["POST"]
+
+
 def test_pdf_text_is_read_per_page(api: httpx.Client, mgmt: httpx.Client, coll: str) -> None:
     # §10 page_number + §4 special parsing for PDF: the text of each page, pages numbered from 1 [I]
     pdf = add(api, mgmt, coll, "akte.pdf", make_pdf(["Mietvertrag Wohnung Berlin", "Kaution Nebenkosten Heizung"]))
