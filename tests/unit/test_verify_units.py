@@ -32,10 +32,10 @@ def test_verify_service_runs_verify_with_the_sync_units_user_and_sandbox() -> No
     assert one(directives, "Service", "Type") == "oneshot"
     credentials = dict(value.split(":", 1) for value in values(directives, "Service", "LoadCredential"))
     assert credentials == {name: f"/etc/docsync/credentials/{name}" for name in SECRETS}
-    # one dynamic user for both units, so the shared StateDirectory= is never chowned to another UID
+    # one service user for both units, so the shared StateDirectory= always has one owner
     assert one(directives, "Service", "User") == "docsync" and SERVICE.stem == "docsync"
     assert one(directives, "Service", "StateDirectory") == one(sync, "Service", "StateDirectory")
-    for key in ("DynamicUser", "ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges",
+    for key in ("Group", "RemoveIPC", "RestrictSUIDSGID", "ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges",
                 "CapabilityBoundingSet", "RestrictAddressFamilies", "SystemCallFilter", "UMask", "MemoryMax"):
         assert one(directives, "Service", key) == one(sync, "Service", key), key
 
