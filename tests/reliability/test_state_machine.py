@@ -125,7 +125,9 @@ class SyncMachine(RuleBasedStateMachine):
     @rule()
     def sync(self) -> None:
         result = run_engine(self.sandbox, self.state_dir, full=True)
-        if isinstance(result.error, UnsafePlan):
+        refused = result.error if result.error is not None else (
+            result.summary.fatal if result.summary is not None else None)
+        if isinstance(refused, UnsafePlan):
             # Many documents deleted at once: the guard refuses; the operator confirms with --force-delete.
             assert result.exit_code == 4
             result = run_engine(self.sandbox, self.state_dir, full=True, force_delete=True)
