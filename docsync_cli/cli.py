@@ -26,6 +26,7 @@ from .errors import (
     LockHeld,
     RunFatal,
     ServiceUnreachable,
+    SetupError,
     UnsafePlan,
     UsageError,
 )
@@ -132,6 +133,11 @@ def report_error(exc: DocsyncError) -> int:
         err.print(f"docsync: run aborted: {exc}\n  fix: check the URL and the network; the next run retries.",
                   markup=False, highlight=False)
         return EXIT_REMOTE
+    if isinstance(exc, SetupError):
+        err.print(f"docsync: refused: {exc}", markup=False, highlight=False)
+        if exc.advice:
+            err.print(f"  fix: {exc.advice}", markup=False, highlight=False)
+        return EXIT_USAGE
     if isinstance(exc, UnsafePlan):
         err.print(f"docsync: refused: {exc}", markup=False, highlight=False)
         return EXIT_LOCAL
@@ -153,6 +159,7 @@ SYNC_EXAMPLES = """Examples:
   docsync sync --dry-run     show the plan, write nothing (exit 1 when there is work)
   docsync sync --id ID       one document now (also one held back after a failure)
   docsync sync --full        also check every document's collections; prune deleted ones
+  docsync sync --retry-failed  also retry documents held back as permanent failures
 """
 
 
@@ -175,14 +182,17 @@ def sync(
     no_preview: Annotated[bool, typer.Option("--no-preview", help="Skip previews in this run.")] = False,
     metrics_file: Annotated[Path | None, typer.Option("--metrics-file", help="Write Prometheus textfile "
                                                       "metrics here after the run.")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also retry every document marked "
+                                               "\"Fehler\" that waits for a change (e.g. marked by an older "
+                                               "docsync for a setup problem since fixed).")] = False,
 ) -> None:
     """Reconcile EspoCRM documents into xAI Collections (the job the timer runs)."""
     from .engine import RunOptions
 
     options = RunOptions(ids=frozenset(ids) if ids else None, dry_run=dry_run, full=full, limit=limit,
-                         force_delete=force_delete)
+                         force_delete=force_delete, retry_failed=retry_failed)
     command = "sync" + (" --full" if full else "") + (" --dry-run" if dry_run else "") + (
-        f" --id {' --id '.join(ids)}" if ids else "")
+        " --retry-failed" if retry_failed else "") + (f" --id {' --id '.join(ids)}" if ids else "")
     _guard(lambda: _run(ctx.obj, options, command, concurrency, wait, not no_preview, metrics_file))
 
 

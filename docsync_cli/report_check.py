@@ -149,19 +149,32 @@ def _check_acl(report: _Report, answer: Any) -> None:
 
 
 def _check_document_fields(report: _Report, settings: Settings, services: Services) -> None:
+    """The same required checks ``sync`` runs before its first write (``Engine.learn_fields``), plus hints."""
     try:
-        metadata = services.espo.metadata("entityDefs.Document.fields")
+        schema = services.espo.learn()
     except DocsyncError as exc:
         report.bad("Document fields", f"cannot read the metadata: {exc}",
                    "let the API user read metadata, or check the fields by hand against `docsync espocrm-fields`")
         return
-    problems = check_fields(metadata if isinstance(metadata, dict) else None, settings.espocrm.fields.model_dump())
-    if problems:
-        report.bad("Document fields", f"{len(problems)} problem(s)",
+    if not schema.known:
+        report.bad("Document fields", "EspoCRM gave no Document field definitions (GET Metadata?key=... needs "
+                   "EspoCRM 8.2 or later)",
+                   "upgrade EspoCRM, or check the fields by hand against `docsync espocrm-fields`; sync then "
+                   "writes only the design document's options")
+        return
+    for note in schema.notes:
+        report.warn("Document field name", note)
+    if schema.problems:
+        report.bad("Document fields", f"{len(schema.problems)} problem(s); `docsync sync` refuses to start",
                    "run `docsync espocrm-fields` for the field definitions to add, then Administration > Rebuild; "
-                   "or point espocrm.fields.<name> at the fields that exist", problems)
+                   "or point espocrm.fields.<name> at the fields that exist", list(schema.problems))
     else:
-        report.good("Document fields", "all docsync fields exist with the right types")
+        report.good("Document fields", f"all docsync fields exist with the right types and options (preview is "
+                    f"{'an image' if schema.preview_type == 'image' else 'a file'} field)")
+    for hint in schema.hints:
+        report.warn("hint", hint)
+    report.good("EspoCRM list page size", f"{services.espo.page_size} documents per request "
+                "(App/user settings.recordListMaxSizeLimit)")
 
 
 def _check_link_fields(report: _Report, settings: Settings, services: Services) -> None:

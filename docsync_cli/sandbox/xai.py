@@ -12,7 +12,10 @@ hosts (§3), including the rate limiter's 429.
 
 Decisions where the contract is [I]/[?] (each one is a choice, not a fact about xAI):
 
-* [I] Wrong or missing key → 401 on both hosts (the real api host sometimes says 400 "Incorrect API key").
+* Wrong key on the api host → **400** ``{"code": "Client specified an invalid argument", "error": "Incorrect API
+  key provided: xa***yz. You can obtain an API key from https://console.x.ai."}`` (§15); on the management host
+  [I] 401 by default, 400 with ``management_bad_key_status=400`` (§15: "expect it to answer either way").
+  A missing or malformed ``Authorization`` header → 401 on both.
 * [I] ``GET /v1/files`` defaults to ``order=asc`` (the proto default) and ``sort_by=created_at``; ``limit``
   defaults to 100 and has no maximum (§4 documents none); ``limit < 1`` → 400.
 * [I] Files pagination is a keyset cursor equal to the last item's id (§5.2 example). A token is *always* returned
@@ -381,10 +384,12 @@ class XaiEmulator(EmulatorBase):
         api_key: str = "xai-demo-key",
         management_key: str = "xai-demo-management-key",
         processing_delay: float = 0.0,
-        max_file_bytes: int = 50 * 1024 * 1024,
+        max_file_bytes: int = 50_000_000,
         clock: Callable[[], float] | None = None,
+        management_bad_key_status: int = 401,
     ) -> None:
         super().__init__()
+        self.management_bad_key_status = management_bad_key_status
         self.api_key = api_key
         self.management_key = management_key
         self.processing_delay = processing_delay
@@ -432,7 +437,7 @@ class XaiEmulator(EmulatorBase):
 
         def register(fn: Callable[..., Response]) -> Callable[..., Response]:
             def guarded(request: Request, **groups: str) -> Response:
-                self._check_auth(request, key())
+                self._check_auth(request, key(), 400 if app is self.api_app else self.management_bad_key_status)
                 with self.lock:
                     self._purge_expired()
                     return fn(request, **groups)
@@ -442,7 +447,7 @@ class XaiEmulator(EmulatorBase):
 
         return register
 
-    def _check_auth(self, request: Request, expected: str) -> None:
+    def _check_auth(self, request: Request, expected: str, bad_key_status: int = 400) -> None:
         header = request.header("Authorization")
         if not header:
             raise self._fail(401, "Missing Authorization header (expected 'Bearer <key>')")
@@ -451,7 +456,8 @@ class XaiEmulator(EmulatorBase):
             raise self._fail(401, "Malformed Authorization header (expected 'Bearer <key>')")
         if token.strip() != expected:
             masked = token[:2] + "***" + token[-2:] if len(token) > 4 else "***"
-            raise self._fail(401, f"Incorrect API key provided: {masked}.")
+            raise self._fail(bad_key_status, f"Incorrect API key provided: {masked}. You can obtain an API key "
+                                             "from https://console.x.ai.")
 
     def _purge_expired(self) -> None:
         now = self.clock()
