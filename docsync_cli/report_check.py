@@ -236,8 +236,11 @@ def _check_xai_management(report: _Report, settings: Settings, services: Service
     static = settings.collections.static
     try:
         if not static:
-            services.xai.management.json("GET", "/v1/collections", params={"limit": 1})
+            listing = services.xai.management.json("GET", "/v1/collections", params={"limit": 1})
             report.good(what, "accepted (no collections.static to check)")
+            first = _first_collection_id(listing)
+            if first is not None:
+                _check_document_permissions(report, services, first)
             report.skip("collections of linked records", "one per client; `docsync explain --id` shows them")
             return
         missing: list[str] = []
@@ -249,6 +252,7 @@ def _check_xai_management(report: _Report, settings: Settings, services: Service
                 continue
             name = collection.get("collection_name") or collection.get("name") or ""
             report.good(f"collection {collection_id}", f"exists{f' ({name})' if name else ''}")
+            _check_document_permissions(report, services, collection_id)
         if missing:
             report.bad("collections.static", "collection(s) not found: " + ", ".join(missing),
                        "create them in the xAI console (or use their right ids), or remove them from "
@@ -263,6 +267,43 @@ def _check_xai_management(report: _Report, settings: Settings, services: Service
         report.bad(what, str(exc), fix)
     except DocsyncError as exc:
         report.bad(what, str(exc), "check XAI_MANAGEMENT_URL and XAI_MANAGEMENT_KEY")
+
+
+PROBE_FILE_ID = "file_00000000-0000-0000-0000-000000000000"  # asked for, never expected to exist
+
+
+def _first_collection_id(listing: Any) -> str | None:
+    collections = listing.get("collections") if isinstance(listing, dict) else None
+    if isinstance(collections, list) and collections and isinstance(collections[0], dict):
+        found = collections[0].get("collection_id")
+        return found if isinstance(found, str) and found else None
+    return None
+
+
+def _check_document_permissions(report: _Report, services: Services, collection_id: str) -> None:
+    """The management key's read permissions docsync uses (list and batch-get documents, contract xai.md §15).
+    Add, remove and update collection cannot be tested without writing; a key without them fails at the first
+    document with exit 3."""
+    what = f"management key permissions on {collection_id}"
+    denied: list[str] = []
+    for name, probe in (
+        ("list documents", lambda: services.xai.management.json(
+            "GET", f"/v1/collections/{collection_id}/documents", params={"limit": 1})),
+        ("batch-get documents", lambda: services.xai.statuses(collection_id, [PROBE_FILE_ID])),
+    ):
+        try:
+            probe()
+        except AuthError as exc:
+            denied.append(f"{name} ({exc})")
+        except NotFoundError:
+            continue  # the probe id is unknown: the call itself was allowed
+    if denied:
+        report.bad(what, "refused: " + "; ".join(denied),
+                   "give the management key the collection document permissions (console.x.ai > Management "
+                   "Keys): list, batch-get, add and remove documents, update collection")
+    else:
+        report.good(what, "list and batch-get documents allowed (add, remove and update collection cannot be "
+                    "tested without writing)")
 
 
 # ---------------------------------------------------------------------------------------------- local

@@ -335,3 +335,19 @@ def test_check_exits_3_like_sync_when_espocrm_is_unreachable(env: Env) -> None:
     assert sync.returncode == 3, sync.stderr
     assert check.returncode == 3, check.stdout
     assert "✗ EspoCRM" in check.stdout and "ESPOCRM_URL" in check.stdout
+
+
+def test_check_tests_the_management_key_permissions_it_can_without_writing(tmp_path: Path) -> None:
+    # xai.md §15: a key without a permission gets 403 for that call only; check reads, never writes
+    with Sandbox() as sandbox:
+        collection = sandbox.xai.create_collection("Kanzlei")
+        env = Env(sandbox, SeededFirm(), tmp_path / "state")
+        static = {"DOCSYNC_COLLECTIONS__STATIC": collection}
+        allowed = env.run("check", extra_env=static)
+        assert allowed.returncode == 0, allowed.stdout
+        assert "list and batch-get documents allowed" in allowed.stdout
+        sandbox.xai.denied_permissions.add("BatchGetDocuments")
+        denied = env.run("check", extra_env=static)
+        assert denied.returncode != 0
+        assert "batch-get documents" in denied.stdout and "BatchGetDocuments" in denied.stdout
+        assert env.writes() == []

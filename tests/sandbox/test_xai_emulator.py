@@ -23,6 +23,7 @@ CODE_401 = "The request does not have valid authentication credentials"
 CODE_400 = "Client specified an invalid argument"
 CODE_404 = "Some requested entity was not found"
 CODE_409 = "Some entity that we attempted to create already exists"
+CODE_403 = "The caller does not have permission to execute the specified operation"
 
 
 class FakeClock:
@@ -137,6 +138,16 @@ def test_management_host_can_answer_a_wrong_key_with_400() -> None:
             httpx.Client(timeout=5) as c:
         wrong = c.get(f"{emulator.management_url}/v1/collections", headers={"Authorization": "Bearer nope-key"})
     assert_error(wrong, 400, CODE_400, "Incorrect API key provided: no***ey.")
+
+
+def test_a_management_key_without_a_permission_gets_403_for_that_call_only(emu: XaiEmulator,
+                                                                          mgmt: httpx.Client) -> None:
+    # xai.md §15: "a key without one of them gets 403 for that call only"
+    cid = make_collection(mgmt)["collection_id"]
+    emu.denied_permissions.add("ListDocuments")
+    assert_error(mgmt.get(f"/v1/collections/{cid}/documents"), 403, CODE_403, "ListDocuments")
+    assert mgmt.get(f"/v1/collections/{cid}").status_code == 200
+    assert mgmt.get(f"/v1/collections/{cid}/documents:batchGet", params={"file_ids": "file_x"}).status_code == 200
 
 
 def test_rate_limit_answers_429_in_the_envelope(emu: XaiEmulator, api: httpx.Client) -> None:
