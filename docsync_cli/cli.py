@@ -473,13 +473,20 @@ def sandbox_serve(
     xai_port: Annotated[int, typer.Option(help="Port of the xAI Files API emulator (0 = any free).")] = 0,
     management_port: Annotated[int, typer.Option(help="Port of the xAI Management emulator.")] = 0,
     processing_delay: Annotated[float, typer.Option(help="Seconds xAI keeps documents PROCESSING.")] = 1.0,
+    crm: Annotated[str, typer.Option(help="How the emulated EspoCRM defines docsync's fields: design (the design "
+                                     "document's), generated (`docsync espocrm-fields`), c-prefixed, "
+                                     "preview-file, page-cap-50 or hmac.")] = "design",
 ) -> None:
     """Run both emulators seeded with a sample firm, and print the environment block to use them."""
+    from .sandbox.crm_profiles import PROFILE_NAMES
     from .sandbox.demo import StopSignals
     from .sandbox.seed import Sandbox, corpus_dir
 
+    if crm not in PROFILE_NAMES:
+        raise typer.BadParameter(f"choose one of {', '.join(PROFILE_NAMES)}", param_hint="--crm")
     stop = StopSignals()
-    with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port)) as sandbox:
+    with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port),
+                 crm=crm) as sandbox:
         sandbox.seed_firm(corpus_dir())
         typer.echo("# Emulators running; paste this into your shell, then run `docsync sync`:")
         for key, value in sandbox.environment(Path.cwd() / ".docsync-sandbox-state").items():
