@@ -173,11 +173,14 @@ class Engine:
         """Learn the CRM's Document fields (one Metadata request, cached) and run ``docsync check``'s required
         field checks before anything is written: a CRM that cannot take docsync's writes stops the run (exit 2)."""
         schema = self.espo.learn()
-        if schema.known and schema.problems:
+        previews = self.reconciler.previews is not None
+        problems = [text for text, logical in zip(schema.problems, schema.problem_fields, strict=True)
+                    if previews or logical != "preview"]  # no previews in this run: no preview field needed
+        if schema.known and problems:
             raise SetupError(
-                "EspoCRM's Document fields cannot take docsync's writes: " + "; ".join(schema.problems),
+                "EspoCRM's Document fields cannot take docsync's writes: " + "; ".join(problems),
                 "fix the fields named above (or point espocrm.fields.<name> at the right ones), then run "
-                "`docsync check`; nothing was written", list(schema.problems))
+                "`docsync check`; nothing was written", problems)
 
     def run(self, options: RunOptions) -> RunSummary:
         summary = RunSummary()

@@ -217,8 +217,8 @@ class EspoClient:
             where: list[dict[str, Any]] = [{"type": "isNotNull", "attribute": field}]
             if last_id is not None:
                 where.append({"type": "greaterThan", "attribute": "id", "value": last_id})
-            params = {"maxSize": PAGE, "offset": 0, "orderBy": "id", "order": "asc", "select": ["id", field],
-                      "where": where}
+            params = {"maxSize": self.page_size, "offset": 0, "orderBy": "id", "order": "asc",
+                      "select": ["id", field], "where": where}
             page = self.service.json("GET", entity, params={"searchParams": json.dumps(params)},
                                      headers={"X-No-Total": "true"})
             records = _list_of(page, f"{entity} list")
@@ -226,7 +226,7 @@ class EspoClient:
                 value = record.get(field)
                 if isinstance(value, str) and value.strip():
                     yield value.strip()
-            if len(records) < PAGE:
+            if len(records) < self.page_size:
                 return
             last_id = str(records[-1]["id"])
 

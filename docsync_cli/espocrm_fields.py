@@ -187,6 +187,7 @@ class FieldSchema:
     hints: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     known: bool = True
+    problem_fields: tuple[str, ...] = ()  # the logical field of each problem, in the same order
 
     def accepts(self, logical: str, value: object) -> bool:
         """Whether the field ``logical`` accepts ``value`` (non-enum fields accept anything here). EspoCRM maps
@@ -207,6 +208,7 @@ def inspect_fields(metadata_fields: Mapping[str, Any] | None, names: Mapping[str
     to itself, may be found under its ``c``-prefixed name)."""
     present: Mapping[str, Any] = metadata_fields or {}
     problems: list[str] = []
+    problem_fields: list[str] = []
     hints: list[str] = []
     notes: list[str] = []
     resolved: dict[str, str] = {}
@@ -225,12 +227,12 @@ def inspect_fields(metadata_fields: Mapping[str, Any] | None, names: Mapping[str
         fix = f"fix it in Administration > Entity Manager > {entity} > Fields, or run `docsync espocrm-fields`"
         actual = present.get(name)
         if not isinstance(actual, Mapping):
-            problems.append(_missing(entity, logical, name, label, wanted, present))
+            _add(problems, problem_fields, logical, _missing(entity, logical, name, label, wanted, present))
             continue
         kinds = PREVIEW_TYPES if logical == "preview" else (str(wanted["type"]),)
         if actual.get("type") not in kinds:
             need = " or ".join(repr(kind) for kind in kinds)
-            problems.append(
+            _add(problems, problem_fields, logical,
                 f"{entity} field {label} has type {actual.get('type')!r} but docsync needs {need}: "
                 f"remove it and add it again with type {kinds[0]} in Administration > Entity Manager > "
                 f"{entity} > Fields, or point espocrm.fields.{logical} at a field of that type"
@@ -244,8 +246,8 @@ def inspect_fields(metadata_fields: Mapping[str, Any] | None, names: Mapping[str
             missing = [option for option in WRITTEN_OPTIONS.get(logical, ()) if option not in have]
             if missing:
                 shown = ", ".join(repr(option) for option in missing)
-                problems.append(f"{entity} field {label} lacks the option(s) {shown} that docsync writes: {fix} "
-                                "(add the options)")
+                _add(problems, problem_fields, logical,
+                     f"{entity} field {label} lacks the option(s) {shown} that docsync writes: {fix} (add the options)")
             unread = [option for option in READ_OPTIONS.get(logical, ()) if option not in have]
             if unread:
                 shown = ", ".join(repr(option) for option in unread)
@@ -261,19 +263,24 @@ def inspect_fields(metadata_fields: Mapping[str, Any] | None, names: Mapping[str
             needed = int(str(wanted["maxLength"]))
             have_length = actual.get("maxLength")
             if isinstance(have_length, int) and have_length < needed:
-                problems.append(
+                _add(problems, problem_fields, logical,
                     f"{entity} field {label} allows only {have_length} characters but docsync writes up to "
                     f"{needed}: {fix} (set Max Length to {needed})"
                 )
         if actual.get("readOnly"):
-            problems.append(
+            _add(problems, problem_fields, logical,
                 f"{entity} field {label} is read-only, so EspoCRM silently ignores docsync's writes to it: "
                 f"{fix} (untick Read-only)"
             )
     known = metadata_fields is not None
     merged = {**FALLBACK_OPTIONS, **options} if entity == DOCUMENT else options
     return FieldSchema(names=resolved, options=merged, preview_type=preview_type, problems=tuple(problems),
-                       hints=tuple(hints), notes=tuple(notes), known=known)
+                       hints=tuple(hints), notes=tuple(notes), known=known, problem_fields=tuple(problem_fields))
+
+
+def _add(problems: list[str], fields: list[str], logical: str, text: str) -> None:
+    problems.append(text)
+    fields.append(logical)
 
 
 def check_fields(

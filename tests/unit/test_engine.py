@@ -555,6 +555,27 @@ def test_missing_required_fields_stop_the_run_before_any_write(world: World, run
     assert "xaiSyncedHash" in text and "'syncing'" in text
 
 
+def test_a_missing_preview_field_matters_only_when_previews_are_made(world: World, run: RunFn,
+                                                                     tmp_path: Path) -> None:
+    del world.fields["preview"]
+    world.add_doc("d1")
+    assert outcomes(run()) == {"d1": "synced"}  # this run makes no previews (previews=None)
+
+    class Never:
+        def render(self, source: Path, filename: str) -> bytes:
+            raise AssertionError("no render: the run must stop before any work")
+
+    with open_services(load_settings(None, env={
+            "ESPOCRM_URL": CRM, "ESPOCRM_API_KEY": ESPO_KEY, "XAI_API_KEY": XAI_KEY, "XAI_MANAGEMENT_KEY": MGMT_KEY,
+            "XAI_API_URL": FILES, "XAI_MANAGEMENT_URL": MGMT}), world.transports()) as services:
+        state = StateStore(tmp_path / "other-state")
+        engine = Engine(services.espo, services.xai, state, NoLocks(), EngineSettings(temp_dir=tmp_path),
+                        previews=Never())
+        summary = engine.run(RunOptions(ids=frozenset({"d1"})))
+        state.close()
+    assert summary.exit_code == 2 and "preview" in str(summary.fatal)
+
+
 def test_the_page_cap_of_app_user_is_the_listing_page_size(world: World, run: RunFn) -> None:
     # contract espocrm.md §10.4
     world.page_cap = 2
