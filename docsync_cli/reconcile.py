@@ -580,7 +580,11 @@ def _as_document_error(exc: HttpError) -> DocumentError:
         # EspoCRM refusing docsync's own request (a 403 with a data reason, contract §10.3) is a problem of the
         # setup or of docsync, not of the document: never permanent, the next run tries again.
         return TransientDocumentError(str(exc), "crm_rejected")
-    return PermanentDocumentError(str(exc), "rejected")
+    if exc.service == "xai-management":
+        # Collection calls (add, remove, field definitions) carry ids and docsync's fields, not the document's
+        # content: a refusal there is the setup's or docsync's, healed by a later run.
+        return TransientDocumentError(str(exc), "xai_rejected")
+    return PermanentDocumentError(str(exc), "rejected")  # the Files API refused the content itself
 
 
 def _attr(values: dict[str, Any], espo: EspoClient) -> dict[str, Any]:

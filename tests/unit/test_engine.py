@@ -537,6 +537,16 @@ def test_a_data_403_from_espocrm_is_not_an_auth_failure(world: World, run: RunFn
     assert outcomes(run()) == {"d1": "synced"}  # not held back: the next plain run tries again
 
 
+def test_a_collection_call_refused_by_xai_is_healed_by_the_next_run(world: World, run: RunFn) -> None:
+    # not the document's fault: the refusal concerns ids and docsync's fields, not the content
+    world.add_doc("d1")
+    world.fail("mgmt", "POST", "/v1/collections/col_a/documents/.*", lambda r: httpx.Response(
+        400, json={"code": "Client specified an invalid argument", "error": "Unknown field content_sha256"}))
+    assert outcomes(run()) == {"d1": "failed"}
+    assert world.records["d1"]["dateiStatus"] == "Fehler"
+    assert outcomes(run()) == {"d1": "synced"}
+
+
 def test_a_403_with_an_acl_reason_is_an_auth_failure(world: World, run: RunFn) -> None:
     world.add_doc("d1")
     world.fail("espo", "GET", "Document/d1/accounts", lambda r: httpx.Response(
