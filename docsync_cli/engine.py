@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .errors import DocsyncError, LockHeld, NotFoundError, RunFatal, SetupError
+from .errors import DocsyncError, LockHeld, NotFoundError, RejectedError, RunFatal, SetupError
 from .espocrm import EspoClient
 from .model import CrmDocument, Deletion, DocResult, LocalRecord, RemoteMember, RunPlan, WorkItem
 from .plan import DeleteLimits, plan_run
@@ -188,6 +188,11 @@ class Engine:
             self.learn_fields()
             summary.plan, _ = self.plan(options, summary)
         except DocsyncError as exc:
+            if isinstance(exc, RejectedError) and exc.service == "espocrm":
+                # EspoCRM refused the listing itself for a data reason (contract §10.3): the setup's problem
+                summary.fatal = SetupError(f"EspoCRM refused the document listing: {exc}",
+                                           "run `docsync check`; it tests the fields and the page cap")
+                return summary
             if isinstance(exc, RunFatal):
                 summary.fatal = exc
                 return summary

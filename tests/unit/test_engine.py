@@ -547,6 +547,15 @@ def test_a_collection_call_refused_by_xai_is_healed_by_the_next_run(world: World
     assert outcomes(run()) == {"d1": "synced"}
 
 
+def test_a_listing_refused_for_a_data_reason_is_a_setup_problem(world: World, run: RunFn) -> None:
+    world.add_doc("d1")
+    world.fail("espo", "GET", "Document", lambda r: httpx.Response(
+        403, headers={"X-Status-Reason": "Max size should not exceed 20. Use offset and limit."}))
+    summary = run()
+    assert summary.exit_code == 2 and "Max size should not exceed 20" in str(summary.fatal)
+    assert world.writes() == []
+
+
 def test_a_403_with_an_acl_reason_is_an_auth_failure(world: World, run: RunFn) -> None:
     world.add_doc("d1")
     world.fail("espo", "GET", "Document/d1/accounts", lambda r: httpx.Response(
