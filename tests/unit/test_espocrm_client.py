@@ -388,3 +388,12 @@ def test_a_replaced_file_refusing_the_write_back_is_a_conflict(httpx_mock: HTTPX
         "X-Status-Reason": "Can't relate with non-existing record. entity type: Document, link: file."})
     with pytest.raises(ConflictError):
         make_espo().update("d1", {"md5": "a" * 32}, file_id="att-old")
+
+
+def test_a_user_without_edit_access_to_the_file_field_still_gets_its_write_back(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"{API}/Document/d1", method="PUT", status_code=403,
+                            headers={"X-Status-Reason": "No access to field 'file'."})
+    httpx_mock.add_response(url=f"{API}/Document/d1", method="PUT", json=record("d1"))
+    make_espo().update("d1", {"md5": "a" * 32}, file_id="att-d1")
+    first, second = httpx_mock.get_requests()
+    assert json.loads(first.content)["fileId"] == "att-d1" and json.loads(second.content) == {"md5": "a" * 32}
