@@ -26,6 +26,7 @@ from .errors import (
     LockHeld,
     RunFatal,
     ServiceUnreachable,
+    SetupError,
     UnsafePlan,
     UsageError,
 )
@@ -132,6 +133,11 @@ def report_error(exc: DocsyncError) -> int:
         err.print(f"docsync: run aborted: {exc}\n  fix: check the URL and the network; the next run retries.",
                   markup=False, highlight=False)
         return EXIT_REMOTE
+    if isinstance(exc, SetupError):
+        err.print(f"docsync: refused: {exc}", markup=False, highlight=False)
+        if exc.advice:
+            err.print(f"  fix: {exc.advice}", markup=False, highlight=False)
+        return EXIT_USAGE
     if isinstance(exc, UnsafePlan):
         err.print(f"docsync: refused: {exc}", markup=False, highlight=False)
         return EXIT_LOCAL
@@ -153,6 +159,7 @@ SYNC_EXAMPLES = """Examples:
   docsync sync --dry-run     show the plan, write nothing (exit 1 when there is work)
   docsync sync --id ID       one document now (also one held back after a failure)
   docsync sync --full        also check every document's collections; prune deleted ones
+  docsync sync --retry-failed  also retry documents held back as permanent failures
 """
 
 
@@ -175,14 +182,17 @@ def sync(
     no_preview: Annotated[bool, typer.Option("--no-preview", help="Skip previews in this run.")] = False,
     metrics_file: Annotated[Path | None, typer.Option("--metrics-file", help="Write Prometheus textfile "
                                                       "metrics here after the run.")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also retry every document marked "
+                                               "\"Fehler\" that waits for a change (e.g. marked by an older "
+                                               "docsync for a setup problem since fixed).")] = False,
 ) -> None:
     """Reconcile EspoCRM documents into xAI Collections (the job the timer runs)."""
     from .engine import RunOptions
 
     options = RunOptions(ids=frozenset(ids) if ids else None, dry_run=dry_run, full=full, limit=limit,
-                         force_delete=force_delete)
+                         force_delete=force_delete, retry_failed=retry_failed)
     command = "sync" + (" --full" if full else "") + (" --dry-run" if dry_run else "") + (
-        f" --id {' --id '.join(ids)}" if ids else "")
+        " --retry-failed" if retry_failed else "") + (f" --id {' --id '.join(ids)}" if ids else "")
     _guard(lambda: _run(ctx.obj, options, command, concurrency, wait, not no_preview, metrics_file))
 
 
@@ -463,13 +473,20 @@ def sandbox_serve(
     xai_port: Annotated[int, typer.Option(help="Port of the xAI Files API emulator (0 = any free).")] = 0,
     management_port: Annotated[int, typer.Option(help="Port of the xAI Management emulator.")] = 0,
     processing_delay: Annotated[float, typer.Option(help="Seconds xAI keeps documents PROCESSING.")] = 1.0,
+    crm: Annotated[str, typer.Option(help="How the emulated EspoCRM defines docsync's fields: design (the design "
+                                     "document's), generated (`docsync espocrm-fields`), c-prefixed, "
+                                     "preview-file, page-cap-50 or hmac.")] = "design",
 ) -> None:
     """Run both emulators seeded with a sample firm, and print the environment block to use them."""
+    from .sandbox.crm_profiles import PROFILE_NAMES
     from .sandbox.demo import StopSignals
     from .sandbox.seed import Sandbox, corpus_dir
 
+    if crm not in PROFILE_NAMES:
+        raise typer.BadParameter(f"choose one of {', '.join(PROFILE_NAMES)}", param_hint="--crm")
     stop = StopSignals()
-    with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port)) as sandbox:
+    with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port),
+                 crm=crm) as sandbox:
         sandbox.seed_firm(corpus_dir())
         typer.echo("# Emulators running; paste this into your shell, then run `docsync sync`:")
         for key, value in sandbox.environment(Path.cwd() / ".docsync-sandbox-state").items():

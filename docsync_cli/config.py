@@ -195,7 +195,7 @@ class XaiSettings(_Model):
     api_key: SecretStr
     management_key: SecretStr
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
-    max_file_bytes: Annotated[int, Field(ge=1)] = 50 * 1024 * 1024
+    max_file_bytes: Annotated[int, Field(ge=1)] = 50_000_000  # xAI: "50 MB" (contract xai.md §15)
 
     @field_validator("api_url", "management_url")
     @classmethod

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .errors import DocsyncError, LockHeld, NotFoundError, RunFatal
+from .errors import DocsyncError, LockHeld, NotFoundError, RejectedError, RunFatal, SetupError
 from .espocrm import EspoClient
 from .model import CrmDocument, Deletion, DocResult, LocalRecord, RemoteMember, RunPlan, WorkItem
 from .plan import DeleteLimits, plan_run
@@ -37,6 +37,7 @@ class RunOptions:
     limit: int | None = None
     force_delete: bool = False
     prune_only: bool = False
+    retry_failed: bool = False
 
 
 @dataclass
@@ -163,16 +164,35 @@ class Engine:
         limits = DeleteLimits(self.settings.delete_limits.max_count, self.settings.delete_limits.max_percent,
                               force=options.force_delete)
         run_plan = plan_run(docs, local, ids=options.ids, full=options.full, remote=remote, limits=limits,
-                            limit=options.limit)
+                            limit=options.limit, retry_failed=options.retry_failed)
         if options.prune_only:
             run_plan = RunPlan((), run_plan.unchanged + len(run_plan.work), run_plan.held_back, run_plan.deletions)
         return run_plan, docs
 
+    def learn_fields(self) -> None:
+        """Learn the CRM's Document fields (one Metadata request, cached) and run ``docsync check``'s required
+        field checks before anything is written: a CRM that cannot take docsync's writes stops the run (exit 2)."""
+        schema = self.espo.learn()
+        previews = self.reconciler.previews is not None
+        problems = [text for text, logical in zip(schema.problems, schema.problem_fields, strict=True)
+                    if previews or logical != "preview"]  # no previews in this run: no preview field needed
+        if schema.known and problems:
+            raise SetupError(
+                "EspoCRM's Document fields cannot take docsync's writes: " + "; ".join(problems),
+                "fix the fields named above (or point espocrm.fields.<name> at the right ones), then run "
+                "`docsync check`; nothing was written", problems)
+
     def run(self, options: RunOptions) -> RunSummary:
         summary = RunSummary()
         try:
+            self.learn_fields()
             summary.plan, _ = self.plan(options, summary)
         except DocsyncError as exc:
+            if isinstance(exc, RejectedError) and exc.service == "espocrm":
+                # EspoCRM refused the listing itself for a data reason (contract §10.3): the setup's problem
+                summary.fatal = SetupError(f"EspoCRM refused the document listing: {exc}",
+                                           "run `docsync check`; it tests the fields and the page cap")
+                return summary
             if isinstance(exc, RunFatal):
                 summary.fatal = exc
                 return summary

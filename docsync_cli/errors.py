@@ -7,7 +7,8 @@
     ├── UsageError                  (exit 2)  the command line is wrong
     ├── LockHeld                    (exit 75) another run holds the lock
     ├── RunFatal                    (exit 3/4) stop the whole run, leave untouched documents alone
-    │   ├── AuthError               (exit 3)  401/403 from a service: wrong key, missing permission
+    │   ├── SetupError              (exit 2)  the CRM's setup cannot take docsync's writes (a field, an option)
+    │   ├── AuthError               (exit 3)  a wrong key or missing permission (classified by meaning)
     │   ├── ServiceUnreachable      (exit 3)  connection refused, DNS, repeated outage (circuit open)
     │   ├── LocalEnvironmentError   (exit 4)  disk full, state dir unwritable, lock backend lost
     │   └── UnsafePlan              (exit 4)  the plan would delete too much: ``--force-delete`` overrides
@@ -48,13 +49,25 @@ class RunFatal(DocsyncError):
     exit_code = 4
 
 
+class SetupError(RunFatal):
+    """The services' setup does not fit docsync (a missing field or option, a write EspoCRM's validation refuses):
+    nothing a retry can fix and no document's fault. ``advice`` says what to change."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, advice: str = "", problems: list[str] | None = None) -> None:
+        self.advice = advice
+        self.problems = list(problems or [])
+        super().__init__(message)
+
+
 class AuthError(RunFatal):
     exit_code = 3
 
     def __init__(self, service: str, status: int, detail: str = "") -> None:
         self.service = service
         self.status = status
-        what = "rejected the credentials" if status == 401 else "refused permission"
+        what = "rejected the credentials" if status in (400, 401) else "refused permission"
         super().__init__(f"{service} {what} (HTTP {status}){': ' + detail if detail else ''}")
 
 

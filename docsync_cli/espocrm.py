@@ -10,17 +10,25 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+import re
+import threading
 from collections.abc import Generator, Iterator, Mapping
 from typing import IO, Any
 
 import httpx
 
-from .errors import ConflictError, NotFoundError, RejectedError
-from .model import CrmDocument
+from .errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError
+from .espocrm_fields import FieldSchema, inspect_fields
+from .model import CrmDocument, SyncStatus
 from .transport import ServiceClient, short
 
+log = logging.getLogger("docsync.espocrm")
+
 API_PATH = "/api/v1"
-PAGE = 200  # EspoCRM's recordListMaxSizeLimit: maxSize above it is a 403
+PAGE = 200  # EspoCRM's default recordListMaxSizeLimit: maxSize above the configured one is a 403 (§10.4)
+ACL_REASON = re.compile(r"^No (?:\w+ )?access(?: to [A-Z]\w*)?\.?$")
+VALIDATION_REASON = re.compile(r"Field validation failure; entityType: (\w+), field: (\w+), type: (\w+)")
 
 
 class ApiKeyAuth(httpx.Auth):
@@ -54,6 +62,19 @@ def espo_detail(headers: httpx.Headers, body: bytes) -> str:
     return short(" ".join(part for part in (reason, text) if part))
 
 
+def is_auth_failure(status: int, headers: httpx.Headers, body: bytes) -> bool:
+    """Contract §10.3: 401 always; 403 only with an ACL reason (``No read access.``, ``No edit access.``) or none
+    (the failed-login limit). A 403 with a data reason (``Field 'x' does not exist.``, ``Not allowed file
+    type.``, ``Max size should not exceed N…``, ``Can't relate with non-existing record…``) is a problem of that
+    request."""
+    if status == 401:
+        return True
+    if status != 403:
+        return False
+    reason = headers.get("x-status-reason", "").strip()
+    return not reason or ACL_REASON.match(reason) is not None
+
+
 def build_http_client(url: str, api_key: str, secret_key: str | None, timeout: float,
                       transport: httpx.BaseTransport | None = None) -> httpx.Client:
     base = url.rstrip("/") + API_PATH + "/"
@@ -64,10 +85,84 @@ def build_http_client(url: str, api_key: str, secret_key: str | None, timeout: f
 
 
 class EspoClient:
+    """``fields`` are the configured attribute names. :meth:`learn` (once per run) replaces them by the ones
+    that exist, learns the enum options and the list page cap; until then the design document's options are
+    assumed, so nothing a field might refuse is ever written."""
+
     def __init__(self, service: ServiceClient, fields: Mapping[str, str]) -> None:
         self.service = service
+        service.is_auth_failure = is_auth_failure  # 403 is classified by its reason (contract §10.3)
+        self.configured = dict(fields)
         self.f = dict(fields)  # logical name -> attribute name
         self.preview_attr = f"{self.f['preview']}Id"
+        self.schema = FieldSchema(names=dict(fields), known=False)
+        self.page_size = PAGE  # documents per list request: min(200, App/user settings.recordListMaxSizeLimit)
+        self._learned = False
+        self._learn_lock = threading.Lock()
+
+    # -- the CRM's own definitions (once per run) ----------------------------------------------------
+
+    def learn(self) -> FieldSchema:
+        """One ``GET Metadata?key=entityDefs.Document.fields`` and one ``GET App/user`` (cached): the attribute
+        names that exist, enum options, preview field type and the page cap. Metadata that cannot be read
+        (other than an auth failure) leaves the configured names and the design document's options in force."""
+        with self._learn_lock:
+            if self._learned:
+                return self.schema
+            try:
+                fields = self.metadata("entityDefs.Document.fields")
+                if isinstance(fields, dict) and isinstance(fields.get("entityDefs"), dict):
+                    fields = fields["entityDefs"].get("Document", {}).get("fields")  # 8.0/8.1 ignore `key`
+            except AuthError:
+                raise
+            except DocsyncError as exc:
+                log.warning("cannot read the Document field definitions (%s); using the configured names and "
+                            "only the design document's options", exc)
+                fields = None
+            schema = inspect_fields(fields if isinstance(fields, dict) and fields else None, self.configured)
+            if schema.known:
+                self.f.update(schema.names)
+                self.preview_attr = f"{self.f['preview']}Id"
+                for note in schema.notes:
+                    log.info("%s", note)
+            self.schema = schema
+            self.page_size = self._page_cap()
+            self._learned = True
+            return schema
+
+    def _page_cap(self) -> int:
+        try:
+            answer = self.app_user()
+        except AuthError:
+            raise
+        except DocsyncError as exc:
+            log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
+            return PAGE
+        settings = answer.get("settings") if isinstance(answer, dict) else None
+        cap = settings.get("recordListMaxSizeLimit") if isinstance(settings, dict) else None
+        if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
+            return min(PAGE, cap)
+        return PAGE
+
+    def writable(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` (logical names) with every enum value made one the field accepts: "pending" becomes
+        "syncing" where "pending" is not an option; a cleared status ("" or null) is left out where "" is not an
+        option (EspoCRM refuses null there too). Any other value the field refuses is a :class:`SetupError`."""
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in self.schema.options or self.schema.accepts(key, value):
+                out[key] = value
+            elif value == SyncStatus.PENDING and self.schema.accepts(key, SyncStatus.SYNCING.value):
+                out[key] = SyncStatus.SYNCING.value
+            elif value is None or value == "":
+                continue
+            else:
+                raise SetupError(
+                    f"EspoCRM's Document field {self.f.get(key, key)} has no option {value!r}, which docsync "
+                    f"must write (options: {', '.join(map(repr, self.schema.options[key])) or 'none'})",
+                    "add the option in Administration > Entity Manager > Document > Fields, then run "
+                    "`docsync check`")
+        return out
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -85,14 +180,14 @@ class EspoClient:
             conditions = list(where or [])
             if last_id is not None:
                 conditions.append({"type": "greaterThan", "attribute": "id", "value": last_id})
-            params = {"maxSize": PAGE, "offset": 0, "orderBy": "id", "order": "asc",
+            params = {"maxSize": self.page_size, "offset": 0, "orderBy": "id", "order": "asc",
                       "select": self.list_attributes, "where": conditions}
             page = self.service.json("GET", "Document", params={"searchParams": json.dumps(params)},
                                      headers={"X-No-Total": "true"})
             records = _list_of(page, "Document list")
             for record in records:
                 yield self.to_document(record)
-            if len(records) < PAGE or page.get("total") == -2:
+            if len(records) < self.page_size or page.get("total") == -2:
                 return
             last_id = str(records[-1]["id"])
 
@@ -122,8 +217,8 @@ class EspoClient:
             where: list[dict[str, Any]] = [{"type": "isNotNull", "attribute": field}]
             if last_id is not None:
                 where.append({"type": "greaterThan", "attribute": "id", "value": last_id})
-            params = {"maxSize": PAGE, "offset": 0, "orderBy": "id", "order": "asc", "select": ["id", field],
-                      "where": where}
+            params = {"maxSize": self.page_size, "offset": 0, "orderBy": "id", "order": "asc",
+                      "select": ["id", field], "where": where}
             page = self.service.json("GET", entity, params={"searchParams": json.dumps(params)},
                                      headers={"X-No-Total": "true"})
             records = _list_of(page, f"{entity} list")
@@ -131,7 +226,7 @@ class EspoClient:
                 value = record.get(field)
                 if isinstance(value, str) and value.strip():
                     yield value.strip()
-            if len(records) < PAGE:
+            if len(records) < self.page_size:
                 return
             last_id = str(records[-1]["id"])
 
@@ -149,7 +244,8 @@ class EspoClient:
         offset = 0
         while True:
             page = self.service.json("GET", f"Document/{doc_id}/{link}",
-                                     params={"select": f"id,{field}", "maxSize": PAGE, "offset": offset})
+                                     params={"select": f"id,{field}", "maxSize": self.page_size,
+                                             "offset": offset})
             records = _list_of(page, f"Document/{{id}}/{link} list")
             for record in records:
                 value = record.get(field)
@@ -157,7 +253,7 @@ class EspoClient:
                     values.append(value.strip())
             offset += len(records)
             total = page.get("total")
-            if len(records) < PAGE or (isinstance(total, int) and total >= 0 and offset >= total):
+            if len(records) < self.page_size or (isinstance(total, int) and total >= 0 and offset >= total):
                 return values
 
     def download(self, file_id: str, sink: IO[bytes], rewind: Any = None) -> None:
@@ -165,19 +261,59 @@ class EspoClient:
                           headers={"Accept": "*/*"})
 
     def metadata(self, key: str) -> Any:
-        return self.service.json("GET", "Metadata", params={"key": key})
+        """The metadata at ``key``; None when it does not exist (an empty 200, contract §10.2)."""
+        answer = self.service.call("GET", "Metadata", params={"key": key})
+        if not answer.body.strip():
+            return None
+        try:
+            return answer.parsed()
+        except ValueError:
+            raise RejectedError("espocrm", "GET", "Metadata", answer.status,
+                                f"answer is not JSON: {short(answer.body.decode('utf-8', 'replace'), 80)!r}"
+                                ) from None
 
     def app_user(self) -> Any:
         return self.service.json("GET", "App/user")
 
     # -- writing -------------------------------------------------------------------------------------
 
-    def update(self, doc_id: str, values: Mapping[str, Any], version: int | None = None) -> CrmDocument:
-        """Partial update of docsync's own attributes (logical names). With ``version`` the write is
-        conditional (``X-Version-Number``): a concurrent user edit raises :class:`ConflictError`."""
-        body = {self.f.get(key, key): value for key, value in values.items()}
+    def update(self, doc_id: str, values: Mapping[str, Any], version: int | None = None,
+               file_id: str | None = None) -> CrmDocument:
+        """Partial update of docsync's own attributes (logical names), enum values made acceptable first
+        (:meth:`writable`). With ``version`` the write is conditional (``X-Version-Number``): a concurrent user
+        edit raises :class:`ConflictError`. ``file_id`` is sent as ``fileId`` (contract §10.9): if a person
+        replaced the file meanwhile, EspoCRM refuses the write, which raises :class:`ConflictError` too.
+        A validation failure (400) of docsync's own write is a :class:`SetupError` naming field and value."""
+        body = {self.f.get(key, key): value for key, value in self.writable(values).items()}
+        if not body:
+            return self.get_document(doc_id)
+        if file_id is not None:
+            body["fileId"] = file_id
         headers = {"X-Version-Number": str(version)} if version is not None else None
-        record = self.service.json("PUT", f"Document/{doc_id}", json_body=body, headers=headers)
+        try:
+            try:
+                record = self.service.json("PUT", f"Document/{doc_id}", json_body=body, headers=headers)
+            except RejectedError as exc:
+                if not (exc.status == 403 and "fileId" in body and "field 'file'" in exc.detail):
+                    raise
+                # The API user may not edit the `file` field: the check is lost, the write-back is not.
+                log.warning("EspoCRM refused docsync's fileId check (%s); give the API user edit access to the "
+                            "Document file field so a file replaced during a sync is caught", exc.detail)
+                del body["fileId"]
+                record = self.service.json("PUT", f"Document/{doc_id}", json_body=body, headers=headers)
+        except RejectedError as exc:
+            if exc.status == 403 and file_id is not None and "non-existing record" in exc.detail:
+                raise ConflictError("espocrm", "PUT", f"Document/{doc_id}", 403,
+                                    "the file was replaced while docsync worked on it") from exc
+            failed = VALIDATION_REASON.search(exc.detail)
+            if exc.status == 400 and failed is not None:
+                attr = failed.group(2)
+                raise SetupError(
+                    f"EspoCRM refused docsync's write of {attr} = {body.get(attr)!r} (validation "
+                    f"'{failed.group(3)}' of Document field {attr})",
+                    f"make the Document field {attr} accept that value (Administration > Entity Manager > "
+                    "Document > Fields), then run `docsync check`; the document keeps its status") from exc
+            raise
         if not isinstance(record, dict):
             raise RejectedError("espocrm", "PUT", f"Document/{doc_id}", 200, "answer is not a record")
         return self.to_document(record)

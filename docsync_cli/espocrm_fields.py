@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 DOCUMENT = "Document"
@@ -146,52 +147,153 @@ def i18n_labels(names: Mapping[str, str], language: str = "de_DE", entity: str =
     return {"fields": labels, "options": options}
 
 
+WRITTEN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "dateiStatus": ("Gesynct", "Fehler"),
+    "xaiSyncStatus": ("syncing", "synced", "failed"),
+}
+"""The enum options docsync writes: a field without one of them cannot be used (``sync`` refuses to start)."""
+
+READ_OPTIONS: dict[str, tuple[str, ...]] = {"dateiStatus": ("Neu", "Geändert")}
+"""Options people (or a formula) set and docsync reads: missing ones are a hint, not a failure."""
+
+OFFERED_OPTIONS: dict[str, tuple[str, ...]] = {"xaiSyncStatus": ("pending",)}
+"""Options docsync uses when they exist: ``pending`` (uploaded, xAI still indexing) is otherwise written as
+``syncing``; this host's state keeps the difference."""
+
+FALLBACK_OPTIONS: dict[str, tuple[str, ...]] = {
+    "dateiStatus": ("Neu", "Geändert", "Gesynct", "Fehler"),
+    "xaiSyncStatus": ("syncing", "synced", "failed"),
+}
+"""The design document's options: what docsync assumes when the field definitions cannot be read."""
+
+PREVIEW_TYPES = ("image", "file")
+
+
+@dataclass(frozen=True)
+class FieldSchema:
+    """The Document fields as this CRM really defines them.
+
+    ``names`` maps every logical name to the attribute that exists (``cDateiStatus`` found by itself when the
+    plain name does not exist and no other name was configured); ``options`` the enum options; ``preview_type``
+    ``image`` or ``file``; ``problems`` what makes syncing impossible (each with its fix); ``hints`` optional
+    extras; ``notes`` the names docsync found by itself; ``known`` False when the definitions could not be read
+    (then the design document's options are assumed).
+    """
+
+    names: dict[str, str]
+    options: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(FALLBACK_OPTIONS))
+    preview_type: str = "image"
+    problems: tuple[str, ...] = ()
+    hints: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    known: bool = True
+    problem_fields: tuple[str, ...] = ()  # the logical field of each problem, in the same order
+
+    def accepts(self, logical: str, value: object) -> bool:
+        """Whether the field ``logical`` accepts ``value`` (non-enum fields accept anything here). EspoCRM maps
+        an option ``""`` to null and compares loosely, so ``""`` and null are accepted only where ``""`` is one
+        of the options (contract §10.1)."""
+        options = self.options.get(logical)
+        if options is None:
+            return True
+        if value is None or value == "":
+            return "" in options
+        return value in options
+
+
+def inspect_fields(metadata_fields: Mapping[str, Any] | None, names: Mapping[str, str],
+                   entity: str = DOCUMENT) -> FieldSchema:
+    """Read ``entityDefs.<entity>.fields`` (``None``: the metadata could not be read or was empty) against
+    docsync's needs. ``names`` are the configured attribute names (a logical name missing from it, or mapped
+    to itself, may be found under its ``c``-prefixed name)."""
+    present: Mapping[str, Any] = metadata_fields or {}
+    problems: list[str] = []
+    problem_fields: list[str] = []
+    hints: list[str] = []
+    notes: list[str] = []
+    resolved: dict[str, str] = {}
+    options: dict[str, tuple[str, ...]] = {}
+    preview_type = "image"
+    for logical, wanted in _fields_of(entity).items():
+        name = real_name(names, logical)
+        prefixed = "c" + name[:1].upper() + name[1:]
+        if (name == logical and not isinstance(present.get(name), Mapping)
+                and isinstance(present.get(prefixed), Mapping)):
+            notes.append(f"{entity} field {logical} is {prefixed} in this CRM (EspoCRM ≥ 8.2 prefixes custom "
+                         f'fields with \'c\'); docsync uses it. Set espocrm.fields.{logical} = "{prefixed}" to say so')
+            name = prefixed
+        resolved[logical] = name
+        label = name if name == logical else f"{name} (docsync's {logical})"
+        fix = f"fix it in Administration > Entity Manager > {entity} > Fields, or run `docsync espocrm-fields`"
+        actual = present.get(name)
+        if not isinstance(actual, Mapping):
+            _add(problems, problem_fields, logical, _missing(entity, logical, name, label, wanted, present))
+            continue
+        kinds = PREVIEW_TYPES if logical == "preview" else (str(wanted["type"]),)
+        if actual.get("type") not in kinds:
+            need = " or ".join(repr(kind) for kind in kinds)
+            _add(problems, problem_fields, logical,
+                f"{entity} field {label} has type {actual.get('type')!r} but docsync needs {need}: "
+                f"remove it and add it again with type {kinds[0]} in Administration > Entity Manager > "
+                f"{entity} > Fields, or point espocrm.fields.{logical} at a field of that type"
+            )
+            continue
+        if logical == "preview":
+            preview_type = str(actual.get("type"))
+        if wanted["type"] == "enum":
+            have = [str(option) for option in _as_list(actual.get("options"))]
+            options[logical] = tuple(have)
+            missing = [option for option in WRITTEN_OPTIONS.get(logical, ()) if option not in have]
+            if missing:
+                shown = ", ".join(repr(option) for option in missing)
+                _add(problems, problem_fields, logical,
+                     f"{entity} field {label} lacks the option(s) {shown} that docsync writes: {fix} (add the options)")
+            unread = [option for option in READ_OPTIONS.get(logical, ()) if option not in have]
+            if unread:
+                shown = ", ".join(repr(option) for option in unread)
+                hints.append(f"{entity} field {label} has no option(s) {shown}: people cannot mark documents as "
+                             "new or changed (an empty status counts as new)")
+            offered = [option for option in OFFERED_OPTIONS.get(logical, ()) if option not in have]
+            if offered:
+                shown = ", ".join(repr(option) for option in offered)
+                hints.append(f"optional: add the option(s) {shown} to {entity} field {label}: while xAI is still "
+                             "indexing an upload docsync then writes 'pending' (now 'syncing'; the next run "
+                             "finishes it either way)")
+        if wanted["type"] == "varchar":
+            needed = int(str(wanted["maxLength"]))
+            have_length = actual.get("maxLength")
+            if isinstance(have_length, int) and have_length < needed:
+                _add(problems, problem_fields, logical,
+                    f"{entity} field {label} allows only {have_length} characters but docsync writes up to "
+                    f"{needed}: {fix} (set Max Length to {needed})"
+                )
+        if actual.get("readOnly"):
+            _add(problems, problem_fields, logical,
+                f"{entity} field {label} is read-only, so EspoCRM silently ignores docsync's writes to it: "
+                f"{fix} (untick Read-only)"
+            )
+    known = metadata_fields is not None
+    merged = {**FALLBACK_OPTIONS, **options} if entity == DOCUMENT else options
+    return FieldSchema(names=resolved, options=merged, preview_type=preview_type, problems=tuple(problems),
+                       hints=tuple(hints), notes=tuple(notes), known=known, problem_fields=tuple(problem_fields))
+
+
+def _add(problems: list[str], fields: list[str], logical: str, text: str) -> None:
+    problems.append(text)
+    fields.append(logical)
+
+
 def check_fields(
     metadata_fields: Mapping[str, Any] | None, names: Mapping[str, str], entity: str = DOCUMENT
 ) -> list[str]:
     """Every problem with docsync's fields in ``metadata_fields`` (``entityDefs.<entity>.fields``), with its fix.
 
-    Reports a missing field, a wrong type, an enum without a required option, a varchar shorter than needed and
-    a read-only field (EspoCRM silently drops API writes to read-only fields). An empty list means all is well.
-    ``None`` (what ``GET Metadata?key=...`` returns for an unknown key) counts as "no fields".
+    Reports a missing field, a wrong type, an enum without an option docsync writes, a varchar shorter than
+    needed and a read-only field (EspoCRM silently drops API writes to read-only fields). An empty list means all
+    is well. ``None`` (an empty answer of ``GET Metadata?key=...``) counts as "no fields". Optional extras are
+    :attr:`FieldSchema.hints` of :func:`inspect_fields`, not problems.
     """
-    present: Mapping[str, Any] = metadata_fields or {}
-    problems: list[str] = []
-    for logical, wanted in _fields_of(entity).items():
-        name = real_name(names, logical)
-        label = name if name == logical else f"{name} (docsync's {logical})"
-        fix = f"fix it in Administration > Entity Manager > {entity} > Fields, or run `docsync espocrm-fields`"
-        actual = present.get(name)
-        if not isinstance(actual, Mapping):
-            problems.append(_missing(entity, logical, name, label, wanted, present))
-            continue
-        if actual.get("type") != wanted["type"]:
-            problems.append(
-                f"{entity} field {label} has type {actual.get('type')!r} but docsync needs {wanted['type']!r}: "
-                f"remove it and add it again with type {wanted['type']} in Administration > Entity Manager > "
-                f"{entity} > Fields, or point espocrm.fields.{logical} at a field of that type"
-            )
-            continue
-        if wanted["type"] == "enum":
-            have = actual.get("options") or []
-            missing = [option for option in _as_list(wanted["options"]) if option not in have]
-            if missing:
-                shown = ", ".join(repr(option) for option in missing)
-                problems.append(f"{entity} field {label} lacks the option(s) {shown}: {fix} (add the options)")
-        if wanted["type"] == "varchar":
-            needed = int(str(wanted["maxLength"]))
-            have_length = actual.get("maxLength")
-            if isinstance(have_length, int) and have_length < needed:
-                problems.append(
-                    f"{entity} field {label} allows only {have_length} characters but docsync writes up to "
-                    f"{needed}: {fix} (set Max Length to {needed})"
-                )
-        if actual.get("readOnly"):
-            problems.append(
-                f"{entity} field {label} is read-only, so EspoCRM silently ignores docsync's writes to it: "
-                f"{fix} (untick Read-only)"
-            )
-    return problems
+    return list(inspect_fields(metadata_fields, names, entity).problems)
 
 
 def _missing(

@@ -67,6 +67,7 @@ class LocalRecord:
     failure_code: str | None = None  # last failure, if the last run failed the document
     failure_transient: bool = False
     preview_sha: str | None = None  # content hash the current preview was made from
+    pending: bool = False  # uploaded and added, xAI still indexing (the CRM may say "syncing": no "pending" option)
 
 
 @dataclass(frozen=True)

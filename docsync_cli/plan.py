@@ -32,6 +32,9 @@ from .model import (
     is_hex,
 )
 
+RETRY_FAILED = "failed earlier; retried (--retry-failed)"
+EXPLICIT_REASONS = frozenset({"requested with --id", RETRY_FAILED})  # re-checked under the lock as asked
+
 
 @dataclass(frozen=True)
 class DeleteLimits:
@@ -40,16 +43,21 @@ class DeleteLimits:
     force: bool = False
 
 
-def why_work(doc: CrmDocument, local: LocalRecord | None, *, full: bool, explicit: bool) -> str | None:
+def why_work(doc: CrmDocument, local: LocalRecord | None, *, full: bool, explicit: bool,
+             retry_failed: bool = False) -> str | None:
     """The reason a document needs work, or None when it is in step. Order of checks = order of importance."""
     status = doc.datei_status or ""
     if explicit:
         return "requested with --id"
+    if local is not None and local.pending and status != DateiStatus.FEHLER:
+        return "uploaded earlier, xAI was still indexing it: finishing"
     if status == DateiStatus.NEU:
         return "new"
     if status == DateiStatus.GEAENDERT:
         return "changed"
     if status == DateiStatus.FEHLER:
+        if retry_failed:
+            return RETRY_FAILED
         if local is None:
             return "failed earlier; cause unknown to this host, retrying"
         if local.failure_transient:
@@ -88,6 +96,7 @@ def plan_run(
     remote: Iterable[RemoteMember] | None = None,
     limits: DeleteLimits | None = None,
     limit: int | None = None,
+    retry_failed: bool = False,
 ) -> RunPlan:
     """Decide the work of one run. ``remote`` is given only when the remote listing completed without error;
     deletions are planned only then (and never in an ``--id`` run)."""
@@ -98,11 +107,12 @@ def plan_run(
     for doc in sorted(docs, key=lambda d: (d.modified_at, d.id)):
         if ids is not None and doc.id not in ids:
             continue
-        reason = why_work(doc, local.get(doc.id), full=full, explicit=ids is not None)
+        reason = why_work(doc, local.get(doc.id), full=full, explicit=ids is not None, retry_failed=retry_failed)
         if reason is not None:
             work.append(WorkItem(doc, reason))
         elif doc.datei_status == DateiStatus.FEHLER:
-            held_back.append(WorkItem(doc, "permanent failure; waits until the document changes or --id"))
+            held_back.append(WorkItem(doc, "permanent failure; waits until the document changes, --id or "
+                                           "--retry-failed"))
         else:
             unchanged += 1
     if limit is not None:

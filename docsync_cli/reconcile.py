@@ -46,6 +46,7 @@ from .errors import (
     RejectedError,
     RunFatal,
     ServiceUnreachable,
+    SetupError,
     TransientDocumentError,
     TransientHttpError,
 )
@@ -62,7 +63,7 @@ from .model import (
     SyncStatus,
     WorkItem,
 )
-from .plan import DeleteLimits, plan_document, why_work
+from .plan import EXPLICIT_REASONS, DeleteLimits, plan_document, why_work
 from .state import StateStore
 from .transport import short
 from .xai import FAILED, PROCESSED, XaiClient, name_prefix, upload_name
@@ -91,7 +92,7 @@ class LinkRule:
 class EngineSettings:
     static_collections: tuple[str, ...] = ()
     links: tuple[LinkRule, ...] = (LinkRule("accounts", "xaiCollectionId"),)
-    max_file_bytes: int = 50 * 1024 * 1024
+    max_file_bytes: int = 50_000_000  # xAI's "50 MB" (contract xai.md §15)
     processing_wait_seconds: float = 60.0
     poll_interval_seconds: float = 2.0
     concurrency: int = 12
@@ -156,7 +157,7 @@ class DocumentReconciler:
         result = DocResult(doc.id, doc.name, "failed", detail=item.reason)
         try:
             with self.locks.document(doc.id):
-                self._process(doc, item.reason, item.reason == "requested with --id", result)
+                self._process(doc, item.reason, item.reason in EXPLICIT_REASONS, result)
         except LockHeld as exc:
             result.outcome, result.detail = "skipped", f"busy: {exc.holder}"
         except RunFatal as exc:
@@ -219,7 +220,11 @@ class DocumentReconciler:
                     content = self._download(doc, again)
                 doc_plan = plan_document(doc, content, required, current)
             rendering = self._start_preview(doc, content, path, local, result)
-            marked = self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.SYNCING.value}, version=doc.version)
+            # "syncing" says a run works on it; it is written only where it can be taken back (the field accepts
+            # the present value again: EspoCRM refuses "" and null where "" is not an option, contract §10.1).
+            marked = doc
+            if self.espo.schema.accepts("xaiSyncStatus", doc.xai_sync_status):
+                marked = self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.SYNCING.value}, version=doc.version)
             file_id, uploaded = self._apply(doc, content, path, doc_plan, result)
             processing = self._wait_processed(file_id, required)
             preview_id = self._finish_preview(doc, rendering, result)
@@ -278,7 +283,7 @@ class DocumentReconciler:
                                          "file_missing") from exc
         except FileTooLarge as exc:
             raise PermanentDocumentError(
-                f"the file is larger than xAI's limit of {exc.limit // (1024 * 1024)} MB; not uploaded",
+                f"the file is larger than xAI's upload limit of {exc.limit:,} bytes; not uploaded",
                 "too_large") from exc
         content = writer.content()
         if content.size == 0:
@@ -291,7 +296,8 @@ class DocumentReconciler:
             try:
                 required.update(self.espo.related_values(doc.id, rule.link, rule.field))
             except NotFoundError as exc:
-                raise PermanentDocumentError(f"cannot follow link '{rule.link}': {exc.detail or 'not found'}",
+                # collections.links names a link this CRM lacks: the setup's fault, healed once it is fixed
+                raise TransientDocumentError(f"cannot follow link '{rule.link}': {exc.detail or 'not found'}",
                                              "bad_link") from exc
         return frozenset(required)
 
@@ -442,7 +448,8 @@ class DocumentReconciler:
                        "xaiSyncedHash": content.sha256}
         elif state == "pending":
             # Not searchable everywhere yet: the record keeps pointing at what xAI fully holds (the old file,
-            # if any, stays in place); the next run adopts the upload from the journal and finishes.
+            # if any, stays in place); the next run adopts the upload from the journal and finishes. Where the
+            # field has no "pending" option, EspoClient writes "syncing"; this host's state says pending.
             values |= {"xaiSyncStatus": SyncStatus.PENDING.value, "xaiSyncError": ""}
         else:
             values |= {"dateiStatus": DateiStatus.FEHLER.value, "xaiSyncStatus": SyncStatus.FAILED.value,
@@ -457,9 +464,19 @@ class DocumentReconciler:
                 self.locks.check()
                 if state == "processed" and cleanup:
                     self.state.cleanup_planned(doc.id, cleanup)  # before the write that makes them due
-                after = self.espo.update(doc.id, _attr(values, self.espo), version=marked.version)
+                after = self.espo.update(doc.id, _attr(values, self.espo), version=marked.version,
+                                         file_id=doc.file_id)
             except ConflictError:
                 edited = True
+                with contextlib.suppress(DocsyncError):
+                    now = self.espo.get_document(doc.id)  # the file may have been replaced just now
+            except SetupError:
+                # EspoCRM's validation refused docsync's own write: the record keeps its status, and the upload
+                # it would have pointed at is taken back out (nothing docsync uploaded is left unreferenced).
+                if uploaded:
+                    with contextlib.suppress(DocsyncError):
+                        self._roll_back(file_id, required, doc, content)
+                raise
         if edited:
             result.outcome = "deferred"
             result.detail = "edited in EspoCRM while docsync worked on it; picked up again next run"
@@ -485,7 +502,7 @@ class DocumentReconciler:
             sha256=previous.sha256 if previous else None, md5=previous.md5 if previous else None,
             xai_file_id=doc.xai_file_id, collections=doc.xai_collections, crm_modified_at=after.modified_at,
             failure_code="processing_failed" if state == "failed" else None, failure_transient=False,
-            preview_sha=preview_sha))
+            preview_sha=preview_sha, pending=state == "pending"))
         result.outcome = state
         if state == "failed":
             result.error_code, result.detail = "processing_failed", message
@@ -559,7 +576,15 @@ class DocumentReconciler:
 def _as_document_error(exc: HttpError) -> DocumentError:
     if isinstance(exc, TransientHttpError | AmbiguousWriteError):
         return TransientDocumentError(str(exc), "transient")
-    return PermanentDocumentError(str(exc), "rejected")
+    if exc.service == "espocrm":
+        # EspoCRM refusing docsync's own request (a 403 with a data reason, contract §10.3) is a problem of the
+        # setup or of docsync, not of the document: never permanent, the next run tries again.
+        return TransientDocumentError(str(exc), "crm_rejected")
+    if exc.service == "xai-management":
+        # Collection calls (add, remove, field definitions) carry ids and docsync's fields, not the document's
+        # content: a refusal there is the setup's or docsync's, healed by a later run.
+        return TransientDocumentError(str(exc), "xai_rejected")
+    return PermanentDocumentError(str(exc), "rejected")  # the Files API refused the content itself
 
 
 def _attr(values: dict[str, Any], espo: EspoClient) -> dict[str, Any]:

@@ -99,6 +99,7 @@ class _Printer:
 
 
 def _get_document(services: Services, doc_id: str) -> CrmDocument:
+    services.espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
     try:
         return services.espo.get_document(doc_id)
     except NotFoundError:
@@ -218,7 +219,8 @@ def regenerate_preview(settings: Settings, doc_id: str, out: Path | None) -> str
                 raise PreviewError(f"the attachment {doc.file_id} does not exist in EspoCRM (404)",
                                    "file_missing") from None
             except FileTooLarge as exc:
-                raise PreviewError(f"the file is larger than {exc.limit // (1024 * 1024)} MB", "too_large") from None
+                raise PreviewError(f"the file is larger than xAI's upload limit of {exc.limit:,} bytes",
+                                   "too_large") from None
             handle.close()
             with PreviewService(limits, workers=1, private_root=settings.state_dir / "libreoffice") as service:
                 webp = service.render(path, doc.file_name or doc.name)

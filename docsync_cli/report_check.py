@@ -149,19 +149,32 @@ def _check_acl(report: _Report, answer: Any) -> None:
 
 
 def _check_document_fields(report: _Report, settings: Settings, services: Services) -> None:
+    """The same required checks ``sync`` runs before its first write (``Engine.learn_fields``), plus hints."""
     try:
-        metadata = services.espo.metadata("entityDefs.Document.fields")
+        schema = services.espo.learn()
     except DocsyncError as exc:
         report.bad("Document fields", f"cannot read the metadata: {exc}",
                    "let the API user read metadata, or check the fields by hand against `docsync espocrm-fields`")
         return
-    problems = check_fields(metadata if isinstance(metadata, dict) else None, settings.espocrm.fields.model_dump())
-    if problems:
-        report.bad("Document fields", f"{len(problems)} problem(s)",
+    if not schema.known:
+        report.bad("Document fields", "EspoCRM gave no Document field definitions (GET Metadata?key=... needs "
+                   "EspoCRM 8.2 or later)",
+                   "upgrade EspoCRM, or check the fields by hand against `docsync espocrm-fields`; sync then "
+                   "writes only the design document's options")
+        return
+    for note in schema.notes:
+        report.warn("Document field name", note)
+    if schema.problems:
+        report.bad("Document fields", f"{len(schema.problems)} problem(s); `docsync sync` refuses to start",
                    "run `docsync espocrm-fields` for the field definitions to add, then Administration > Rebuild; "
-                   "or point espocrm.fields.<name> at the fields that exist", problems)
+                   "or point espocrm.fields.<name> at the fields that exist", list(schema.problems))
     else:
-        report.good("Document fields", "all docsync fields exist with the right types")
+        report.good("Document fields", f"all docsync fields exist with the right types and options (preview is "
+                    f"{'an image' if schema.preview_type == 'image' else 'a file'} field)")
+    for hint in schema.hints:
+        report.warn("hint", hint)
+    report.good("EspoCRM list page size", f"{services.espo.page_size} documents per request "
+                "(App/user settings.recordListMaxSizeLimit)")
 
 
 def _check_link_fields(report: _Report, settings: Settings, services: Services) -> None:
@@ -223,8 +236,11 @@ def _check_xai_management(report: _Report, settings: Settings, services: Service
     static = settings.collections.static
     try:
         if not static:
-            services.xai.management.json("GET", "/v1/collections", params={"limit": 1})
+            listing = services.xai.management.json("GET", "/v1/collections", params={"limit": 1})
             report.good(what, "accepted (no collections.static to check)")
+            first = _first_collection_id(listing)
+            if first is not None:
+                _check_document_permissions(report, services, first)
             report.skip("collections of linked records", "one per client; `docsync explain --id` shows them")
             return
         missing: list[str] = []
@@ -236,6 +252,7 @@ def _check_xai_management(report: _Report, settings: Settings, services: Service
                 continue
             name = collection.get("collection_name") or collection.get("name") or ""
             report.good(f"collection {collection_id}", f"exists{f' ({name})' if name else ''}")
+            _check_document_permissions(report, services, collection_id)
         if missing:
             report.bad("collections.static", "collection(s) not found: " + ", ".join(missing),
                        "create them in the xAI console (or use their right ids), or remove them from "
@@ -250,6 +267,43 @@ def _check_xai_management(report: _Report, settings: Settings, services: Service
         report.bad(what, str(exc), fix)
     except DocsyncError as exc:
         report.bad(what, str(exc), "check XAI_MANAGEMENT_URL and XAI_MANAGEMENT_KEY")
+
+
+PROBE_FILE_ID = "file_00000000-0000-0000-0000-000000000000"  # asked for, never expected to exist
+
+
+def _first_collection_id(listing: Any) -> str | None:
+    collections = listing.get("collections") if isinstance(listing, dict) else None
+    if isinstance(collections, list) and collections and isinstance(collections[0], dict):
+        found = collections[0].get("collection_id")
+        return found if isinstance(found, str) and found else None
+    return None
+
+
+def _check_document_permissions(report: _Report, services: Services, collection_id: str) -> None:
+    """The management key's read permissions docsync uses (list and batch-get documents, contract xai.md §15).
+    Add, remove and update collection cannot be tested without writing; a key without them fails at the first
+    document with exit 3."""
+    what = f"management key permissions on {collection_id}"
+    denied: list[str] = []
+    for name, probe in (
+        ("list documents", lambda: services.xai.management.json(
+            "GET", f"/v1/collections/{collection_id}/documents", params={"limit": 1})),
+        ("batch-get documents", lambda: services.xai.statuses(collection_id, [PROBE_FILE_ID])),
+    ):
+        try:
+            probe()
+        except AuthError as exc:
+            denied.append(f"{name} ({exc})")
+        except NotFoundError:
+            continue  # the probe id is unknown: the call itself was allowed
+    if denied:
+        report.bad(what, "refused: " + "; ".join(denied),
+                   "give the management key the collection document permissions (console.x.ai > Management "
+                   "Keys): list, batch-get, add and remove documents, update collection")
+    else:
+        report.good(what, "list and batch-get documents allowed (add, remove and update collection cannot be "
+                    "tested without writing)")
 
 
 # ---------------------------------------------------------------------------------------------- local

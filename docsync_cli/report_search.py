@@ -206,6 +206,7 @@ def run_search(settings: Settings, query: str, *, account: str | None = None, co
         raise UsageError("the query is empty")
     limit = max(1, min(limit, SEARCH_MAX_LIMIT))
     with report_services(settings) as services:
+        services.espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
         scope, collections = scope_collections(settings, services, account=account, collection=collection,
                                                doc_id=doc_id)
         result = SearchResult(query, scope, collections, limit)
@@ -462,6 +463,7 @@ def run_verify(settings: Settings, sample: int | None = None, rng: random.Random
     rng = rng or random.SystemRandom()
     top = settings.verify.top
     with report_services(settings) as services, _preview_service(settings) as previews:
+        services.espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
         where = _gesynct_where(settings, services)
         count = services.espo.count(where)
         report = VerifyReport(top, settings.verify.min_found_percent, want, count)

@@ -189,6 +189,7 @@ def _collect_local(settings: Settings, data: dict[str, Any]) -> None:
 
 def _collect_remote(settings: Settings, services: Services, data: dict[str, Any]) -> None:
     espo = services.espo
+    espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
     status_attr, sync_attr = espo.f["dateiStatus"], espo.f["xaiSyncStatus"]
     documents = data["documents"]
     documents["total"] = espo.count([])

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY,
     file_id TEXT, sha256 TEXT, md5 TEXT, xai_file_id TEXT, collections TEXT NOT NULL DEFAULT '[]',
     crm_modified_at TEXT, failure_code TEXT, failure_transient INTEGER NOT NULL DEFAULT 0,
-    preview_sha TEXT, updated REAL NOT NULL
+    preview_sha TEXT, updated REAL NOT NULL, pending INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS cleanups (
     doc_id TEXT NOT NULL, file_id TEXT NOT NULL, collection_id TEXT NOT NULL, PRIMARY KEY (file_id, collection_id)
@@ -56,6 +56,9 @@ class StateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=30000")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(documents)")}
+            if "pending" not in columns:  # state written by an older docsync
+                self._db.execute("ALTER TABLE documents ADD COLUMN pending INTEGER NOT NULL DEFAULT 0")
         except (OSError, sqlite3.Error) as exc:
             raise LocalEnvironmentError(f"cannot open the local state {path}: {exc}; check that the state "
                                         "directory (DOCSYNC_STATE_DIR) is writable by this user") from exc
@@ -79,23 +82,24 @@ class StateStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                " failure_transient, preview_sha FROM documents").fetchall()
+                " failure_transient, preview_sha, pending FROM documents").fetchall()
         return {row[0]: _record(row) for row in rows}
 
     def record(self, doc_id: str) -> LocalRecord | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                " failure_transient, preview_sha FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+                " failure_transient, preview_sha, pending FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
         return _record(row) if row else None
 
     def save(self, rec: LocalRecord) -> None:
         self._write(
             "INSERT OR REPLACE INTO documents (doc_id, file_id, sha256, md5, xai_file_id, collections,"
-            " crm_modified_at, failure_code, failure_transient, preview_sha, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " crm_modified_at, failure_code, failure_transient, preview_sha, updated, pending)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rec.doc_id, rec.file_id, rec.sha256, rec.md5, rec.xai_file_id, json.dumps(list(rec.collections)),
-             rec.crm_modified_at, rec.failure_code, int(rec.failure_transient), rec.preview_sha, time.time()))
+             rec.crm_modified_at, rec.failure_code, int(rec.failure_transient), rec.preview_sha, time.time(),
+             int(rec.pending)))
 
     # -- cleanups -------------------------------------------------------------------------------------
 
@@ -146,7 +150,7 @@ def _record(row: tuple[object, ...]) -> LocalRecord:
     return LocalRecord(
         doc_id=str(row[0]), file_id=_opt(row[1]), sha256=_opt(row[2]), md5=_opt(row[3]), xai_file_id=_opt(row[4]),
         collections=tuple(str(c) for c in collections), crm_modified_at=_opt(row[6]), failure_code=_opt(row[7]),
-        failure_transient=bool(row[8]), preview_sha=_opt(row[9]))
+        failure_transient=bool(row[8]), preview_sha=_opt(row[9]), pending=len(row) > 10 and bool(row[10]))
 
 
 def _opt(value: object) -> str | None:

@@ -6,7 +6,9 @@ Both service clients (``espocrm.py``, ``xai.py``) send every request through :cl
   and ``follow_redirects=False``);
 * enforces an overall per-request deadline (httpx only has inactivity timeouts, so a server that drips one byte a
   second would otherwise hold a request forever);
-* classifies the outcome by the error tree in ``errors.py``: 401/403 → :class:`AuthError` (run-fatal), 404 →
+* classifies the outcome by the error tree in ``errors.py``: an auth failure (by default 401/403; each service
+  says by meaning, e.g. EspoCRM's 403 with a data reason is not one, xAI's 400 naming the API key is) →
+  :class:`AuthError` (run-fatal), 404 →
   :class:`NotFoundError`, 409 → :class:`ConflictError`, 429/5xx/timeouts → :class:`TransientHttpError`, a redirect
   → :class:`ServiceUnreachable` (credentials never follow it), other 4xx → :class:`RejectedError`;
 * retries with ``stamina`` (exponential backoff with jitter, bounded attempts and time, ``Retry-After`` honoured)
@@ -182,6 +184,11 @@ class Answer:
 
 
 DetailFn = Callable[[httpx.Headers, bytes], str]
+AuthFn = Callable[[int, httpx.Headers, bytes], bool]
+
+
+def default_is_auth_failure(status: int, headers: httpx.Headers, body: bytes) -> bool:
+    return status in (401, 403)
 
 
 @dataclass(frozen=True)
@@ -219,8 +226,10 @@ class ServiceClient:
         retry: RetryPolicy | None = None,
         detail: DetailFn | None = None,
         throttle: Throttle | None = None,
+        is_auth_failure: AuthFn | None = None,
     ) -> None:
         self.name = name
+        self.is_auth_failure = is_auth_failure or default_is_auth_failure
         self.http = http
         self.deadline_seconds = deadline_seconds
         self.retry = retry or RetryPolicy()
@@ -377,7 +386,7 @@ class ServiceClient:
             raise ServiceUnreachable(
                 f"{self.name} answered {method} {path} with a redirect (HTTP {status}) to {target}; docsync does "
                 "not follow redirects, so credentials never go to another host: fix the configured URL")
-        if status in (401, 403):
+        if self.is_auth_failure(status, answer.headers, answer.body):
             raise AuthError(self.name, status, detail)
         if status == 404:
             raise NotFoundError(self.name, method, path, status, detail)

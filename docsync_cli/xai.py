@@ -61,6 +61,17 @@ def xai_detail(headers: httpx.Headers, body: bytes) -> str:
     return short(text)
 
 
+NAMES_THE_KEY = re.compile(r"\bapi[ _-]?key\b", re.IGNORECASE)
+
+
+def is_auth_failure(status: int, headers: httpx.Headers, body: bytes) -> bool:
+    """Contract §15: a wrong or revoked key is answered 400 "Incorrect API key provided: …" (401/403 elsewhere).
+    401 and 403 are auth failures; a 400 only when its error text names the API key."""
+    if status in (401, 403):
+        return True
+    return status == 400 and NAMES_THE_KEY.search(xai_detail(headers, body)) is not None
+
+
 def build_http_client(base_url: str, key: str, timeout: float,
                       transport: httpx.BaseTransport | None = None) -> httpx.Client:
     return httpx.Client(base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=10.0),
@@ -88,6 +99,8 @@ class XaiClient:
     def __init__(self, files: ServiceClient, management: ServiceClient) -> None:
         self.files = files
         self.management = management
+        for service in (files, management):
+            service.is_auth_failure = is_auth_failure  # a 400 naming the API key is one (contract §15)
         self._declared: set[str] = set()
 
     # -- files ---------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any, NoReturn
 
+from docsync_cli.sandbox.crm_profiles import DESIGN_DOC_FIELDS
 from docsync_cli.sandbox.espocrm_where import WhereError, WhereScope, compile_where, parse_php_query
 from docsync_cli.sandbox.http import EmulatorBase, HttpError, Request, Response
 
@@ -288,6 +289,9 @@ class EspoEmulator(EmulatorBase):
     ``secret_key`` makes the API user an HMAC user; ``optimistic_concurrency`` enables ``versionNumber`` on
     Document; ``field_names`` maps docsync's logical custom-field names to attribute names (``"preview"`` maps the
     image *field*, e.g. ``"cPreview"`` → ``cPreviewId``); ``auth_max_failed_attempts`` (0 = off) is §1.4's limit.
+    ``document_fields`` are the custom Document field definitions by logical name (default: the design
+    document's, :data:`~docsync_cli.sandbox.crm_profiles.DESIGN_DOC_FIELDS`); ``max_size_limit`` is the
+    config value ``recordListMaxSizeLimit`` (§10.4).
     """
 
     def __init__(
@@ -300,8 +304,13 @@ class EspoEmulator(EmulatorBase):
         clock: Callable[[], datetime] | None = None,
         max_upload_bytes: int = 256 * 1024 * 1024,
         auth_max_failed_attempts: int = 10,
+        document_fields: Mapping[str, dict[str, Any]] | None = None,
+        max_size_limit: int = MAX_SIZE_LIMIT,
     ) -> None:
         super().__init__()
+        self.document_fields = copy.deepcopy(dict(document_fields if document_fields is not None
+                                                  else DESIGN_DOC_FIELDS))
+        self.max_size_limit = max_size_limit
         self.api_key = api_key
         self.secret_key = secret_key
         self.optimistic_concurrency = optimistic_concurrency
@@ -330,6 +339,10 @@ class EspoEmulator(EmulatorBase):
     def attr(self, logical: str) -> str:
         """The real attribute name of one of docsync's logical custom fields."""
         return self.field_names.get(logical, logical)
+
+    def _default(self, logical: str) -> Any:
+        """A new record's value of a custom field: its ``default``, else null (what the database holds)."""
+        return copy.deepcopy(self.document_fields.get(logical, {}).get("default"))
 
     @property
     def preview_field(self) -> str:
@@ -412,20 +425,9 @@ class EspoEmulator(EmulatorBase):
         }
         if self.optimistic_concurrency:
             fields["versionNumber"] = {"type": "int", "readOnly": True, "notStorable": False}
-        custom: dict[str, dict[str, Any]] = {
-            "dateiStatus": {"type": "enum", "options": ["", "Neu", "Geändert", "Gesynct", "Fehler"], "default": ""},
-            "md5": {"type": "varchar", "maxLength": 32},
-            "sha": {"type": "varchar", "maxLength": 64},
-            "xaiFileId": {"type": "varchar", "maxLength": 100},
-            "xaiCollections": {"type": "array", "storeArrayValues": True},
-            "xaiSyncedHash": {"type": "varchar", "maxLength": 64},
-            "xaiSyncStatus": {"type": "enum", "options": ["", "pending", "syncing", "synced", "failed"],
-                              "default": ""},
-            "xaiSyncError": {"type": "text"},
-        }
-        for logical, definition in custom.items():
-            fields[self.attr(logical)] = {**definition, "isCustom": True}
-        fields[self.preview_field] = {"type": "image", "isCustom": True}
+        for logical, definition in self.document_fields.items():
+            name = self.preview_field if logical == "preview" else self.attr(logical)
+            fields[name] = {**copy.deepcopy(definition), "isCustom": True}
         return fields
 
     def _document_links(self) -> dict[str, dict[str, Any]]:
@@ -634,7 +636,7 @@ class EspoEmulator(EmulatorBase):
                     "fieldTable": {}, "assignmentPermission": "no"},
             "preferences": {"timeZone": "UTC", "language": "en_US"},
             "token": None,
-            "settings": {"recordListMaxSizeLimit": MAX_SIZE_LIMIT, "timeZone": "UTC"},
+            "settings": {"recordListMaxSizeLimit": self.max_size_limit, "timeZone": "UTC"},
             "language": "en_US",
             "appParams": {"maxUploadSize": self.max_upload_bytes // (1024 * 1024)},
         })
@@ -645,6 +647,8 @@ class EspoEmulator(EmulatorBase):
         if key:
             for part in key.split("."):
                 node = node.get(part) if isinstance(node, dict) else None
+        if node is None:  # §10.2: the action returns null and the processor writes no body
+            return Response(200, b"", self._ok(None).headers)  # still labelled application/json
         return self._ok(node)
 
     # -- lists (§2, §4.1) --------------------------------------------------------------------------
@@ -680,7 +684,7 @@ class EspoEmulator(EmulatorBase):
         if raw_json is not None:
             return self._json_list_params(raw_json)
         raw = parse_php_query(request.query)
-        params = ListParams()
+        params = ListParams(max_size=self.max_size_limit)
         if raw.get("maxSize") is not None:
             params.max_size = _intval(raw["maxSize"])
         params.offset = _intval(raw.get("offset"))
@@ -710,7 +714,7 @@ class EspoEmulator(EmulatorBase):
             _raise(400, "Invalid search params JSON.")
         if not isinstance(raw, dict):
             _raise(400, "Invalid search params JSON.")
-        params = ListParams()
+        params = ListParams(max_size=self.max_size_limit)
         for key, attr in (("maxSize", "max_size"), ("offset", "offset")):
             value = raw.get(key)
             if value is None:
@@ -726,10 +730,10 @@ class EspoEmulator(EmulatorBase):
         params.order = _str_or_none(raw.get("order"))
         return self._finish_list_params(params, raw)
 
-    @staticmethod
-    def _check_max_size(params: ListParams) -> None:
-        if params.max_size > MAX_SIZE_LIMIT:
-            _raise(403, f"Max size should not exceed {MAX_SIZE_LIMIT}. Use offset and limit.")
+    def _check_max_size(self, params: ListParams) -> None:
+        """§10.3/§10.4: a data error answered with 403 and the reason."""
+        if params.max_size > self.max_size_limit:
+            _raise(403, f"Max size should not exceed {self.max_size_limit}. Use offset and limit.")
 
     def _find(self, etype: EntityType, records: Iterable[dict[str, Any]], params: ListParams) -> dict[str, Any]:
         predicate = self._filters(etype, params)
@@ -1067,7 +1071,8 @@ class EspoEmulator(EmulatorBase):
                 "assignedUserId": self.human_user_id, "teamsIds": [], "folderId": None,
                 self.attr("dateiStatus"): datei_status, self.attr("md5"): None, self.attr("sha"): None,
                 self.attr("xaiFileId"): None, self.attr("xaiCollections"): [], self.attr("xaiSyncedHash"): None,
-                self.attr("xaiSyncStatus"): "", self.attr("xaiSyncError"): None, self.preview_field + "Id": None,
+                self.attr("xaiSyncStatus"): self._default("xaiSyncStatus"), self.attr("xaiSyncError"): None,
+                self.preview_field + "Id": None,
             }
             if self.optimistic_concurrency:
                 record["versionNumber"] = 1

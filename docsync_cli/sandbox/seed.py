@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .crm_profiles import CrmProfile, profile
 from .espocrm import EspoEmulator
 from .xai import XaiEmulator
 
@@ -61,14 +62,20 @@ BROKEN_PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 o
 
 
 class Sandbox:
-    """Both emulators on loopback with generated keys, started and stopped together."""
+    """Both emulators on loopback with generated keys, started and stopped together.
+
+    ``crm`` is the EspoCRM field profile (:mod:`.crm_profiles`; default: the design document's fields)."""
 
     def __init__(self, *, processing_delay: float = 0.0, ports: tuple[int, int, int] = (0, 0, 0),
-                 optimistic_concurrency: bool = False) -> None:
+                 optimistic_concurrency: bool = False, crm: str | CrmProfile = "design") -> None:
         self.espo_key = "espo-" + secrets.token_hex(12)
         self.xai_key = "xai-" + secrets.token_hex(12)
         self.mgmt_key = "xai-mgmt-" + secrets.token_hex(12)
-        self.espo = EspoEmulator(api_key=self.espo_key, optimistic_concurrency=optimistic_concurrency)
+        self.profile = profile(crm) if isinstance(crm, str) else crm
+        self.espo_secret = "espo-hmac-" + secrets.token_hex(12) if self.profile.hmac else None
+        self.espo = EspoEmulator(api_key=self.espo_key, optimistic_concurrency=optimistic_concurrency,
+                                 secret_key=self.espo_secret, field_names=self.profile.field_names,
+                                 document_fields=self.profile.fields, max_size_limit=self.profile.max_size_limit)
         self.xai = XaiEmulator(api_key=self.xai_key, management_key=self.mgmt_key,
                                processing_delay=processing_delay)
         self._ports = ports
@@ -90,7 +97,8 @@ class Sandbox:
 
     def environment(self, state_dir: Path) -> dict[str, str]:
         """The settings a user (or a test) exports to point docsync at the emulators."""
-        return {
+        secret = {"ESPOCRM_SECRET_KEY": self.espo_secret} if self.espo_secret else {}
+        return secret | {
             "ESPOCRM_URL": self.espo.url,
             "ESPOCRM_API_KEY": self.espo_key,
             "XAI_API_URL": self.xai.api_url,

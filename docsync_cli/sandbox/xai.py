@@ -12,7 +12,11 @@ hosts (§3), including the rate limiter's 429.
 
 Decisions where the contract is [I]/[?] (each one is a choice, not a fact about xAI):
 
-* [I] Wrong or missing key → 401 on both hosts (the real api host sometimes says 400 "Incorrect API key").
+* Wrong key on the api host → **400** ``{"code": "Client specified an invalid argument", "error": "Incorrect API
+  key provided: xa***yz. You can obtain an API key from https://console.x.ai."}`` (§15); on the management host
+  [I] 401 by default, 400 with ``management_bad_key_status=400`` (§15: "expect it to answer either way").
+  A missing or malformed ``Authorization`` header → 401 on both. ``denied_permissions`` (e.g.
+  ``{"RemoveFileFromCollection"}``) makes the management key lack a permission: 403 for those calls only (§15).
 * [I] ``GET /v1/files`` defaults to ``order=asc`` (the proto default) and ``sort_by=created_at``; ``limit``
   defaults to 100 and has no maximum (§4 documents none); ``limit < 1`` → 400.
 * [I] Files pagination is a keyset cursor equal to the last item's id (§5.2 example). A token is *always* returned
@@ -381,10 +385,13 @@ class XaiEmulator(EmulatorBase):
         api_key: str = "xai-demo-key",
         management_key: str = "xai-demo-management-key",
         processing_delay: float = 0.0,
-        max_file_bytes: int = 50 * 1024 * 1024,
+        max_file_bytes: int = 50_000_000,
         clock: Callable[[], float] | None = None,
+        management_bad_key_status: int = 401,
     ) -> None:
         super().__init__()
+        self.management_bad_key_status = management_bad_key_status
+        self.denied_permissions: set[str] = set()  # management permissions the key lacks (§15): 403 per call
         self.api_key = api_key
         self.management_key = management_key
         self.processing_delay = processing_delay
@@ -432,7 +439,7 @@ class XaiEmulator(EmulatorBase):
 
         def register(fn: Callable[..., Response]) -> Callable[..., Response]:
             def guarded(request: Request, **groups: str) -> Response:
-                self._check_auth(request, key())
+                self._check_auth(request, key(), 400 if app is self.api_app else self.management_bad_key_status)
                 with self.lock:
                     self._purge_expired()
                     return fn(request, **groups)
@@ -442,7 +449,7 @@ class XaiEmulator(EmulatorBase):
 
         return register
 
-    def _check_auth(self, request: Request, expected: str) -> None:
+    def _check_auth(self, request: Request, expected: str, bad_key_status: int = 400) -> None:
         header = request.header("Authorization")
         if not header:
             raise self._fail(401, "Missing Authorization header (expected 'Bearer <key>')")
@@ -451,7 +458,8 @@ class XaiEmulator(EmulatorBase):
             raise self._fail(401, "Malformed Authorization header (expected 'Bearer <key>')")
         if token.strip() != expected:
             masked = token[:2] + "***" + token[-2:] if len(token) > 4 else "***"
-            raise self._fail(401, f"Incorrect API key provided: {masked}.")
+            raise self._fail(bad_key_status, f"Incorrect API key provided: {masked}. You can obtain an API key "
+                                             "from https://console.x.ai.")
 
     def _purge_expired(self) -> None:
         now = self.clock()
@@ -937,19 +945,27 @@ class XaiEmulator(EmulatorBase):
 
         cid = r"(?P<cid>[^/]+)"
         fid = r"(?P<file_id>[^/]+)"
-        route = self._route
-        route(app, "POST", r"/v1/collections", key)(self._create_collection)
-        route(app, "GET", r"/v1/collections", key)(self._list_collections)
-        route(app, "GET", rf"/v1/collections/{cid}", key)(self._get_collection_handler)
-        route(app, "PUT", rf"/v1/collections/{cid}", key)(self._update_collection)
-        route(app, "DELETE", rf"/v1/collections/{cid}", key)(self._delete_collection)
-        route(app, "GET", rf"/v1/collections/{cid}/documents:batchGet", key)(self._batch_get)
-        route(app, "GET", rf"/v1/collections/{cid}/documents", key)(self._list_documents)
-        route(app, "POST", rf"/v1/collections/{cid}/documents", key)(self._upload_document)
-        route(app, "POST", rf"/v1/collections/{cid}/documents/{fid}", key)(self._add_document_handler)
-        route(app, "GET", rf"/v1/collections/{cid}/documents/{fid}", key)(self._get_document)
-        route(app, "PATCH", rf"/v1/collections/{cid}/documents/{fid}", key)(self._reindex)
-        route(app, "DELETE", rf"/v1/collections/{cid}/documents/{fid}", key)(self._remove_document)
+        def route(method: str, pattern: str, permission: str, handler: Callable[..., Response]) -> None:
+            def checked(request: Request, **groups: str) -> Response:
+                if permission in self.denied_permissions:  # §15: 403 for that call only
+                    raise self._fail(403, f"The management key lacks the permission {permission}")
+                return handler(request, **groups)
+
+            self._route(app, method, pattern, key)(checked)
+
+        route("POST", r"/v1/collections", "CreateCollection", self._create_collection)
+        route("GET", r"/v1/collections", "ListCollections", self._list_collections)
+        route("GET", rf"/v1/collections/{cid}", "GetCollection", self._get_collection_handler)
+        route("PUT", rf"/v1/collections/{cid}", "UpdateCollection", self._update_collection)
+        route("DELETE", rf"/v1/collections/{cid}", "DeleteCollection", self._delete_collection)
+        route("GET", rf"/v1/collections/{cid}/documents:batchGet", "BatchGetDocuments", self._batch_get)
+        route("GET", rf"/v1/collections/{cid}/documents", "ListDocuments", self._list_documents)
+        route("POST", rf"/v1/collections/{cid}/documents", "UploadDocument", self._upload_document)
+        route("POST", rf"/v1/collections/{cid}/documents/{fid}", "AddFileToCollection", self._add_document_handler)
+        route("GET", rf"/v1/collections/{cid}/documents/{fid}", "GetDocument", self._get_document)
+        route("PATCH", rf"/v1/collections/{cid}/documents/{fid}", "ReindexDocument", self._reindex)
+        route("DELETE", rf"/v1/collections/{cid}/documents/{fid}", "RemoveFileFromCollection",
+              self._remove_document)
 
     def _encode_token(self, position: list[Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
@@ -1202,6 +1218,7 @@ class XaiEmulator(EmulatorBase):
             self._files.clear()
             self._file_keys.clear()
             self._collections.clear()
+            self.denied_permissions.clear()
             (self.api_key, self.management_key, self.processing_delay, self.max_file_bytes,
              self.clock) = self._initial
         self.clear_journal()

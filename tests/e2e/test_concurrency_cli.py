@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -145,7 +146,8 @@ def test_a_users_edit_during_the_sync_is_kept_and_picked_up_again(tmp_path: Path
 
         if optimistic:
             # Edit right before docsync's final write: only X-Version-Number can catch this one.
-            sandbox.espo.faults.add(Callback(edit), method="PUT", path=f"/api/v1/Document/{doc_id}", calls=[2])
+            # (a new document without xaiSyncStatus gets no "syncing" mark: the write-back is the first PUT)
+            sandbox.espo.faults.add(Callback(edit), method="PUT", path=f"/api/v1/Document/{doc_id}", calls=[1])
         else:
             sandbox.xai.faults.add(Callback(edit, when="after"), method="POST", path="/v1/files", calls=[1])
         state = tmp_path / "state"
@@ -153,10 +155,39 @@ def test_a_users_edit_during_the_sync_is_kept_and_picked_up_again(tmp_path: Path
         first.communicate(timeout=60)
         doc = sandbox.espo.document(doc_id)
         assert doc["description"] == "Anmerkung der Kanzlei"
-        assert doc["dateiStatus"] == "Neu" and doc["xaiSyncStatus"] == "pending"
+        # "another pass is needed": "syncing", as the design document's xaiSyncStatus has no "pending"
+        assert doc["dateiStatus"] == "Neu" and doc["xaiSyncStatus"] == "syncing"
         second = start(sandbox, state)
         second.communicate(timeout=60)
         doc = sandbox.espo.document(doc_id)
         assert second.returncode == 0
         assert doc["dateiStatus"] == "Gesynct" and doc["description"] == "Anmerkung der Kanzlei"
         assert len(sandbox.xai.files()) == 1  # the first run's upload was adopted, not repeated
+
+
+def test_a_file_replaced_right_before_the_write_back_is_refused_by_espocrm_and_picked_up_next_run(
+        tmp_path: Path) -> None:
+    # espocrm.md §10.9: without optimistic concurrency only the fileId in the write-back catches this one (the
+    # replaced attachment is gone, so EspoCRM refuses to relate it: 403, §10.3); the upload is taken back out
+    with Sandbox() as sandbox:
+        collection, (doc_id,) = firm(sandbox, 1)
+        replaced = (CORPUS / "pdflatex-4-pages.pdf").read_bytes()
+
+        def replace(request: Request) -> None:
+            sandbox.espo.replace_file(doc_id, replaced, "neu.pdf")
+
+        sandbox.espo.faults.add(Callback(replace), method="PUT", path=f"/api/v1/Document/{doc_id}", calls=[1])
+        state = tmp_path / "state"
+        first = start(sandbox, state)
+        _, err = first.communicate(timeout=60)
+        assert first.returncode == 0, err
+        doc = sandbox.espo.document(doc_id)
+        assert doc["dateiStatus"] == "Neu" and doc["sha"] is None  # nothing of the old file was written
+        refused = [e for e in sandbox.espo.requests("PUT", f"/api/v1/Document/{doc_id}") if e.status == 403]
+        assert len(refused) == 1
+        assert sandbox.xai.files() == {} and sandbox.xai.collection_documents(collection) == {}
+        second = start(sandbox, state)
+        second.communicate(timeout=60)
+        assert second.returncode == 0
+        doc = sandbox.espo.document(doc_id)
+        assert doc["dateiStatus"] == "Gesynct" and doc["sha"] == hashlib.sha256(replaced).hexdigest()

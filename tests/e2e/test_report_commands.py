@@ -281,16 +281,47 @@ def test_check_reports_a_config_file_readable_by_others_without_printing_its_sec
 
 
 def test_check_with_a_renamed_crm_field(tmp_path: Path) -> None:
-    """An EspoCRM where the admin's field is called cMd5 (EspoCRM ≥ 8.2): check suggests the config setting."""
+    """An EspoCRM where the admin's field is called cMd5 (EspoCRM ≥ 8.2): check finds it by itself and says
+    so; a configured name that does not exist is a failure naming the field."""
     with Sandbox() as sandbox:
         sandbox.espo.stop()
         sandbox.espo = EspoEmulator(api_key=sandbox.espo_key, field_names={"md5": "cMd5"}).start()  # stopped on exit
         renamed = Env(sandbox, SeededFirm(), tmp_path / "state")
         done = renamed.run("check")
-        assert done.returncode != 0
-        assert 'espocrm.fields.md5 = "cMd5"' in done.stdout
+        assert done.returncode == 0, done.stdout
+        assert 'md5 is cMd5 in this CRM' in done.stdout and 'espocrm.fields.md5 = "cMd5"' in done.stdout
+        wrong = renamed.run("check", extra_env={"DOCSYNC_ESPOCRM__FIELDS__MD5": "hashMd5"})
+        assert wrong.returncode != 0 and "hashMd5 (docsync's md5)" in wrong.stdout and "is missing" in wrong.stdout
         fixed = renamed.run("check", extra_env={"DOCSYNC_ESPOCRM__FIELDS__MD5": "cMd5"})
-        assert fixed.returncode == 0, fixed.stdout
+        assert fixed.returncode == 0 and "md5 is cMd5 in this CRM" not in fixed.stdout, fixed.stdout
+
+
+def test_check_passes_on_the_design_documents_fields_and_offers_pending_as_a_hint(tmp_path: Path) -> None:
+    with Sandbox() as sandbox:
+        env = Env(sandbox, SeededFirm(), tmp_path / "state")
+        done = env.run("check")
+        assert done.returncode == 0, done.stdout
+        assert "optional: add the option(s) 'pending'" in done.stdout
+        assert "200 documents per request" in done.stdout
+
+
+def test_check_and_sync_refuse_a_crm_without_an_option_docsync_writes(tmp_path: Path) -> None:
+    from docsync_cli.sandbox.crm_profiles import CrmProfile, generated_fields
+
+    fields = generated_fields()
+    fields["xaiSyncStatus"]["options"] = ["", "synced", "failed"]
+    del fields["xaiSyncedHash"]
+    with Sandbox(crm=CrmProfile("broken", fields=fields)) as sandbox:
+        env = Env(sandbox, SeededFirm(), tmp_path / "state")
+        sandbox.espo.add_document("D", b"%PDF-1.4 x", "d.pdf")
+        check = env.run("check")
+        assert check.returncode != 0
+        assert "'syncing' that docsync writes" in check.stdout and "xaiSyncedHash" in check.stdout
+        sandbox.espo.clear_journal()
+        sync = env.run("sync", "--no-preview")
+        assert sync.returncode == 2, sync.stdout + sync.stderr
+        assert "'syncing' that docsync writes" in sync.stderr and "xaiSyncedHash" in sync.stderr
+        assert sandbox.espo.writes() == [] and sandbox.xai.writes() == []
 
 
 def test_check_exits_3_like_sync_when_espocrm_is_unreachable(env: Env) -> None:
@@ -304,3 +335,19 @@ def test_check_exits_3_like_sync_when_espocrm_is_unreachable(env: Env) -> None:
     assert sync.returncode == 3, sync.stderr
     assert check.returncode == 3, check.stdout
     assert "✗ EspoCRM" in check.stdout and "ESPOCRM_URL" in check.stdout
+
+
+def test_check_tests_the_management_key_permissions_it_can_without_writing(tmp_path: Path) -> None:
+    # xai.md §15: a key without a permission gets 403 for that call only; check reads, never writes
+    with Sandbox() as sandbox:
+        collection = sandbox.xai.create_collection("Kanzlei")
+        env = Env(sandbox, SeededFirm(), tmp_path / "state")
+        static = {"DOCSYNC_COLLECTIONS__STATIC": collection}
+        allowed = env.run("check", extra_env=static)
+        assert allowed.returncode == 0, allowed.stdout
+        assert "list and batch-get documents allowed" in allowed.stdout
+        sandbox.xai.denied_permissions.add("BatchGetDocuments")
+        denied = env.run("check", extra_env=static)
+        assert denied.returncode != 0
+        assert "batch-get documents" in denied.stdout and "BatchGetDocuments" in denied.stdout
+        assert env.writes() == []

@@ -129,7 +129,8 @@ def test_upload_applied_then_dropped_is_looked_up_not_repeated(world: World) -> 
     assert "filter" in lookups[0].raw_path
 
 
-def test_401_mid_run_aborts_and_leaves_untouched_documents_alone(world: World) -> None:
+def test_revoked_key_mid_run_aborts_and_leaves_untouched_documents_alone(world: World) -> None:
+    # xai.md §15: the api host answers a revoked key with 400 "Incorrect API key provided"
     sandbox = world.sandbox
 
     def rotate(request: Request) -> None:
@@ -142,7 +143,7 @@ def test_401_mid_run_aborts_and_leaves_untouched_documents_alone(world: World) -
     for secret in (sandbox.xai_key, sandbox.mgmt_key, sandbox.espo_key):
         assert secret not in output
     aborted = [line for line in proc.stderr.splitlines() if line.startswith("docsync: run aborted")]
-    assert len(aborted) == 1 and "401" in aborted[0] and "xai" in aborted[0], describe(proc)
+    assert len(aborted) == 1 and "HTTP 400" in aborted[0] and "Incorrect API key" in aborted[0], describe(proc)
     assert "XAI_API_KEY" in proc.stderr
     docs = sandbox.espo.documents()
     statuses = sorted(d["dateiStatus"] for d in docs)

@@ -412,7 +412,7 @@ def test_put_body_handling(emu: EspoEmulator, api: httpx.Client) -> None:
 @pytest.mark.parametrize(("payload", "field", "kind"), [
     ({"xaiSyncStatus": "done"}, "xaiSyncStatus", "valid"),
     ({"dateiStatus": "Unbekannt"}, "dateiStatus", "valid"),
-    ({"md5": "x" * 33}, "md5", "maxLength"),
+    ({"md5": "x" * 101}, "md5", "maxLength"),
     ({"name": ""}, "name", "required"),
     ({"name": "a<b"}, "name", "pattern"),
     ({"xaiCollections": "c1"}, "xaiCollections", "array"),
@@ -443,7 +443,7 @@ def test_delete(emu: EspoEmulator, api: httpx.Client) -> None:
 
 def test_optimistic_concurrency(occ: EspoEmulator, clock: FakeClock) -> None:
     # espocrm.md §3.3: versionNumber; stale X-Version-Number + differing sent field -> 409 body; else update
-    doc = occ.add_document("Occ", PDF, cXaiSyncStatus="pending")
+    doc = occ.add_document("Occ", PDF, cXaiSyncStatus="syncing")
     with client(occ, **{"X-Api-Key": KEY}) as http:
         assert http.get(f"Document/{doc}").json()["versionNumber"] == 1
         clock.advance(5)
@@ -452,9 +452,9 @@ def test_optimistic_concurrency(occ: EspoEmulator, clock: FakeClock) -> None:
         conflict = http.put(f"Document/{doc}", json={"cXaiSyncStatus": "synced"},
                             headers={"X-Version-Number": "1"})
         assert conflict.status_code == 409 and conflict.headers["x-status-reason"] == "modified"
-        assert conflict.json() == {"values": {"cXaiSyncStatus": "pending"}, "versionNumber": 2}
-        assert occ.document(doc)["cXaiSyncStatus"] == "pending"
-        unchanged = http.put(f"Document/{doc}", json={"cXaiSyncStatus": "pending"},
+        assert conflict.json() == {"values": {"cXaiSyncStatus": "syncing"}, "versionNumber": 2}
+        assert occ.document(doc)["cXaiSyncStatus"] == "syncing"
+        unchanged = http.put(f"Document/{doc}", json={"cXaiSyncStatus": "syncing"},
                              headers={"X-Version-Number": "1"})
         assert unchanged.status_code == 200 and unchanged.json()["versionNumber"] == 2
         current = http.put(f"Document/{doc}", json={"cXaiSyncStatus": "synced"},
@@ -595,15 +595,71 @@ def test_download_attachment(emu: EspoEmulator, api: httpx.Client) -> None:
 # §6.3 Metadata, §7.2 App/user
 
 
-def test_metadata_key(api: httpx.Client) -> None:
-    # espocrm.md §6.3 GET Metadata?key=dot.path; null when absent
+def test_metadata_key_serves_the_design_documents_fields(api: httpx.Client) -> None:
+    # espocrm.md §6.3 GET Metadata?key=dot.path; §10.1 fields made from the seed have exactly its options
     fields = api.get("Metadata", params={"key": "entityDefs.Document.fields"}).json()
     assert fields["xaiCollections"]["type"] == "array"
-    assert fields["xaiSyncStatus"] == {"type": "enum", "options": ["", "pending", "syncing", "synced", "failed"],
-                                       "default": "", "isCustom": True}
-    assert fields["md5"]["maxLength"] == 32 and fields["preview"]["type"] == "image"
-    assert api.get("Metadata", params={"key": "entityDefs.Document.fields.nope"}).json() is None
+    assert fields["xaiSyncStatus"] == {"type": "enum", "options": ["syncing", "synced", "failed"], "isCustom": True}
+    assert fields["dateiStatus"]["options"] == ["Neu", "Geändert", "Gesynct", "Fehler"]
+    assert fields["preview"]["type"] == "image"
     assert "Document" in api.get("Metadata").json()["entityDefs"]
+
+
+def test_metadata_for_a_missing_key_is_an_empty_200(api: httpx.Client) -> None:
+    # espocrm.md §10.2: the service returns null and the action processor writes no body
+    answer = api.get("Metadata", params={"key": "entityDefs.Document.fields.nope"})
+    assert answer.status_code == 200 and answer.content == b""
+
+
+def test_enum_value_outside_the_options_refuses_the_whole_update(emu: EspoEmulator, api: httpx.Client) -> None:
+    # espocrm.md §10.1: 400, the exact reason and body; no other attribute of that PUT is saved
+    doc_id = emu.add_document("D", PDF, "d.pdf")
+    for value in ("pending", "", None):
+        answer = api.put(f"Document/{doc_id}", json={"md5": "a" * 32, "xaiSyncStatus": value})
+        assert answer.status_code == 400, value
+        assert answer.headers["X-Status-Reason"] == (
+            "Field validation failure; entityType: Document, field: xaiSyncStatus, type: valid.")
+        assert answer.json() == {"messageTranslation": {"label": "validationFailure", "scope": None,
+                                                        "data": {"field": "xaiSyncStatus", "type": "valid"}}}
+        assert emu.document(doc_id)["md5"] is None
+    assert api.put(f"Document/{doc_id}", json={"dateiStatus": ""}).status_code == 400
+    assert api.put(f"Document/{doc_id}", json={"xaiSyncStatus": "syncing"}).status_code == 200
+
+
+def test_generated_fields_accept_their_extra_options() -> None:
+    # espocrm.md §10.1: "" is accepted only where "" is one of the options (here: docsync's generated fields)
+    from docsync_cli.sandbox.crm_profiles import generated_fields
+
+    with EspoEmulator(api_key=KEY, document_fields=generated_fields()) as emulator, \
+            client(emulator, **{"X-Api-Key": KEY}) as http:
+        doc_id = emulator.add_document("D", PDF, "d.pdf")
+        assert http.put(f"Document/{doc_id}", json={"xaiSyncStatus": "pending"}).status_code == 200
+        assert http.put(f"Document/{doc_id}", json={"xaiSyncStatus": ""}).status_code == 200
+
+
+def test_page_cap_is_configurable_and_reported_in_app_user() -> None:
+    # espocrm.md §10.4: maxSize above recordListMaxSizeLimit is 403 with the reason (§10.3); App/user reports it;
+    # omitting maxSize returns pages of exactly the cap
+    with EspoEmulator(api_key=KEY, max_size_limit=3) as emulator, client(emulator, **{"X-Api-Key": KEY}) as http:
+        for n in range(5):
+            emulator.add_document(f"D{n}", PDF, f"d{n}.pdf")
+        assert http.get("App/user").json()["settings"]["recordListMaxSizeLimit"] == 3
+        refused = http.get("Document", params={"maxSize": 4})
+        assert refused.status_code == 403
+        assert refused.headers["X-Status-Reason"] == "Max size should not exceed 3. Use offset and limit."
+        assert len(http.get("Document").json()["list"]) == 3
+
+
+def test_write_back_with_a_replaced_file_id_is_refused(emu: EspoEmulator, api: httpx.Client) -> None:
+    # espocrm.md §10.9: sending the fileId one worked on catches a concurrent replacement (the old attachment is
+    # gone, so relating it is a 403 data error, §10.3)
+    doc_id = emu.add_document("D", PDF, "d.pdf")
+    worked_on = emu.document(doc_id)["fileId"]
+    emu.replace_file(doc_id, b"%PDF-1.7 new")
+    answer = api.put(f"Document/{doc_id}", json={"fileId": worked_on, "md5": "b" * 32})
+    assert answer.status_code == 403
+    assert answer.headers["X-Status-Reason"].startswith("Can't relate with non-existing record.")
+    assert emu.document(doc_id)["md5"] is None and emu.document(doc_id)["fileId"] != worked_on
 
 
 def test_metadata_custom_names(occ: EspoEmulator) -> None:

@@ -23,6 +23,7 @@ CODE_401 = "The request does not have valid authentication credentials"
 CODE_400 = "Client specified an invalid argument"
 CODE_404 = "Some requested entity was not found"
 CODE_409 = "Some entity that we attempted to create already exists"
+CODE_403 = "The caller does not have permission to execute the specified operation"
 
 
 class FakeClock:
@@ -107,26 +108,46 @@ CRM_FIELDS = [
 
 
 def test_each_host_rejects_the_other_hosts_key(emu: XaiEmulator) -> None:
-    # xai.md §1: api.x.ai takes the API key, management-api.x.ai the management key; §3 401 + envelope
+    # xai.md §1: api.x.ai takes the API key, management-api.x.ai the management key; §15 a wrong key on the
+    # api host is 400 "Incorrect API key provided", the management host answers 401 here (configurable)
     with httpx.Client(timeout=5) as c:
         wrong_api = c.get(f"{emu.api_url}/v1/files", headers={"Authorization": f"Bearer {MGMT_KEY}"})
         wrong_mgmt = c.get(f"{emu.management_url}/v1/collections", headers={"Authorization": f"Bearer {API_KEY}"})
         missing = c.get(f"{emu.management_url}/v1/collections")
         right_api = c.get(f"{emu.api_url}/v1/files", headers={"Authorization": f"Bearer {API_KEY}"})
         right_mgmt = c.get(f"{emu.management_url}/v1/collections", headers={"Authorization": f"Bearer {MGMT_KEY}"})
-    assert_error(wrong_api, 401, CODE_401)
-    assert_error(wrong_mgmt, 401, CODE_401)
+    assert_error(wrong_api, 400, CODE_400, "Incorrect API key provided: xa***")
+    assert wrong_api.json()["error"].endswith("You can obtain an API key from https://console.x.ai.")
+    assert_error(wrong_mgmt, 401, CODE_401, "Incorrect API key provided")
     assert_error(missing, 401, CODE_401)
     assert right_api.status_code == 200
     assert right_mgmt.status_code == 200
 
 
 def test_set_keys_revokes_old_key(emu: XaiEmulator, api: httpx.Client) -> None:
-    # xai.md §12 step 7: 401 is fatal; key rotation simulates a revoked key
+    # xai.md §15: a revoked key is answered 400 on the api host; key rotation simulates a revoked key
     assert api.get("/v1/files").status_code == 200
     emu.set_keys(api_key="xai-rotated")
-    assert_error(api.get("/v1/files"), 401, CODE_401)
+    assert_error(api.get("/v1/files"), 400, CODE_400, "Incorrect API key provided")
     assert api.get("/v1/files", headers={"Authorization": "Bearer xai-rotated"}).status_code == 200
+
+
+def test_management_host_can_answer_a_wrong_key_with_400() -> None:
+    # xai.md §15: "expect the management host to answer either way"
+    with XaiEmulator(api_key=API_KEY, management_key=MGMT_KEY, management_bad_key_status=400) as emulator, \
+            httpx.Client(timeout=5) as c:
+        wrong = c.get(f"{emulator.management_url}/v1/collections", headers={"Authorization": "Bearer nope-key"})
+    assert_error(wrong, 400, CODE_400, "Incorrect API key provided: no***ey.")
+
+
+def test_a_management_key_without_a_permission_gets_403_for_that_call_only(emu: XaiEmulator,
+                                                                          mgmt: httpx.Client) -> None:
+    # xai.md §15: "a key without one of them gets 403 for that call only"
+    cid = make_collection(mgmt)["collection_id"]
+    emu.denied_permissions.add("ListDocuments")
+    assert_error(mgmt.get(f"/v1/collections/{cid}/documents"), 403, CODE_403, "ListDocuments")
+    assert mgmt.get(f"/v1/collections/{cid}").status_code == 200
+    assert mgmt.get(f"/v1/collections/{cid}/documents:batchGet", params={"file_ids": "file_x"}).status_code == 200
 
 
 def test_rate_limit_answers_429_in_the_envelope(emu: XaiEmulator, api: httpx.Client) -> None:
@@ -176,8 +197,8 @@ def test_upload_expires_after(api: httpx.Client, clock: FakeClock) -> None:
 
 
 def test_upload_size_limit_and_missing_file_part(api: httpx.Client, emu: XaiEmulator) -> None:
-    # xai.md §4: configurable max (default 50 MB) on /v1/files → 400
-    assert emu.max_file_bytes == 50 * 1024 * 1024
+    # xai.md §4, §15: configurable max (default 50 MB read as 50,000,000 bytes) on /v1/files → 400
+    assert emu.max_file_bytes == 50_000_000
     emu.max_file_bytes = 10
     assert api.post("/v1/files", files={"file": ("ok.txt", b"0123456789")}).status_code == 200
     assert_error(api.post("/v1/files", files={"file": ("big.txt", b"0123456789A")}), 400, CODE_400, "too large")
@@ -617,7 +638,7 @@ def test_reset_restores_constructor_settings(emu: XaiEmulator, api: httpx.Client
     emu.max_file_bytes = 1
     emu.reset()
     assert emu.files() == {}
-    assert (emu.api_key, emu.max_file_bytes) == (API_KEY, 50 * 1024 * 1024)
+    assert (emu.api_key, emu.max_file_bytes) == (API_KEY, 50_000_000)
     assert api.get("/v1/files").json()["data"] == []
 
 

@@ -206,7 +206,8 @@ def test_limit_filter_and_long_text_chunks(api: httpx.Client, mgmt: httpx.Client
 
 def test_request_errors_as_the_service_gives_them(api: httpx.Client, coll: str, emu: XaiEmulator) -> None:
     # §10 required fields → 400; §3: wrong field format 422, no JSON body / Content-Type 415, unknown
-    # collection 404, the API key only (§1) → 401 for the management key; always {"code","error"}
+    # collection 404, the API key only (§1) → 400 "Incorrect API key provided" for the management key (§15);
+    # always {"code","error"}
     url = "/v1/documents/search"
     src = {"collection_ids": [coll]}
     assert_error(api.post(url, json={"source": src}), 400, CODE_400)
@@ -228,4 +229,5 @@ def test_request_errors_as_the_service_gives_them(api: httpx.Client, coll: str, 
     with httpx.Client(timeout=5) as plain:
         wrong = plain.post(f"{emu.api_url}{url}", json={"query": "x", "source": src},
                            headers={"Authorization": f"Bearer {MGMT_KEY}"})
-    assert_error(wrong, 401, CODE_401)
+    assert_error(wrong, 400, CODE_400)
+    assert "Incorrect API key provided" in wrong.json()["error"]

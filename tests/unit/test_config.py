@@ -109,7 +109,7 @@ def test_env_only_config_uses_defaults_for_everything_else(tmp_path: Path) -> No
     assert settings.espocrm.timeout_seconds == 30.0
     assert settings.xai.api_url == "https://api.x.ai"
     assert settings.xai.management_url == "https://management-api.x.ai"
-    assert settings.xai.max_file_bytes == 50 * 1024 * 1024
+    assert settings.xai.max_file_bytes == 50_000_000
     assert settings.collections.static == []
     assert settings.collections.links == [LinkRule(link="accounts", field="xaiCollectionId")]
     assert settings.sync.concurrency == 12

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import email.parser
 import email.policy
 import hashlib
@@ -22,6 +23,7 @@ import pytest
 from docsync_cli.config import load_settings
 from docsync_cli.engine import Engine, EngineSettings, RunOptions, RunSummary
 from docsync_cli.errors import AuthError, UnsafePlan
+from docsync_cli.sandbox.crm_profiles import DESIGN_DOC_FIELDS
 from docsync_cli.services import open_services
 from docsync_cli.state import StateStore
 from docsync_cli.transport import RetryPolicy
@@ -72,6 +74,9 @@ class World:
     sent: list[Sent] = field(default_factory=list)
     faults: list[tuple[str, str, re.Pattern[str], Fault]] = field(default_factory=list)
     before: Callable[[Sent], None] | None = None
+    fields: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DESIGN_DOC_FIELDS))
+    page_cap: int = 200  # recordListMaxSizeLimit
+    list_sizes: list[int] = field(default_factory=list)  # maxSize of each Document listing
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _clock: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -152,8 +157,27 @@ class World:
 
     def _espo(self, request: httpx.Request, sent: Sent) -> httpx.Response:
         path, method = sent.path, request.method
+        if path == "Metadata":  # the design document's fields (contract espocrm.md §10.1); §10.2 empty if absent
+            key = request.url.params["key"]
+            if key != "entityDefs.Document.fields":
+                return httpx.Response(200, content=b"")
+            return httpx.Response(200, json={**self.fields, "name": {"type": "varchar"}})
+        if path == "App/user":
+            return httpx.Response(200, json={"user": {"id": "api"},
+                                             "settings": {"recordListMaxSizeLimit": self.page_cap}})
+        if path.startswith("Document/") and method == "PUT":
+            for attr in ("xaiSyncStatus", "dateiStatus"):
+                options = [None if o == "" else o for o in self.fields.get(attr, {}).get("options", [])]
+                if attr in sent.body and (None if sent.body[attr] == "" else sent.body[attr]) not in options:
+                    return httpx.Response(400, headers={
+                        "X-Status-Reason": f"Field validation failure; entityType: Document, field: {attr}, "
+                                           "type: valid."})
         if path == "Document" and method == "GET":
             params = json.loads(request.url.params["searchParams"])
+            self.list_sizes.append(params["maxSize"])
+            if params["maxSize"] > self.page_cap:
+                return httpx.Response(403, headers={
+                    "X-Status-Reason": f"Max size should not exceed {self.page_cap}. Use offset and limit."})
             after = next((w["value"] for w in params["where"] if w["type"] == "greaterThan"), "")
             rows = sorted((r for r in self.records.values() if r["id"] > after), key=lambda r: r["id"])
             page = rows[: params["maxSize"]]
@@ -318,7 +342,7 @@ def position(world: World, label: str, nth: int = 0) -> int:
 
 def test_new_document_requests_in_order(world: World, run: RunFn) -> None:
     content = b"%PDF-1.4 the contract"
-    world.add_doc("d1", content)
+    world.add_doc("d1", content, xaiSyncStatus="synced")  # a status the "syncing" mark can be taken back to
     summary = run()
     assert outcomes(summary) == {"d1": "synced"} and summary.exit_code == 0
     # Every write, exactly and in order.
@@ -343,7 +367,8 @@ def test_new_document_requests_in_order(world: World, run: RunFn) -> None:
     status = position(world, "mgmt GET /v1/collections/col_a/documents:batchGet")
     reread = [i for i, s in enumerate(world.sent) if str(s) == "espo GET Document/d1"][-1]
     i_mark, i_upload, i_fields, i_add, i_final = (world.sent.index(w) for w in world.writes())
-    assert position(world, "espo GET Document") == 0  # the listing comes first
+    # One Metadata and one App/user request learn the CRM's fields and page cap; then the listing.
+    assert [str(s) for s in world.sent[:3]] == ["espo GET Metadata", "espo GET App/user", "espo GET Document"]
     assert download < i_upload and related < i_upload
     assert i_mark < i_upload < collection < i_fields < i_add < status < reread < i_final
     assert i_final == len(world.sent) - 1
@@ -356,7 +381,7 @@ def test_new_document_final_write_back(world: World, run: RunFn) -> None:
     final = world.requests("espo", "PUT", "Document/d1")[-1].body
     assert final == {"dateiStatus": "Gesynct", "md5": md5(content), "sha": sha256(content), "xaiFileId": "file_0",
                      "xaiCollections": ["col_a", "col_b"], "xaiSyncedHash": sha256(content),
-                     "xaiSyncStatus": "synced", "xaiSyncError": ""}
+                     "xaiSyncStatus": "synced", "xaiSyncError": "", "fileId": "att-d1"}
     assert set(world.collections["col_a"]["docs"]) == set(world.collections["col_b"]["docs"]) == {"file_0"}
 
 
@@ -427,8 +452,19 @@ def test_processing_past_the_wait_is_pending_not_gesynct(world: World, run: RunF
     summary = run(processing_wait_seconds=0)
     assert outcomes(summary) == {"d1": "pending"} and summary.exit_code == 0
     rec = world.records["d1"]
-    assert rec["xaiSyncStatus"] == "pending" and rec["dateiStatus"] == "Neu"
+    # The design document's xaiSyncStatus has no "pending": "still indexing" is written as "syncing" (a
+    # "pending" write would be refused with 400, contract espocrm.md §10.1) and this host's state says pending.
+    assert rec["xaiSyncStatus"] == "syncing" and rec["dateiStatus"] == "Neu"
     assert all(s.body.get("dateiStatus") != "Gesynct" for s in world.requests("espo", "PUT"))
+    assert all(s.body.get("xaiSyncStatus") != "pending" for s in world.requests("espo", "PUT"))
+
+
+def test_pending_is_written_where_the_field_offers_it(world: World, run: RunFn) -> None:
+    world.fields["xaiSyncStatus"] = {"type": "enum", "options": ["", "pending", "syncing", "synced", "failed"]}
+    world.processing = ("DOCUMENT_STATUS_PROCESSING", "")
+    world.add_doc("d1")
+    assert outcomes(run(processing_wait_seconds=0)) == {"d1": "pending"}
+    assert world.records["d1"]["xaiSyncStatus"] == "pending"
 
 
 def test_pending_document_is_finished_by_the_next_run(world: World, run: RunFn) -> None:
@@ -436,7 +472,7 @@ def test_pending_document_is_finished_by_the_next_run(world: World, run: RunFn) 
     world.add_doc("d1")
     run()
     assert world.records["d1"]["dateiStatus"] == "Neu"  # not claimed as synced while xAI still processes
-    assert world.records["d1"]["xaiSyncStatus"] == "pending"
+    assert world.records["d1"]["xaiSyncStatus"] == "syncing"  # the design document's fields have no "pending"
     world.collections["col_a"]["docs"]["file_0"]["status"] = PROCESSED
     world.processing = (PROCESSED, "")
     world.sent.clear()
@@ -460,8 +496,143 @@ def test_401_from_xai_stops_the_run_and_leaves_later_documents_alone(world: Worl
     assert outcomes(summary) == {"d1": "synced", "d2": "deferred"}
     assert world.requests("espo", "PUT", "Document/d3") == []
     d2 = world.records["d2"]
-    assert d2["dateiStatus"] == "Neu" and d2["xaiSyncStatus"] in (None, "")
-    assert all("dateiStatus" not in s.body for s in world.requests("espo", "PUT", "Document/d2"))
+    # A "syncing" mark could not be cleared where "" is not an option (EspoCRM refuses "" and null there), so a
+    # document without xaiSyncStatus is not marked at all: d2 is untouched and keeps "Neu".
+    assert d2["dateiStatus"] == "Neu" and d2["xaiSyncStatus"] is None
+    assert world.requests("espo", "PUT", "Document/d2") == []
+
+
+def test_the_syncing_mark_is_taken_back_after_a_run_fatal_error(world: World, run: RunFn) -> None:
+    world.add_doc("d1", dateiStatus="Geändert", xaiSyncStatus="synced")
+    world.fail("files", "POST", "/v1/files", lambda r: httpx.Response(401))
+    summary = run()
+    assert summary.exit_code == 3
+    assert [s.body for s in world.requests("espo", "PUT", "Document/d1")] == [
+        {"xaiSyncStatus": "syncing"}, {"xaiSyncStatus": "synced"}]
+    assert world.records["d1"]["dateiStatus"] == "Geändert"
+
+
+def test_a_wrong_xai_key_answered_400_is_an_auth_failure_of_the_run(world: World, run: RunFn) -> None:
+    # contract xai.md §15: the real service answers a wrong or revoked key with 400 "Incorrect API key provided"
+    for doc_id in ("d1", "d2"):
+        world.add_doc(doc_id, doc_id.encode() * 10)
+    world.fail("files", "POST", "/v1/files", lambda r: httpx.Response(
+        400, json={"code": "Client specified an invalid argument",
+                   "error": "Incorrect API key provided: xa***02. You can obtain an API key from https://console.x.ai."}))
+    summary = run()
+    assert summary.exit_code == 3 and isinstance(summary.fatal, AuthError)
+    assert all(rec["dateiStatus"] == "Neu" for rec in world.records.values())  # nothing marked "Fehler"
+
+
+def test_a_data_403_from_espocrm_is_not_an_auth_failure(world: World, run: RunFn) -> None:
+    # contract espocrm.md §10.3: a 403 with a data reason is a problem of that request, healed by a later run
+    world.add_doc("d1")
+    world.add_doc("d2")
+    world.fail("espo", "GET", "Document/d1/accounts", lambda r: httpx.Response(
+        403, headers={"X-Status-Reason": "Max size should not exceed 100. Use offset and limit."}))
+    summary = run()
+    assert summary.fatal is None and outcomes(summary) == {"d1": "failed", "d2": "synced"}
+    assert world.records["d1"]["dateiStatus"] == "Fehler"
+    assert "Max size should not exceed 100" in world.records["d1"]["xaiSyncError"]
+    assert outcomes(run()) == {"d1": "synced"}  # not held back: the next plain run tries again
+
+
+def test_a_collection_call_refused_by_xai_is_healed_by_the_next_run(world: World, run: RunFn) -> None:
+    # not the document's fault: the refusal concerns ids and docsync's fields, not the content
+    world.add_doc("d1")
+    world.fail("mgmt", "POST", "/v1/collections/col_a/documents/.*", lambda r: httpx.Response(
+        400, json={"code": "Client specified an invalid argument", "error": "Unknown field content_sha256"}))
+    assert outcomes(run()) == {"d1": "failed"}
+    assert world.records["d1"]["dateiStatus"] == "Fehler"
+    assert outcomes(run()) == {"d1": "synced"}
+
+
+def test_a_listing_refused_for_a_data_reason_is_a_setup_problem(world: World, run: RunFn) -> None:
+    world.add_doc("d1")
+    world.fail("espo", "GET", "Document", lambda r: httpx.Response(
+        403, headers={"X-Status-Reason": "Max size should not exceed 20. Use offset and limit."}))
+    summary = run()
+    assert summary.exit_code == 2 and "Max size should not exceed 20" in str(summary.fatal)
+    assert world.writes() == []
+
+
+def test_a_403_with_an_acl_reason_is_an_auth_failure(world: World, run: RunFn) -> None:
+    world.add_doc("d1")
+    world.fail("espo", "GET", "Document/d1/accounts", lambda r: httpx.Response(
+        403, headers={"X-Status-Reason": "No read access."}))
+    summary = run()
+    assert summary.exit_code == 3 and isinstance(summary.fatal, AuthError)
+
+
+def test_missing_required_fields_stop_the_run_before_any_write(world: World, run: RunFn) -> None:
+    del world.fields["xaiSyncedHash"]
+    world.fields["xaiSyncStatus"] = {"type": "enum", "options": ["synced", "failed"]}
+    world.add_doc("d1")
+    summary = run()
+    assert summary.exit_code == 2 and world.writes() == []
+    text = str(summary.fatal)
+    assert "xaiSyncedHash" in text and "'syncing'" in text
+
+
+def test_a_missing_preview_field_matters_only_when_previews_are_made(world: World, run: RunFn,
+                                                                     tmp_path: Path) -> None:
+    del world.fields["preview"]
+    world.add_doc("d1")
+    assert outcomes(run()) == {"d1": "synced"}  # this run makes no previews (previews=None)
+
+    class Never:
+        def render(self, source: Path, filename: str) -> bytes:
+            raise AssertionError("no render: the run must stop before any work")
+
+    with open_services(load_settings(None, env={
+            "ESPOCRM_URL": CRM, "ESPOCRM_API_KEY": ESPO_KEY, "XAI_API_KEY": XAI_KEY, "XAI_MANAGEMENT_KEY": MGMT_KEY,
+            "XAI_API_URL": FILES, "XAI_MANAGEMENT_URL": MGMT}), world.transports()) as services:
+        state = StateStore(tmp_path / "other-state")
+        engine = Engine(services.espo, services.xai, state, NoLocks(), EngineSettings(temp_dir=tmp_path),
+                        previews=Never())
+        summary = engine.run(RunOptions(ids=frozenset({"d1"})))
+        state.close()
+    assert summary.exit_code == 2 and "preview" in str(summary.fatal)
+
+
+def test_the_page_cap_of_app_user_is_the_listing_page_size(world: World, run: RunFn) -> None:
+    # contract espocrm.md §10.4
+    world.page_cap = 2
+    for n in range(5):
+        world.add_doc(f"d{n}")
+    assert len(run().results) == 5
+    assert set(world.list_sizes) == {2} and len(world.list_sizes) == 3
+
+
+def test_a_validation_failure_of_the_write_back_stops_the_run_and_leaves_nothing_behind(
+        world: World, run: RunFn) -> None:
+    # contract espocrm.md §10.1: a 400 `valid` on docsync's own write is a setup problem, not the document's
+    world.add_doc("d1")
+    world.add_doc("d2")
+    world.fail("espo", "PUT", "Document/d1", lambda r: httpx.Response(400, headers={
+        "X-Status-Reason": "Field validation failure; entityType: Document, field: xaiCollections, type: valid."}))
+    summary = run()
+    assert summary.exit_code == 2
+    assert "xaiCollections" in str(summary.fatal) and "['col_a']" in str(summary.fatal)
+    assert world.records["d1"]["dateiStatus"] == "Neu"  # keeps its status, not "Fehler"
+    assert world.files == {} and world.collections["col_a"]["docs"] == {}  # the upload was taken back out
+    assert world.requests("espo", "PUT", "Document/d2") == []  # the run stopped
+
+
+def test_retry_failed_retries_documents_an_older_version_marked_permanently(world: World, run: RunFn,
+                                                                           tmp_path: Path) -> None:
+    world.add_doc("d1", dateiStatus="Fehler", xaiSyncError="Field validation failure; ... xaiSyncStatus")
+    world.add_doc("d2", dateiStatus="Fehler")
+    from docsync_cli.model import LocalRecord
+
+    state = StateStore(tmp_path / "state")
+    for doc_id in ("d1", "d2"):
+        state.save(LocalRecord(doc_id, f"att-{doc_id}", None, None, None, (), world.records[doc_id]["modifiedAt"],
+                               failure_code="rejected"))
+    state.close()
+    summary = run()
+    assert summary.results == [] and summary.plan is not None and len(summary.plan.held_back) == 2
+    assert outcomes(run(RunOptions(retry_failed=True))) == {"d1": "synced", "d2": "synced"}
 
 
 # -- ambiguity and concurrent edits --------------------------------------------------------------------
@@ -521,11 +692,31 @@ def test_user_edit_during_the_sync_defers_the_write_back(world: World, run: RunF
 
 
 def test_conflict_on_the_write_back_defers(world: World, run: RunFn) -> None:
-    world.add_doc("d1")
+    world.add_doc("d1", xaiSyncStatus="failed")
     world.fail("espo", "PUT", "Document/d1", lambda r: None)  # the syncing mark goes through
     world.fail("espo", "PUT", "Document/d1", lambda r: httpx.Response(409, headers={"X-Status-Reason": "modified"}))
     assert outcomes(run()) == {"d1": "deferred"}
     assert world.records["d1"]["dateiStatus"] == "Neu"
+
+
+def test_a_file_replaced_just_before_the_write_back_is_caught_by_the_file_id(world: World, run: RunFn) -> None:
+    # contract espocrm.md §10.9: the write-back carries the fileId docsync worked on; EspoCRM refuses it (the
+    # old attachment is gone) and the new upload is taken back out; the next run picks the new file up
+    world.add_doc("d1", b"first attachment")
+
+    def replaced(request: httpx.Request) -> httpx.Response:
+        world.attachments["att-new"] = b"second attachment"
+        world.records["d1"].update(fileId="att-new", modifiedAt=world.tick())
+        return httpx.Response(403, headers={"X-Status-Reason": "Can't relate with non-existing record. entity type: "
+                                                               "Document, link: file."})
+
+    world.fail("espo", "PUT", "Document/d1", replaced)
+    assert outcomes(run()) == {"d1": "deferred"}
+    assert world.requests("espo", "PUT", "Document/d1")[0].body["fileId"] == "att-d1"
+    assert world.files == {}  # the upload of the replaced content was rolled back
+    assert world.records["d1"]["fileId"] == "att-new" and world.records["d1"]["dateiStatus"] == "Neu"
+    assert outcomes(run()) == {"d1": "synced"}
+    assert world.records["d1"]["sha"] == sha256(b"second attachment")
 
 
 # -- secrets -------------------------------------------------------------------------------------------
@@ -540,7 +731,7 @@ def test_no_key_appears_in_results_or_crm_errors(world: World, run: RunFn) -> No
     world.processing = ("DOCUMENT_STATUS_FAILED", "bad pdf")
     world.fail("files", "POST", "/v1/files", lambda r: None)
     world.fail("files", "POST", "/v1/files", lambda r: httpx.Response(
-        400, json={"code": "Client specified an invalid argument", "error": "Incorrect API key provided: xa***02."}))
+        400, json={"code": "Client specified an invalid argument", "error": "Unsupported file format"}))
     world.fail("files", "POST", "/v1/files", lambda r: httpx.Response(401))
     summary = run()
     assert outcomes(summary) == {"d1": "failed", "d2": "failed", "d3": "failed", "d4": "deferred"}

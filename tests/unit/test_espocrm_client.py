@@ -311,3 +311,89 @@ def test_status_reason_header_becomes_the_error_detail(httpx_mock: HTTPXMock) ->
     httpx_mock.add_response(url=DOC_LIST, status_code=400, headers={"X-Status-Reason": "order value is bad."})
     with pytest.raises(RejectedError, match="order value is bad"):
         list(make_espo().iter_documents())
+
+
+# -- fidelity: the CRM's own definitions, errors by meaning (contract §10) ----------------------------------
+
+
+DESIGN_FIELDS = {
+    "cDateiStatus": {"type": "enum", "options": ["Neu", "Geändert", "Gesynct", "Fehler"]},
+    **{f"c{n}": {"type": "varchar", "maxLength": 100} for n in ("Md5", "Sha", "XaiFileId", "XaiSyncedHash")},
+    "cXaiCollections": {"type": "array"}, "cXaiSyncError": {"type": "text"},
+    "cXaiSyncStatus": {"type": "enum", "options": ["syncing", "synced", "failed"]},
+    "cPreview": {"type": "file"},
+}
+
+
+def test_learn_reads_the_fields_once_and_finds_c_prefixed_names_and_the_page_cap(httpx_mock: HTTPXMock) -> None:
+    # §10.1 options, §10.4 App/user settings.recordListMaxSizeLimit, §6.2 c-prefixed custom fields
+    httpx_mock.add_response(url=f"{API}/Metadata?key=entityDefs.Document.fields", json=DESIGN_FIELDS)
+    httpx_mock.add_response(url=f"{API}/App/user", json={"settings": {"recordListMaxSizeLimit": 50}})
+    espo = make_espo()
+    schema = espo.learn()
+    assert espo.learn() is schema and len(httpx_mock.get_requests()) == 2  # cached for the run
+    assert espo.f["dateiStatus"] == "cDateiStatus" and espo.preview_attr == "cPreviewId"
+    assert schema.preview_type == "file" and espo.page_size == 50 and schema.problems == ()
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -2, "list": [record("d1", cDateiStatus="Neu")]})
+    assert [d.datei_status for d in espo.iter_documents()] == ["Neu"]
+    assert search_params(httpx_mock.get_requests()[-1])["maxSize"] == 50
+
+
+def test_an_empty_metadata_answer_means_absent(httpx_mock: HTTPXMock) -> None:
+    # §10.2: 200 with an empty body for a missing key
+    httpx_mock.add_response(url=f"{API}/Metadata?key=entityDefs.Document.links.nope", content=b"")
+    assert make_espo().metadata("entityDefs.Document.links.nope") is None
+
+
+def test_update_never_sends_a_value_the_field_refuses(httpx_mock: HTTPXMock) -> None:
+    # §10.1: "pending" becomes "syncing" where it is not an option; "" and null are left out where "" is not one
+    espo = make_espo()  # not learned: the design document's options are assumed
+    httpx_mock.add_response(url=f"{API}/Document/d1", method="PUT", json=record("d1"))
+    espo.update("d1", {"xaiSyncStatus": "pending", "xaiSyncError": "", "dateiStatus": ""}, file_id="att-d1")
+    sent = httpx_mock.get_request()
+    assert sent is not None
+    assert json.loads(sent.content) == {"xaiSyncStatus": "syncing", "xaiSyncError": "", "fileId": "att-d1"}
+
+
+def test_a_validation_failure_of_docsyncs_write_is_a_setup_error_naming_field_and_value(
+        httpx_mock: HTTPXMock) -> None:
+    from docsync_cli.errors import SetupError
+
+    httpx_mock.add_response(url=f"{API}/Document/d1", method="PUT", status_code=400, headers={
+        "X-Status-Reason": "Field validation failure; entityType: Document, field: md5, type: maxLength."},
+        json={"messageTranslation": {"label": "validationFailure", "scope": None,
+                                     "data": {"field": "md5", "type": "maxLength"}}})
+    with pytest.raises(SetupError) as caught:
+        make_espo().update("d1", {"md5": "a" * 32})
+    assert caught.value.exit_code == 2 and "md5 = 'aaaa" in str(caught.value) and "maxLength" in str(caught.value)
+
+
+@pytest.mark.parametrize(("reason", "auth"), [
+    ("", True), ("No read access.", True), ("No edit access.", True),
+    ("Field 'preview' does not exist.", False), ("Not allowed file type.", False),
+    ("Max size should not exceed 100. Use offset and limit.", False),
+    ("No access to field 'xaiSyncError'.", False),
+])
+def test_a_403_is_classified_by_its_reason(httpx_mock: HTTPXMock, reason: str, auth: bool) -> None:
+    # §10.3: a 403 with a data reason is a problem of that request; ACL reasons (or none) are auth failures
+    headers = {"X-Status-Reason": reason} if reason else {}
+    httpx_mock.add_response(url=f"{API}/Document/d1", status_code=403, headers=headers)
+    with pytest.raises(AuthError if auth else RejectedError):
+        make_espo().get_document("d1")
+
+
+def test_a_replaced_file_refusing_the_write_back_is_a_conflict(httpx_mock: HTTPXMock) -> None:
+    # §10.9: the fileId docsync worked on no longer exists
+    httpx_mock.add_response(url=f"{API}/Document/d1", method="PUT", status_code=403, headers={
+        "X-Status-Reason": "Can't relate with non-existing record. entity type: Document, link: file."})
+    with pytest.raises(ConflictError):
+        make_espo().update("d1", {"md5": "a" * 32}, file_id="att-old")
+
+
+def test_a_user_without_edit_access_to_the_file_field_still_gets_its_write_back(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"{API}/Document/d1", method="PUT", status_code=403,
+                            headers={"X-Status-Reason": "No access to field 'file'."})
+    httpx_mock.add_response(url=f"{API}/Document/d1", method="PUT", json=record("d1"))
+    make_espo().update("d1", {"md5": "a" * 32}, file_id="att-d1")
+    first, second = httpx_mock.get_requests()
+    assert json.loads(first.content)["fileId"] == "att-d1" and json.loads(second.content) == {"md5": "a" * 32}

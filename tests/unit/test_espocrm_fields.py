@@ -14,6 +14,7 @@ from docsync_cli.espocrm_fields import (
     check_fields,
     entity_defs,
     i18n_labels,
+    inspect_fields,
 )
 
 LOGICAL = {name: name for name in REQUIRED_FIELDS}
@@ -100,16 +101,58 @@ def test_check_reports_every_missing_field_with_the_fix() -> None:
     assert all("docsync espocrm-fields" in problem for problem in problems)
 
 
-def test_check_suggests_the_c_prefix_when_names_were_not_configured() -> None:
-    problems = check_fields(live_metadata(PREFIXED), {})
-    assert len(problems) == len(REQUIRED_FIELDS)
-    assert 'espocrm.fields.dateiStatus = "cDateiStatus"' in problems[0]
+def test_c_prefixed_fields_are_found_without_a_mapping_and_said_so() -> None:
+    schema = inspect_fields(live_metadata(PREFIXED), {})
+    assert schema.problems == ()
+    assert schema.names == PREFIXED
+    assert len(schema.notes) == len(REQUIRED_FIELDS)
+    assert 'espocrm.fields.dateiStatus = "cDateiStatus"' in schema.notes[0]
+    # A name the admin configured is used as it is: no guessing behind it.
+    problems = check_fields(live_metadata(PREFIXED), {"dateiStatus": "statusDatei"})
+    assert len(problems) == 1 and "statusDatei (docsync's dateiStatus)" in problems[0]
+
+
+def design_doc_metadata() -> dict[str, Any]:
+    """The Document fields exactly as the design document defines them (the emulator's default profile)."""
+    from docsync_cli.sandbox.crm_profiles import DESIGN_DOC_FIELDS
+
+    return {"name": {"type": "varchar"}, **{n: {**d, "isCustom": True} for n, d in DESIGN_DOC_FIELDS.items()}}
+
+
+def test_check_passes_on_the_design_documents_own_fields_with_hints_for_extras() -> None:
+    schema = inspect_fields(design_doc_metadata(), LOGICAL)
+    assert schema.problems == ()
+    assert schema.options["xaiSyncStatus"] == ("syncing", "synced", "failed")
+    assert not schema.accepts("xaiSyncStatus", "pending") and not schema.accepts("xaiSyncStatus", "")
+    assert not schema.accepts("xaiSyncStatus", None) and schema.accepts("xaiSyncStatus", "syncing")
+    assert [hint for hint in schema.hints if "'pending'" in hint and "optional" in hint]
+
+
+def test_preview_may_be_a_file_field_but_not_a_text_field() -> None:
+    metadata = design_doc_metadata()
+    metadata["preview"] = {"type": "file"}
+    assert inspect_fields(metadata, LOGICAL).preview_type == "file"
+    metadata["preview"] = {"type": "varchar"}
+    assert "'image' or 'file'" in check_fields(metadata, LOGICAL)[0]
+
+
+def test_an_option_docsync_writes_missing_is_a_problem() -> None:
+    metadata = design_doc_metadata()
+    metadata["xaiSyncStatus"] = {"type": "enum", "options": ["synced", "failed"]}
+    problems = check_fields(metadata, LOGICAL)
+    assert len(problems) == 1 and "'syncing' that docsync writes" in problems[0]
+
+
+def test_unreadable_metadata_assumes_the_design_documents_options() -> None:
+    schema = inspect_fields(None, LOGICAL)
+    assert not schema.known and not schema.accepts("xaiSyncStatus", "pending")
+    assert schema.accepts("dateiStatus", "Gesynct") and not schema.accepts("dateiStatus", "")
 
 
 def test_check_reports_wrong_type_missing_option_short_varchar_and_read_only() -> None:
     metadata = live_metadata(PREFIXED)
     metadata["cMd5"] = {"type": "text"}
-    metadata["cDateiStatus"] = {"type": "enum", "options": ["", "Neu", "Gesynct"]}
+    metadata["cDateiStatus"] = {"type": "enum", "options": ["", "Neu", "Geändert"]}
     metadata["cSha"] = {"type": "varchar", "maxLength": 40}
     metadata["cXaiFileId"] = {"type": "varchar", "maxLength": 100, "readOnly": True}
     problems = check_fields(metadata, PREFIXED)
@@ -117,7 +160,7 @@ def test_check_reports_wrong_type_missing_option_short_varchar_and_read_only() -
     by_field = {problem.split()[2]: problem for problem in problems}
     assert "type 'text' but docsync needs 'varchar'" in by_field["cMd5"]
     assert "(docsync's md5)" in by_field["cMd5"]
-    assert "'Geändert', 'Fehler'" in by_field["cDateiStatus"]
+    assert "'Gesynct', 'Fehler'" in by_field["cDateiStatus"]
     assert "Entity Manager > Document > Fields" in by_field["cDateiStatus"]
     assert "set Max Length to 64" in by_field["cSha"]
     assert "read-only" in by_field["cXaiFileId"]

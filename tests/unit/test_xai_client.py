@@ -404,3 +404,20 @@ def test_search_without_collections_asks_nothing_and_a_bad_answer_is_rejected(ht
     httpx_mock.add_response(method="POST", url=f"{FILES}/v1/documents/search", json={"results": []})
     with pytest.raises(RejectedError):
         make_xai().search("x", [COL])
+
+
+@pytest.mark.parametrize(("status", "error", "auth"), [
+    (400, "Incorrect API key provided: xa***yz. You can obtain an API key from https://console.x.ai.", True),
+    (400, "Invalid purpose: banana", False),
+    (401, "The request does not have valid authentication credentials", True),
+    (403, "The caller does not have permission to execute the specified operation", True),
+])
+def test_errors_naming_the_api_key_are_auth_failures(httpx_mock: HTTPXMock, tmp_path: Path, status: int,
+                                                     error: str, auth: bool) -> None:
+    # xai.md §15: a wrong or revoked key is answered 400 "Incorrect API key provided"
+    httpx_mock.add_response(url=f"{FILES}/v1/files", method="POST", status_code=status,
+                            json={"code": "Client specified an invalid argument", "error": error})
+    source = tmp_path / "a.pdf"
+    source.write_bytes(b"%PDF-1.4")
+    with pytest.raises(AuthError if auth else RejectedError):
+        make_xai().upload(source, "crm-d1-00000000-a.pdf", "application/pdf")
