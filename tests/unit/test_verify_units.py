@@ -35,8 +35,9 @@ def test_verify_service_runs_verify_with_the_sync_units_user_and_sandbox() -> No
     # one service user for both units, so the shared StateDirectory= always has one owner
     assert one(directives, "Service", "User") == "docsync" and SERVICE.stem == "docsync"
     assert one(directives, "Service", "StateDirectory") == one(sync, "Service", "StateDirectory")
-    for key in ("Group", "RemoveIPC", "RestrictSUIDSGID", "ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges",
-                "CapabilityBoundingSet", "RestrictAddressFamilies", "SystemCallFilter", "UMask", "MemoryMax"):
+    for key in ("Group", "RemoveIPC", "RestrictSUIDSGID", "ProtectSystem", "ProtectHome", "PrivateTmp",
+                "NoNewPrivileges", "CapabilityBoundingSet", "RestrictAddressFamilies", "SystemCallFilter", "UMask",
+                "MemoryMax"):
         assert one(directives, "Service", key) == one(sync, "Service", key), key
 
 
