@@ -397,3 +397,33 @@ def test_a_user_without_edit_access_to_the_file_field_still_gets_its_write_back(
     make_espo().update("d1", {"md5": "a" * 32}, file_id="att-d1")
     first, second = httpx_mock.get_requests()
     assert json.loads(first.content)["fileId"] == "att-d1" and json.loads(second.content) == {"md5": "a" * 32}
+
+
+def test_learn_tolerates_espocrm_8_0_which_ignores_the_key(httpx_mock: HTTPXMock) -> None:
+    # §10.2: on 8.0 and 8.1 `key` is ignored and the whole tree comes back
+    httpx_mock.add_response(url=f"{API}/Metadata?key=entityDefs.Document.fields",
+                            json={"entityDefs": {"Document": {"fields": DESIGN_FIELDS}}, "scopes": {}})
+    httpx_mock.add_response(url=f"{API}/App/user", json={"user": {"id": "u"}})
+    espo = make_espo()
+    assert espo.learn().known and espo.f["xaiSyncStatus"] == "cXaiSyncStatus" and espo.page_size == 200
+
+
+def test_state_written_by_an_older_docsync_gains_the_pending_column(tmp_path: Any) -> None:
+    import sqlite3
+
+    from docsync_cli.model import LocalRecord
+    from docsync_cli.state import StateStore
+
+    tmp_path.mkdir(exist_ok=True)
+    old = sqlite3.connect(tmp_path / "state.sqlite3")
+    old.execute("CREATE TABLE documents (doc_id TEXT PRIMARY KEY, file_id TEXT, sha256 TEXT, md5 TEXT, "
+                "xai_file_id TEXT, collections TEXT NOT NULL DEFAULT '[]', crm_modified_at TEXT, failure_code TEXT, "
+                "failure_transient INTEGER NOT NULL DEFAULT 0, preview_sha TEXT, updated REAL NOT NULL)")
+    old.execute("INSERT INTO documents VALUES ('d1', 'a1', NULL, NULL, NULL, '[]', NULL, NULL, 0, NULL, 0)")
+    old.commit()
+    old.close()
+    state = StateStore(tmp_path)
+    assert state.record("d1") == LocalRecord("d1", "a1", None, None, None, (), None)
+    state.save(LocalRecord("d2", "a2", None, None, None, (), None, pending=True))
+    assert state.record("d2") is not None and state.record("d2").pending  # type: ignore[union-attr]
+    state.close()
