@@ -78,6 +78,22 @@ def test_fehler_permanent_waits_while_document_unchanged() -> None:
     assert why_work(doc, failed_local(doc), full=False, explicit=False) is None
 
 
+def test_fehler_permanent_is_retried_with_retry_failed() -> None:
+    doc = synced_doc(datei_status="Fehler")
+    reason = why_work(doc, failed_local(doc), full=False, explicit=False, retry_failed=True)
+    assert reason is not None and "--retry-failed" in reason
+    planned = plan_run([doc], {doc.id: failed_local(doc)}, retry_failed=True)
+    assert [item.doc.id for item in planned.work] == [doc.id] and planned.held_back == ()
+    assert plan_run([doc], {doc.id: failed_local(doc)}).held_back[0].reason.endswith("--retry-failed")
+
+
+def test_a_document_this_host_left_indexing_is_finished_even_if_the_crm_says_syncing() -> None:
+    # the design document's xaiSyncStatus has no "pending": the CRM shows "syncing", this host knows better
+    doc = synced_doc(xai_sync_status="syncing")
+    reason = why_work(doc, local_for(doc, pending=True), full=False, explicit=False)
+    assert reason is not None and "still indexing" in reason
+
+
 def test_fehler_permanent_is_retried_once_the_document_changed() -> None:
     doc = synced_doc(datei_status="Fehler")
     local = failed_local(doc, crm_modified_at="2025-02-01 00:00:00")
