@@ -236,3 +236,13 @@ def test_a_state_dir_left_by_root_names_the_owner_and_the_chown(install: Install
     assert check.returncode == 2, check.stdout
     assert f"✗ state directory {left_by_root}" in check.stdout and fix in check.stdout, check.stdout
     assert "Traceback" not in sync.stderr + check.stdout  # advice, not a crash
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can write another user's state directory")
+def test_root_running_on_the_service_users_state_dir_is_warned(install: Install,
+                                                               service_env: dict[str, str]) -> None:
+    """The old docs' `docsync sync --dry-run` as root: it works, but says whose directory it is and how to run."""
+    done = subprocess.run(["env", *(f"{k}={v}" for k, v in (install.env | service_env).items()), str(install.docsync),
+                           "sync", "--dry-run"], capture_output=True, text=True, timeout=300, cwd="/", check=False)
+    assert done.returncode in (0, 1), done.stderr
+    assert f"belongs to {install.user}" in done.stderr and f"runuser -u {install.user} -- docsync" in done.stderr
