@@ -339,19 +339,27 @@ def default_config_path(env: Mapping[str, str]) -> Path:
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
     """``$DOCSYNC_STATE_DIR``; else systemd's ``$STATE_DIRECTORY`` (``StateDirectory=``); else
-    ``/var/lib/docsync`` for root; else ``$XDG_STATE_HOME/docsync`` or ``~/.local/state/docsync``."""
+    ``/var/lib/docsync`` for root and for the user owning it (the service user of a system install); else
+    ``$XDG_STATE_HOME/docsync`` or ``~/.local/state/docsync``."""
     named = env.get("DOCSYNC_STATE_DIR")
     if named:
         return _expand_home(named, env)
     systemd = env.get("STATE_DIRECTORY", "").split(":")[0]
     if systemd and Path(systemd).is_absolute():
         return Path(systemd)
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 or _owned_by_me(ROOT_STATE_DIR):
         return ROOT_STATE_DIR
     xdg = env.get("XDG_STATE_HOME")
     if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore relative values
         return Path(xdg) / "docsync"
     return _home(env) / ".local" / "state" / "docsync"
+
+
+def _owned_by_me(path: Path) -> bool:
+    try:
+        return path.stat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def _home(env: Mapping[str, str]) -> Path:

@@ -91,8 +91,10 @@ def run_checks(config_path: Path | None, console: Any) -> int:
         report.bad("services", str(exc), "check the URLs and keys in the configuration")
     _check_preview_tools(report, settings)
     _check_libreoffice_shared_cache(report)
-    _check_state_dir(report, settings)
-    _check_lock(report, settings)
+    if _check_state_dir(report, settings) or settings.lock.backend != "file":
+        _check_lock(report, settings)
+    else:
+        report.skip(f"lock backend ({settings.lock.backend})", "its lock files live in the state directory")
     report._print("All checks passed." if report.ok else "Some checks failed; see the fixes above.",
                   "bold green" if report.ok else "bold red")
     return 0 if report.ok else 3 if report.unreachable else 2
@@ -335,7 +337,8 @@ def _check_preview_tools(report: _Report, settings: Settings | None) -> None:
         report.warn("preview fonts", broken["fonts"])
 
 
-def _check_state_dir(report: _Report, settings: Settings) -> None:
+def _check_state_dir(report: _Report, settings: Settings) -> bool:
+    """True when the state directory is usable (exists and writable, or can be created)."""
     from .statedir import state_dir_problem, user_name
 
     state_dir = settings.state_dir
@@ -343,25 +346,27 @@ def _check_state_dir(report: _Report, settings: Settings) -> None:
     problem = state_dir_problem(state_dir)
     if problem is not None:
         detail, _, fix = problem.partition("; fix (as root): ")
-        report.bad(what, detail, f"as root: {fix}" if fix else "see above")
-        return
+        report.bad(what, detail.replace(f"the state directory {state_dir} ", ""), f"as root: {fix}" if fix else
+                   "see above")
+        return False
     if not state_dir.exists():
         report.good(what, "does not exist yet; the first run creates it")
-        return
+        return True
     try:
         with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".docsync-check-"):
             pass
     except OSError as exc:
         report.bad(what, f"not writable ({exc.strerror or exc})",
                    f"chown it to the user running docsync (uid {os.geteuid()}) and chmod 700 {state_dir}")
-        return
+        return False
     owner = state_dir.stat().st_uid
     if owner != os.geteuid():
         report.warn(what, f"writable, but owned by {user_name(owner)}: files this run creates would be "
                     f"{user_name(os.geteuid())}'s and could lock the owner out",
                     f"run docsync as {user_name(owner)} (e.g. runuser -u {user_name(owner)} -- docsync check)")
-        return
+        return True
     report.good(what, "writable")
+    return True
 
 
 def _check_libreoffice_shared_cache(report: _Report) -> None:

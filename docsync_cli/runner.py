@@ -8,6 +8,7 @@ releases everything. Printing and exit codes stay in ``cli.py``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -26,7 +27,9 @@ from .locks import Locks, make_locks
 from .model import DocResult, RunPlan
 from .services import engine_settings, open_services
 from .state import StateStore
-from .statedir import state_dir_problem
+from .statedir import foreign_owner_warning, state_dir_problem
+
+log = logging.getLogger("docsync.run")
 
 PREVIEW_OK = (None, "written", "unchanged", "off")
 
@@ -53,6 +56,9 @@ class SyncRun:
         problem = state_dir_problem(settings.state_dir)
         if problem is not None:
             raise LocalEnvironmentError(problem)
+        warning = foreign_owner_warning(settings.state_dir)
+        if warning is not None:
+            log.warning("%s", warning)
         locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds,
                            purpose="id" if self.options.ids else "sync")
         self._stack.callback(locks.close)

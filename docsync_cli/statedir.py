@@ -59,3 +59,18 @@ def state_dir_problem(state_dir: Path) -> str | None:
             owner = f"{user_name(info.st_uid)} (uid {info.st_uid})"
             return f"{entry} in the state directory is owned by {owner} and not writable for {who}; {fix}"
     return None
+
+
+def foreign_owner_warning(state_dir: Path) -> str | None:
+    """A warning when this process (root) may write a state directory that belongs to another user: the files it
+    creates would be root's and lock the owner (the service user) out."""
+    try:
+        owner = state_dir.stat().st_uid
+    except OSError:
+        return None
+    me = os.geteuid()
+    if owner == me or not os.access(state_dir, os.W_OK):
+        return None
+    name = user_name(owner)
+    return (f"the state directory {state_dir} belongs to {name}, but this run is {user_name(me)}'s: files it "
+            f"creates there would lock {name} out; run it as {name} (runuser -u {name} -- docsync ...)")

@@ -150,6 +150,7 @@ class OfficeConverter:
             child = ChildProcess(
                 [uno_python, str(BRIDGE_SCRIPT), soffice, str(self._profile / "profile"), str(self._memory)],
                 stderr=log.fileno(), env=env,
+                cwd=str(self._profile),  # soffice exits 2 at start in a working directory it cannot enter
             )
         finally:
             log.close()

@@ -44,10 +44,10 @@ class ChildProcess:
     """A child in its own process group, with deadline-bounded line and byte reads from its stdout."""
 
     def __init__(self, argv: list[str], *, env: dict[str, str] | None = None,
-                 stderr: int | None = subprocess.DEVNULL) -> None:
+                 stderr: int | None = subprocess.DEVNULL, cwd: str | None = None) -> None:
         self._buf = bytearray()
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=cwd,
             start_new_session=True, bufsize=0, close_fds=True,
         )
 

@@ -117,9 +117,12 @@ def test_an_unprivileged_users_docx_preview_works_after_root_made_previews(
     private.chmod(0o777)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(code), "HOME": "/nonexistent",
            "LANG": "C.UTF-8"}
+    # started from a directory the user cannot enter, like `runuser -u docsync -- docsync sync` typed in /root
+    closed = world_readable_dir / "closed"
+    closed.mkdir(mode=0o700)
     done = subprocess.run([*prefix, interpreter_for(prefix), "-c", RENDER, str(world_readable_dir / "contract.docx"),
-                           str(private / "libreoffice")], env=env, cwd=world_readable_dir, capture_output=True,
-                          timeout=180, check=False)
+                           str(private / "libreoffice")], env=env, cwd=closed if prefix else world_readable_dir,
+                          capture_output=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     assert decode(done.stdout).width > 16
 

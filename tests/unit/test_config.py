@@ -952,3 +952,20 @@ def test_example_config_is_valid_and_documents_every_setting(
     for name in names(Settings, ""):
         pattern = r"^\[\[collections\.links\]\]$" if name == "links" else rf"^#? ?{name} = "
         assert re.search(pattern, example, flags=re.MULTILINE), f"{name} not in config.example.toml"
+
+
+def test_state_dir_of_the_service_user_is_the_system_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The user owning /var/lib/docsync (created for it by `install -d -o docsync`) gets it by default, so an
+    admin's `runuser -u docsync -- docsync status` reads the same state as the timer's runs."""
+    from docsync_cli import config
+
+    system = tmp_path / "var-lib-docsync"
+    system.mkdir()
+    owner = system.stat().st_uid
+    monkeypatch.setattr(config, "ROOT_STATE_DIR", system)
+    monkeypatch.setattr(os, "geteuid", lambda: owner if owner != 0 else 4242)
+    if owner == 0:
+        os.chown(system, 4242, -1)
+    assert default_state_dir({"HOME": "/home/u"}) == system
+    monkeypatch.setattr(os, "geteuid", lambda: 4343)  # someone else: their own XDG state dir
+    assert default_state_dir({"HOME": "/home/u"}) == Path("/home/u/.local/state/docsync")

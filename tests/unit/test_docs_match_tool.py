@@ -43,15 +43,27 @@ def code_parts(path: Path) -> list[tuple[int, str, bool]]:
     lines = path.read_text(encoding="utf-8").splitlines()
     parts: list[tuple[int, str, bool]] = []
     fenced = False
+    paragraph: list[str] = []
+    start = 0
+
+    def flush() -> None:  # inline `spans` may wrap across the lines of a Markdown paragraph
+        parts.extend((start, span, True) for span in re.findall(r"`([^`]+)`", " ".join(paragraph)))
+        paragraph.clear()
+
     for number, line in enumerate(lines, start=1):
         if path.suffix == ".md":
             if line.lstrip().startswith("```"):
+                flush()
                 fenced = not fenced
                 continue
             if fenced:
                 parts.append((number, line.split(" #", 1)[0], True))
+            elif line.strip():
+                if not paragraph:
+                    start = number
+                paragraph.append(line.strip())
             else:
-                parts.extend((number, span, True) for span in re.findall(r"`([^`]+)`", line))
+                flush()
             continue
         parts.extend((number, span, True) for span in re.findall(r"`([^`]+)`", line))
         text = re.sub(r"`[^`]*`", " ", line)
@@ -63,6 +75,7 @@ def code_parts(path: Path) -> list[tuple[int, str, bool]]:
             parts.append((number, text.partition("=")[2], True))
         elif cron := CRON_LINE.match(text):
             parts.append((number, cron.group(1), True))
+    flush()
     return parts
 
 
