@@ -357,7 +357,8 @@ def _preview_service(settings: Settings) -> Any:
 
     limits = PreviewLimits(timeout_seconds=settings.preview.timeout_seconds,
                            memory_bytes=settings.preview.memory_mb * 1024 * 1024)
-    return PreviewService(limits, workers=1)
+    # LibreOffice (only for office formats without XML text, e.g. .doc) gets docsync's private profile root
+    return PreviewService(limits, workers=1, private_root=settings.state_dir / "libreoffice")
 
 
 def print_probe(result: DocumentProbe, resolver: Resolver, out: Any, top: int) -> None:
