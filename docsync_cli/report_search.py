@@ -26,7 +26,7 @@ from typing import Any
 
 from .config import Settings, redact
 from .errors import DocsyncError, NotFoundError, UsageError
-from .findability import CollectionProbe, document_phrase, probe
+from .findability import CollectionProbe, TextReader, document_phrase, probe
 from .model import CrmDocument, DateiStatus
 from .report_status import STATE_FILE, read_local_record, report_services
 from .services import Services
@@ -339,7 +339,7 @@ class DocumentProbe:
         return self.probed and all(c.found for c in self.collections)
 
 
-def probe_document(settings: Settings, services: Services, doc: CrmDocument, previews: object,
+def probe_document(settings: Settings, services: Services, doc: CrmDocument, previews: TextReader,
                    top: int) -> DocumentProbe:
     """Pick a phrase from ``doc``'s own text and search each of its collections for it."""
     collections = list(doc.xai_collections)
