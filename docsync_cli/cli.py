@@ -357,7 +357,8 @@ def explain(
 @app.command()
 def search(
     ctx: typer.Context,
-    query: Annotated[str, typer.Argument(help="What to search for (never logged: it can be client data).")],
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="What to search for (never logged: it can be "
+                                                                 "client data).")],
     account: Annotated[str | None, typer.Option("--account", help="Only this Account's collection.")] = None,
     collection: Annotated[str | None, typer.Option("--collection", help="Only this collection.")] = None,
     doc_id: Annotated[str | None, typer.Option("--id", help="Only the collections of this Document.")] = None,

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .errors import DocsyncError, NotFoundError, PreviewError, RunFatal
 from .hashing import FileTooLarge, HashingWriter, private_temp_file
@@ -89,17 +90,22 @@ class Phrase:
     reason: str = ""
 
 
-def document_phrase(services: Services, doc: CrmDocument, previews: object, max_bytes: int) -> Phrase:
+class TextReader(Protocol):
+    """What the probe needs of :class:`~.preview.PreviewService` (so this module imports without Pillow)."""
+
+    def text(self, source: Path, filename: str) -> str: ...
+
+
+def document_phrase(services: Services, doc: CrmDocument, previews: TextReader, max_bytes: int) -> Phrase:
     """Download ``doc``'s file and pick a phrase from its first text (see the module docstring).
 
-    ``previews`` is a :class:`~.preview.PreviewService` (typed loosely so this module imports without Pillow).
     Only run-fatal errors (authentication, an unreachable service) propagate; any other failure is the reason
     there is no phrase."""
     if not doc.file_id:
         return Phrase(None, "no file attached")
     try:
         with downloaded(services, doc, max_bytes) as path:
-            text: str = previews.text(path, doc.file_name or doc.name)  # type: ignore[attr-defined]
+            text = previews.text(path, doc.file_name or doc.name)
     except PreviewError as exc:
         return Phrase(None, f"cannot read its text: {exc} ({exc.code})")
     except RunFatal:

@@ -26,7 +26,7 @@ from typing import Any
 
 from .config import Settings, redact
 from .errors import DocsyncError, NotFoundError, UsageError
-from .findability import CollectionProbe, document_phrase, probe
+from .findability import CollectionProbe, TextReader, document_phrase, probe
 from .model import CrmDocument, DateiStatus
 from .report_status import STATE_FILE, read_local_record, report_services
 from .services import Services
@@ -339,7 +339,7 @@ class DocumentProbe:
         return self.probed and all(c.found for c in self.collections)
 
 
-def probe_document(settings: Settings, services: Services, doc: CrmDocument, previews: object,
+def probe_document(settings: Settings, services: Services, doc: CrmDocument, previews: TextReader,
                    top: int) -> DocumentProbe:
     """Pick a phrase from ``doc``'s own text and search each of its collections for it."""
     collections = list(doc.xai_collections)
@@ -357,7 +357,8 @@ def _preview_service(settings: Settings) -> Any:
 
     limits = PreviewLimits(timeout_seconds=settings.preview.timeout_seconds,
                            memory_bytes=settings.preview.memory_mb * 1024 * 1024)
-    return PreviewService(limits, workers=1)
+    # LibreOffice (only for office formats without XML text, e.g. .doc) gets docsync's private profile root
+    return PreviewService(limits, workers=1, private_root=settings.state_dir / "libreoffice")
 
 
 def print_probe(result: DocumentProbe, resolver: Resolver, out: Any, top: int) -> None:

@@ -146,6 +146,7 @@ def test_explain_probes_findability(env: Env) -> None:
     done = env.run("explain", "--id", doc["id"])
     assert done.returncode == 0, done.stderr
     assert f"{env.firm.collections['Müller GmbH']}: found (rank 1)" in done.stdout
+    assert "Huardest" in done.stdout and "Huardest" not in done.stderr  # the phrase is shown, never logged
     image = env.run("explain", "--id", env.firm.documents["Foto Zeuge"])
     assert "not probed: no text to search for" in image.stdout
     skipped = env.run("explain", "--id", doc["id"], "--no-probe")

@@ -48,3 +48,11 @@ def test_an_office_zip_bomb_is_refused(service: PreviewService, tmp_path: Path) 
     with pytest.raises(PreviewError) as err:
         service.text(path, "bomb.docx")
     assert err.value.code == "too_large"
+
+
+@pytest.mark.needs_soffice
+def test_other_office_formats_are_read_through_the_warm_libreoffice(service: PreviewService, tmp_path: Path) -> None:
+    path = tmp_path / "brief.rtf"
+    path.write_text(r"{\rtf1\ansi{\fonttbl\f0\fswiss Helvetica;}\f0\pard Mietminderung Schimmelbefall "
+                    r"Wohnzimmer\par}", encoding="ascii")
+    assert "Mietminderung Schimmelbefall" in service.text(path, "brief.rtf")
