@@ -45,6 +45,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from docsync_cli.errors import ConfigError
+from docsync_cli.secrets import register, scrub, variants
 
 __all__ = [
     "CollectionSettings",
@@ -383,24 +384,16 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 def redact(text: str, settings: Settings) -> str:
-    """``text`` with every secret value of ``settings`` replaced by ``***``."""
-    return _scrub(text, secret_values(settings))
+    """``text`` with every secret value of ``settings`` (and every echoed key) masked: ``secrets.scrub``."""
+    return scrub(text, secret_values(settings))
 
 
 def _variants(values: Iterable[str]) -> list[str]:
-    out: set[str] = set()
-    for value in values:
-        if value:
-            out.add(value)
-            out.add(urllib.parse.quote(value, safe=""))
-    return sorted(out, key=lambda v: (-len(v), v))
+    return variants(values)
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        if value:
-            text = text.replace(value, REDACTED)
-    return text
+    return scrub(text, secrets)
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -879,4 +872,5 @@ def load_settings(
     problems = list(_iter_problems(loader))
     if problems or settings is None:
         raise ConfigError(problems or ["configuration is invalid"])
+    register(secret_values(settings))  # from now on every scrub() in this process masks them
     return settings

@@ -21,6 +21,7 @@ import httpx
 from .errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError
 from .espocrm_fields import FieldSchema, inspect_fields
 from .model import CrmDocument, SyncStatus
+from .secrets import printable, scrub
 from .transport import ServiceClient, short
 
 log = logging.getLogger("docsync.espocrm")
@@ -284,7 +285,9 @@ class EspoClient:
         edit raises :class:`ConflictError`. ``file_id`` is sent as ``fileId`` (contract §10.9): if a person
         replaced the file meanwhile, EspoCRM refuses the write, which raises :class:`ConflictError` too.
         A validation failure (400) of docsync's own write is a :class:`SetupError` naming field and value."""
-        body = {self.f.get(key, key): value for key, value in self.writable(values).items()}
+        # The boundary: nothing docsync writes into the CRM carries a secret (xaiSyncError holds server text).
+        body = {self.f.get(key, key): scrub(value) if isinstance(value, str) else value
+                for key, value in self.writable(values).items()}
         if not body:
             return self.get_document(doc_id)
         if file_id is not None:
@@ -321,7 +324,8 @@ class EspoClient:
     def upload_preview(self, name: str, webp: bytes) -> str:
         """``POST Attachment`` for the Document's image field; returns the attachment id (contract §5.2)."""
         data_uri = "data:image/webp;base64," + base64.b64encode(webp).decode()
-        body = {"name": name, "type": "image/webp", "role": "Attachment", "relatedType": "Document",
+        body = {"name": printable(name) or "preview.webp",  # no CR/LF, NUL or bidi overrides in the name
+                "type": "image/webp", "role": "Attachment", "relatedType": "Document",
                 "field": self.f["preview"], "file": data_uri}
         # A lost answer leaves at most an unattached attachment, which EspoCRM's cleanup job removes.
         record = self.service.json("POST", "Attachment", json_body=body, safe_to_repeat=True)
@@ -349,10 +353,10 @@ class EspoClient:
         version = record.get("versionNumber")
         return CrmDocument(
             id=record["id"],
-            name=text("name") or "",
+            name=printable(text("name")),  # untrusted: no control characters, bidi overrides or NULs
             modified_at=text("modifiedAt") or "",
             file_id=text("fileId"),
-            file_name=text("fileName"),
+            file_name=printable(text("fileName")) or None,
             datei_status=text(self.f["dateiStatus"]),
             md5=text(self.f["md5"]),
             sha=text(self.f["sha"]),

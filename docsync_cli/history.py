@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import LocalEnvironmentError
+from .secrets import scrub
 
 FILE_NAME = "history.sqlite3"
 KEEP_RUNS = 1000
@@ -154,7 +155,7 @@ class History:
             json.dumps({str(key): int(value) for key, value in run.counts.items()}, sort_keys=True),
             run.host,
             int(run.pid),
-            run.error,
+            None if run.error is None else scrub(run.error),
         )
         with self._lock, self._transaction():
             self._db.execute(
@@ -191,7 +192,7 @@ class History:
             self._db.execute(
                 "INSERT INTO preview_errors (doc_id, reason, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (doc_id) DO UPDATE SET reason = excluded.reason, updated_at = excluded.updated_at",
-                (doc_id, reason, utc_timestamp()),
+                (doc_id, scrub(reason), utc_timestamp()),
             )
 
     def clear_preview_error(self, doc_id: str) -> None:

@@ -75,6 +75,7 @@ from urllib.parse import unquote, urlsplit
 import filelock
 
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
+from docsync_cli.secrets import scrub
 
 if TYPE_CHECKING:
     import redis
@@ -526,9 +527,7 @@ class RedisLocks:
     # -- helpers ------------------------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return scrub(text, self._secrets)
 
     def _describe(self, exc: BaseException) -> str:
         return self._scrub(f"{type(exc).__name__}: {exc}")

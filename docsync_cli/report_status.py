@@ -333,7 +333,9 @@ def _cell(text: str) -> Any:
     """A table cell shown literally (CRM names and error texts may contain ``[...]``, which rich reads as markup)."""
     from rich.text import Text
 
-    return Text(str(text))
+    from .secrets import printable, scrub
+
+    return Text(scrub(printable(str(text), 2000)))  # no terminal escapes, no secrets
 
 
 def _render_waiting(waiting: dict[str, Any], console: Any) -> None:
