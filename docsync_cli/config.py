@@ -252,6 +252,9 @@ class SyncSettings(_Model):
     max_delete_percent: Annotated[float, Field(ge=0, le=100)] = 50.0
     request_deadline_seconds: Annotated[float, Field(gt=0)] = 300.0
     max_attempts: Annotated[int, Field(ge=1)] = 5
+    # Who owns the files docsync uploads; None = generated once into the state dir. Set the same value on every
+    # host of one installation (they share one CRM); never on two installations (staging and production).
+    installation_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{3,63}$")] = None
 
 
 class PreviewSettings(_Model):

@@ -15,6 +15,7 @@ import re
 import threading
 from collections.abc import Generator, Iterator, Mapping
 from typing import IO, Any
+from urllib.parse import quote
 
 import httpx
 
@@ -193,7 +194,7 @@ class EspoClient:
             last_id = str(records[-1]["id"])
 
     def get_document(self, doc_id: str) -> CrmDocument:
-        return self.to_document(self.service.json("GET", f"Document/{doc_id}"))
+        return self.to_document(self.service.json("GET", f"Document/{quote(doc_id, safe='')}"))
 
     def document_at(self, where: list[dict[str, Any]], offset: int) -> CrmDocument | None:
         """The document at ``offset`` (ordered by id) among those matching ``where``; None past the end.
@@ -241,24 +242,30 @@ class EspoClient:
 
     def related_values(self, doc_id: str, link: str, field: str) -> list[str]:
         """The non-empty values of ``field`` on every record linked to the document through ``link``."""
-        values: list[str] = []
+        return [value for value, _ in self.related(doc_id, link, field)]
+
+    def related(self, doc_id: str, link: str, field: str) -> list[tuple[str, str]]:
+        """(value, "<link> '<name>' (<id>)") for the non-empty ``field`` of every record linked through ``link``:
+        the value and, for messages, which record holds it."""
+        values: list[tuple[str, str]] = []
         offset = 0
         while True:
-            page = self.service.json("GET", f"Document/{doc_id}/{link}",
-                                     params={"select": f"id,{field}", "maxSize": self.page_size,
+            page = self.service.json("GET", f"Document/{quote(doc_id, safe='')}/{link}",
+                                     params={"select": f"id,name,{field}", "maxSize": self.page_size,
                                              "offset": offset})
             records = _list_of(page, f"Document/{{id}}/{link} list")
             for record in records:
                 value = record.get(field)
                 if isinstance(value, str) and value.strip():
-                    values.append(value.strip())
+                    label = f"{link} '{printable(str(record.get('name') or ''), 80)}' ({record.get('id')})"
+                    values.append((value.strip(), label))
             offset += len(records)
             total = page.get("total")
             if len(records) < self.page_size or (isinstance(total, int) and total >= 0 and offset >= total):
                 return values
 
     def download(self, file_id: str, sink: IO[bytes], rewind: Any = None) -> None:
-        self.service.call("GET", f"Attachment/file/{file_id}", sink=sink, rewind=rewind,
+        self.service.call("GET", f"Attachment/file/{quote(file_id, safe='')}", sink=sink, rewind=rewind,
                           headers={"Accept": "*/*"})
 
     def metadata(self, key: str) -> Any:
@@ -295,7 +302,7 @@ class EspoClient:
         headers = {"X-Version-Number": str(version)} if version is not None else None
         try:
             try:
-                record = self.service.json("PUT", f"Document/{doc_id}", json_body=body, headers=headers)
+                record = self.service.json("PUT", f"Document/{quote(doc_id, safe='')}", json_body=body, headers=headers)
             except RejectedError as exc:
                 if not (exc.status == 403 and "fileId" in body and "field 'file'" in exc.detail):
                     raise
@@ -303,7 +310,7 @@ class EspoClient:
                 log.warning("EspoCRM refused docsync's fileId check (%s); give the API user edit access to the "
                             "Document file field so a file replaced during a sync is caught", exc.detail)
                 del body["fileId"]
-                record = self.service.json("PUT", f"Document/{doc_id}", json_body=body, headers=headers)
+                record = self.service.json("PUT", f"Document/{quote(doc_id, safe='')}", json_body=body, headers=headers)
         except RejectedError as exc:
             if exc.status == 403 and file_id is not None and "non-existing record" in exc.detail:
                 raise ConflictError("espocrm", "PUT", f"Document/{doc_id}", 403,
@@ -318,7 +325,7 @@ class EspoClient:
                     "Document > Fields), then run `docsync check`; the document keeps its status") from exc
             raise
         if not isinstance(record, dict):
-            raise RejectedError("espocrm", "PUT", f"Document/{doc_id}", 200, "answer is not a record")
+            raise RejectedError("espocrm", "PUT", "Document/{id}", 200, "answer is not a record")
         return self.to_document(record)
 
     def upload_preview(self, name: str, webp: bytes) -> str:

@@ -275,6 +275,9 @@ def _private_dir(path: Path) -> None:
 
 def _private_file(path: Path) -> None:
     """Create ``path`` as ``0600`` whatever the umask (create, then chmod), and tighten it if it is looser."""
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    if stat.S_IMODE(path.stat().st_mode) != 0o600:
-        os.chmod(path, 0o600)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)  # never via a symlink
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)

@@ -60,7 +60,7 @@ class SyncRun:
         self._stack.callback(locks.release_run)
         self.locks = locks
         try:
-            self.state = StateStore(settings.state_dir)
+            self.state = StateStore(settings.state_dir, settings.sync.installation_id)
             self._stack.callback(self.state.close)
             self.history = History(settings.state_dir)
             self._stack.callback(self.history.close)

@@ -108,7 +108,7 @@ def run_engine(
     from docsync_cli.state import StateStore
 
     settings = load_settings(None, env=cli_env(sandbox, state_dir))
-    state = StateStore(settings.state_dir)
+    state = StateStore(settings.state_dir, settings.sync.installation_id)
     try:
         with open_services(settings) as services:
             engine = Engine(
