@@ -685,6 +685,13 @@ class _Loader:
         where = f"{_render(spec.path)} ({origin})"
         try:
             with open(path, "rb") as handle:
+                mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+                if must_exist and mode & 0o077:
+                    # Like a TOML file holding keys: a key file others can read is refused (systemd credentials
+                    # are private to the service by construction).
+                    self._secret_problem(spec, f"{where}: {path} holds a key but is readable by other users "
+                                               f"(mode {mode:04o}); run: chmod 600 {path}")
+                    return
                 raw = handle.read(_MAX_SECRET_FILE_BYTES + 1)
         except FileNotFoundError:
             if must_exist:

@@ -176,6 +176,10 @@ class Engine:
 
     def plan(self, options: RunOptions, summary: RunSummary) -> tuple[RunPlan, list[CrmDocument]]:
         docs = self.gather(options)
+        for missing in sorted((options.ids or frozenset()) - {doc.id for doc in docs}):
+            # Asked for by id but not there: a failure of the run (exit 1) that names it.
+            summary.results.append(DocResult(missing, "", "failed", detail="no such document in EspoCRM",
+                                             error_code="not_found"))
         local = self.state.records()
         remote: list[RemoteMember] | None = None
         if options.full and options.ids is None:

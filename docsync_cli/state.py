@@ -71,6 +71,18 @@ def private_file(path: Path) -> None:
         os.close(fd)
 
 
+def peek_installation_id(state_dir: Path, configured: str | None = None) -> str | None:
+    """The installation id without creating one (None: no run made it yet)."""
+    if configured:
+        return configured
+    if not (state_dir / INSTALLATION_FILE).is_file():
+        return None
+    try:
+        return installation_id(state_dir)
+    except OSError:
+        return None
+
+
 def installation_id(state_dir: Path, configured: str | None = None) -> str:
     """This installation's id: ``configured`` if given, else the one stored in the state dir (made once)."""
     if configured:
