@@ -742,6 +742,24 @@ def test_no_key_appears_in_results_or_crm_errors(world: World, run: RunFn) -> No
         assert all(key not in text for text in texts)
 
 
+def test_an_unexpected_exception_fails_only_its_document(world: World, run: RunFn,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    world.add_doc("d1")
+    world.add_doc("d2")
+
+    def bug(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug in one code path")
+
+    world.fail("espo", "GET", "Document/d1/accounts", bug)
+    with caplog.at_level("INFO", logger="docsync.engine"):
+        summary = run()
+    assert outcomes(summary) == {"d1": "failed", "d2": "synced"} and summary.exit_code == 1
+    failed = summary.results[0] if summary.results[0].doc_id == "d1" else summary.results[1]
+    assert failed.error_code == "internal_error" and "RuntimeError" in failed.detail
+    assert world.records["d1"]["dateiStatus"] == "Fehler" and "RuntimeError" in world.records["d1"]["xaiSyncError"]
+    assert any(r.exc_info for r in caplog.records), "the traceback is logged (shown at -v)"
+
+
 def test_replaced_file_during_the_sync_rolls_the_new_upload_back(world: World, run: RunFn) -> None:
     world.add_doc("d1", b"first attachment")
 
