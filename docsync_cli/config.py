@@ -686,11 +686,11 @@ class _Loader:
         try:
             with open(path, "rb") as handle:
                 mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
-                if must_exist and mode & 0o077:
-                    # Like a TOML file holding keys: a key file others can read is refused (systemd credentials
-                    # are private to the service by construction).
+                if must_exist and mode & 0o007:
+                    # Like a TOML file holding keys: a key file every user can read is refused. Group access is
+                    # fine (the documented root:docsync 0640 setup); systemd credentials are private anyway.
                     self._secret_problem(spec, f"{where}: {path} holds a key but is readable by other users "
-                                               f"(mode {mode:04o}); run: chmod 600 {path}")
+                                               f"(mode {mode:04o}); run: chmod o-rwx {path} (or chmod 600)")
                     return
                 raw = handle.read(_MAX_SECRET_FILE_BYTES + 1)
         except FileNotFoundError:

@@ -177,9 +177,11 @@ class XaiClient:
         return True
 
     def file_name(self, file_id: str) -> str | None:
-        """The file's name (``GET /v1/files/{id}``), or None when it does not exist."""
+        """The file's name (``GET /v1/files/{id}``), or None when it does not exist (or is no file id)."""
+        if not is_service_id(file_id):
+            return None
         try:
-            answer = self.files.json("GET", f"/v1/files/{file_id}")
+            answer = self.files.json("GET", f"/v1/files/{segment(file_id)}")
         except NotFoundError:
             return None
         name = answer.get("filename") if isinstance(answer, dict) else None

@@ -148,9 +148,9 @@ def test_a_key_file_readable_by_others_is_refused_like_the_toml_file(tmp_path: P
            "XAI_API_KEY_FILE": str(key_file), "XAI_MANAGEMENT_KEY": "k-mgmt-1", "DOCSYNC_STATE_DIR": str(tmp_path)}
     with pytest.raises(ConfigError) as excinfo:
         load_settings(None, env=env)
-    assert any("readable by other users" in p and "chmod 600" in p for p in excinfo.value.problems)
+    assert any("readable by other users" in p and "chmod o-rwx" in p for p in excinfo.value.problems)
     assert KEY not in str(excinfo.value)
-    key_file.chmod(0o600)
+    key_file.chmod(0o640)  # docs/scheduling.md: root:docsync 0640
     assert load_settings(None, env=env).xai.api_key.get_secret_value() == KEY
 
 
