@@ -312,7 +312,8 @@ class DocumentReconciler:
                                              "bad_link") from exc
             for value, source in linked:
                 if not is_service_id(value):
-                    raise PermanentDocumentError(
+                    # Transient: the fix is made on the linked record, so the next plain run tries again.
+                    raise TransientDocumentError(
                         f"{source} has {rule.field} = {printable(value, 80)!r}, which is not an xAI collection id; "
                         "fix it in EspoCRM", "bad_collection_id")
                 sources.setdefault(value, source)

@@ -158,6 +158,10 @@ def test_crm_values_cannot_steer_requests_into_other_paths(sandbox: Sandbox, tmp
     assert "xaiCollections" in errors[docs[0]] and "not an xAI collection id" in errors[docs[0]]
     assert "xaiFileId" in errors[docs[1]]
     assert "Tippfehler GmbH" in errors[docs[2]] and "../collections/x" in errors[docs[2]]
+    # fixed on the account, the document heals on the next plain run
+    sandbox.espo.set_account_collection(account, collections[1])
+    run_engine(sandbox, tmp_path / "state", full=False)
+    assert sandbox.espo.document(docs[2])["dateiStatus"] == "Gesynct"
 
 
 # -- 5. superseded versions ----------------------------------------------------------------------------------
