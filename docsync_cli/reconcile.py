@@ -187,6 +187,7 @@ class DocumentReconciler:
             self._fail(doc, result, PermanentDocumentError(
                 f"unexpected error ({type(exc).__name__}: {printable(str(exc), 200)}); see the log with -v",
                 "internal_error"))
+        self._sources.pop(doc.id, None)
         self._watch_outage(result)
         log.info("%s %s: %s%s", doc.id, result.outcome, result.detail,
                  f" [{', '.join(result.actions)}]" if result.actions else "")

@@ -27,7 +27,7 @@ from .history import History, RunRecord, parse_timestamp
 from .locks import Locks, make_locks
 from .model import DocResult, RunPlan
 from .services import engine_settings, open_services
-from .state import StateStore
+from .state import StateStore, installation_id
 from .statedir import state_dir_problem
 
 PREVIEW_OK = (None, "written", "unchanged", "off")
@@ -64,7 +64,14 @@ class SyncRun:
         self.locks = locks
         try:
             self._private_temp()
-            self.state = StateStore(settings.state_dir, settings.sync.installation_id)
+            # Configured, else shared through the lock backend (hosts on one Redis are one installation), else
+            # the one in the state dir (made on the first run).
+            try:
+                own = settings.sync.installation_id or installation_id(settings.state_dir)
+            except OSError as exc:
+                raise LocalEnvironmentError(f"cannot read the installation id in {settings.state_dir}: {exc}") from exc
+            chosen = settings.sync.installation_id or locks.installation_id(own)
+            self.state = StateStore(settings.state_dir, chosen)
             self._stack.callback(self.state.close)
             self.history = History(settings.state_dir)
             self._stack.callback(self.history.close)

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS cleanups (
 CREATE TABLE IF NOT EXISTS owned (
     file_id TEXT PRIMARY KEY, doc_id TEXT NOT NULL, sha256 TEXT, recorded REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS owned_by_doc ON owned (doc_id);
 CREATE TABLE IF NOT EXISTS uploads (
     doc_id TEXT NOT NULL, sha256 TEXT NOT NULL, name TEXT NOT NULL, xai_file_id TEXT,
     started REAL NOT NULL, PRIMARY KEY (doc_id, sha256)
