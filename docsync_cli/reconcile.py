@@ -346,8 +346,16 @@ class DocumentReconciler:
             log.info("%s: xaiFileId %s is not this installation's upload for this document; it gets its own",
                      doc.id, file_id)
             return None
-        unmarked = frozenset(c for c, f in fields.items() if f.get("installation_id") != self.installation
-                             or f.get("crm_document_id") != doc.id)
+        def added_by_docsync(values: dict[str, Any]) -> bool:
+            return values.get("crm_document_id") == doc.id and (
+                values.get("installation_id") == self.installation
+                or (not values.get("installation_id") and values.get("managed_by") == MANAGED_BY))
+
+        # A membership docsync did not make (a person put the file into their own collection) is not docsync's
+        # to undo: only required collections and docsync's own memberships count.
+        statuses = {c: s for c, s in statuses.items() if c in required or added_by_docsync(fields[c])}
+        unmarked = frozenset(c for c in statuses if fields[c].get("installation_id") != self.installation
+                             or fields[c].get("crm_document_id") != doc.id)
         return Membership(file_id, statuses, unmarked)
 
     def _owns(self, file_id: str, doc: CrmDocument, fields: dict[str, dict[str, Any]],

@@ -133,6 +133,22 @@ def test_a_foreign_file_named_in_xai_file_id_is_neither_reused_nor_deleted(sandb
     assert foreign in sandbox.xai.files() and foreign in members(sandbox, collections[0])
 
 
+def test_a_persons_own_use_of_docsyncs_file_in_their_collection_is_left_alone(sandbox: Sandbox,
+                                                                             tmp_path: Path) -> None:
+    collections, docs = seed(sandbox, 1, accounts=1)
+    synced(sandbox, tmp_path / "state")
+    file_id = sandbox.espo.document(docs[0])["xaiFileId"]
+    reading_list = sandbox.xai.create_collection("Leseliste (von Hand)")
+    sandbox.xai.add_member_by_hand(reading_list, file_id)
+    sandbox.espo.user_update(docs[0], xaiCollections=[collections[0], reading_list])  # and the CRM names it
+    assert run_engine(sandbox, tmp_path / "state", full=True).exit_code == 0
+    assert members(sandbox, reading_list) == {file_id}, "docsync undid a membership it did not make"
+    record = sandbox.espo.document(docs[0])
+    assert (record["dateiStatus"], record["xaiFileId"], record["xaiCollections"]) == (
+        "Gesynct", file_id, [collections[0]])  # the CRM is corrected, the person's list stays
+    assert file_id in members(sandbox, collections[0])
+
+
 # -- 3. CRM values never steer a request elsewhere -----------------------------------------------------------
 
 
