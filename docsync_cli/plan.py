@@ -128,12 +128,16 @@ def plan_run(
 def plan_superseded(docs: list[CrmDocument], remote: list[RemoteMember], working: frozenset[str]
                     ) -> tuple[Deletion, ...]:
     """Managed files the CRM no longer points at (leftovers of a crash or of a failed cleanup), except files of
-    documents this run is about to work on (their turn decides)."""
+    documents this run is about to work on (their turn decides). Only when the document points at nothing or at
+    another file of this installation (its replacement is in place): a value somebody typed into ``xaiFileId``
+    never costs the document its searchable file."""
     current = {doc.id: doc.xai_file_id for doc in docs}
+    ours = {m.file_id for m in remote}
     return tuple(Deletion(m, "superseded: its EspoCRM document points at another file")
                  for m in remote
                  if m.crm_document_id in current and m.crm_document_id not in working
-                 and current[m.crm_document_id] != m.file_id)
+                 and current[m.crm_document_id] != m.file_id
+                 and (not current[m.crm_document_id] or current[m.crm_document_id] in ours))
 
 
 def plan_deletions(docs: list[CrmDocument], remote: list[RemoteMember], limits: DeleteLimits) -> tuple[Deletion, ...]:
