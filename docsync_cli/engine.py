@@ -14,14 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .errors import (
+    AmbiguousWriteError,
     DocsyncError,
-    HttpError,
     LockHeld,
     NotFoundError,
     RejectedError,
     RunFatal,
     ServiceUnreachable,
     SetupError,
+    TransientHttpError,
 )
 from .espocrm import EspoClient
 from .model import CrmDocument, Deletion, DocResult, LocalRecord, RemoteMember, RunPlan, WorkItem
@@ -113,10 +114,9 @@ class Engine:
         if options.ids is None:
             try:
                 return list(self.espo.iter_documents())
-            except (NotFoundError, RunFatal):
-                raise
-            except HttpError as exc:
-                # Without the complete listing there is no run: an outage, not a problem of the documents.
+            except (TransientHttpError, AmbiguousWriteError) as exc:
+                # 5xx, HTML error pages, resets past the retries: without the complete listing there is no run,
+                # and an outage is no problem of the documents (exit 3).
                 raise ServiceUnreachable(f"EspoCRM could not list the documents: {exc}") from exc
         docs = []
         for doc_id in sorted(options.ids):

@@ -44,10 +44,14 @@ def variants(values: Iterable[str]) -> list[str]:
     return sorted(out, key=lambda v: (-len(v), v))
 
 
+_MIN_REGISTERED = 8  # shorter values would mask ordinary words everywhere; callers pass those as ``extra``
+
+
 def register(values: Iterable[str]) -> None:
-    """Add secrets every later :func:`scrub` masks (idempotent; secrets are never forgotten in a process)."""
+    """Add secrets every later :func:`scrub` masks (idempotent; secrets are never forgotten in a process).
+    Values shorter than 8 characters are not registered globally (``config.redact`` still masks them)."""
     with _lock:
-        merged = variants([*_known, *values])
+        merged = variants([*_known, *(v for v in values if len(v) >= _MIN_REGISTERED)])
         _known[:] = merged
 
 
