@@ -157,3 +157,19 @@ def test_a_killed_runs_downloads_are_swept_and_nothing_lands_in_the_shared_tmpdi
     assert not leftover.exists()
     assert list(shared.iterdir()) == []
     assert [p for p in (state / "tmp").rglob("*")] == []  # this run cleaned up after itself too
+
+
+def test_status_and_check_show_the_installation_id_that_owns_the_uploads(sandbox: Sandbox, state: Path) -> None:
+    a = account(sandbox)
+    doc = sandbox.espo.add_document("Akte", pdf("akte"), "akte.pdf", accounts=[a])
+    assert docsync(sandbox, state, "sync", "--no-preview").returncode == 0
+    ident = (state / "installation-id").read_text().strip()
+    file_id = sandbox.espo.document(doc)["xaiFileId"]
+    (member,) = [m for c in sandbox.xai.collection_ids() for f, m in sandbox.xai.collection_documents(c).items()
+                 if f == file_id]
+    assert member["fields"]["installation_id"] == ident
+    assert json.loads(docsync(sandbox, state, "status", "--json").stdout)["installation_id"] == ident
+    assert ident in docsync(sandbox, state, "status").stdout
+    assert ident in docsync(sandbox, state, "check").stdout
+    configured = docsync(sandbox, state, "status", "--json", extra_env={"DOCSYNC_SYNC__INSTALLATION_ID": "kanzlei-1"})
+    assert json.loads(configured.stdout)["installation_id"] == "kanzlei-1"
