@@ -260,7 +260,7 @@ class _Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                      console=_stderr(), transient=True)
+                                      console=_stderr().console, transient=True)
             self._progress.__enter__()
             self._task = self._progress.add_task("sync", total=None)
         return self
@@ -328,7 +328,9 @@ def status(
         settings = ctx.obj.settings()
         data = collect_status(settings)
         if as_json:
-            typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+            from .secrets import scrub
+
+            typer.echo(scrub(json.dumps(data, indent=2, ensure_ascii=False)))
         else:
             render_status(data, _stdout())
         return EXIT_OK
@@ -519,17 +521,32 @@ def _redacted(text: str, settings: Settings) -> str:
     return redact(text, settings)
 
 
+class _Scrubbed:
+    """A rich console whose every printed string passes the one secret scrubber first (the output boundary)."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        from .secrets import scrub
+
+        self.console.print(*(scrub(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
+
+
 def _stdout() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return _Scrubbed(Console(highlight=False, soft_wrap=True))
 
 
 def _stderr() -> Any:
     from rich.console import Console
 
     # soft_wrap: one message stays one line in journald and cron mail, whatever the terminal width
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return _Scrubbed(Console(stderr=True, highlight=False, soft_wrap=True))
 
 
 def _on_sigterm(stop: threading.Event) -> None:

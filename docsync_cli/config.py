@@ -45,6 +45,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from docsync_cli.errors import ConfigError
+from docsync_cli.secrets import register, scrub, variants
 
 __all__ = [
     "CollectionSettings",
@@ -251,6 +252,9 @@ class SyncSettings(_Model):
     max_delete_percent: Annotated[float, Field(ge=0, le=100)] = 50.0
     request_deadline_seconds: Annotated[float, Field(gt=0)] = 300.0
     max_attempts: Annotated[int, Field(ge=1)] = 5
+    # Who owns the files docsync uploads; None = generated once into the state dir. Set the same value on every
+    # host of one installation (they share one CRM); never on two installations (staging and production).
+    installation_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{3,63}$")] = None
 
 
 class PreviewSettings(_Model):
@@ -391,24 +395,16 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 def redact(text: str, settings: Settings) -> str:
-    """``text`` with every secret value of ``settings`` replaced by ``***``."""
-    return _scrub(text, secret_values(settings))
+    """``text`` with every secret value of ``settings`` (and every echoed key) masked: ``secrets.scrub``."""
+    return scrub(text, secret_values(settings))
 
 
 def _variants(values: Iterable[str]) -> list[str]:
-    out: set[str] = set()
-    for value in values:
-        if value:
-            out.add(value)
-            out.add(urllib.parse.quote(value, safe=""))
-    return sorted(out, key=lambda v: (-len(v), v))
+    return variants(values)
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        if value:
-            text = text.replace(value, REDACTED)
-    return text
+    return scrub(text, secrets)
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -697,6 +693,13 @@ class _Loader:
         where = f"{_render(spec.path)} ({origin})"
         try:
             with open(path, "rb") as handle:
+                mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+                if must_exist and mode & 0o007:
+                    # Like a TOML file holding keys: a key file every user can read is refused. Group access is
+                    # fine (the documented root:docsync 0640 setup); systemd credentials are private anyway.
+                    self._secret_problem(spec, f"{where}: {path} holds a key but is readable by other users "
+                                               f"(mode {mode:04o}); run: chmod o-rwx {path} (or chmod 600)")
+                    return
                 raw = handle.read(_MAX_SECRET_FILE_BYTES + 1)
         except FileNotFoundError:
             if must_exist:
@@ -887,4 +890,5 @@ def load_settings(
     problems = list(_iter_problems(loader))
     if problems or settings is None:
         raise ConfigError(problems or ["configuration is invalid"])
+    register(secret_values(settings))  # from now on every scrub() in this process masks them
     return settings

@@ -7,26 +7,34 @@ A run-fatal error stops the run: documents not reached keep their status.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .errors import DocsyncError, LockHeld, NotFoundError, RejectedError, RunFatal, SetupError
+from .errors import (
+    AmbiguousWriteError,
+    DocsyncError,
+    LockHeld,
+    NotFoundError,
+    RejectedError,
+    RunFatal,
+    ServiceUnreachable,
+    SetupError,
+    TransientHttpError,
+)
 from .espocrm import EspoClient
 from .model import CrmDocument, Deletion, DocResult, LocalRecord, RemoteMember, RunPlan, WorkItem
 from .plan import DeleteLimits, plan_run
 from .reconcile import DocumentReconciler, EngineSettings, LinkRule, Locks, Previewer
 from .state import StateStore
-from .xai import MANAGED_BY, XaiClient
+from .xai import XaiClient, is_service_id
 
 __all__ = ["Engine", "EngineSettings", "LinkRule", "RunOptions", "RunSummary"]
 
 log = logging.getLogger("docsync.engine")
 ORPHAN_MIN_AGE = 3600.0
-MARKED_NAME = re.compile(r"crm-(.+?)-[0-9a-f]{8}-")
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,12 @@ class Engine:
 
     def gather(self, options: RunOptions) -> list[CrmDocument]:
         if options.ids is None:
-            return list(self.espo.iter_documents())
+            try:
+                return list(self.espo.iter_documents())
+            except (TransientHttpError, AmbiguousWriteError) as exc:
+                # 5xx, HTML error pages, resets past the retries: without the complete listing there is no run,
+                # and an outage is no problem of the documents (exit 3).
+                raise ServiceUnreachable(f"EspoCRM could not list the documents: {exc}") from exc
         docs = []
         for doc_id in sorted(options.ids):
             try:
@@ -114,44 +127,59 @@ class Engine:
         return docs
 
     def managed_collections(self, docs: Iterable[CrmDocument], local: dict[str, LocalRecord]) -> list[str]:
+        """The collections docsync manages: configured ones and those the CRM or this host's records name (values
+        that are not xAI ids are never used; those documents fail with a reason of their own)."""
         found = set(self.settings.static_collections)
         for doc in docs:
             found.update(doc.xai_collections)
         for record in local.values():
             found.update(record.collections)
-        return sorted(found)
+        return sorted(c for c in found if is_service_id(c))
 
     def remote_members(self, collections: list[str]) -> list[RemoteMember]:
-        """Every document docsync put into the managed collections (raises if any listing fails)."""
+        """Every document of this installation in the managed collections (raises if any listing fails): its
+        fields carry this installation's id, or this host's ownership record names the file for that document.
+        Members of people, of other installations on the same xAI team, or of older docsyncs this host cannot
+        vouch for are never listed here, so never deleted."""
         members = []
+        owned = self.state.owned_files()
         for collection_id in collections:
             for doc in self.xai.iter_documents(collection_id):
                 fields = doc.get("fields") or {}
                 meta = doc.get("file_metadata") or {}
-                if fields.get("managed_by") != MANAGED_BY or not fields.get("crm_document_id"):
-                    continue  # added by a person: never ours to remove
-                members.append(RemoteMember(collection_id, str(meta.get("file_id")), str(fields["crm_document_id"]),
-                                            str(fields.get("content_sha256") or "")))
+                file_id, owner = str(meta.get("file_id") or ""), str(fields.get("crm_document_id") or "")
+                ours = fields.get("installation_id") == self.state.installation_id or (
+                    bool(owner) and owned.get(file_id) == owner)
+                if not ours or not owner or not is_service_id(file_id):
+                    continue
+                members.append(RemoteMember(collection_id, file_id, owner, str(fields.get("content_sha256") or "")))
         return members + self.orphan_files({m.file_id for m in members})
 
     def orphan_files(self, in_collections: set[str]) -> list[RemoteMember]:
-        """Marked files (``crm-<id>-<sha8>-…``) that are in no managed collection — leftovers of a crash
-        between upload and add, or between leaving the collections and the delete. Files younger than
-        ``ORPHAN_MIN_AGE`` are left alone: another host may be about to add them."""
+        """This installation's files that are in no managed collection — leftovers of a crash between upload and
+        add, or between leaving the collections and the delete. Only files this host's ownership record names
+        (or an upload it started whose answer never came, by its exact name) count: a name that merely looks
+        like docsync's marker is never a reason to delete. Files younger than ``ORPHAN_MIN_AGE`` are left alone."""
+        owned = self.state.owned_files()
+        started = self.state.open_upload_names()
         found = []
         for item in self.xai.find_files("crm-"):
             file_id = str(item.get("id"))
-            match = MARKED_NAME.match(str(item.get("filename", "")))
+            owner = owned.get(file_id) or _started_for(str(item.get("filename", "")), started)
             created = item.get("created_at")
-            if file_id in in_collections or match is None or not isinstance(created, int | float):
+            if file_id in in_collections or owner is None or not isinstance(created, int | float):
                 continue
             if self.wall() - created < ORPHAN_MIN_AGE:
                 continue
-            found.append(RemoteMember("", file_id, match.group(1), ""))
+            found.append(RemoteMember("", file_id, owner, ""))
         return found
 
     def plan(self, options: RunOptions, summary: RunSummary) -> tuple[RunPlan, list[CrmDocument]]:
         docs = self.gather(options)
+        for missing in sorted((options.ids or frozenset()) - {doc.id for doc in docs}):
+            # Asked for by id but not there: a failure of the run (exit 1) that names it.
+            summary.results.append(DocResult(missing, "", "failed", detail="no such document in EspoCRM",
+                                             error_code="not_found"))
         local = self.state.records()
         remote: list[RemoteMember] | None = None
         if options.full and options.ids is None:
@@ -253,6 +281,7 @@ class Engine:
                             self.xai.remove_document(collection_id, step_file)
                         else:
                             self.xai.delete_file(step_file)
+                            self.state.disown(step_file)
                         self.state.cleanup_done(step_file, collection_id)
                 summary.deleted.append(file_id)
                 log.info("deleted xAI file %s (%s)", file_id, "; ".join(d.reason for d in deletions
@@ -288,6 +317,7 @@ class Engine:
                                 self.xai.remove_document(collection_id, file_id)
                             else:
                                 self.xai.delete_file(file_id)
+                                self.state.disown(file_id)
                                 summary.deleted.append(file_id)
                         self.state.cleanup_done(file_id, collection_id)
             except LockHeld:
@@ -296,3 +326,8 @@ class Engine:
                 raise
             except DocsyncError as exc:
                 summary.notes.append(f"cleanup for {doc_id} not finished ({exc}); retried next run")
+
+
+def _started_for(filename: str, started: dict[str, str]) -> str | None:
+    """The document of an upload this host started under exactly this name (its answer never arrived)."""
+    return started.get(filename)

@@ -15,12 +15,14 @@ import re
 import threading
 from collections.abc import Generator, Iterator, Mapping
 from typing import IO, Any
+from urllib.parse import quote
 
 import httpx
 
 from .errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError
 from .espocrm_fields import FieldSchema, inspect_fields
 from .model import CrmDocument, SyncStatus
+from .secrets import printable, scrub
 from .transport import ServiceClient, short
 
 log = logging.getLogger("docsync.espocrm")
@@ -192,7 +194,7 @@ class EspoClient:
             last_id = str(records[-1]["id"])
 
     def get_document(self, doc_id: str) -> CrmDocument:
-        return self.to_document(self.service.json("GET", f"Document/{doc_id}"))
+        return self.to_document(self.service.json("GET", f"Document/{quote(doc_id, safe='')}"))
 
     def document_at(self, where: list[dict[str, Any]], offset: int) -> CrmDocument | None:
         """The document at ``offset`` (ordered by id) among those matching ``where``; None past the end.
@@ -240,24 +242,30 @@ class EspoClient:
 
     def related_values(self, doc_id: str, link: str, field: str) -> list[str]:
         """The non-empty values of ``field`` on every record linked to the document through ``link``."""
-        values: list[str] = []
+        return [value for value, _ in self.related(doc_id, link, field)]
+
+    def related(self, doc_id: str, link: str, field: str) -> list[tuple[str, str]]:
+        """(value, "<link> '<name>' (<id>)") for the non-empty ``field`` of every record linked through ``link``:
+        the value and, for messages, which record holds it."""
+        values: list[tuple[str, str]] = []
         offset = 0
         while True:
-            page = self.service.json("GET", f"Document/{doc_id}/{link}",
-                                     params={"select": f"id,{field}", "maxSize": self.page_size,
+            page = self.service.json("GET", f"Document/{quote(doc_id, safe='')}/{link}",
+                                     params={"select": f"id,name,{field}", "maxSize": self.page_size,
                                              "offset": offset})
             records = _list_of(page, f"Document/{{id}}/{link} list")
             for record in records:
                 value = record.get(field)
                 if isinstance(value, str) and value.strip():
-                    values.append(value.strip())
+                    label = f"{link} '{printable(str(record.get('name') or ''), 80)}' ({record.get('id')})"
+                    values.append((value.strip(), label))
             offset += len(records)
             total = page.get("total")
             if len(records) < self.page_size or (isinstance(total, int) and total >= 0 and offset >= total):
                 return values
 
     def download(self, file_id: str, sink: IO[bytes], rewind: Any = None) -> None:
-        self.service.call("GET", f"Attachment/file/{file_id}", sink=sink, rewind=rewind,
+        self.service.call("GET", f"Attachment/file/{quote(file_id, safe='')}", sink=sink, rewind=rewind,
                           headers={"Accept": "*/*"})
 
     def metadata(self, key: str) -> Any:
@@ -284,7 +292,9 @@ class EspoClient:
         edit raises :class:`ConflictError`. ``file_id`` is sent as ``fileId`` (contract §10.9): if a person
         replaced the file meanwhile, EspoCRM refuses the write, which raises :class:`ConflictError` too.
         A validation failure (400) of docsync's own write is a :class:`SetupError` naming field and value."""
-        body = {self.f.get(key, key): value for key, value in self.writable(values).items()}
+        # The boundary: nothing docsync writes into the CRM carries a secret (xaiSyncError holds server text).
+        body = {self.f.get(key, key): scrub(value) if isinstance(value, str) else value
+                for key, value in self.writable(values).items()}
         if not body:
             return self.get_document(doc_id)
         if file_id is not None:
@@ -292,7 +302,7 @@ class EspoClient:
         headers = {"X-Version-Number": str(version)} if version is not None else None
         try:
             try:
-                record = self.service.json("PUT", f"Document/{doc_id}", json_body=body, headers=headers)
+                record = self.service.json("PUT", f"Document/{quote(doc_id, safe='')}", json_body=body, headers=headers)
             except RejectedError as exc:
                 if not (exc.status == 403 and "fileId" in body and "field 'file'" in exc.detail):
                     raise
@@ -300,7 +310,7 @@ class EspoClient:
                 log.warning("EspoCRM refused docsync's fileId check (%s); give the API user edit access to the "
                             "Document file field so a file replaced during a sync is caught", exc.detail)
                 del body["fileId"]
-                record = self.service.json("PUT", f"Document/{doc_id}", json_body=body, headers=headers)
+                record = self.service.json("PUT", f"Document/{quote(doc_id, safe='')}", json_body=body, headers=headers)
         except RejectedError as exc:
             if exc.status == 403 and file_id is not None and "non-existing record" in exc.detail:
                 raise ConflictError("espocrm", "PUT", f"Document/{doc_id}", 403,
@@ -315,13 +325,14 @@ class EspoClient:
                     "Document > Fields), then run `docsync check`; the document keeps its status") from exc
             raise
         if not isinstance(record, dict):
-            raise RejectedError("espocrm", "PUT", f"Document/{doc_id}", 200, "answer is not a record")
+            raise RejectedError("espocrm", "PUT", "Document/{id}", 200, "answer is not a record")
         return self.to_document(record)
 
     def upload_preview(self, name: str, webp: bytes) -> str:
         """``POST Attachment`` for the Document's image field; returns the attachment id (contract §5.2)."""
         data_uri = "data:image/webp;base64," + base64.b64encode(webp).decode()
-        body = {"name": name, "type": "image/webp", "role": "Attachment", "relatedType": "Document",
+        body = {"name": printable(name) or "preview.webp",  # no CR/LF, NUL or bidi overrides in the name
+                "type": "image/webp", "role": "Attachment", "relatedType": "Document",
                 "field": self.f["preview"], "file": data_uri}
         # A lost answer leaves at most an unattached attachment, which EspoCRM's cleanup job removes.
         record = self.service.json("POST", "Attachment", json_body=body, safe_to_repeat=True)
@@ -349,10 +360,10 @@ class EspoClient:
         version = record.get("versionNumber")
         return CrmDocument(
             id=record["id"],
-            name=text("name") or "",
+            name=printable(text("name")),  # untrusted: no control characters, bidi overrides or NULs
             modified_at=text("modifiedAt") or "",
             file_id=text("fileId"),
-            file_name=text("fileName"),
+            file_name=printable(text("fileName")) or None,
             datei_status=text(self.f["dateiStatus"]),
             md5=text(self.f["md5"]),
             sha=text(self.f["sha"]),

@@ -36,18 +36,20 @@ REQUIRED_FIELDS: dict[str, dict[str, object]] = {
     "md5": {"type": "varchar", "maxLength": 32},
     "sha": {"type": "varchar", "maxLength": 64},
     # The xAI file id of the uploaded copy.
-    "xaiFileId": {"type": "varchar", "maxLength": 100},
+    "xaiFileId": {"type": "varchar", "maxLength": 100, "duplicateIgnore": True},
     # The xAI collection ids the file is in.
-    "xaiCollections": {"type": "array", "storeArrayValues": True},
+    "xaiCollections": {"type": "array", "storeArrayValues": True, "duplicateIgnore": True},
     # SHA-256 of the content that is in xAI: differs from ``sha`` while an update is pending.
-    "xaiSyncedHash": {"type": "varchar", "maxLength": 64},
-    "xaiSyncStatus": {"type": "enum", "options": XAI_SYNC_STATUS_OPTIONS, "default": ""},
+    "xaiSyncedHash": {"type": "varchar", "maxLength": 64, "duplicateIgnore": True},
+    "xaiSyncStatus": {"type": "enum", "options": XAI_SYNC_STATUS_OPTIONS, "default": "", "duplicateIgnore": True},
     # The last error in one line (no secrets, no document content).
-    "xaiSyncError": {"type": "text"},
+    "xaiSyncError": {"type": "text", "duplicateIgnore": True},
     # WebP preview of the first page.
     "preview": {"type": "image"},
 }
-"""Custom ``Document`` fields, by logical name."""
+"""Custom ``Document`` fields, by logical name. The xai* fields say ``duplicateIgnore``: EspoCRM's "Duplicate"
+leaves them empty in the copy, so a copied record never claims the original's xAI file (docsync checks ownership
+anyway: a copy that does carry them gets its own upload)."""
 
 ACCOUNT_FIELDS: dict[str, dict[str, object]] = {
     # The xAI collection that holds this account's documents.

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import LocalEnvironmentError
+from .secrets import scrub
 
 FILE_NAME = "history.sqlite3"
 KEEP_RUNS = 1000
@@ -154,7 +155,7 @@ class History:
             json.dumps({str(key): int(value) for key, value in run.counts.items()}, sort_keys=True),
             run.host,
             int(run.pid),
-            run.error,
+            None if run.error is None else scrub(run.error),
         )
         with self._lock, self._transaction():
             self._db.execute(
@@ -191,7 +192,7 @@ class History:
             self._db.execute(
                 "INSERT INTO preview_errors (doc_id, reason, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (doc_id) DO UPDATE SET reason = excluded.reason, updated_at = excluded.updated_at",
-                (doc_id, reason, utc_timestamp()),
+                (doc_id, scrub(reason), utc_timestamp()),
             )
 
     def clear_preview_error(self, doc_id: str) -> None:
@@ -274,6 +275,9 @@ def _private_dir(path: Path) -> None:
 
 def _private_file(path: Path) -> None:
     """Create ``path`` as ``0600`` whatever the umask (create, then chmod), and tighten it if it is looser."""
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    if stat.S_IMODE(path.stat().st_mode) != 0o600:
-        os.chmod(path, 0o600)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)  # never via a symlink
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)

@@ -75,6 +75,7 @@ from urllib.parse import unquote, urlsplit
 import filelock
 
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
+from docsync_cli.secrets import scrub
 
 if TYPE_CHECKING:
     import redis
@@ -114,6 +115,9 @@ class Locks(Protocol):
 
     def close(self) -> None:
         """Release what is still held and free resources."""
+
+    def installation_id(self, candidate: str) -> str:
+        """The installation id every host sharing this lock backend uses: the first host's ``candidate``."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -414,6 +418,9 @@ class FileLocks:
         for held in self._doc_stack():
             self._verify(held)
 
+    def installation_id(self, candidate: str) -> str:
+        return candidate  # one host: the id in its state dir
+
     def close(self) -> None:
         self.release_run()
 
@@ -526,9 +533,7 @@ class RedisLocks:
     # -- helpers ------------------------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return scrub(text, self._secrets)
 
     def _describe(self, exc: BaseException) -> str:
         return self._scrub(f"{type(exc).__name__}: {exc}")
@@ -639,6 +644,19 @@ class RedisLocks:
                            lease.what, lease.key, self.ttl_seconds, self._describe(exc))
 
     # -- Locks --------------------------------------------------------------------------------------
+
+    def installation_id(self, candidate: str) -> str:
+        """Hosts that share one Redis share one backlog, so they are one installation: the first host's id is
+        stored under ``{namespace}:installation`` and every other host takes it."""
+        from redis import RedisError
+
+        key = f"{self.namespace}:installation"
+        try:
+            self._client.set(key, candidate, nx=True)
+            value = self._client.get(key)
+        except (RedisError, OSError) as exc:
+            raise self._unreachable(exc, "reading the installation id") from None
+        return value.decode() if isinstance(value, bytes) else str(value or candidate)
 
     @property
     def fence(self) -> int:

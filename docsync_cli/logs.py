@@ -33,21 +33,23 @@ class JsonFormatter(logging.Formatter):
 
 
 class Redactor(logging.Filter):
-    """Every line (message and traceback) goes through ``config.redact`` once the settings are known."""
+    """Every line (message and traceback) goes through the one secret scrubber (``secrets.scrub``): the configured
+    keys once the settings are known, echoed-key shapes (``xai-…``, ``Bearer …``) always."""
 
     def __init__(self) -> None:
         super().__init__()
         self.settings: Settings | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.settings is not None:
-            from .config import redact
+        from .config import secret_values
+        from .secrets import scrub
 
-            record.msg, record.args = redact(record.getMessage(), self.settings), None
-            if record.exc_info and not record.exc_text:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            if record.exc_text:
-                record.exc_text = redact(record.exc_text, self.settings)
+        extra = secret_values(self.settings) if self.settings is not None else []
+        record.msg, record.args = scrub(record.getMessage(), extra), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text, extra)
         return True
 
 

@@ -115,6 +115,7 @@ class Membership:
 
     file_id: str
     statuses: dict[str, str] = field(default_factory=dict)  # collection id -> DOCUMENT_STATUS_*
+    unmarked: frozenset[str] = frozenset()  # collections whose member lacks this installation's ownership fields
 
     def holds(self, collection_id: str) -> bool:
         return collection_id in self.statuses
@@ -131,6 +132,7 @@ class DocPlan:
     retire: str | None  # superseded xAI file to take out of every collection and delete, after write-back
     reason: str
     reindex: tuple[str, ...] = ()  # collections where the kept file's processing FAILED: ask xAI to index again
+    also_retire: tuple[str, ...] = ()  # earlier uploads of this installation for this document (e.g. a pending one)
 
 
 @dataclass

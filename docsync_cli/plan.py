@@ -128,12 +128,16 @@ def plan_run(
 def plan_superseded(docs: list[CrmDocument], remote: list[RemoteMember], working: frozenset[str]
                     ) -> tuple[Deletion, ...]:
     """Managed files the CRM no longer points at (leftovers of a crash or of a failed cleanup), except files of
-    documents this run is about to work on (their turn decides)."""
+    documents this run is about to work on (their turn decides). Only when the document points at nothing or at
+    another file of this installation (its replacement is in place): a value somebody typed into ``xaiFileId``
+    never costs the document its searchable file."""
     current = {doc.id: doc.xai_file_id for doc in docs}
+    ours = {m.file_id for m in remote}
     return tuple(Deletion(m, "superseded: its EspoCRM document points at another file")
                  for m in remote
                  if m.crm_document_id in current and m.crm_document_id not in working
-                 and current[m.crm_document_id] != m.file_id)
+                 and current[m.crm_document_id] != m.file_id
+                 and (not current[m.crm_document_id] or current[m.crm_document_id] in ours))
 
 
 def plan_deletions(docs: list[CrmDocument], remote: list[RemoteMember], limits: DeleteLimits) -> tuple[Deletion, ...]:
@@ -165,27 +169,34 @@ def plan_document(
     content: Content,
     required: frozenset[str],
     current: Membership | None,
+    earlier: Iterable[str] = (),
 ) -> DocPlan:
     """What one document needs, given its downloaded content and where its current xAI file sits.
 
-    ``current`` describes ``doc.xai_file_id`` on xAI (None when there is no such file any more).
+    ``current`` describes ``doc.xai_file_id`` on xAI when it exists and is this installation's upload for this
+    very document (None otherwise: a file that is not ours is never reused, removed or retired). ``earlier``: other
+    files this installation uploaded for the document (a pending upload, a crash leftover); they are retired once
+    the document points at its new state.
     """
+    others = tuple(sorted(set(earlier) - {current.file_id if current is not None else ""}))
     if not required:
         # In no collection: nothing to index. A file it had is retired after the write-back.
-        gone = current.file_id if current is not None else (doc.xai_file_id or None)
+        gone = current.file_id if current is not None else None
         return DocPlan(upload=False, keep_file_id=None, add_to=(), remove_from=(), retire=gone,
-                       reason="in no collection")
+                       reason="in no collection", also_retire=others)
     keep = current is not None and doc.xai_synced_hash == content.sha256
     if keep:
         assert current is not None
         held = frozenset(current.statuses)
         failed = frozenset(c for c, s in current.statuses.items() if s == "DOCUMENT_STATUS_FAILED")
-        add_to = tuple(sorted(required - held))
+        # A member without this installation's fields (an upload of an older docsync, adopted) is added again:
+        # the add is an upsert that writes the ownership record.
+        add_to = tuple(sorted((required - held) | (current.unmarked & required)))
         remove_from = tuple(sorted(held - required))
         reindex = tuple(sorted(failed & required))
         reason = "in step" if not (add_to or remove_from or reindex) else "membership changed"
         return DocPlan(upload=False, keep_file_id=current.file_id, add_to=add_to, remove_from=remove_from,
-                       retire=None, reason=reason, reindex=reindex)
-    reason = "new content" if doc.xai_file_id else "first upload"
+                       retire=None, reason=reason, reindex=reindex, also_retire=others)
+    reason = "new content" if current is not None else "first upload"
     return DocPlan(upload=True, keep_file_id=None, add_to=tuple(sorted(required)), remove_from=(),
-                   retire=doc.xai_file_id or None, reason=reason)
+                   retire=current.file_id if current is not None else None, reason=reason, also_retire=others)

@@ -64,9 +64,10 @@ from .model import (
     WorkItem,
 )
 from .plan import EXPLICIT_REASONS, DeleteLimits, plan_document, why_work
+from .secrets import printable
 from .state import StateStore
 from .transport import short
-from .xai import FAILED, PROCESSED, XaiClient, name_prefix, upload_name
+from .xai import FAILED, MANAGED_BY, PROCESSED, XaiClient, is_service_id, name_prefix, upload_name
 
 log = logging.getLogger("docsync.engine")
 MAX_ERROR_TEXT = 1000
@@ -122,6 +123,7 @@ class DocumentReconciler:
         self.locks = locks
         self.settings = settings
         self.previews = previews
+        self.installation = state.installation_id
         self.stop = stop or threading.Event()
         self.sleep = sleep
         self.clock = clock
@@ -130,6 +132,7 @@ class DocumentReconciler:
         self._transient_streak = 0  # consecutive documents that failed with a transient error
         self._render_pool: ThreadPoolExecutor | None = None
         self._render_pool_lock = threading.Lock()
+        self._sources: dict[str, dict[str, str]] = {}  # doc id -> collection id -> the linked record naming it
 
     def _watch_outage(self, result: DocResult) -> None:
         """A circuit breaker: after ``OUTAGE_STREAK`` documents in a row failed transiently (the services keep
@@ -179,6 +182,12 @@ class DocumentReconciler:
             result.detail = "edited in EspoCRM while docsync worked on it; picked up again next run"
         except HttpError as exc:
             self._fail(doc, result, _as_document_error(exc))
+        except Exception as exc:
+            log.info("%s: unexpected error", doc.id, exc_info=True)  # the traceback, shown at -v
+            self._fail(doc, result, PermanentDocumentError(
+                f"unexpected error ({type(exc).__name__}: {printable(str(exc), 200)}); see the log with -v",
+                "internal_error"))
+        self._sources.pop(doc.id, None)
         self._watch_outage(result)
         log.info("%s %s: %s%s", doc.id, result.outcome, result.detail,
                  f" [{', '.join(result.actions)}]" if result.actions else "")
@@ -201,6 +210,7 @@ class DocumentReconciler:
             raise PermanentDocumentError("unexpected field values: " + "; ".join(doc.problems), "bad_fields")
         if not doc.file_id:
             raise PermanentDocumentError("the document has no file attached", "no_file")
+        _check_ids(doc)
         path, handle = private_temp_file(self.settings.temp_dir, suffix=Path(doc.file_name or "").suffix[:16])
         rendering: Future[bytes] | None = None
         try:
@@ -210,7 +220,8 @@ class DocumentReconciler:
             handle.close()
             required = self.required_collections(doc)
             current = self._membership(doc, required, local)
-            doc_plan = plan_document(doc, content, required, current)
+            earlier = tuple(self.state.owned_files(doc.id))
+            doc_plan = plan_document(doc, content, required, current, earlier)
             if self._in_step(doc, content, required, doc_plan, current, local):
                 self._remember(doc, content, required, doc.modified_at, local)
                 result.outcome, result.detail = "unchanged", "verified: EspoCRM and xAI agree"
@@ -218,7 +229,7 @@ class DocumentReconciler:
             if known is not None:  # something needs doing after all: now the file is needed
                 with path.open("w+b") as again:
                     content = self._download(doc, again)
-                doc_plan = plan_document(doc, content, required, current)
+                doc_plan = plan_document(doc, content, required, current, earlier)
             rendering = self._start_preview(doc, content, path, local, result)
             # "syncing" says a run works on it; it is written only where it can be taken back (the field accepts
             # the present value again: EspoCRM refuses "" and null where "" is not an option, contract §10.1).
@@ -250,7 +261,7 @@ class DocumentReconciler:
                  current: Membership | None, local: LocalRecord | None) -> bool:
         """True when nothing needs writing anywhere: the check path of a host that has not seen the document
         yet, and of ``--full`` runs. Makes zero write requests."""
-        if doc_plan.upload or doc_plan.add_to or doc_plan.remove_from or doc_plan.reindex:
+        if doc_plan.upload or doc_plan.add_to or doc_plan.remove_from or doc_plan.reindex or doc_plan.also_retire:
             return False
         if required:
             if current is None or doc.xai_file_id != current.file_id:
@@ -292,29 +303,83 @@ class DocumentReconciler:
 
     def required_collections(self, doc: CrmDocument) -> frozenset[str]:
         required = set(self.settings.static_collections)
+        sources: dict[str, str] = {}
         for rule in self.settings.links:
             try:
-                required.update(self.espo.related_values(doc.id, rule.link, rule.field))
+                linked = self.espo.related(doc.id, rule.link, rule.field)
             except NotFoundError as exc:
                 # collections.links names a link this CRM lacks: the setup's fault, healed once it is fixed
                 raise TransientDocumentError(f"cannot follow link '{rule.link}': {exc.detail or 'not found'}",
                                              "bad_link") from exc
+            for value, source in linked:
+                if not is_service_id(value):
+                    # Transient: the fix is made on the linked record, so the next plain run tries again.
+                    raise TransientDocumentError(
+                        f"{source} has {rule.field} = {printable(value, 80)!r}, which is not an xAI collection id; "
+                        "fix it in EspoCRM", "bad_collection_id")
+                sources.setdefault(value, source)
+                required.add(value)
+        self._sources[doc.id] = sources
         return frozenset(required)
 
     def _membership(self, doc: CrmDocument, required: frozenset[str], local: LocalRecord | None
                     ) -> Membership | None:
-        if not doc.xai_file_id or not self.xai.file_exists(doc.xai_file_id):
+        """Where the document's current xAI file sits, when that file is this installation's upload for this very
+        document. None when there is no such file, or when it is not ours (a duplicated record's, another
+        installation's, a hand-made file): then the document gets its own upload and that file is left alone."""
+        file_id = doc.xai_file_id
+        if not file_id or not self.xai.file_exists(file_id):
             return None
         candidates = set(required) | set(doc.xai_collections) | set(local.collections if local else ())
-        statuses = {}
+        statuses: dict[str, str] = {}
+        fields: dict[str, dict[str, Any]] = {}
         for collection_id in sorted(candidates):
             try:
-                member = self.xai.document(collection_id, doc.xai_file_id)
+                member = self.xai.document(collection_id, file_id)
             except NotFoundError:
                 member = None
             if member is not None:
                 statuses[collection_id] = str(member.get("status") or "DOCUMENT_STATUS_UNKNOWN")
-        return Membership(doc.xai_file_id, statuses)
+                raw = member.get("fields")
+                fields[collection_id] = raw if isinstance(raw, dict) else {}
+        if not self._owns(file_id, doc, fields, local):
+            log.info("%s: xaiFileId %s is not this installation's upload for this document; it gets its own",
+                     doc.id, file_id)
+            return None
+        def added_by_docsync(values: dict[str, Any]) -> bool:
+            return values.get("crm_document_id") == doc.id and (
+                values.get("installation_id") == self.installation
+                or (not values.get("installation_id") and values.get("managed_by") == MANAGED_BY))
+
+        # A membership docsync did not make (a person put the file into their own collection) is not docsync's
+        # to undo: only required collections and docsync's own memberships count.
+        statuses = {c: s for c, s in statuses.items() if c in required or added_by_docsync(fields[c])}
+        unmarked = frozenset(c for c in statuses if fields[c].get("installation_id") != self.installation
+                             or fields[c].get("crm_document_id") != doc.id)
+        return Membership(file_id, statuses, unmarked)
+
+    def _owns(self, file_id: str, doc: CrmDocument, fields: dict[str, dict[str, Any]],
+              local: LocalRecord | None) -> bool:
+        """The ownership rule: this installation's record (local state, or the collection document's fields with
+        this installation's id) says ``file_id`` is its upload for ``doc``. An upload of an older docsync (fields
+        without an installation id) is adopted when this host's record of the document names that file and the
+        content hash agrees."""
+        owner = self.state.owner(file_id)
+        if owner is not None:
+            return owner == doc.id
+        for values in fields.values():
+            if values.get("crm_document_id") != doc.id:
+                continue
+            if values.get("installation_id") == self.installation:
+                self.state.own(file_id, doc.id, str(values.get("content_sha256") or "") or None)
+                return True
+            legacy = (not values.get("installation_id") and values.get("managed_by") == MANAGED_BY
+                      and local is not None and local.xai_file_id == file_id and local.sha256 is not None
+                      and values.get("content_sha256") == local.sha256 == doc.xai_synced_hash)
+            if legacy:
+                self.state.own(file_id, doc.id, local.sha256 if local else None)
+                return True
+        return False
 
     def _apply(self, doc: CrmDocument, content: Content, path: Path, doc_plan: DocPlan,
                result: DocResult) -> tuple[str, bool]:
@@ -322,8 +387,15 @@ class DocumentReconciler:
         file_id = self._upload(doc, content, path, result) if doc_plan.upload else (doc_plan.keep_file_id or "")
         for collection_id in doc_plan.add_to:
             self.locks.check()
-            self.xai.ensure_fields(collection_id)
-            self.xai.add_document(collection_id, file_id, doc.id, content.sha256)
+            try:
+                self.xai.ensure_fields(collection_id)
+            except NotFoundError as exc:
+                source = self._sources.get(doc.id, {}).get(collection_id, "the configuration (collections.static)")
+                # Transient: it heals on a plain run once the account (or xAI) is fixed.
+                raise TransientDocumentError(
+                    f"collection {collection_id} (from {source}) does not exist in xAI; fix the collection id "
+                    "there or create the collection", "collection_missing") from exc
+            self.xai.add_document(collection_id, file_id, doc.id, content.sha256, self.installation)
             result.actions.append(f"add {collection_id}")
         for collection_id in doc_plan.reindex:
             self.locks.check()
@@ -332,7 +404,7 @@ class DocumentReconciler:
         return file_id, doc_plan.upload
 
     def _upload(self, doc: CrmDocument, content: Content, path: Path, result: DocResult) -> str:
-        name = upload_name(doc.id, content.sha256, doc.file_name or doc.name or "document")
+        name = upload_name(doc.id, content.sha256, doc.file_name or doc.name or "document", self.installation)
         intent = self.state.upload_intent(doc.id, content.sha256)
         if intent is not None:
             adopted = self._adopt(doc, content, intent[1])
@@ -363,7 +435,9 @@ class DocumentReconciler:
         """Find an earlier upload of exactly this content; keep the oldest, delete duplicates."""
         if known_id and self.xai.file_exists(known_id):
             return known_id
-        found = [f for f in self.xai.find_files(name_prefix(doc.id, content.sha256))
+        # Only names carrying this installation's tag, and only because this host's journal says it started the
+        # upload: another installation's upload of the same document is never adopted.
+        found = [f for f in self.xai.find_files(name_prefix(doc.id, content.sha256, self.installation) + "-")
                  if f.get("bytes") in (None, content.size)]
         if not found:
             return None
@@ -371,6 +445,7 @@ class DocumentReconciler:
         keep = str(found[0]["id"])
         for duplicate in found[1:]:
             self.xai.delete_file(str(duplicate["id"]))
+            self.state.disown(str(duplicate["id"]))
         self.state.upload_done(doc.id, content.sha256, keep)
         return keep
 
@@ -516,6 +591,7 @@ class DocumentReconciler:
         for collection_id in sorted(required):
             self.xai.remove_document(collection_id, file_id)
         self.xai.delete_file(file_id)
+        self.state.disown(file_id)
         self.state.upload_settled(doc.id, content.sha256)
 
     def _cleanup_items(self, doc: CrmDocument, file_id: str, doc_plan: DocPlan, required: frozenset[str],
@@ -523,10 +599,10 @@ class DocumentReconciler:
         """The break half: (file, collection) removals and (file, "") deletions due once the CRM points at
         ``file_id`` in ``required``."""
         items = [(file_id, collection_id) for collection_id in doc_plan.remove_from]
-        old = doc_plan.retire
-        if old and old != file_id:
-            everywhere = set(doc.xai_collections) | required | set(local.collections if local else ())
-            items += [(old, collection_id) for collection_id in sorted(everywhere)] + [(old, "")]
+        everywhere = set(doc.xai_collections) | required | set(local.collections if local else ())
+        for old in dict.fromkeys(((doc_plan.retire,) if doc_plan.retire else ()) + doc_plan.also_retire):
+            if old != file_id:  # only files this installation uploaded for this document (plan_document)
+                items += [(old, collection_id) for collection_id in sorted(everywhere)] + [(old, "")]
         return items
 
     def _break(self, doc: CrmDocument, cleanup: list[tuple[str, str]], result: DocResult) -> None:
@@ -539,6 +615,7 @@ class DocumentReconciler:
                     result.actions.append(f"remove {file_id} from {collection_id}")
                 else:
                     self.xai.delete_file(file_id)
+                    self.state.disown(file_id)
                     result.actions.append(f"retire {file_id}")
                 self.state.cleanup_done(file_id, collection_id)
         except RunFatal:
@@ -571,6 +648,17 @@ class DocumentReconciler:
         with contextlib.suppress(DocsyncError):
             self.espo.update(doc.id, {"xaiSyncStatus": doc.xai_sync_status or ""})
 
+
+
+def _check_ids(doc: CrmDocument) -> None:
+    """CRM values are untrusted: ids docsync would put into xAI URL paths must look like xAI ids."""
+    if doc.xai_file_id and not is_service_id(doc.xai_file_id):
+        raise PermanentDocumentError(f"xaiFileId {printable(doc.xai_file_id, 80)!r} is not an xAI file id; "
+                                     "clear the field in EspoCRM", "bad_file_id")
+    bad = [c for c in doc.xai_collections if not is_service_id(c)]
+    if bad:
+        raise PermanentDocumentError(f"xaiCollections holds {printable(bad[0], 80)!r}, which is not an xAI "
+                                     "collection id; clear the field in EspoCRM", "bad_collection_id")
 
 
 def _as_document_error(exc: HttpError) -> DocumentError:

@@ -366,6 +366,10 @@ def _check_state_dir(report: _Report, settings: Settings) -> bool:
                     f"run docsync as {user_name(owner)} (e.g. runuser -u {user_name(owner)} -- docsync check)")
         return True
     report.good(what, "writable")
+    from .state import peek_installation_id
+
+    ident = peek_installation_id(state_dir, settings.sync.installation_id)
+    report.good("installation id", ident or "not made yet; the first sync stores one in the state directory")
     return True
 
 

@@ -25,6 +25,7 @@ from .history import History
 from .model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
 from .plan import why_work
 from .services import Services, open_services
+from .state import peek_installation_id
 from .transport import RetryPolicy
 
 EMPTY = "(leer)"
@@ -119,6 +120,9 @@ def collect_status(settings: Settings) -> dict[str, Any]:
 
     ``generated_at``
         ISO 8601 UTC time of the report.
+    ``installation_id``
+        Who owns the files this installation uploads (``sync.installation_id`` or the one in the state dir;
+        null before the first run).
     ``state_dir``
         The local state directory read.
     ``espocrm``
@@ -153,6 +157,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     data: dict[str, Any] = {
         "generated_at": _now(),
         "state_dir": str(settings.state_dir),
+        "installation_id": peek_installation_id(settings.state_dir, settings.sync.installation_id),
         "espocrm": {"reachable": False, "error": None},
         "documents": {"total": None, "dateiStatus": dict.fromkeys(DATEI_STATUSES),
                       "xaiSyncStatus": dict.fromkeys(SYNC_STATUSES), "other_dateiStatus": None},
@@ -289,6 +294,8 @@ def render_status(data: dict[str, Any], console: Any) -> None:
     """Print :func:`collect_status`'s data as rich tables (status names exactly as in the CRM)."""
     from rich.table import Table
 
+    console.print(f"Installation: {data.get('installation_id') or '(not yet made; the first sync makes it)'}",
+                  markup=False, soft_wrap=True)
     espocrm = data["espocrm"]
     if not espocrm["reachable"]:
         console.print(f"EspoCRM could not be reached: {espocrm['error']}\n"
@@ -333,7 +340,9 @@ def _cell(text: str) -> Any:
     """A table cell shown literally (CRM names and error texts may contain ``[...]``, which rich reads as markup)."""
     from rich.text import Text
 
-    return Text(str(text))
+    from .secrets import printable, scrub
+
+    return Text(scrub(printable(str(text), 2000)))  # no terminal escapes, no secrets
 
 
 def _render_waiting(waiting: dict[str, Any], console: Any) -> None:

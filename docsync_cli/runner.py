@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ from .history import History, RunRecord, parse_timestamp
 from .locks import Locks, make_locks
 from .model import DocResult, RunPlan
 from .services import engine_settings, open_services
-from .state import StateStore
+from .state import StateStore, installation_id
 from .statedir import foreign_owner_warning, state_dir_problem
 
 log = logging.getLogger("docsync.run")
@@ -50,6 +52,7 @@ class SyncRun:
         self.locks: Locks | None = None
         self.state: StateStore | None = None
         self.history: History | None = None
+        self.temp_dir: Path | None = None
 
     def __enter__(self) -> SyncRun:
         settings = self.settings
@@ -66,7 +69,15 @@ class SyncRun:
         self._stack.callback(locks.release_run)
         self.locks = locks
         try:
-            self.state = StateStore(settings.state_dir)
+            self._private_temp()
+            # Configured, else shared through the lock backend (hosts on one Redis are one installation), else
+            # the one in the state dir (made on the first run).
+            try:
+                own = settings.sync.installation_id or installation_id(settings.state_dir)
+            except OSError as exc:
+                raise LocalEnvironmentError(f"cannot read the installation id in {settings.state_dir}: {exc}") from exc
+            chosen = settings.sync.installation_id or locks.installation_id(own)
+            self.state = StateStore(settings.state_dir, chosen)
             self._stack.callback(self.state.close)
             self.history = History(settings.state_dir)
             self._stack.callback(self.history.close)
@@ -79,13 +90,30 @@ class SyncRun:
                  tb: TracebackType | None) -> None:
         self._stack.close()
 
+    def _private_temp(self) -> None:
+        """Downloads and renderer files go to a private temp dir under the state dir (not the shared
+        ``$TMPDIR``); what a killed run left there (client documents) is swept now."""
+        self.temp_dir = sweep_temp(self.settings.state_dir)
+        self._stack.callback(shutil.rmtree, self.temp_dir, True)
+        saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+        os.environ["TMPDIR"], tempfile.tempdir = str(self.temp_dir), str(self.temp_dir)
+
+        def restore() -> None:
+            tempfile.tempdir = saved_tempdir
+            if saved_env is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = saved_env
+
+        self._stack.callback(restore)
+
     def execute(self, *, on_result: Callable[[DocResult], None], on_plan: Callable[[RunPlan], None],
                 stop: threading.Event) -> RunSummary:
         """Run the engine; remember preview failures for ``docsync status``."""
         assert self.locks is not None and self.state is not None and self.history is not None
         with open_services(self.settings) as services, self._preview_service() as previews:
             engine = Engine(services.espo, services.xai, self.state, self.locks,
-                            engine_settings(self.settings, self.concurrency), previews=previews,
+                            engine_settings(self.settings, self.concurrency, self.temp_dir), previews=previews,
                             on_result=on_result, on_plan=on_plan, stop=stop)
             summary = engine.run(self.options)
         for result in summary.results:
@@ -129,3 +157,32 @@ class SyncRun:
 
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sweep_temp(state_dir: Path) -> Path:
+    """``<state dir>/tmp/run-<pid>-<random>`` for this run (``0700``), after removing the directories of runs
+    whose process is gone (a SIGKILL leaves downloaded client documents behind)."""
+    root = state_dir / "tmp"
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if root.is_symlink():
+        root.unlink()
+    root.mkdir(mode=0o700, exist_ok=True)
+    for entry in root.iterdir():
+        pid = entry.name.split("-")[1] if entry.name.startswith("run-") else ""
+        if pid.isdigit() and _alive(int(pid)):
+            continue  # a concurrent run on this host (e.g. sync --id beside the scheduled one)
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=root))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

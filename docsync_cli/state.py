@@ -10,16 +10,27 @@
   after it; an upload whose answer was lost (or a crash in between) is found again by its marked name on the
   next attempt instead of being uploaded twice.
 
-Every write is one short transaction, so a crash leaves the previous state intact.
+* ``owned``: the ownership record: every xAI file this installation uploaded (or adopted after verifying it), and
+  the CRM document it was uploaded for. docsync deletes, removes or reuses a file only when this record (or the
+  collection document's ``fields``: this installation's id and that very document id) says it is its own.
+
+The installation id (``installation-id`` in the state dir, generated once; ``sync.installation_id`` overrides it
+so several hosts of one installation share it) is what docsync writes into each collection document's ``fields``.
+
+Every write is one short transaction, so a crash leaves the previous state intact. State files are opened without
+following symlinks.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
+import stat
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from .errors import LocalEnvironmentError
@@ -35,6 +46,10 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE TABLE IF NOT EXISTS cleanups (
     doc_id TEXT NOT NULL, file_id TEXT NOT NULL, collection_id TEXT NOT NULL, PRIMARY KEY (file_id, collection_id)
 );
+CREATE TABLE IF NOT EXISTS owned (
+    file_id TEXT PRIMARY KEY, doc_id TEXT NOT NULL, sha256 TEXT, recorded REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS owned_by_doc ON owned (doc_id);
 CREATE TABLE IF NOT EXISTS uploads (
     doc_id TEXT NOT NULL, sha256 TEXT NOT NULL, name TEXT NOT NULL, xai_file_id TEXT,
     started REAL NOT NULL, PRIMARY KEY (doc_id, sha256)
@@ -42,16 +57,64 @@ CREATE TABLE IF NOT EXISTS uploads (
 """
 
 
+INSTALLATION_FILE = "installation-id"
+INSTALLATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{3,63}")
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` as ``0600`` (or tighten it) without following a symlink planted in its place."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def peek_installation_id(state_dir: Path, configured: str | None = None) -> str | None:
+    """The installation id without creating one (None: no run made it yet)."""
+    if configured:
+        return configured
+    if not (state_dir / INSTALLATION_FILE).is_file():
+        return None
+    try:
+        return installation_id(state_dir)
+    except OSError:
+        return None
+
+
+def installation_id(state_dir: Path, configured: str | None = None) -> str:
+    """This installation's id: ``configured`` if given, else the one stored in the state dir (made once)."""
+    if configured:
+        return configured
+    path = state_dir / INSTALLATION_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = -1
+    if fd >= 0:
+        with os.fdopen(fd, "r", encoding="ascii", errors="replace") as handle:
+            value = handle.read(200).strip()
+        if INSTALLATION_ID.fullmatch(value):
+            return value
+        raise OSError(f"{path} does not hold an installation id (got {value[:40]!r}); restore it or remove it")
+    value = uuid.uuid4().hex
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(value + "\n")
+    return value
+
+
 class StateStore:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, installation: str | None = None) -> None:
         path = state_dir / "state.sqlite3"
         self.path = path
         self._lock = threading.Lock()
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            os.chmod(path, 0o600)
+            private_file(path)
+            self.installation_id = installation_id(state_dir, installation)
             self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=30000")
@@ -120,6 +183,38 @@ class StateStore:
                                     " ORDER BY doc_id, file_id, collection_id = '', collection_id").fetchall()
         return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
+    # -- ownership ----------------------------------------------------------------------------------
+
+    def own(self, file_id: str, doc_id: str, sha256: str | None) -> None:
+        """Record that ``file_id`` is this installation's upload for ``doc_id``."""
+        self._write("INSERT OR REPLACE INTO owned (file_id, doc_id, sha256, recorded) VALUES (?, ?, ?, ?)",
+                    (file_id, doc_id, sha256, time.time()))
+
+    def owner(self, file_id: str) -> str | None:
+        """The CRM document ``file_id`` was uploaded for by this installation, or None when it is not ours."""
+        with self._lock:
+            row = self._db.execute("SELECT doc_id FROM owned WHERE file_id = ?", (file_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    def owned_files(self, doc_id: str | None = None) -> dict[str, str]:
+        """file id → document id of this installation's files (of one document, if given)."""
+        with self._lock:
+            if doc_id is None:
+                rows = self._db.execute("SELECT file_id, doc_id FROM owned").fetchall()
+            else:
+                rows = self._db.execute("SELECT file_id, doc_id FROM owned WHERE doc_id = ?", (doc_id,)).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    def disown(self, file_id: str) -> None:
+        """The file was deleted."""
+        self._write("DELETE FROM owned WHERE file_id = ?", (file_id,))
+
+    def open_upload_names(self) -> dict[str, str]:
+        """name → document of uploads this host started whose answer never arrived (a crash or a lost answer)."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, doc_id FROM uploads WHERE xai_file_id IS NULL").fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
     # -- upload intents ------------------------------------------------------------------------------
 
     def upload_started(self, doc_id: str, sha256: str, name: str) -> None:
@@ -127,6 +222,7 @@ class StateStore:
                     " VALUES (?, ?, ?, NULL, ?)", (doc_id, sha256, name, time.time()))
 
     def upload_done(self, doc_id: str, sha256: str, xai_file_id: str) -> None:
+        self.own(xai_file_id, doc_id, sha256)
         self._write("UPDATE uploads SET xai_file_id = ? WHERE doc_id = ? AND sha256 = ?",
                     (xai_file_id, doc_id, sha256))
 

@@ -43,6 +43,7 @@ from .errors import (
     ServiceUnreachable,
     TransientHttpError,
 )
+from .secrets import scrub
 
 log = logging.getLogger("docsync.http")
 
@@ -379,7 +380,7 @@ class ServiceClient:
         if 200 <= status < 300:
             self.throttle.on_success()
             return answer
-        detail = self._detail(answer.headers, answer.body)
+        detail = scrub(self._detail(answer.headers, answer.body))  # servers echo keys back
         retry_after = parse_retry_after(answer.headers.get("retry-after"))
         if 300 <= status < 400:
             target = short(answer.headers.get("location", "?"), 120)

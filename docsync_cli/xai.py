@@ -3,18 +3,24 @@
 Two injected ``httpx.Client`` objects: one for ``api.x.ai`` (API key), one for ``management-api.x.ai``
 (management key). Files use the OpenAI-style shape, collections the protobuf-JSON shape; this module hides both.
 
-docsync marks what it owns in two ways:
+docsync marks what it uploads in two ways:
 
-* the uploaded file name is ``crm-<document id>-<first 8 hex of sha256>-<original name>``, so an upload whose
-  answer was lost can be found again with ``GET /v1/files?filter=name:"crm-<id>-<sha8>"`` before any re-upload;
-* each collection document carries ``fields`` ``crm_document_id``, ``content_sha256`` and ``managed_by``
-  (declared in the collection's ``field_definitions`` on first use), so prune only ever touches docsync's files.
+* the uploaded file name is ``crm-<document id>-<first 8 hex of sha256>-<installation tag>-<original name>``, so
+  an upload whose answer was lost can be found again with ``GET /v1/files?filter=name:"…"`` before any re-upload
+  (a name is only ever a hint for that lookup, never a reason to delete);
+* each collection document carries ``fields`` ``crm_document_id``, ``content_sha256``, ``managed_by`` and
+  ``installation_id`` (declared in the collection's ``field_definitions`` on first use): the ownership record.
+
+Every id that goes into a URL path is checked against the services' id shape and percent-encoded as one path
+segment (:func:`segment`): CRM values are untrusted input.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +31,7 @@ import httpx
 from .errors import NotFoundError, RejectedError
 from .transport import ServiceClient, short
 
-FIELD_KEYS = ("crm_document_id", "content_sha256", "managed_by")
+FIELD_KEYS = ("crm_document_id", "content_sha256", "managed_by", "installation_id")
 MANAGED_BY = "docsync"
 PAGE = 100
 BATCH = 100
@@ -35,15 +41,40 @@ SEARCH_MAX_LIMIT = 100
 _UNSAFE_NAME = re.compile(r"[^\w.\- ()\[\]äöüÄÖÜß]+")
 
 
-def upload_name(doc_id: str, sha256: str, original: str) -> str:
+SERVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def is_service_id(value: object) -> bool:
+    """The shape of xAI's ids (``collection_<uuid4>``, ``file_<uuid4>``): letters, digits, ``_``, ``-``, ≤ 128."""
+    return isinstance(value, str) and SERVICE_ID.fullmatch(value) is not None
+
+
+def segment(value: str) -> str:
+    """``value`` as one URL path segment; anything that is not an id is refused before a request is made."""
+    if not is_service_id(value):
+        raise RejectedError("xai", "-", "-", None, f"refusing to use {short(repr(value), 80)} as an xAI id")
+    return urllib.parse.quote(value, safe="")
+
+
+def _member_path(collection_id: str, file_id: str) -> str:
+    return f"/v1/collections/{segment(collection_id)}/documents/{segment(file_id)}"
+
+
+def installation_tag(installation_id: str) -> str:
+    """8 hex characters of the installation id, for file names (the full id is in the collection fields)."""
+    return hashlib.sha256(installation_id.encode()).hexdigest()[:8]
+
+
+def upload_name(doc_id: str, sha256: str, original: str, installation_id: str = "") -> str:
     """The marked, sanitised name an uploaded file gets (no path parts, no control characters, ≤ 200 chars)."""
     base = original.replace("\\", "/").rsplit("/", 1)[-1]
     base = _UNSAFE_NAME.sub("_", base).strip(" ._") or "document"
-    return f"{name_prefix(doc_id, sha256)}-{base}"[:200]
+    return f"{name_prefix(doc_id, sha256, installation_id)}-{base}"[:200]
 
 
-def name_prefix(doc_id: str, sha256: str) -> str:
-    return f"crm-{doc_id}-{sha256[:8]}"
+def name_prefix(doc_id: str, sha256: str, installation_id: str = "") -> str:
+    prefix = f"crm-{_UNSAFE_NAME.sub('_', doc_id)[:40]}-{sha256[:8]}"
+    return f"{prefix}-{installation_tag(installation_id)}" if installation_id else prefix
 
 
 def xai_detail(headers: httpx.Headers, body: bytes) -> str:
@@ -140,15 +171,17 @@ class XaiClient:
 
     def file_exists(self, file_id: str) -> bool:
         try:
-            self.files.json("GET", f"/v1/files/{file_id}")
+            self.files.json("GET", f"/v1/files/{segment(file_id)}")
         except NotFoundError:
             return False
         return True
 
     def file_name(self, file_id: str) -> str | None:
-        """The file's name (``GET /v1/files/{id}``), or None when it does not exist."""
+        """The file's name (``GET /v1/files/{id}``), or None when it does not exist (or is no file id)."""
+        if not is_service_id(file_id):
+            return None
         try:
-            answer = self.files.json("GET", f"/v1/files/{file_id}")
+            answer = self.files.json("GET", f"/v1/files/{segment(file_id)}")
         except NotFoundError:
             return None
         name = answer.get("filename") if isinstance(answer, dict) else None
@@ -157,14 +190,14 @@ class XaiClient:
     def delete_file(self, file_id: str) -> None:
         """Delete a file; 404 means it is already gone."""
         try:
-            self.files.call("DELETE", f"/v1/files/{file_id}")
+            self.files.call("DELETE", f"/v1/files/{segment(file_id)}")
         except NotFoundError:
             return
 
     # -- collections ---------------------------------------------------------------------------------
 
     def get_collection(self, collection_id: str) -> dict[str, Any]:
-        answer = self.management.json("GET", f"/v1/collections/{collection_id}")
+        answer = self.management.json("GET", f"/v1/collections/{segment(collection_id)}")
         if not isinstance(answer, dict):
             raise RejectedError("xai", "GET", "/v1/collections/{id}", 200, "answer is not a collection")
         return answer
@@ -182,30 +215,32 @@ class XaiClient:
                                              "inject_into_chunk": False,
                                              "description": "managed by docsync; do not edit"}}
                        for key in missing]
-            self.management.json("PUT", f"/v1/collections/{collection_id}",
+            self.management.json("PUT", f"/v1/collections/{segment(collection_id)}",
                                  json_body={"field_definition_updates": updates})
         self._declared.add(collection_id)
 
-    def add_document(self, collection_id: str, file_id: str, doc_id: str, sha256: str) -> None:
+    def add_document(self, collection_id: str, file_id: str, doc_id: str, sha256: str, installation_id: str
+                     ) -> None:
         # Adding an existing member again is an upsert (contract §7.1), so the call is safe to repeat.
-        fields = {"crm_document_id": doc_id, "content_sha256": sha256, "managed_by": MANAGED_BY}
-        self.management.call("POST", f"/v1/collections/{collection_id}/documents/{file_id}",
+        fields = {"crm_document_id": doc_id, "content_sha256": sha256, "managed_by": MANAGED_BY,
+                  "installation_id": installation_id}
+        self.management.call("POST", _member_path(collection_id, file_id),
                              json_body={"fields": fields}, safe_to_repeat=True)
 
     def remove_document(self, collection_id: str, file_id: str) -> None:
         """Take a file out of a collection; 404 means it is not a member any more."""
         try:
-            self.management.call("DELETE", f"/v1/collections/{collection_id}/documents/{file_id}")
+            self.management.call("DELETE", _member_path(collection_id, file_id))
         except NotFoundError:
             return
 
     def reindex(self, collection_id: str, file_id: str) -> None:
-        self.management.call("PATCH", f"/v1/collections/{collection_id}/documents/{file_id}")
+        self.management.call("PATCH", _member_path(collection_id, file_id))
 
     def document(self, collection_id: str, file_id: str) -> dict[str, Any] | None:
         """The collection document for a file, or None when the file is not a member."""
         try:
-            answer = self.management.json("GET", f"/v1/collections/{collection_id}/documents/{file_id}")
+            answer = self.management.json("GET", _member_path(collection_id, file_id))
         except NotFoundError:
             return None
         return answer if isinstance(answer, dict) else None
@@ -215,7 +250,7 @@ class XaiClient:
         result: dict[str, tuple[str, str]] = {}
         for start in range(0, len(file_ids), BATCH):
             chunk = file_ids[start:start + BATCH]
-            answer = self.management.json("GET", f"/v1/collections/{collection_id}/documents:batchGet",
+            answer = self.management.json("GET", f"/v1/collections/{segment(collection_id)}/documents:batchGet",
                                           params=[("file_ids", fid) for fid in chunk])
             for doc in (answer.get("documents") or []) if isinstance(answer, dict) else []:
                 meta = doc.get("file_metadata") or {}
@@ -232,7 +267,7 @@ class XaiClient:
             params: dict[str, Any] = {"limit": PAGE}
             if token:
                 params["pagination_token"] = token
-            page = self.management.json("GET", f"/v1/collections/{collection_id}/documents", params=params)
+            page = self.management.json("GET", f"/v1/collections/{segment(collection_id)}/documents", params=params)
             docs = page.get("documents") if isinstance(page, dict) else None
             if not isinstance(docs, list):
                 raise RejectedError("xai", "GET", "/v1/collections/{id}/documents", 200, "answer has no list")

@@ -33,8 +33,14 @@ class ChildDied(Exception):
     pass
 
 
+# What a renderer child (LibreOffice parsing client documents) may see of docsync's environment: never the keys.
+CHILD_ENV_ALLOWED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH",
+                     "FONTCONFIG_FILE", "FONTCONFIG_PATH", "XDG_RUNTIME_DIR", "SYSTEMROOT")
+
+
 def child_env() -> dict[str, str]:
-    env = dict(os.environ)
+    """A minimal environment for renderer children: locale, paths and the private temp dir, no secrets."""
+    env = {k: v for k, v in os.environ.items() if k in CHILD_ENV_ALLOWED or k.startswith("LC_")}
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(_PACKAGE_ROOT) + (os.pathsep + path if path else "")
     return env

@@ -1088,6 +1088,44 @@ class EspoEmulator(EmulatorBase):
                 self.link(doc_id, "contacts", contact_id)
             return doc_id
 
+    def duplicate_document(self, doc_id: str, name: str | None = None) -> str:
+        """A user's "Duplicate" of a Document, as EspoCRM does it: a new record with every field copied except
+        the ones whose definition says ``duplicateIgnore``; the file is copied into a new attachment and the
+        links come along. docsync's xai* fields are copied too unless their definitions were updated."""
+        with self.lock:
+            etype = self.entities["Document"]
+            source = self.records["Document"][doc_id]
+            copy_id = self._new_id()
+            now = self._now()
+            record = copy.deepcopy(source)
+            for attribute in list(record):
+                owner = etype.field_of(attribute)
+                if owner is not None and etype.fields.get(owner, {}).get("duplicateIgnore"):
+                    record[attribute] = [] if isinstance(record[attribute], list) else None
+            record.update({"id": copy_id, "createdAt": now, "modifiedAt": now, "deleted": False,
+                           "createdById": self.human_user_id, "modifiedById": self.human_user_id})
+            if "versionNumber" in record:
+                record["versionNumber"] = 1
+            if name is not None:
+                record["name"] = name
+            attachment = self.records["Attachment"].get(str(source.get("fileId")))
+            if attachment is not None:
+                record["fileId"] = self._store_attachment(str(attachment["name"]), self.blobs[attachment["id"]],
+                                                          attachment.get("type"), "file", related_id=copy_id)
+            self.records["Document"][copy_id] = record
+            for link in ("accounts", "contacts"):
+                for foreign_id in self._linked_ids(etype, source, link):
+                    self.link(copy_id, link, foreign_id)
+            return copy_id
+
+    def restore_from(self, other: EspoEmulator) -> None:
+        """Make this CRM a copy of ``other`` (a staging system restored from production's backup): the same
+        records with the same ids, attachments and links."""
+        with other.lock, self.lock:
+            self.records = copy.deepcopy(other.records)
+            self.blobs = dict(other.blobs)
+            self.link_tables = copy.deepcopy(other.link_tables)
+
     def replace_file(self, doc_id: str, content: bytes, file_name: str | None = None) -> str:
         """A user uploads a new file: new attachment, ``fileId`` changes, old attachment deleted. Returns its id."""
         with self.lock:

@@ -79,6 +79,7 @@ class Sandbox:
         self.xai = XaiEmulator(api_key=self.xai_key, management_key=self.mgmt_key,
                                processing_delay=processing_delay)
         self._ports = ports
+        self._more_crms: list[EspoEmulator] = []
 
     def start(self) -> Sandbox:
         self.espo.start(ports={"espocrm": self._ports[0]})
@@ -86,8 +87,19 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        for crm in self._more_crms:
+            crm.stop()
         self.espo.stop()
         self.xai.stop()
+
+    def second_crm(self) -> EspoEmulator:
+        """Another EspoCRM (its own key) whose docsync shares this xAI team: a staging installation, another
+        office. Started; stopped with the sandbox. Point docsync at it with ``environment(state_dir, crm)``."""
+        crm = EspoEmulator(api_key="espo-" + secrets.token_hex(12), field_names=self.profile.field_names,
+                           document_fields=self.profile.fields, max_size_limit=self.profile.max_size_limit)
+        crm.start(ports={"espocrm": 0})
+        self._more_crms.append(crm)
+        return crm
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -95,12 +107,13 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def environment(self, state_dir: Path) -> dict[str, str]:
-        """The settings a user (or a test) exports to point docsync at the emulators."""
-        secret = {"ESPOCRM_SECRET_KEY": self.espo_secret} if self.espo_secret else {}
+    def environment(self, state_dir: Path, crm: EspoEmulator | None = None) -> dict[str, str]:
+        """The settings a user (or a test) exports to point docsync at the emulators (``crm``: another CRM
+        from :meth:`second_crm` instead of the main one)."""
+        secret = {"ESPOCRM_SECRET_KEY": self.espo_secret} if self.espo_secret and crm is None else {}
         return secret | {
-            "ESPOCRM_URL": self.espo.url,
-            "ESPOCRM_API_KEY": self.espo_key,
+            "ESPOCRM_URL": (crm or self.espo).url,
+            "ESPOCRM_API_KEY": crm.api_key if crm is not None else self.espo_key,
             "XAI_API_URL": self.xai.api_url,
             "XAI_MANAGEMENT_URL": self.xai.management_url,
             "XAI_API_KEY": self.xai_key,

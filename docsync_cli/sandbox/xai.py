@@ -1304,6 +1304,19 @@ class XaiEmulator(EmulatorBase):
         with self.lock:
             self._collections[collection_id].documents[file_id].index_lost = True
 
+    def add_member_by_hand(self, collection_id: str, file_id: str) -> None:
+        """A person adds an existing file to a collection in the console (no ``fields``)."""
+        with self.lock:
+            now = self.clock()
+            self._collections[collection_id].documents[file_id] = _Document(file_id=file_id, fields={},
+                                                                           added_at=now, started=now)
+
+    def age_files(self, seconds: float) -> None:
+        """Pretend every stored file was uploaded ``seconds`` earlier (for age-based cleanups)."""
+        with self.lock:
+            for file in self._files.values():
+                file.created_at -= seconds
+
     def force_status(self, collection_id: str, file_id: str, status: str, error_message: str = "") -> None:
         """Pin a document's status (``"FAILED"`` or ``"DOCUMENT_STATUS_FAILED"``) until the next add/reindex."""
         name = status if status.startswith("DOCUMENT_STATUS_") else f"DOCUMENT_STATUS_{status.upper()}"

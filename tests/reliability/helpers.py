@@ -17,16 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from docsync_cli.sandbox.espocrm import EspoEmulator
 from docsync_cli.sandbox.seed import Sandbox
 
 RUN_TIMEOUT = 120
 ENV_PREFIXES = ("ESPOCRM_", "XAI_", "DOCSYNC_")
 
 
-def cli_env(sandbox: Sandbox, state_dir: Path, **extra: str) -> dict[str, str]:
-    """``os.environ`` (minus any docsync setting of the developer's shell) + the sandbox + short retries."""
+def cli_env(sandbox: Sandbox, state_dir: Path, crm: EspoEmulator | None = None, **extra: str) -> dict[str, str]:
+    """``os.environ`` (minus any docsync setting of the developer's shell) + the sandbox + short retries.
+    ``crm``: another CRM on the same xAI team (``Sandbox.second_crm``) instead of the main one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
-    env |= sandbox.environment(state_dir)
+    env |= sandbox.environment(state_dir, crm)
     env["DOCSYNC_SYNC__MAX_ATTEMPTS"] = "3"
     env["DOCSYNC_SYNC__PROCESSING_WAIT_SECONDS"] = "10"
     env |= extra
@@ -96,7 +98,14 @@ class InProcessResult:
 
 
 def run_engine(
-    sandbox: Sandbox, state_dir: Path, *, full: bool = True, force_delete: bool = False, concurrency: int = 2
+    sandbox: Sandbox,
+    state_dir: Path,
+    *,
+    full: bool = True,
+    force_delete: bool = False,
+    concurrency: int = 2,
+    crm: EspoEmulator | None = None,
+    **extra_env: str,
 ) -> InProcessResult:
     """One run through the engine, built like ``cli._run`` builds it (settings from the same environment the
     CLI would see), without previews and with a no-op lock. Exceptions the CLI would turn into an exit code
@@ -107,8 +116,8 @@ def run_engine(
     from docsync_cli.services import engine_settings, open_services
     from docsync_cli.state import StateStore
 
-    settings = load_settings(None, env=cli_env(sandbox, state_dir))
-    state = StateStore(settings.state_dir)
+    settings = load_settings(None, env=cli_env(sandbox, state_dir, crm, **extra_env))
+    state = StateStore(settings.state_dir, settings.sync.installation_id)
     try:
         with open_services(settings) as services:
             engine = Engine(

@@ -23,15 +23,17 @@ import hashlib
 from collections import Counter
 from typing import Any
 
+from docsync_cli.sandbox.espocrm import EspoEmulator
 from docsync_cli.sandbox.seed import Sandbox
+from docsync_cli.xai import installation_tag
 
 GESYNCT = "Gesynct"
 PROCESSED = "DOCUMENT_STATUS_PROCESSED"
 
 
-def required_collections(sandbox: Sandbox, doc: dict[str, Any]) -> set[str]:
+def required_collections(sandbox: Sandbox, doc: dict[str, Any], crm: EspoEmulator | None = None) -> set[str]:
     """The ``xaiCollectionId`` of every live account the document is linked to (read from the CRM emulator)."""
-    espo = sandbox.espo
+    espo = crm or sandbox.espo
     field = espo.attr("xaiCollectionId")
     required: set[str] = set()
     with espo.lock:
@@ -47,15 +49,34 @@ def required_collections(sandbox: Sandbox, doc: dict[str, Any]) -> set[str]:
 
 
 def check_invariants(
-    sandbox: Sandbox, *, orphans: bool = True, all_synced: bool = False, clean: bool = True
+    sandbox: Sandbox,
+    *,
+    orphans: bool = True,
+    all_synced: bool = False,
+    clean: bool = True,
+    crm: EspoEmulator | None = None,
+    installation: str | None = None,
 ) -> list[str]:
     """Every violation found in the emulators' current state (empty list = the invariants hold).
 
     ``orphans``: also require that no managed xAI file is left over (true after a clean ``--full`` run).
     ``all_synced``: every live document with a file must be ``Gesynct`` (the run was expected to sync all).
     ``clean``: the last run finished without a crash or a fault (no document may be left ``syncing``).
+    ``crm``/``installation``: check that CRM (default: the sandbox's) and, when several installations share the
+    xAI team, only the files and members of that installation for orphans and duplicates.
     """
-    espo, xai = sandbox.espo, sandbox.xai
+    espo, xai = crm or sandbox.espo, sandbox.xai
+
+    def ours_by_name(filename: str) -> bool:
+        if not filename.startswith("crm-"):
+            return False
+        return installation is None or filename.split("-")[3:4] == [installation_tag(installation)]
+
+    def ours_by_fields(fields: dict[str, Any]) -> bool:
+        if not (fields.get("managed_by") or fields.get("crm_document_id")):
+            return False  # a person's file
+        return installation is None or fields.get("installation_id") == installation
+
     a = espo.attr
     problems: list[str] = []
     docs = espo.documents()
@@ -100,7 +121,7 @@ def check_invariants(
             problems.append(f"{name}: CRM md5 is not the md5 of its attachment")
         if doc.get(a("xaiSyncedHash")) != sha:
             problems.append(f"{name}: xaiSyncedHash {doc.get(a('xaiSyncedHash'))!r} != attachment sha {sha}")
-        required = required_collections(sandbox, doc)
+        required = required_collections(sandbox, doc, espo)
         if not required:
             # In no collection: nothing to index, so no file at xAI either.
             if xai_file_id or doc.get(a("xaiCollections")):
@@ -140,7 +161,7 @@ def check_invariants(
     if orphans:
         # 2. no orphans or duplicates: files with docsync's name marker ...
         for file_id, file in sorted(files.items()):
-            if not str(file["filename"]).startswith("crm-"):
+            if not ours_by_name(str(file["filename"])):
                 continue
             owner = current_file_of.get(file_id)
             if owner is None:
@@ -154,8 +175,8 @@ def check_invariants(
         for collection_id, in_collection in sorted(members.items()):
             for file_id, member in sorted(in_collection.items()):
                 fields = member["fields"]
-                if not (fields.get("managed_by") or fields.get("crm_document_id")):
-                    continue  # a person's file
+                if not ours_by_fields(fields):
+                    continue  # a person's file, or another installation's
                 owner = current_file_of.get(file_id)
                 if owner is None:
                     problems.append(
@@ -171,7 +192,7 @@ def check_invariants(
         by_key = Counter(
             (str(f["filename"])[len("crm-") :].split("-", 1)[0], f["sha256"])
             for f in files.values()
-            if str(f["filename"]).startswith("crm-")
+            if ours_by_name(str(f["filename"]))
         )
         for (doc_id, sha), count in sorted(by_key.items()):
             if count > 1:

@@ -262,6 +262,7 @@ def test_each_secret_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nam
     elif source == "file":
         secret_file = tmp_path / "secret"
         secret_file.write_text(value + "\n")
+        secret_file.chmod(0o600)
         env[f"{name}_FILE"] = str(secret_file)
     elif source == "credentials":
         creds = tmp_path / "credentials"
@@ -285,6 +286,7 @@ def test_secret_source_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     own_file(path, monkeypatch)
     secret_file = tmp_path / "secret"
     secret_file.write_text("sk-file\n")
+    secret_file.chmod(0o600)
     creds = tmp_path / "credentials"
     creds.mkdir()
     (creds / CREDENTIAL[name]).write_text("sk-credential\n")
@@ -303,6 +305,7 @@ def test_secret_source_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_secret_file_keeps_inner_content_and_strips_only_trailing_newlines(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_bytes(b"sk-abc\r\n\n")
+    secret_file.chmod(0o600)
     env = base_env(tmp_path, XAI_API_KEY_FILE=str(secret_file))
     del env["XAI_API_KEY"]
     assert secret_value(load_settings(env=env), "XAI_API_KEY") == "sk-abc"
@@ -311,6 +314,7 @@ def test_secret_file_keeps_inner_content_and_strips_only_trailing_newlines(tmp_p
 def test_empty_secret_file_is_a_problem_naming_the_file(tmp_path: Path) -> None:
     secret_file = tmp_path / "empty"
     secret_file.write_text("\n")
+    secret_file.chmod(0o600)
     env = base_env(tmp_path, XAI_API_KEY_FILE=str(secret_file))
     del env["XAI_API_KEY"]
 

@@ -32,6 +32,7 @@ from docsync_cli.xai import name_prefix
 ESPO_KEY = "espo-secret-api-key-0001"
 XAI_KEY = "xai-secret-api-key-0002"
 MGMT_KEY = "xai-secret-mgmt-key-0003"
+INSTALLATION = "test-installation"
 CRM = "https://crm.example"
 FILES = "https://api.x.example"
 MGMT = "https://mgmt.x.example"
@@ -105,7 +106,8 @@ class World:
                                "expires_at": None, "filename": name, "purpose": "assistants"}
         for cid, fields in collections.items():
             col = self.collections.setdefault(cid, {"field_definitions": [], "docs": {}})
-            col["field_definitions"] = [{"key": k} for k in ("crm_document_id", "content_sha256", "managed_by")]
+            col["field_definitions"] = [{"key": k} for k in ("crm_document_id", "content_sha256", "managed_by",
+                                                             "installation_id")]
             col["docs"][file_id] = {"fields": fields, "status": PROCESSED, "error_message": ""}
 
     def fail(self, service: str, method: str, path: str, fault: Fault) -> None:
@@ -305,7 +307,7 @@ def run(world: World, tmp_path: Path) -> Iterator[RunFn]:
     settings = load_settings(None, env={
         "ESPOCRM_URL": CRM, "ESPOCRM_API_KEY": ESPO_KEY, "XAI_API_KEY": XAI_KEY, "XAI_MANAGEMENT_KEY": MGMT_KEY,
         "DOCSYNC_STATE_DIR": str(tmp_path / "state"), "XAI_API_URL": FILES, "XAI_MANAGEMENT_URL": MGMT})
-    state = StateStore(tmp_path / "state")
+    state = StateStore(tmp_path / "state", INSTALLATION)
     with open_services(settings, world.transports(),
                        retry=RetryPolicy(attempts=2, wait_initial=0, wait_max=0)) as services:
         def run_once(options: RunOptions | None = None, **overrides: Any) -> RunSummary:
@@ -355,11 +357,11 @@ def test_new_document_requests_in_order(world: World, run: RunFn) -> None:
     ]
     mark, upload, fields, add, _final = world.writes()
     assert mark.body == {"xaiSyncStatus": "syncing"}
-    assert upload.body["filename"] == f"{name_prefix('d1', sha256(content))}-d1.pdf"
+    assert upload.body["filename"] == f"{name_prefix('d1', sha256(content), INSTALLATION)}-d1.pdf"
     assert [u["field_definition"]["key"] for u in fields.body["field_definition_updates"]] == [
-        "crm_document_id", "content_sha256", "managed_by"]
+        "crm_document_id", "content_sha256", "managed_by", "installation_id"]
     assert add.body == {"fields": {"crm_document_id": "d1", "content_sha256": sha256(content),
-                                   "managed_by": "docsync"}}
+                                   "managed_by": "docsync", "installation_id": INSTALLATION}}
     # The reads in between, relative to the writes.
     download = position(world, "espo GET Attachment/file/att-d1")
     related = position(world, "espo GET Document/d1/accounts")
@@ -738,6 +740,24 @@ def test_no_key_appears_in_results_or_crm_errors(world: World, run: RunFn) -> No
     texts = [r.detail for r in summary.results] + [str(summary.fatal)] + [world.all_text_sent_back()]
     for key in (ESPO_KEY, XAI_KEY, MGMT_KEY):
         assert all(key not in text for text in texts)
+
+
+def test_an_unexpected_exception_fails_only_its_document(world: World, run: RunFn,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    world.add_doc("d1")
+    world.add_doc("d2")
+
+    def bug(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug in one code path")
+
+    world.fail("espo", "GET", "Document/d1/accounts", bug)
+    with caplog.at_level("INFO", logger="docsync.engine"):
+        summary = run()
+    assert outcomes(summary) == {"d1": "failed", "d2": "synced"} and summary.exit_code == 1
+    failed = summary.results[0] if summary.results[0].doc_id == "d1" else summary.results[1]
+    assert failed.error_code == "internal_error" and "RuntimeError" in failed.detail
+    assert world.records["d1"]["dateiStatus"] == "Fehler" and "RuntimeError" in world.records["d1"]["xaiSyncError"]
+    assert any(r.exc_info for r in caplog.records), "the traceback is logged (shown at -v)"
 
 
 def test_replaced_file_during_the_sync_rolls_the_new_upload_back(world: World, run: RunFn) -> None:

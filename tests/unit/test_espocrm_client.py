@@ -282,8 +282,8 @@ def test_related_values_pages_and_drops_empty_values(httpx_mock: HTTPXMock) -> N
     values = make_espo().related_values("d1", "accounts", "xaiCollectionId")
     assert values == [f"col_{i}" for i in range(1, 200, 2)] + ["col_last"]
     params = [dict(r.url.params) for r in httpx_mock.get_requests()]
-    assert params == [{"select": "id,xaiCollectionId", "maxSize": "200", "offset": "0"},
-                      {"select": "id,xaiCollectionId", "maxSize": "200", "offset": "200"}]
+    assert params == [{"select": "id,name,xaiCollectionId", "maxSize": "200", "offset": "0"},
+                      {"select": "id,name,xaiCollectionId", "maxSize": "200", "offset": "200"}]
 
 
 def test_related_values_stop_when_total_is_reached(httpx_mock: HTTPXMock) -> None:

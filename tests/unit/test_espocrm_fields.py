@@ -38,6 +38,13 @@ def test_required_fields_match_the_contract() -> None:
     assert ACCOUNT_FIELDS == {"xaiCollectionId": {"type": "varchar", "maxLength": 100}}
 
 
+def test_duplicating_a_record_in_espocrm_does_not_copy_the_xai_fields() -> None:
+    fields = entity_defs(PREFIXED)["fields"]
+    xai = [name for logical, name in PREFIXED.items() if logical.startswith("xai")]
+    assert len(xai) == 5
+    assert all(fields[name].get("duplicateIgnore") is True for name in xai), fields
+
+
 def test_entity_defs_uses_logical_names_by_default() -> None:
     defs = entity_defs({})
     assert set(defs["fields"]) == set(REQUIRED_FIELDS)

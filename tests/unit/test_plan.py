@@ -365,3 +365,10 @@ def test_full_run_retires_managed_files_the_crm_no_longer_points_at() -> None:
     assert [d.member for d in plan.deletions] == [leftover]
     busy = plan_run([synced_doc(datei_status="Neu")], {}, remote=[leftover])
     assert busy.deletions == ()  # a document this run works on decides about its own files
+
+
+def test_a_typed_xai_file_id_never_costs_a_document_its_file() -> None:
+    typed = synced_doc(xai_file_id="file_someone_typed", datei_status="Fehler")  # held back, not worked on
+    mine = member("doc1", "file_1")
+    plan = plan_run([typed], {typed.id: local_for(synced_doc())}, remote=[mine])
+    assert plan.deletions == ()

@@ -251,11 +251,12 @@ def test_ensure_fields_adds_only_missing_keys_once_per_collection(httpx_mock: HT
                   "description": "managed by docsync; do not edit"}
     assert json.loads(put.content) == {"field_definition_updates": [
         {"operation": "FIELD_DEFINITION_ADD", "field_definition": {"key": "content_sha256", **definition}},
-        {"operation": "FIELD_DEFINITION_ADD", "field_definition": {"key": "managed_by", **definition}}]}
+        {"operation": "FIELD_DEFINITION_ADD", "field_definition": {"key": "managed_by", **definition}},
+        {"operation": "FIELD_DEFINITION_ADD", "field_definition": {"key": "installation_id", **definition}}]}
 
 
 def test_ensure_fields_sends_no_update_when_all_keys_exist(httpx_mock: HTTPXMock) -> None:
-    keys = [{"key": k} for k in ("crm_document_id", "content_sha256", "managed_by")]
+    keys = [{"key": k} for k in ("crm_document_id", "content_sha256", "managed_by", "installation_id")]
     httpx_mock.add_response(method="GET", url=f"{MGMT}/v1/collections/{COL}",
                             json={"collection_id": COL, "field_definitions": keys})
     xai = make_xai()
@@ -270,24 +271,25 @@ def test_ensure_fields_declares_all_keys_on_a_bare_collection(httpx_mock: HTTPXM
     make_xai().ensure_fields(COL)
     put = httpx_mock.get_requests()[-1]
     keys = [u["field_definition"]["key"] for u in json.loads(put.content)["field_definition_updates"]]
-    assert keys == ["crm_document_id", "content_sha256", "managed_by"]
+    assert keys == ["crm_document_id", "content_sha256", "managed_by", "installation_id"]
 
 
-def test_add_document_posts_the_three_fields(httpx_mock: HTTPXMock) -> None:
+def test_add_document_posts_the_ownership_fields(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(method="POST", url=f"{MGMT}/v1/collections/{COL}/documents/{FID}", json={})
-    make_xai().add_document(COL, FID, "65f0c1a2b3c4d5e6f", SHA)
+    make_xai().add_document(COL, FID, "65f0c1a2b3c4d5e6f", SHA, "inst-1")
     request = httpx_mock.get_request()
     assert request is not None
     assert request.headers["Authorization"] == f"Bearer {MGMT_KEY}"
     assert json.loads(request.content) == {"fields": {"crm_document_id": "65f0c1a2b3c4d5e6f",
-                                                      "content_sha256": SHA, "managed_by": "docsync"}}
+                                                      "content_sha256": SHA, "managed_by": "docsync",
+                                                      "installation_id": "inst-1"}}
 
 
 def test_add_document_is_retried_after_a_500_because_it_is_an_upsert(httpx_mock: HTTPXMock) -> None:
     url = f"{MGMT}/v1/collections/{COL}/documents/{FID}"
     httpx_mock.add_response(method="POST", url=url, status_code=500)
     httpx_mock.add_response(method="POST", url=url, json={})
-    make_xai().add_document(COL, FID, "d1", SHA)
+    make_xai().add_document(COL, FID, "d1", SHA, "inst-1")
     assert len(httpx_mock.get_requests()) == 2
 
 

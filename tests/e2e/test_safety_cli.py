@@ -1,0 +1,175 @@
+"""Issue 11 through the real CLI (subprocess) against the emulators: echoed keys appear in no output, field or
+state file (case 4); hostile names never stop a run (6); a listing outage exits 3 (7); the smaller hardening of
+case 9 (no escape sequences printed, ``--id`` of an unknown document, the private temp dir swept at start)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from docsync_cli.sandbox.http import Drop, FaultAction, Respond
+from docsync_cli.sandbox.seed import Sandbox
+
+PDF = b"%PDF-1.4\n% docsync safety test\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+def docsync(sandbox: Sandbox, state: Path, *args: str, extra_env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ESPOCRM_", "XAI_", "DOCSYNC_"))}
+    env |= sandbox.environment(state)
+    env["DOCSYNC_SYNC__MAX_ATTEMPTS"] = "2"
+    env |= extra_env or {}
+    return subprocess.run([sys.executable, "-m", "docsync_cli", *args], env=env, text=True, capture_output=True,
+                          timeout=180, check=False)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as box:
+        yield box
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def account(sandbox: Sandbox, name: str = "Mandant A") -> str:
+    return sandbox.espo.add_account(name, sandbox.xai.create_collection(f"Collection {name}"))
+
+
+def pdf(label: str) -> bytes:
+    return PDF + label.encode() + b"\n"
+
+
+# -- 4. secrets -----------------------------------------------------------------------------------------------
+
+
+def test_keys_echoed_back_by_the_services_appear_in_no_output_field_or_state_file(sandbox: Sandbox,
+                                                                                  state: Path) -> None:
+    a = account(sandbox)
+    docs = [sandbox.espo.add_document(f"Akte {i}", pdf(f"akte {i}"), f"akte-{i}.pdf", accounts=[a])
+            for i in range(3)]
+    keys = (sandbox.espo_key, sandbox.xai_key, sandbox.mgmt_key)
+    echo = json.dumps({"code": "Client specified an invalid argument",
+                       "error": f"upload refused; request had Authorization: Bearer {sandbox.xai_key}, "
+                                f"management {sandbox.mgmt_key}"})
+    sandbox.xai.faults.add(Respond(422, echo), method="POST", path=r"/v1/files", times=1)
+    sandbox.espo.faults.add(Respond(400, "", {"X-Status-Reason": f"request by {sandbox.espo_key} refused"}),
+                            method="GET", path=rf"/api/v1/Document/{docs[1]}/accounts", times=1)
+    run = docsync(sandbox, state, "-v", "sync", "--no-preview", "--concurrency", "1")
+    outputs = [run, docsync(sandbox, state, "status"), docsync(sandbox, state, "status", "--json"),
+               docsync(sandbox, state, "explain", docs[0]), docsync(sandbox, state, "explain", docs[1])]
+    records = [sandbox.espo.document(d) for d in docs]
+    assert any(r["dateiStatus"] == "Fehler" for r in records), records  # the echoes did reach docsync
+    stored = b"".join(p.read_bytes() for p in state.rglob("*") if p.is_file())
+    for key in keys:
+        for proc in outputs:
+            assert key not in proc.stdout + proc.stderr, (proc.args, proc.stdout, proc.stderr)
+        assert key not in json.dumps(records, ensure_ascii=False)
+        assert key.encode() not in stored, "a key is in a state file"
+    failed = [r for r in records if r["dateiStatus"] == "Fehler"]
+    assert all(r["xaiSyncError"] for r in failed)  # still a readable reason, just without the key
+
+
+# -- 6. hostile values ----------------------------------------------------------------------------------------
+
+
+def test_nul_control_characters_and_absurd_lengths_never_stop_a_run(sandbox: Sandbox, state: Path) -> None:
+    a = account(sandbox)
+    hostile = [
+        sandbox.espo.add_document("NUL im Namen", pdf("nul"), "akte.pd\x00f", accounts=[a]),
+        sandbox.espo.add_document("Steuerzeichen \x1b[31m\u202eetka", pdf("ctl"), "a\r\nb\u202e.pdf", accounts=[a]),
+        sandbox.espo.add_document("x" * 100_000, pdf("long"), "y" * 5000 + ".pdf", accounts=[a]),
+    ]
+    normal = [sandbox.espo.add_document(f"Akte {i}", pdf(f"ok {i}"), f"ok-{i}.pdf", accounts=[a]) for i in range(3)]
+    run = docsync(sandbox, state, "sync", "--no-preview", "--concurrency", "1")
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.returncode in (0, 1), run.stderr
+    for doc_id in normal:
+        assert sandbox.espo.document(doc_id)["dateiStatus"] == "Gesynct"
+    for doc_id in hostile:
+        record = sandbox.espo.document(doc_id)
+        assert record["dateiStatus"] == "Gesynct" or (record["dateiStatus"] == "Fehler" and record["xaiSyncError"])
+        if record["xaiFileId"]:
+            name = sandbox.xai.files()[record["xaiFileId"]]["filename"]
+            assert name.isprintable() and len(name) <= 200, repr(name)
+    status = docsync(sandbox, state, "status", "--json")
+    assert json.loads(status.stdout)["runs"], "the run was not recorded"
+
+
+# -- 7. a listing outage ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", [Respond(503, "<html><body>Service Unavailable</body></html>",
+                                           {"Content-Type": "text/html"}),
+                                   Respond(502, "Bad Gateway"), Drop()], ids=["503-html", "502", "reset"])
+def test_an_outage_during_the_listing_exits_3(sandbox: Sandbox, state: Path, fault: FaultAction) -> None:
+    a = account(sandbox)
+    sandbox.espo.add_document("Akte", pdf("akte"), "akte.pdf", accounts=[a])
+    sandbox.espo.faults.add(fault, method="GET", path=r"/api/v1/Document")
+    run = docsync(sandbox, state, "sync", "--no-preview")
+    assert run.returncode == 3, (run.returncode, run.stderr)
+    assert "Traceback" not in run.stderr, run.stderr
+    assert "espocrm" in run.stderr.lower(), run.stderr
+
+
+# -- 9. smaller hardening -----------------------------------------------------------------------------------------
+
+
+def test_status_prints_no_terminal_escape_sequences_from_crm_names(sandbox: Sandbox, state: Path) -> None:
+    a = account(sandbox)
+    sandbox.espo.add_document("\x1b]0;pwned\x07\x1b[2J\x1b[31mRot\u202eakte", None, accounts=[a])  # no file
+    docsync(sandbox, state, "sync", "--no-preview")
+    status = docsync(sandbox, state, "status")
+    assert status.returncode == 0, status.stderr
+    assert "Rot" in status.stdout
+    for bad in ("\x1b", "\x07", "\u202e"):
+        assert bad not in status.stdout + status.stderr
+
+
+def test_sync_id_of_an_unknown_document_exits_1_naming_it(sandbox: Sandbox, state: Path) -> None:
+    a = account(sandbox)
+    known = sandbox.espo.add_document("Akte", pdf("akte"), "akte.pdf", accounts=[a])
+    run = docsync(sandbox, state, "sync", "--no-preview", "--id", "6b0f00000000nope1", "--id", known)
+    assert run.returncode == 1, (run.stdout, run.stderr)
+    assert "6b0f00000000nope1" in run.stdout + run.stderr
+    assert sandbox.espo.document(known)["dateiStatus"] == "Gesynct"
+
+
+def test_a_killed_runs_downloads_are_swept_and_nothing_lands_in_the_shared_tmpdir(sandbox: Sandbox, state: Path,
+                                                                               tmp_path: Path) -> None:
+    a = account(sandbox)
+    sandbox.espo.add_document("Akte", pdf("akte"), "akte.pdf", accounts=[a])
+    leftover = state / "tmp" / "run-999999999-dead" / "docsync-client-document.pdf"  # a SIGKILLed run's
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"client secrets")
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    run = docsync(sandbox, state, "sync", "--no-preview", extra_env={"TMPDIR": str(shared)})
+    assert run.returncode == 0, run.stderr
+    assert not leftover.exists()
+    assert list(shared.iterdir()) == []
+    assert [p for p in (state / "tmp").rglob("*")] == []  # this run cleaned up after itself too
+
+
+def test_status_and_check_show_the_installation_id_that_owns_the_uploads(sandbox: Sandbox, state: Path) -> None:
+    a = account(sandbox)
+    doc = sandbox.espo.add_document("Akte", pdf("akte"), "akte.pdf", accounts=[a])
+    assert docsync(sandbox, state, "sync", "--no-preview").returncode == 0
+    ident = (state / "installation-id").read_text().strip()
+    file_id = sandbox.espo.document(doc)["xaiFileId"]
+    (member,) = [m for c in sandbox.xai.collection_ids() for f, m in sandbox.xai.collection_documents(c).items()
+                 if f == file_id]
+    assert member["fields"]["installation_id"] == ident
+    assert json.loads(docsync(sandbox, state, "status", "--json").stdout)["installation_id"] == ident
+    assert ident in docsync(sandbox, state, "status").stdout
+    assert ident in docsync(sandbox, state, "check").stdout
+    configured = docsync(sandbox, state, "status", "--json", extra_env={"DOCSYNC_SYNC__INSTALLATION_ID": "kanzlei-1"})
+    assert json.loads(configured.stdout)["installation_id"] == "kanzlei-1"
