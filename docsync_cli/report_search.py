@@ -30,6 +30,7 @@ from .findability import CollectionProbe, TextReader, document_phrase, probe
 from .model import CrmDocument, DateiStatus
 from .report_status import STATE_FILE, read_local_record, report_services
 from .services import Services
+from .state import peek_installation_id
 from .xai import MANAGED_BY, SEARCH_MAX_LIMIT, SearchHit
 
 log = logging.getLogger("docsync.search")
@@ -64,6 +65,7 @@ class Resolver:
         self._docs: dict[str, CrmDocument | None] = {}
         self._local: dict[str, str] | None = None
         self._foreign: dict[str, str] = {}
+        self._installation_id: str | None = None
 
     def document(self, doc_id: str) -> CrmDocument | None:
         if doc_id not in self._docs:
@@ -75,6 +77,11 @@ class Resolver:
 
     def owner(self, hit: SearchHit) -> Owner:
         crm_id = hit.fields.get("crm_document_id", "")
+        theirs = hit.fields.get("installation_id", "")
+        ours = self._installation()  # "" while unknown (no sync on this host yet): then nobody is "another"
+        if hit.fields.get("managed_by") == MANAGED_BY and theirs and ours and theirs != ours:
+            # another docsync on the same xAI team: its crm_document_id names a record of another CRM
+            return Owner(False, note=f"managed by another docsync installation ({theirs})")
         if hit.fields.get("managed_by") == MANAGED_BY and _CRM_ID.match(crm_id):
             doc_id: str | None = crm_id
         else:
@@ -88,6 +95,12 @@ class Resolver:
         current = doc.xai_file_id == hit.file_id
         return Owner(True, doc.id, doc.name, current,
                      "" if current else "not the document's current file (an older version?)")
+
+    def _installation(self) -> str:
+        if self._installation_id is None:
+            self._installation_id = peek_installation_id(self.settings.state_dir,
+                                                         self.settings.sync.installation_id) or ""
+        return self._installation_id
 
     def _local_owner(self, file_id: str) -> str | None:
         if self._local is None:

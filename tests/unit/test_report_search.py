@@ -36,9 +36,12 @@ class FakeServices:
         self.xai = FakeXai()
 
 
-def resolver(tmp_path: Path, docs: dict[str, CrmDocument]) -> tuple[Resolver, FakeServices]:
+def resolver(tmp_path: Path, docs: dict[str, CrmDocument], installation: str | None = None
+             ) -> tuple[Resolver, FakeServices]:
     env = {"ESPOCRM_URL": "http://crm.invalid", "ESPOCRM_API_KEY": "k", "XAI_API_KEY": "k",
            "XAI_MANAGEMENT_KEY": "k", "DOCSYNC_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    if installation:
+        env["DOCSYNC_SYNC__INSTALLATION_ID"] = installation
     services = FakeServices(docs)
     fake: Any = services
     return Resolver(load_settings(None, env=env), fake), services
@@ -81,3 +84,17 @@ def test_the_local_state_owns_a_file_whose_fields_were_lost(tmp_path: Path) -> N
     owner = res.owner(hit("file_local"))
     assert (owner.managed, owner.doc_id, owner.current) == (True, "d7", True)
     assert local_file_owners(tmp_path / "nothing") == {} and local_collections(tmp_path / "nothing") == set()
+
+
+def test_another_installations_file_is_not_taken_for_one_of_ours(tmp_path: Path) -> None:
+    docs = {"d1": CrmDocument("d1", "Mietvertrag", "", xai_file_id="file_1")}
+    res, services = resolver(tmp_path, docs, installation="kanzlei-berlin")
+    other = res.owner(hit("file_9", managed_by="docsync", crm_document_id="d1", installation_id="kanzlei-hamburg"))
+    assert (other.managed, other.doc_id, other.note) == (
+        False, None, "managed by another docsync installation (kanzlei-hamburg)")
+    ours = res.owner(hit("file_1", managed_by="docsync", crm_document_id="d1", installation_id="kanzlei-berlin"))
+    legacy = res.owner(hit("file_1", managed_by="docsync", crm_document_id="d1"))  # before installation ids
+    assert ours.doc_id == legacy.doc_id == "d1" and services.espo.asked == ["d1"]
+    unknown, _ = resolver(tmp_path / "fresh", docs)  # no id known on this host yet: nothing is "another"
+    seen = unknown.owner(hit("file_1", managed_by="docsync", crm_document_id="d1", installation_id="x1234"))
+    assert seen.doc_id == "d1"
