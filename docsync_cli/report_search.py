@@ -30,6 +30,7 @@ from .findability import CollectionProbe, TextReader, document_phrase, probe
 from .model import CrmDocument, DateiStatus
 from .report_status import STATE_FILE, read_local_record, report_services
 from .services import Services
+from .statedir import state_file_exists
 from .xai import MANAGED_BY, SEARCH_MAX_LIMIT, SearchHit
 
 log = logging.getLogger("docsync.search")
@@ -122,7 +123,7 @@ def local_collections(state_dir: Path) -> set[str]:
 
 def _read_state(state_dir: Path, sql: str) -> list[tuple[Any, ...]]:
     path = state_dir / STATE_FILE
-    if not path.is_file():
+    if not state_file_exists(path):
         return []
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
