@@ -24,6 +24,7 @@ from .errors import (
     ConfigError,
     DocsyncError,
     LockHeld,
+    NotFoundError,
     RunFatal,
     ServiceUnreachable,
     SetupError,
@@ -106,6 +107,10 @@ def _guard(fn: Callable[[], int]) -> None:
     raise typer.Exit(code)
 
 
+_URL_SETTINGS = {"espocrm": "ESPOCRM_URL (espocrm.url): the EspoCRM site URL, without /api/v1",
+                 "xai": "XAI_API_URL (xai.api_url)", "xai-management": "XAI_MANAGEMENT_URL (xai.management_url)"}
+
+
 def report_error(exc: DocsyncError) -> int:
     err = _stderr()
     if isinstance(exc, ConfigError):
@@ -144,6 +149,13 @@ def report_error(exc: DocsyncError) -> int:
     if isinstance(exc, RunFatal):
         err.print(f"docsync: run aborted: {exc}", markup=False, highlight=False)
         return int(getattr(exc, "exit_code", EXIT_LOCAL))
+    if isinstance(exc, NotFoundError):
+        # A 404 no caller expected (missing records are handled where they are asked for): the URL does not
+        # lead to the service's API, e.g. ESPOCRM_URL naming another server. A configuration error, like check.
+        setting = _URL_SETTINGS.get(exc.service, "the service URLs")
+        err.print(f"docsync: {exc}\n  fix: check {setting}; `docsync check` tests it", markup=False,
+                  highlight=False)
+        return EXIT_USAGE
     err.print(f"docsync: {exc}", markup=False, highlight=False)
     return EXIT_PARTIAL
 

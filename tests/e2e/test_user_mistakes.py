@@ -1,0 +1,55 @@
+"""End to end: mistakes a new admin makes, each answered with one clear message, its advice and the documented
+exit code (README "Exit codes"), never a traceback or a key. Found by using docsync from the README as a new
+user would (QA pass).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from docsync_cli.sandbox.seed import Sandbox, SeededFirm, corpus_dir
+
+
+class Env:
+    def __init__(self, sandbox: Sandbox, firm: SeededFirm, state: Path) -> None:
+        self.sandbox = sandbox
+        self.firm = firm
+        self.state = state
+
+    def run(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ESPOCRM_", "XAI_", "DOCSYNC_"))}
+        env |= self.sandbox.environment(self.state)
+        env |= extra_env or {}
+        done = subprocess.run([sys.executable, "-m", "docsync_cli", *args], env=env, text=True,
+                              capture_output=True, timeout=120, check=False)
+        for secret in (self.sandbox.espo_key, self.sandbox.xai_key, self.sandbox.mgmt_key):
+            assert secret not in done.stdout + done.stderr, f"secret printed by {args}"
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    with Sandbox() as sandbox:
+        firm = sandbox.seed_firm(corpus_dir())
+        yield Env(sandbox, firm, tmp_path_factory.mktemp("mistakes") / "state")
+
+
+@pytest.mark.parametrize("command", [["sync"], ["sync", "--dry-run"], ["prune", "--dry-run"], ["verify"],
+                                     ["search", "Fristen"]])
+def test_espocrm_url_of_something_else_is_a_configuration_error_naming_the_setting(env: Env,
+                                                                                    command: list[str]) -> None:
+    """ESPOCRM_URL pointing at a server without EspoCRM's API (here: the xAI emulator, which answers 404 "No
+    route") is a configuration mistake: exit 2 and the setting to fix, as `docsync check` says, not exit 1
+    ("some documents failed") with a bare HTTP 404."""
+    done = env.run(*command, extra_env={"ESPOCRM_URL": env.sandbox.environment(env.state)["XAI_API_URL"]})
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "HTTP 404" in done.stderr
+    assert "fix: check ESPOCRM_URL" in done.stderr
+    assert env.sandbox.espo.writes() == [] and env.sandbox.xai.writes() == []
