@@ -37,9 +37,10 @@ if TYPE_CHECKING:
     from .engine import RunSummary
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_REMOTE, EXIT_LOCAL, EXIT_LOCKED = 0, 1, 2, 3, 4, 75
-EXIT_CODES_HELP = """Exit codes: 0 all done · 1 some documents failed (or --dry-run found work) · 2 usage or
-configuration error · 3 authentication, permission or a service unreachable (run aborted) · 4 local problem (disk,
-lock backend) or an unsafe plan refused · 75 another run holds the lock."""
+EXIT_CODES_HELP = """Exit codes: 0 all done · 1 some documents failed (or --dry-run found work, or a signal
+stopped the run) · 2 usage or configuration error · 3 authentication, permission or a service unreachable (run
+aborted) · 4 local problem (disk, state directory, lock backend) or an unsafe plan refused · 75 another run holds
+the lock."""
 
 app = typer.Typer(
     help="Keep EspoCRM documents searchable in xAI Collections.\n\n" + EXIT_CODES_HELP,
@@ -322,6 +323,10 @@ def _print_summary(summary: RunSummary, dry_run: bool) -> None:
                       highlight=False)
     for note in summary.notes:
         out.print(f"  note: {note}", markup=False, highlight=False)
+    if summary.stopped:
+        not_started = len(plan.work) - len(summary.results)
+        out.print(f"  stopped by a signal: {not_started} planned documents not started; the next run does them "
+                  "(exit 1)", markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------------
