@@ -53,3 +53,15 @@ def test_espocrm_url_of_something_else_is_a_configuration_error_naming_the_setti
     assert "HTTP 404" in done.stderr
     assert "fix: check ESPOCRM_URL" in done.stderr
     assert env.sandbox.espo.writes() == [] and env.sandbox.xai.writes() == []
+
+
+
+def test_preview_to_a_file_it_cannot_write_is_a_local_problem(env: Env, tmp_path: Path) -> None:
+    """`preview --out` into a directory that does not exist (or is not writable) is exit 4, a local problem,
+    not exit 1 ("some documents failed"); EspoCRM is not touched."""
+    env.sandbox.espo.clear_journal()
+    target = tmp_path / "no-such-dir" / "x.webp"
+    done = env.run("preview", "--id", env.firm.documents["Mandatsvertrag Müller"], "--out", str(target))
+    assert done.returncode == 4, (done.returncode, done.stderr)
+    assert f"cannot write {target}" in done.stderr
+    assert env.sandbox.espo.writes() == []
