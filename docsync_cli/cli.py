@@ -179,7 +179,8 @@ SYNC_EXAMPLES = """Examples:
 @app.command(epilog=SYNC_EXAMPLES)
 def sync(
     ctx: typer.Context,
-    ids: Annotated[list[str] | None, typer.Option("--id", help="Only this document (repeatable); also retries "
+    ids: Annotated[list[str] | None, typer.Option("--id", metavar="<id>", help="Only this document (repeatable); "
+                                                  "also retries "
                                                   "documents held back after a permanent failure.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing to either service. "
                                           "Exit 1 when there is work.")] = False,
@@ -214,7 +215,8 @@ def prune(
     ctx: typer.Context,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
     force_delete: Annotated[bool, typer.Option("--force-delete", help="Allow deletions above the limits.")] = False,
-    wait: Annotated[float | None, typer.Option("--wait", min=0)] = None,
+    wait: Annotated[float | None, typer.Option("--wait", min=0, help="Wait up to SECONDS for a running sync "
+                                               "instead of exiting 75.")] = None,
 ) -> None:
     """Delete xAI files whose EspoCRM document is gone (only files docsync put there itself)."""
     from .engine import RunOptions
