@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from .errors import NotFoundError, RejectedError
+from .errors import NotFoundError, RejectedError, SetupError
 from .transport import ServiceClient, short
 
 FIELD_KEYS = ("crm_document_id", "content_sha256", "managed_by", "installation_id")
@@ -140,13 +140,17 @@ class XaiClient:
         """``POST /v1/files`` (multipart, streamed from disk). Not idempotent: a lost answer raises
         ``AmbiguousWriteError``; callers look the file up by name before trying again."""
         with path.open("rb") as handle:
-            answer = self.files.json(
-                "POST", "/v1/files",
-                files={"file": (name, handle, content_type)},
-                data={"purpose": "assistants"},
-                safe_to_repeat=False,
-                rewind=lambda: handle.seek(0),
-            )
+            try:
+                answer = self.files.json(
+                    "POST", "/v1/files",
+                    files={"file": (name, handle, content_type)},
+                    data={"purpose": "assistants"},
+                    safe_to_repeat=False,
+                    rewind=lambda: handle.seek(0),
+                )
+            except NotFoundError as exc:  # the Files API itself is missing: the URL's fault, not the document's
+                raise SetupError(f"{exc} (no xAI Files API at this URL)",
+                                 "check XAI_API_URL (xai.api_url); `docsync check` tests it") from None
         if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
             raise RejectedError("xai", "POST", "/v1/files", 200, "answer has no file id")
         return answer

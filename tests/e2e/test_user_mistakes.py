@@ -65,3 +65,19 @@ def test_preview_to_a_file_it_cannot_write_is_a_local_problem(env: Env, tmp_path
     assert done.returncode == 4, (done.returncode, done.stderr)
     assert f"cannot write {target}" in done.stderr
     assert env.sandbox.espo.writes() == []
+
+
+def test_xai_api_url_of_something_else_stops_the_run_without_marking_documents_fehler(env: Env) -> None:
+    """XAI_API_URL naming another server (here: the EspoCRM emulator): the upload's 404 is the setup's fault,
+    not the document's. It used to mark the document Fehler as a *permanent* failure (held back until someone
+    ran --retry-failed); now the run stops with exit 2 and the setting to fix, the document keeps its status."""
+    doc_id = env.firm.documents["Gutachten Bauschaden"]
+    before = env.sandbox.espo.document(doc_id)["dateiStatus"]
+    wrong = env.sandbox.environment(env.state)["ESPOCRM_URL"]
+    done = env.run("sync", "--id", doc_id, "--no-preview", extra_env={"XAI_API_URL": wrong})
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "fix: check XAI_API_URL" in done.stderr
+    after = env.sandbox.espo.document(doc_id)
+    assert after["dateiStatus"] == before and after["dateiStatus"] != "Fehler"
+    assert env.run("sync", "--id", doc_id, "--no-preview").returncode == 0  # fixed: the next run syncs it
+    assert env.sandbox.espo.document(doc_id)["dateiStatus"] == "Gesynct"
