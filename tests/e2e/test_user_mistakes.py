@@ -81,3 +81,13 @@ def test_xai_api_url_of_something_else_stops_the_run_without_marking_documents_f
     assert after["dateiStatus"] == before and after["dateiStatus"] != "Fehler"
     assert env.run("sync", "--id", doc_id, "--no-preview").returncode == 0  # fixed: the next run syncs it
     assert env.sandbox.espo.document(doc_id)["dateiStatus"] == "Gesynct"
+
+
+def test_sync_metrics_file_in_a_missing_directory_is_a_local_problem_not_a_traceback(env: Env,
+                                                                                       tmp_path: Path) -> None:
+    """`sync --metrics-file` into a directory that does not exist (node_exporter not installed yet): the run
+    itself is done and recorded; the missing file is exit 4 with its path, as for `verify --metrics-file`."""
+    target = tmp_path / "no-such-dir" / "docsync.prom"
+    done = env.run("sync", "--no-preview", "--metrics-file", str(target))
+    assert done.returncode == 4, (done.returncode, done.stderr)
+    assert f"cannot write {target}" in done.stderr
