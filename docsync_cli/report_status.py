@@ -360,7 +360,8 @@ def _render_waiting(waiting: dict[str, Any], console: Any) -> None:
     else:
         line = f"Waiting: the next run would work on {about}{waiting['next_run']} documents ({', '.join(parts)})"
     if waiting["failed_held_back"]:
-        line += f"; {waiting['failed_held_back']} Fehler held back until they change (or `docsync sync --id`)"
+        line += (f"; {waiting['failed_held_back']} Fehler held back until they change (`docsync sync --id ID` or "
+                 "`docsync sync --retry-failed` retries them now)")
     console.print(line, markup=False, soft_wrap=True)
 
 

@@ -91,3 +91,13 @@ def test_sync_metrics_file_in_a_missing_directory_is_a_local_problem_not_a_trace
     done = env.run("sync", "--no-preview", "--metrics-file", str(target))
     assert done.returncode == 4, (done.returncode, done.stderr)
     assert f"cannot write {target}" in done.stderr
+
+
+def test_status_names_both_ways_to_retry_documents_held_back(env: Env) -> None:
+    """A document without a file is a permanent failure, held back until it changes; `status` names both ways an
+    admin can retry it now (it used to name only `sync --id`)."""
+    env.run("sync", "--no-preview")
+    done = env.run("status")
+    assert done.returncode == 0, done.stderr
+    assert "Fehler held back until they change" in done.stdout
+    assert "docsync sync --id ID" in done.stdout and "docsync sync --retry-failed" in done.stdout
