@@ -207,3 +207,12 @@ def test_every_option_explains_itself_in_help(name: str, command: Any) -> None:
     shown = CliRunner().invoke(app, [*name.split(), "--help"], terminal_width=200)
     assert shown.exit_code == 0, shown.output
     assert "list[" not in shown.output, shown.output
+
+
+def test_every_doc_creates_the_service_user_the_same_way() -> None:
+    """README, scheduling.md, the unit headers and cron.example give one `useradd` line (the unit's header once
+    lacked --user-group, so `install -o docsync -g docsync` could fail on a host without USERGROUPS_ENAB)."""
+    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "systemd").iterdir(), ROOT / "cron.example"]
+    lines = {re.sub(r"^#\s*", "", line).strip() for path in files
+             for line in path.read_text(encoding="utf-8").splitlines() if "useradd " in line}
+    assert len(lines) == 1, lines
