@@ -327,8 +327,8 @@ def _print_summary(summary: RunSummary, dry_run: bool) -> None:
         out.print(f"  note: {note}", markup=False, highlight=False)
     if summary.stopped:
         not_started = len(plan.work) - len(summary.results)
-        out.print(f"  stopped by a signal: {not_started} planned documents not started; the next run does them "
-                  "(exit 1)", markup=False, highlight=False)
+        out.print(f"  stopped by a signal: {not_started} planned documents not started; the next run does them",
+                  markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------------
