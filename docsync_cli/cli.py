@@ -469,8 +469,10 @@ def espocrm_fields(
     """Print the EspoCRM entityDefs JSON that creates docsync's custom Document fields."""
     def body() -> int:
         from .config import FieldNames
-        from .espocrm_fields import entity_defs, i18n_labels
+        from .espocrm_fields import LANGUAGES, entity_defs, i18n_labels
 
+        if language not in LANGUAGES:
+            raise UsageError(f"no labels for --language {language!r}; choose one of {', '.join(LANGUAGES)}")
         try:
             names = ctx.obj.settings().espocrm.fields.model_dump()
         except ConfigError:
