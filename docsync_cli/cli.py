@@ -493,9 +493,12 @@ def espocrm_fields(
 
 @sandbox_app.command("serve")
 def sandbox_serve(
-    espocrm_port: Annotated[int, typer.Option(help="Port of the EspoCRM emulator (0 = any free).")] = 0,
-    xai_port: Annotated[int, typer.Option(help="Port of the xAI Files API emulator (0 = any free).")] = 0,
-    management_port: Annotated[int, typer.Option(help="Port of the xAI Management emulator.")] = 0,
+    espocrm_port: Annotated[int, typer.Option(min=0, max=65535,
+                                              help="Port of the EspoCRM emulator (0 = any free).")] = 0,
+    xai_port: Annotated[int, typer.Option(min=0, max=65535,
+                                          help="Port of the xAI Files API emulator (0 = any free).")] = 0,
+    management_port: Annotated[int, typer.Option(min=0, max=65535,
+                                                 help="Port of the xAI Management emulator (0 = any free).")] = 0,
     processing_delay: Annotated[float, typer.Option(help="Seconds xAI keeps documents PROCESSING.")] = 1.0,
     crm: Annotated[str, typer.Option(help="How the emulated EspoCRM defines docsync's fields: design (the design "
                                      "document's), generated (`docsync espocrm-fields`), c-prefixed, "
@@ -509,14 +512,20 @@ def sandbox_serve(
     if crm not in PROFILE_NAMES:
         raise typer.BadParameter(f"choose one of {', '.join(PROFILE_NAMES)}", param_hint="--crm")
     stop = StopSignals()
-    with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port),
-                 crm=crm) as sandbox:
-        sandbox.seed_firm(corpus_dir())
-        typer.echo("# Emulators running; paste this into your shell, then run `docsync sync`:")
-        for key, value in sandbox.environment(Path.cwd() / ".docsync-sandbox-state").items():
-            typer.echo(f"export {key}={value}")
-        typer.echo(f"# Ctrl-C or `kill {os.getpid()}` (SIGTERM) stops the emulators.")
-        signum = stop.wait()
+    try:
+        with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port),
+                     crm=crm) as sandbox:
+            sandbox.seed_firm(corpus_dir())
+            typer.echo("# Emulators running; paste this into your shell, then run `docsync sync`:")
+            for key, value in sandbox.environment(Path.cwd() / ".docsync-sandbox-state").items():
+                typer.echo(f"export {key}={value}")
+            typer.echo(f"# Ctrl-C or `kill {os.getpid()}` (SIGTERM) stops the emulators.")
+            signum = stop.wait()
+    except OSError as exc:  # e.g. a --*-port another program listens on
+        stop.restore()
+        typer.echo(f"docsync sandbox serve: cannot start the emulators: {exc.strerror or exc}; choose other ports "
+                   "or 0 (any free port)", err=True)
+        raise typer.Exit(EXIT_LOCAL) from None
     typer.echo(f"# emulators stopped ({signum.name})", err=True)
 
 
