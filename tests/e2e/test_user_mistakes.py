@@ -101,3 +101,17 @@ def test_status_names_both_ways_to_retry_documents_held_back(env: Env) -> None:
     assert done.returncode == 0, done.stderr
     assert "Fehler held back until they change" in done.stdout
     assert "docsync sync --id ID" in done.stdout and "docsync sync --retry-failed" in done.stdout
+
+
+def test_xai_management_url_of_something_else_stops_the_run_and_leaves_gesynct_documents_alone(env: Env) -> None:
+    """XAI_MANAGEMENT_URL naming another server: every collection 404s. A nightly `sync --full` turned every
+    Gesynct document into Fehler ("GET /v1/collections/…: HTTP 404"); now the run stops with exit 2 and the
+    setting to fix, and no document changes. (A genuinely deleted collection still fails only its documents.)"""
+    env.run("sync", "--no-preview")
+    before = {d["id"]: d["dateiStatus"] for d in env.sandbox.espo.documents()}
+    assert list(before.values()).count("Gesynct") > 10
+    wrong = env.sandbox.environment(env.state)["ESPOCRM_URL"]
+    done = env.run("sync", "--full", "--no-preview", extra_env={"XAI_MANAGEMENT_URL": wrong})
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "fix: check XAI_MANAGEMENT_URL" in done.stderr
+    assert {d["id"]: d["dateiStatus"] for d in env.sandbox.espo.documents()} == before
