@@ -24,6 +24,7 @@ from .errors import (
     ConfigError,
     DocsyncError,
     LockHeld,
+    NotFoundError,
     RunFatal,
     ServiceUnreachable,
     SetupError,
@@ -36,9 +37,10 @@ if TYPE_CHECKING:
     from .engine import RunSummary
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_REMOTE, EXIT_LOCAL, EXIT_LOCKED = 0, 1, 2, 3, 4, 75
-EXIT_CODES_HELP = """Exit codes: 0 all done · 1 some documents failed (or --dry-run found work) · 2 usage or
-configuration error · 3 authentication, permission or a service unreachable (run aborted) · 4 local problem (disk,
-lock backend) or an unsafe plan refused · 75 another run holds the lock."""
+EXIT_CODES_HELP = """Exit codes: 0 all done · 1 some documents failed (or --dry-run found work, or a signal
+stopped the run) · 2 usage or configuration error · 3 authentication, permission or a service unreachable (run
+aborted) · 4 local problem (disk, state directory, lock backend) or an unsafe plan refused · 75 another run holds
+the lock."""
 
 app = typer.Typer(
     help="Keep EspoCRM documents searchable in xAI Collections.\n\n" + EXIT_CODES_HELP,
@@ -106,6 +108,10 @@ def _guard(fn: Callable[[], int]) -> None:
     raise typer.Exit(code)
 
 
+_URL_SETTINGS = {"espocrm": "ESPOCRM_URL (espocrm.url): the EspoCRM site URL, without /api/v1",
+                 "xai": "XAI_API_URL (xai.api_url)", "xai-management": "XAI_MANAGEMENT_URL (xai.management_url)"}
+
+
 def report_error(exc: DocsyncError) -> int:
     err = _stderr()
     if isinstance(exc, ConfigError):
@@ -144,6 +150,13 @@ def report_error(exc: DocsyncError) -> int:
     if isinstance(exc, RunFatal):
         err.print(f"docsync: run aborted: {exc}", markup=False, highlight=False)
         return int(getattr(exc, "exit_code", EXIT_LOCAL))
+    if isinstance(exc, NotFoundError):
+        # A 404 no caller expected (missing records are handled where they are asked for): the URL does not
+        # lead to the service's API, e.g. ESPOCRM_URL naming another server. A configuration error, like check.
+        setting = _URL_SETTINGS.get(exc.service, "the service URLs")
+        err.print(f"docsync: {exc}\n  fix: check {setting}; `docsync check` tests it", markup=False,
+                  highlight=False)
+        return EXIT_USAGE
     err.print(f"docsync: {exc}", markup=False, highlight=False)
     return EXIT_PARTIAL
 
@@ -166,7 +179,8 @@ SYNC_EXAMPLES = """Examples:
 @app.command(epilog=SYNC_EXAMPLES)
 def sync(
     ctx: typer.Context,
-    ids: Annotated[list[str] | None, typer.Option("--id", help="Only this document (repeatable); also retries "
+    ids: Annotated[list[str] | None, typer.Option("--id", metavar="<id>", help="Only this document (repeatable); "
+                                                  "also retries "
                                                   "documents held back after a permanent failure.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing to either service. "
                                           "Exit 1 when there is work.")] = False,
@@ -201,7 +215,8 @@ def prune(
     ctx: typer.Context,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
     force_delete: Annotated[bool, typer.Option("--force-delete", help="Allow deletions above the limits.")] = False,
-    wait: Annotated[float | None, typer.Option("--wait", min=0)] = None,
+    wait: Annotated[float | None, typer.Option("--wait", min=0, help="Wait up to SECONDS for a running sync "
+                                               "instead of exiting 75.")] = None,
 ) -> None:
     """Delete xAI files whose EspoCRM document is gone (only files docsync put there itself)."""
     from .engine import RunOptions
@@ -310,6 +325,10 @@ def _print_summary(summary: RunSummary, dry_run: bool) -> None:
                       highlight=False)
     for note in summary.notes:
         out.print(f"  note: {note}", markup=False, highlight=False)
+    if summary.stopped:
+        not_started = len(plan.work) - len(summary.results)
+        out.print(f"  stopped by a signal: {not_started} planned documents not started; the next run does them",
+                  markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -450,8 +469,10 @@ def espocrm_fields(
     """Print the EspoCRM entityDefs JSON that creates docsync's custom Document fields."""
     def body() -> int:
         from .config import FieldNames
-        from .espocrm_fields import entity_defs, i18n_labels
+        from .espocrm_fields import LANGUAGES, entity_defs, i18n_labels
 
+        if language not in LANGUAGES:
+            raise UsageError(f"no labels for --language {language!r}; choose one of {', '.join(LANGUAGES)}")
         try:
             names = ctx.obj.settings().espocrm.fields.model_dump()
         except ConfigError:
@@ -472,9 +493,12 @@ def espocrm_fields(
 
 @sandbox_app.command("serve")
 def sandbox_serve(
-    espocrm_port: Annotated[int, typer.Option(help="Port of the EspoCRM emulator (0 = any free).")] = 0,
-    xai_port: Annotated[int, typer.Option(help="Port of the xAI Files API emulator (0 = any free).")] = 0,
-    management_port: Annotated[int, typer.Option(help="Port of the xAI Management emulator.")] = 0,
+    espocrm_port: Annotated[int, typer.Option(min=0, max=65535,
+                                              help="Port of the EspoCRM emulator (0 = any free).")] = 0,
+    xai_port: Annotated[int, typer.Option(min=0, max=65535,
+                                          help="Port of the xAI Files API emulator (0 = any free).")] = 0,
+    management_port: Annotated[int, typer.Option(min=0, max=65535,
+                                                 help="Port of the xAI Management emulator (0 = any free).")] = 0,
     processing_delay: Annotated[float, typer.Option(help="Seconds xAI keeps documents PROCESSING.")] = 1.0,
     crm: Annotated[str, typer.Option(help="How the emulated EspoCRM defines docsync's fields: design (the design "
                                      "document's), generated (`docsync espocrm-fields`), c-prefixed, "
@@ -488,14 +512,20 @@ def sandbox_serve(
     if crm not in PROFILE_NAMES:
         raise typer.BadParameter(f"choose one of {', '.join(PROFILE_NAMES)}", param_hint="--crm")
     stop = StopSignals()
-    with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port),
-                 crm=crm) as sandbox:
-        sandbox.seed_firm(corpus_dir())
-        typer.echo("# Emulators running; paste this into your shell, then run `docsync sync`:")
-        for key, value in sandbox.environment(Path.cwd() / ".docsync-sandbox-state").items():
-            typer.echo(f"export {key}={value}")
-        typer.echo(f"# Ctrl-C or `kill {os.getpid()}` (SIGTERM) stops the emulators.")
-        signum = stop.wait()
+    try:
+        with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port),
+                     crm=crm) as sandbox:
+            sandbox.seed_firm(corpus_dir())
+            typer.echo("# Emulators running; paste this into your shell, then run `docsync sync`:")
+            for key, value in sandbox.environment(Path.cwd() / ".docsync-sandbox-state").items():
+                typer.echo(f"export {key}={value}")
+            typer.echo(f"# Ctrl-C or `kill {os.getpid()}` (SIGTERM) stops the emulators.")
+            signum = stop.wait()
+    except OSError as exc:  # e.g. a --*-port another program listens on
+        stop.restore()
+        typer.echo(f"docsync sandbox serve: cannot start the emulators: {exc.strerror or exc}; choose other ports "
+                   "or 0 (any free port)", err=True)
+        raise typer.Exit(EXIT_LOCAL) from None
     typer.echo(f"# emulators stopped ({signum.name})", err=True)
 
 

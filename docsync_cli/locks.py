@@ -76,6 +76,7 @@ import filelock
 
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
 from docsync_cli.secrets import scrub
+from docsync_cli.statedir import state_file_exists
 
 if TYPE_CHECKING:
     import redis
@@ -348,7 +349,7 @@ class FileLocks:
         with self._mutex:
             if self._run is not None and self._identity is not None:
                 return self._identity.describe()
-        if not self.lock_path.exists():
+        if not state_file_exists(self.lock_path):  # a state dir this user cannot enter: the chown advice
             return None
         if not self._probe_busy():
             return None  # a record left behind by a killed run does not count

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings, redact
-from .errors import DocsyncError, NotFoundError, PreviewError, UsageError
+from .errors import DocsyncError, LocalEnvironmentError, NotFoundError, PreviewError, UsageError
 from .hashing import FileTooLarge, HashingWriter, private_temp_file
 from .model import CrmDocument, DateiStatus, LocalRecord
 from .plan import why_work
@@ -250,7 +250,7 @@ def _write_atomically(out: Path, data: bytes) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        raise DocsyncError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise LocalEnvironmentError(f"cannot write {target}: {exc.strerror or exc}; EspoCRM unchanged") from None
 
 
 def _forget_preview_error(settings: Settings, doc_id: str) -> None:

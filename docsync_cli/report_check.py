@@ -388,8 +388,12 @@ def _check_libreoffice_shared_cache(report: _Report) -> None:
 
 def _check_lock(report: _Report, settings: Settings) -> None:
     from .locks import make_locks
+    from .statedir import state_dir_problem
 
     what = f"lock backend ({settings.lock.backend})"
+    if settings.lock.backend == "file" and state_dir_problem(settings.state_dir) is not None:
+        report.skip(what, "the lock lives in the state directory; fix that first (above)")
+        return
     locks = None
     try:
         locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds)

@@ -31,6 +31,7 @@ from .model import CrmDocument, DateiStatus
 from .report_status import STATE_FILE, read_local_record, report_services
 from .services import Services
 from .state import peek_installation_id
+from .statedir import state_file_exists
 from .xai import MANAGED_BY, SEARCH_MAX_LIMIT, SearchHit
 
 log = logging.getLogger("docsync.search")
@@ -135,7 +136,7 @@ def local_collections(state_dir: Path) -> set[str]:
 
 def _read_state(state_dir: Path, sql: str) -> list[tuple[Any, ...]]:
     path = state_dir / STATE_FILE
-    if not path.is_file():
+    if not state_file_exists(path):
         return []
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)

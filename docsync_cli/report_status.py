@@ -26,6 +26,7 @@ from .model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
 from .plan import why_work
 from .services import Services, open_services
 from .state import peek_installation_id
+from .statedir import state_file_exists
 from .transport import RetryPolicy
 
 EMPTY = "(leer)"
@@ -71,7 +72,7 @@ def read_local_record(state_dir: Path, doc_id: str) -> LocalRecord | None:
 def read_local_records(state_dir: Path, doc_ids: list[str]) -> dict[str, LocalRecord]:
     """:func:`read_local_record` for several documents at once (missing ones are left out)."""
     path = state_dir / STATE_FILE
-    if not doc_ids or not path.is_file():
+    if not doc_ids or not state_file_exists(path):
         return {}
     from .state import _record  # the one row → LocalRecord mapping; reused rather than copied
 
@@ -101,7 +102,7 @@ def read_local_records(state_dir: Path, doc_ids: list[str]) -> dict[str, LocalRe
 
 def open_history(state_dir: Path) -> History | None:
     """The run history of ``state_dir``, or None when no run has written one yet (nothing is created)."""
-    if not (state_dir / HISTORY_FILE).is_file():
+    if not state_file_exists(state_dir / HISTORY_FILE):
         return None
     return History(state_dir)
 
@@ -359,7 +360,8 @@ def _render_waiting(waiting: dict[str, Any], console: Any) -> None:
     else:
         line = f"Waiting: the next run would work on {about}{waiting['next_run']} documents ({', '.join(parts)})"
     if waiting["failed_held_back"]:
-        line += f"; {waiting['failed_held_back']} Fehler held back until they change (or `docsync sync --id`)"
+        line += (f"; {waiting['failed_held_back']} Fehler held back until they change (`docsync sync --id ID` or "
+                 "`docsync sync --retry-failed` retries them now)")
     console.print(line, markup=False, soft_wrap=True)
 
 

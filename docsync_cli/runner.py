@@ -138,8 +138,11 @@ class SyncRun:
             from .metrics import write_metrics
 
             last = self.history.last_success()
-            write_metrics(self.metrics_file, record,
-                          parse_timestamp(last.finished_at).timestamp() if last else None)
+            try:
+                write_metrics(self.metrics_file, record,
+                              parse_timestamp(last.finished_at).timestamp() if last else None)
+            except OSError as exc:  # the run is recorded; the missing textfile is a local problem (exit 4)
+                raise LocalEnvironmentError(f"cannot write {self.metrics_file}: {exc.strerror or exc}") from None
         return record
 
     @contextlib.contextmanager

@@ -12,6 +12,8 @@ import os
 import pwd
 from pathlib import Path
 
+from .errors import LocalEnvironmentError
+
 # What docsync keeps in the state directory (a file owned by someone else breaks runs just like the directory).
 STATE_ENTRIES = ("state.sqlite3", "history.sqlite3", "docsync.lock", "docsync.lock.json", "locks", "libreoffice")
 
@@ -74,3 +76,14 @@ def foreign_owner_warning(state_dir: Path) -> str | None:
     name = user_name(owner)
     return (f"the state directory {state_dir} belongs to {name}, but this run is {user_name(me)}'s: files it "
             f"creates there would lock {name} out; run it as {name} (runuser -u {name} -- docsync ...)")
+
+
+def state_file_exists(path: Path) -> bool:
+    """``path.is_file()`` for a file in the state directory, for the read-only reports (status, explain, search,
+    check). A state directory this user may not enter (a root run created it 0700) raises
+    :class:`~.errors.LocalEnvironmentError` naming the owner and the fix, instead of a traceback."""
+    try:
+        return path.is_file()
+    except PermissionError as exc:
+        problem = state_dir_problem(path.parent)
+        raise LocalEnvironmentError(problem or f"cannot read {path}: {exc.strerror or exc}") from None

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from .errors import NotFoundError, RejectedError
+from .errors import DocsyncError, NotFoundError, RejectedError, SetupError
 from .transport import ServiceClient, short
 
 FIELD_KEYS = ("crm_document_id", "content_sha256", "managed_by", "installation_id")
@@ -133,6 +133,7 @@ class XaiClient:
         for service in (files, management):
             service.is_auth_failure = is_auth_failure  # a 400 naming the API key is one (contract §15)
         self._declared: set[str] = set()
+        self._management_found: bool | None = None
 
     # -- files ---------------------------------------------------------------------------------------
 
@@ -140,13 +141,17 @@ class XaiClient:
         """``POST /v1/files`` (multipart, streamed from disk). Not idempotent: a lost answer raises
         ``AmbiguousWriteError``; callers look the file up by name before trying again."""
         with path.open("rb") as handle:
-            answer = self.files.json(
-                "POST", "/v1/files",
-                files={"file": (name, handle, content_type)},
-                data={"purpose": "assistants"},
-                safe_to_repeat=False,
-                rewind=lambda: handle.seek(0),
-            )
+            try:
+                answer = self.files.json(
+                    "POST", "/v1/files",
+                    files={"file": (name, handle, content_type)},
+                    data={"purpose": "assistants"},
+                    safe_to_repeat=False,
+                    rewind=lambda: handle.seek(0),
+                )
+            except NotFoundError as exc:  # the Files API itself is missing: the URL's fault, not the document's
+                raise SetupError(f"{exc} (no xAI Files API at this URL)",
+                                 "check XAI_API_URL (xai.api_url); `docsync check` tests it") from None
         if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
             raise RejectedError("xai", "POST", "/v1/files", 200, "answer has no file id")
         return answer
@@ -197,10 +202,28 @@ class XaiClient:
     # -- collections ---------------------------------------------------------------------------------
 
     def get_collection(self, collection_id: str) -> dict[str, Any]:
-        answer = self.management.json("GET", f"/v1/collections/{segment(collection_id)}")
+        try:
+            answer = self.management.json("GET", f"/v1/collections/{segment(collection_id)}")
+        except NotFoundError:
+            if not self._management_api_exists():  # every collection 404s: the URL's fault, not the documents'
+                raise SetupError("xai-management GET /v1/collections: HTTP 404 (no xAI Management API at this URL)",
+                                 "check XAI_MANAGEMENT_URL (xai.management_url); `docsync check` tests it") from None
+            raise
         if not isinstance(answer, dict):
             raise RejectedError("xai", "GET", "/v1/collections/{id}", 200, "answer is not a collection")
         return answer
+
+    def _management_api_exists(self) -> bool:
+        """Does the collection listing answer (asked once, after a collection's 404)? Only its own 404 says no."""
+        if self._management_found is None:
+            try:
+                self.management.json("GET", "/v1/collections", params={"limit": 1})
+                self._management_found = True
+            except NotFoundError:
+                self._management_found = False
+            except DocsyncError:
+                return True  # another failure says nothing about the URL; the collection's 404 stands
+        return self._management_found
 
     def ensure_fields(self, collection_id: str) -> None:
         """Declare docsync's field keys on a collection made by hand in the console (once per run)."""

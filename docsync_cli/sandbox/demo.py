@@ -144,9 +144,13 @@ class StopSignals:
             while not self._stop.wait(0.5):
                 pass
         finally:
-            for sig, old in self._previous.items():
-                signal.signal(sig, old)
+            self.restore()
         return signal.Signals(self._received[0])
+
+    def restore(self) -> None:
+        """Put the previous SIGINT/SIGTERM handlers back (also when the emulators could not start)."""
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)
 
 
 SEARCH_PHRASE = "Berufungsbegründung Stellungnahme Gutachten"  # words from the seeded "Aktennotiz Fristen"

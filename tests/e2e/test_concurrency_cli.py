@@ -121,11 +121,13 @@ def test_sigterm_finishes_the_document_in_hand_and_releases_the_lock(sandbox: Sa
 
     sandbox.xai.faults.add(Callback(terminate, when="after"), method="POST", path="/v1/files")
     started = time.monotonic()
-    _, err = process.communicate(timeout=60)
+    out, err = process.communicate(timeout=60)
     assert time.monotonic() - started < 60
     assert process.returncode == 1, err
     statuses = [sandbox.espo.document(doc_id)["dateiStatus"] for doc_id in ids]
     assert statuses.count("Gesynct") == 3  # the document in hand was finished, no new one started
+    # The summary says so (it once read "3 synced, 0 unchanged", silent about the 17 not started).
+    assert "stopped by a signal: 17 planned documents not started; the next run does them" in out, out
     assert all(sandbox.espo.document(d)["xaiSyncStatus"] != "syncing" for d in ids)
     # The lock was released: the next run starts at once and finishes the rest without re-uploading.
     sandbox.xai.faults.clear()

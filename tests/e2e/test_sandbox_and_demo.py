@@ -105,3 +105,23 @@ def test_demo_runs_a_real_sync_and_a_second_run_writes_nothing(tmp_path: Path) -
         assert account in demo.stdout
     search = demo.stdout.split("docsync search", 1)[1]  # the last step: the phrase finds its document
     assert "1. 'Aktennotiz Fristen' (document " in search
+
+
+def test_sandbox_serve_on_a_port_in_use_says_so_without_a_traceback() -> None:
+    """`sandbox serve --espocrm-port N` with N taken by another program: one line and exit 4 (it was an OSError
+    traceback and exit 1); a port outside 0..65535 is a usage error (it was an OverflowError traceback)."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from docsync_cli.cli import app
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = CliRunner().invoke(app, ["sandbox", "serve", "--espocrm-port", str(port)])
+    assert done.exit_code == 4, (done.output, done.exception)
+    assert "cannot start the emulators" in done.output and "Traceback" not in done.output
+    out_of_range = CliRunner().invoke(app, ["sandbox", "serve", "--xai-port", "99999"])
+    assert out_of_range.exit_code == 2 and "--xai-port" in out_of_range.output, out_of_range.output

@@ -973,3 +973,18 @@ def test_state_dir_of_the_service_user_is_the_system_one(monkeypatch: pytest.Mon
     assert default_state_dir({"HOME": "/home/u"}) == system
     monkeypatch.setattr(os, "geteuid", lambda: 4343)  # someone else: their own XDG state dir
     assert default_state_dir({"HOME": "/home/u"}) == Path("/home/u/.local/state/docsync")
+
+
+def test_example_config_sets_every_value_to_its_default(tmp_path: Path) -> None:
+    """A copied config.example.toml changes nothing but the URL: every value it sets is docsync's default
+    (it once said max_file_bytes = 52428800, above xAI's 50,000,000-byte limit the default follows)."""
+    example = (REPO / "config.example.toml").read_text(encoding="utf-8")
+    path = write_toml(tmp_path, example, mode=0o644)
+    from_example = load_settings(path, env=base_env(tmp_path))
+    defaults = load_settings(env=base_env(tmp_path))
+    for section in ("espocrm", "xai", "collections", "sync", "preview", "verify", "lock"):
+        got = getattr(from_example, section).model_dump()
+        want = getattr(defaults, section).model_dump()
+        for key, value in want.items():
+            if key not in ("url", "api_key", "secret_key", "management_key"):
+                assert got[key] == value, f"config.example.toml [{section}] {key} = {got[key]!r}, default {value!r}"

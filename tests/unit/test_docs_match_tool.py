@@ -179,3 +179,40 @@ def test_no_doc_installs_the_bare_pypi_name() -> None:
 
     name = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
     assert name == "docsync-espocrm"
+
+
+
+def _all_commands() -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, command: Any) -> None:
+        if hasattr(command, "commands"):  # a group
+            for name, sub in command.commands.items():
+                walk(f"{prefix} {name}".strip(), sub)
+        else:
+            found.append((prefix, command))
+
+    walk("", typer.main.get_command(app))
+    return found
+
+
+@pytest.mark.parametrize(("name", "command"), _all_commands(), ids=[n for n, _ in _all_commands()])
+def test_every_option_explains_itself_in_help(name: str, command: Any) -> None:
+    """`--help` of every command: each option has a help text and a readable metavar (`prune --wait` had none,
+    `sync --id` showed `<list[str]>`)."""
+    for param in command.params:
+        if getattr(param, "param_type_name", "") != "option" or param.hidden:
+            continue
+        assert (param.help or "").strip(), f"docsync {name} {param.opts[0]}: no help text"
+    shown = CliRunner().invoke(app, [*name.split(), "--help"], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert "list[" not in shown.output, shown.output
+
+
+def test_every_doc_creates_the_service_user_the_same_way() -> None:
+    """README, scheduling.md, the unit headers and cron.example give one `useradd` line (the unit's header once
+    lacked --user-group, so `install -o docsync -g docsync` could fail on a host without USERGROUPS_ENAB)."""
+    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "systemd").iterdir(), ROOT / "cron.example"]
+    lines = {re.sub(r"^#\s*", "", line).strip() for path in files
+             for line in path.read_text(encoding="utf-8").splitlines() if "useradd " in line}
+    assert len(lines) == 1, lines

@@ -171,3 +171,16 @@ def test_check_reports_wrong_type_missing_option_short_varchar_and_read_only() -
     assert "Entity Manager > Document > Fields" in by_field["cDateiStatus"]
     assert "set Max Length to 64" in by_field["cSha"]
     assert "read-only" in by_field["cXaiFileId"]
+
+
+def test_an_unknown_label_language_is_a_usage_error_before_anything_is_printed() -> None:
+    """`docsync espocrm-fields --language fr_FR` printed the entityDefs, then a ValueError traceback (exit 1)."""
+    from typer.testing import CliRunner
+
+    from docsync_cli.cli import app
+
+    done = CliRunner().invoke(app, ["espocrm-fields", "--language", "fr_FR"], env={"DOCSYNC_CONFIG": "/nonexistent"})
+    assert done.exit_code == 2, done.output
+    assert done.exception is None or isinstance(done.exception, SystemExit), done.exception
+    assert "fr_FR" in done.output and "de_DE" in done.output and "en_US" in done.output
+    assert "entityDefs" not in done.output

@@ -423,3 +423,23 @@ def test_errors_naming_the_api_key_are_auth_failures(httpx_mock: HTTPXMock, tmp_
     source.write_bytes(b"%PDF-1.4")
     with pytest.raises(AuthError if auth else RejectedError):
         make_xai().upload(source, "crm-d1-00000000-a.pdf", "application/pdf")
+
+
+def test_a_deleted_collection_is_not_found_but_a_missing_management_api_is_a_setup_error(
+        httpx_mock: HTTPXMock) -> None:
+    """One collection's 404 fails its documents (NotFoundError); when the collection listing 404s too, the URL
+    leads to no Management API (XAI_MANAGEMENT_URL naming another server) and the run must stop instead."""
+    from docsync_cli.errors import NotFoundError, SetupError
+
+    xai = make_xai()
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections/{COL}", status_code=404)
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections?limit=1", json={"collections": []})
+    with pytest.raises(NotFoundError):
+        xai.get_collection(COL)
+
+    other = make_xai()
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections/{COL}", status_code=404)
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections?limit=1", status_code=404)
+    with pytest.raises(SetupError, match="no xAI Management API at this URL") as caught:
+        other.get_collection(COL)
+    assert "XAI_MANAGEMENT_URL" in caught.value.advice

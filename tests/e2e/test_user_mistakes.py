@@ -1,0 +1,117 @@
+"""End to end: mistakes a new admin makes, each answered with one clear message, its advice and the documented
+exit code (README "Exit codes"), never a traceback or a key. Found by using docsync from the README as a new
+user would (QA pass).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from docsync_cli.sandbox.seed import Sandbox, SeededFirm, corpus_dir
+
+
+class Env:
+    def __init__(self, sandbox: Sandbox, firm: SeededFirm, state: Path) -> None:
+        self.sandbox = sandbox
+        self.firm = firm
+        self.state = state
+
+    def run(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ESPOCRM_", "XAI_", "DOCSYNC_"))}
+        env |= self.sandbox.environment(self.state)
+        env |= extra_env or {}
+        done = subprocess.run([sys.executable, "-m", "docsync_cli", *args], env=env, text=True,
+                              capture_output=True, timeout=120, check=False)
+        for secret in (self.sandbox.espo_key, self.sandbox.xai_key, self.sandbox.mgmt_key):
+            assert secret not in done.stdout + done.stderr, f"secret printed by {args}"
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    with Sandbox() as sandbox:
+        firm = sandbox.seed_firm(corpus_dir())
+        yield Env(sandbox, firm, tmp_path_factory.mktemp("mistakes") / "state")
+
+
+@pytest.mark.parametrize("command", [["sync"], ["sync", "--dry-run"], ["prune", "--dry-run"], ["verify"],
+                                     ["search", "Fristen"]])
+def test_espocrm_url_of_something_else_is_a_configuration_error_naming_the_setting(env: Env,
+                                                                                    command: list[str]) -> None:
+    """ESPOCRM_URL pointing at a server without EspoCRM's API (here: the xAI emulator, which answers 404 "No
+    route") is a configuration mistake: exit 2 and the setting to fix, as `docsync check` says, not exit 1
+    ("some documents failed") with a bare HTTP 404."""
+    done = env.run(*command, extra_env={"ESPOCRM_URL": env.sandbox.environment(env.state)["XAI_API_URL"]})
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "HTTP 404" in done.stderr
+    assert "fix: check ESPOCRM_URL" in done.stderr
+    assert env.sandbox.espo.writes() == [] and env.sandbox.xai.writes() == []
+
+
+
+def test_preview_to_a_file_it_cannot_write_is_a_local_problem(env: Env, tmp_path: Path) -> None:
+    """`preview --out` into a directory that does not exist (or is not writable) is exit 4, a local problem,
+    not exit 1 ("some documents failed"); EspoCRM is not touched."""
+    env.sandbox.espo.clear_journal()
+    target = tmp_path / "no-such-dir" / "x.webp"
+    done = env.run("preview", "--id", env.firm.documents["Mandatsvertrag Müller"], "--out", str(target))
+    assert done.returncode == 4, (done.returncode, done.stderr)
+    assert f"cannot write {target}" in done.stderr
+    assert env.sandbox.espo.writes() == []
+
+
+def test_xai_api_url_of_something_else_stops_the_run_without_marking_documents_fehler(env: Env) -> None:
+    """XAI_API_URL naming another server (here: the EspoCRM emulator): the upload's 404 is the setup's fault,
+    not the document's. It used to mark the document Fehler as a *permanent* failure (held back until someone
+    ran --retry-failed); now the run stops with exit 2 and the setting to fix, the document keeps its status."""
+    doc_id = env.firm.documents["Gutachten Bauschaden"]
+    before = env.sandbox.espo.document(doc_id)["dateiStatus"]
+    wrong = env.sandbox.environment(env.state)["ESPOCRM_URL"]
+    done = env.run("sync", "--id", doc_id, "--no-preview", extra_env={"XAI_API_URL": wrong})
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "fix: check XAI_API_URL" in done.stderr
+    after = env.sandbox.espo.document(doc_id)
+    assert after["dateiStatus"] == before and after["dateiStatus"] != "Fehler"
+    assert env.run("sync", "--id", doc_id, "--no-preview").returncode == 0  # fixed: the next run syncs it
+    assert env.sandbox.espo.document(doc_id)["dateiStatus"] == "Gesynct"
+
+
+def test_sync_metrics_file_in_a_missing_directory_is_a_local_problem_not_a_traceback(env: Env,
+                                                                                       tmp_path: Path) -> None:
+    """`sync --metrics-file` into a directory that does not exist (node_exporter not installed yet): the run
+    itself is done and recorded; the missing file is exit 4 with its path, as for `verify --metrics-file`."""
+    target = tmp_path / "no-such-dir" / "docsync.prom"
+    done = env.run("sync", "--no-preview", "--metrics-file", str(target))
+    assert done.returncode == 4, (done.returncode, done.stderr)
+    assert f"cannot write {target}" in done.stderr
+
+
+def test_status_names_both_ways_to_retry_documents_held_back(env: Env) -> None:
+    """A document without a file is a permanent failure, held back until it changes; `status` names both ways an
+    admin can retry it now (it used to name only `sync --id`)."""
+    env.run("sync", "--no-preview")
+    done = env.run("status")
+    assert done.returncode == 0, done.stderr
+    assert "Fehler held back until they change" in done.stdout
+    assert "docsync sync --id ID" in done.stdout and "docsync sync --retry-failed" in done.stdout
+
+
+def test_xai_management_url_of_something_else_stops_the_run_and_leaves_gesynct_documents_alone(env: Env) -> None:
+    """XAI_MANAGEMENT_URL naming another server: every collection 404s. A nightly `sync --full` turned every
+    Gesynct document into Fehler ("GET /v1/collections/…: HTTP 404"); now the run stops with exit 2 and the
+    setting to fix, and no document changes. (A genuinely deleted collection still fails only its documents.)"""
+    env.run("sync", "--no-preview")
+    before = {d["id"]: d["dateiStatus"] for d in env.sandbox.espo.documents()}
+    assert list(before.values()).count("Gesynct") > 10
+    wrong = env.sandbox.environment(env.state)["ESPOCRM_URL"]
+    done = env.run("sync", "--full", "--no-preview", extra_env={"XAI_MANAGEMENT_URL": wrong})
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "fix: check XAI_MANAGEMENT_URL" in done.stderr
+    assert {d["id"]: d["dateiStatus"] for d in env.sandbox.espo.documents()} == before
