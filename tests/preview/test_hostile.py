@@ -251,8 +251,19 @@ def stub_soffice(folder: Path) -> Path:
     return pid_file
 
 
-def gone(pid: int) -> bool:
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+def gone(pid: int, within: float = 10.0) -> bool:
+    """Whether ``pid`` is dead (or a zombie) within ``within`` seconds: SIGKILL to a process group is delivered
+    asynchronously, so a single sample right after the kill races with it."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 @pytest.mark.needs_soffice
