@@ -28,7 +28,7 @@ from .history import History, RunRecord, parse_timestamp
 from .locks import Locks, make_locks
 from .model import DocResult, RunPlan
 from .services import engine_settings, open_services
-from .state import StateStore, installation_id
+from .state import StateStore, installation_id, remember_installation_id
 from .statedir import foreign_owner_warning, state_dir_problem
 
 log = logging.getLogger("docsync.run")
@@ -74,9 +74,11 @@ class SyncRun:
             # the one in the state dir (made on the first run).
             try:
                 own = settings.sync.installation_id or installation_id(settings.state_dir)
+                chosen = settings.sync.installation_id or locks.installation_id(own)
+                if chosen != own:  # another host on the same Redis was first: remember its id (shown by status)
+                    remember_installation_id(settings.state_dir, chosen)
             except OSError as exc:
-                raise LocalEnvironmentError(f"cannot read the installation id in {settings.state_dir}: {exc}") from exc
-            chosen = settings.sync.installation_id or locks.installation_id(own)
+                raise LocalEnvironmentError(f"cannot keep the installation id in {settings.state_dir}: {exc}") from exc
             self.state = StateStore(settings.state_dir, chosen)
             self._stack.callback(self.state.close)
             self.history = History(settings.state_dir)

@@ -106,6 +106,15 @@ def installation_id(state_dir: Path, configured: str | None = None) -> str:
     return value
 
 
+def remember_installation_id(state_dir: Path, value: str) -> None:
+    """Store ``value`` as this state dir's installation id (atomically; never through a symlink)."""
+    staging = state_dir / f".{INSTALLATION_FILE}.{os.getpid()}"
+    fd = os.open(staging, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(value + "\n")
+    os.replace(staging, state_dir / INSTALLATION_FILE)
+
+
 class StateStore:
     def __init__(self, state_dir: Path, installation: str | None = None) -> None:
         path = state_dir / "state.sqlite3"

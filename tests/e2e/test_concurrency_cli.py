@@ -75,6 +75,11 @@ def test_two_hosts_share_one_backlog_through_redis(sandbox: Sandbox, tmp_path: P
     assert sorted(per_doc) == sorted(ids) and set(per_doc.values()) == {1}, per_doc
     assert len(sandbox.xai.collection_documents(collection)) == len(ids)
     assert len(sandbox.xai.files()) == len(ids)
+    # one installation: both hosts use (and show) the id the first one stored in Redis
+    shared = {(tmp_path / f"host-{n}" / "installation-id").read_text() for n in range(2)}
+    assert len(shared) == 1
+    assert {m["fields"]["installation_id"] + "\n" for m in sandbox.xai.collection_documents(collection).values()
+            } == shared
 
 
 @pytest.mark.needs_redis
