@@ -125,8 +125,12 @@ class EspoClient:
             if schema.known:
                 self.f.update(schema.names)
                 self.preview_attr = f"{self.f['preview']}Id"
-                for note in schema.notes:
-                    log.info("%s", note)
+                found = {logical: name for logical, name in schema.names.items()
+                         if name != self.configured.get(logical, logical)}
+                if found:  # one line per run, not one per field: a timer runs this every minute
+                    log.info("EspoCRM prefixes custom fields with 'c'; docsync uses %s (set them under "
+                             "[espocrm.fields] to silence this; `docsync check` lists them)",
+                             ", ".join(f"{name} for {logical}" for logical, name in sorted(found.items())))
             self.schema = schema
             self.page_size = self._page_cap()
             self._learned = True

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import re
 from typing import Any
 
@@ -337,6 +338,18 @@ def test_learn_reads_the_fields_once_and_finds_c_prefixed_names_and_the_page_cap
     httpx_mock.add_response(url=DOC_LIST, json={"total": -2, "list": [record("d1", cDateiStatus="Neu")]})
     assert [d.datei_status for d in espo.iter_documents()] == ["Neu"]
     assert search_params(httpx_mock.get_requests()[-1])["maxSize"] == 50
+
+
+def test_found_c_prefixed_names_are_logged_in_one_line_per_run(httpx_mock: HTTPXMock,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    # a timer runs docsync every minute: one line that names every found field, not one line per field
+    httpx_mock.add_response(url=f"{API}/Metadata?key=entityDefs.Document.fields", json=DESIGN_FIELDS)
+    httpx_mock.add_response(url=f"{API}/App/user", json={"settings": {"recordListMaxSizeLimit": 50}})
+    with caplog.at_level(logging.INFO, logger="docsync"):
+        make_espo().learn()
+    lines = [r.getMessage() for r in caplog.records if "prefixes custom fields" in r.getMessage()]
+    assert len(lines) == 1
+    assert "cDateiStatus for dateiStatus" in lines[0] and "cPreview for preview" in lines[0]
 
 
 def test_an_empty_metadata_answer_means_absent(httpx_mock: HTTPXMock) -> None:
