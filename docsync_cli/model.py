@@ -51,6 +51,7 @@ class CrmDocument:
     version: int | None = None
     problems: tuple[str, ...] = ()  # unexpected field values found while reading the record
     fingerprint: str = ""  # hash of every attribute but the modification bookkeeping (detects edits)
+    accounts: tuple[str, ...] | None = None  # linked account ids, when the listing carried them (§10.6 override)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class LocalRecord:
 class WorkItem:
     doc: CrmDocument
     reason: str
+    verify: bool = False  # check collections and xAI even if the record looks in step (full check, link change)
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,8 @@ class EngineSettings:
     concurrency: int = 12
     delete_limits: DeleteLimits = field(default_factory=DeleteLimits)
     temp_dir: Path | None = None
+    change_feeds: bool = True  # plain runs ask the change feeds (changes.py); False = list every document
+    listing_interval_seconds: float = 3600.0
 
 
 class DocumentReconciler:
@@ -160,7 +162,7 @@ class DocumentReconciler:
         result = DocResult(doc.id, doc.name, "failed", detail=item.reason)
         try:
             with self.locks.document(doc.id):
-                self._process(doc, item.reason, item.reason in EXPLICIT_REASONS, result)
+                self._process(doc, item.reason, item.reason in EXPLICIT_REASONS, result, item.verify)
         except LockHeld as exc:
             result.outcome, result.detail = "skipped", f"busy: {exc.holder}"
         except RunFatal as exc:
@@ -193,7 +195,8 @@ class DocumentReconciler:
                  f" [{', '.join(result.actions)}]" if result.actions else "")
         return result
 
-    def _process(self, listed: CrmDocument, reason: str, explicit: bool, result: DocResult) -> None:
+    def _process(self, listed: CrmDocument, reason: str, explicit: bool, result: DocResult,
+                 verify: bool = False) -> None:
         self.locks.check()
         # Re-read under the document lock: another run (a second host, an admin's --id) or a person may have
         # changed the record since the listing.
@@ -203,7 +206,8 @@ class DocumentReconciler:
             result.outcome, result.detail = "skipped", "deleted in EspoCRM since the listing"
             return
         local = self.state.record(doc.id)
-        if not explicit and why_work(doc, local, full=reason == "full check", explicit=False) is None:
+        verify = verify or reason == "full check"
+        if not explicit and why_work(doc, local, full=verify, explicit=False) is None:
             result.outcome, result.detail = "unchanged", "already in step (done by another run)"
             return
         if doc.problems:
@@ -215,7 +219,7 @@ class DocumentReconciler:
         rendering: Future[bytes] | None = None
         try:
             # A --full check of a document this host synced before needs no download: the hashes are known.
-            known = self._known_content(doc, local) if reason == "full check" else None
+            known = self._known_content(doc, local) if verify else None
             content = known or self._download(doc, handle)
             handle.close()
             required = self.required_collections(doc)
