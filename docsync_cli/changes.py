@@ -87,7 +87,11 @@ class ChangeFeed:
         last = self.state.meta("last_listing")
         listing = full or watermark is None or listing_due(float(last) if last else None, now,
                                                            self.settings.listing_interval_seconds)
-        changes.feeds = {"checked_at": now}
+        try:
+            previous = json.loads(self.state.meta("feeds") or "{}")
+        except ValueError:
+            previous = {}
+        changes.feeds = {**(previous if isinstance(previous, dict) else {}), "checked_at": now}
         self._stream(changes, listing)
         if listing:
             self._listing_pass(changes, keep_all)

@@ -66,7 +66,7 @@ class RunSummary:
                                   "deleted": len(self.deleted)}
         for result in self.results:
             counts[result.outcome] = counts.get(result.outcome, 0) + 1
-            if result.preview not in (None, "written", "unchanged", "off"):
+            if result.preview not in (None, "written", "unchanged", "off", "known_failure"):
                 counts["preview_failed"] = counts.get("preview_failed", 0) + 1
         return counts
 

@@ -69,6 +69,7 @@ class LocalRecord:
     failure_transient: bool = False
     preview_sha: str | None = None  # content hash the current preview was made from
     pending: bool = False  # uploaded and added, xAI still indexing (the CRM may say "syncing": no "pending" option)
+    preview_failed: str | None = None  # content hash whose preview could not be made (not retried until it changes)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY,
     file_id TEXT, sha256 TEXT, md5 TEXT, xai_file_id TEXT, collections TEXT NOT NULL DEFAULT '[]',
     crm_modified_at TEXT, failure_code TEXT, failure_transient INTEGER NOT NULL DEFAULT 0,
-    preview_sha TEXT, updated REAL NOT NULL, pending INTEGER NOT NULL DEFAULT 0
+    preview_sha TEXT, updated REAL NOT NULL, pending INTEGER NOT NULL DEFAULT 0, preview_failed TEXT
 );
 CREATE TABLE IF NOT EXISTS cleanups (
     doc_id TEXT NOT NULL, file_id TEXT NOT NULL, collection_id TEXT NOT NULL, PRIMARY KEY (file_id, collection_id)
@@ -135,6 +135,8 @@ class StateStore:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(documents)")}
             if "pending" not in columns:  # state written by an older docsync
                 self._db.execute("ALTER TABLE documents ADD COLUMN pending INTEGER NOT NULL DEFAULT 0")
+            if "preview_failed" not in columns:  # a state file from before the column existed
+                self._db.execute("ALTER TABLE documents ADD COLUMN preview_failed TEXT")
         except (OSError, sqlite3.Error) as exc:
             raise LocalEnvironmentError(f"cannot open the local state {path}: {exc}; check that the state "
                                         "directory (DOCSYNC_STATE_DIR) is writable by this user") from exc
@@ -158,24 +160,25 @@ class StateStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                " failure_transient, preview_sha, pending FROM documents").fetchall()
+                " failure_transient, preview_sha, pending, preview_failed FROM documents").fetchall()
         return {row[0]: _record(row) for row in rows}
 
     def record(self, doc_id: str) -> LocalRecord | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                " failure_transient, preview_sha, pending FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+                " failure_transient, preview_sha, pending, preview_failed FROM documents WHERE doc_id = ?",
+                (doc_id,)).fetchone()
         return _record(row) if row else None
 
     def save(self, rec: LocalRecord) -> None:
         self._write(
             "INSERT OR REPLACE INTO documents (doc_id, file_id, sha256, md5, xai_file_id, collections,"
-            " crm_modified_at, failure_code, failure_transient, preview_sha, updated, pending)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " crm_modified_at, failure_code, failure_transient, preview_sha, updated, pending, preview_failed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rec.doc_id, rec.file_id, rec.sha256, rec.md5, rec.xai_file_id, json.dumps(list(rec.collections)),
              rec.crm_modified_at, rec.failure_code, int(rec.failure_transient), rec.preview_sha, time.time(),
-             int(rec.pending)))
+             int(rec.pending), rec.preview_failed))
 
     def records_for(self, doc_ids: list[str]) -> dict[str, LocalRecord]:
         """The local records of just these documents (a run over a million documents never loads them all)."""
@@ -184,7 +187,8 @@ class StateStore:
             chunk = doc_ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
             query = ("SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at,"  # noqa: S608
-                     f" failure_code, failure_transient, preview_sha FROM documents WHERE doc_id IN ({marks})")
+                     f" failure_code, failure_transient, preview_sha, pending, preview_failed FROM documents"
+                     f" WHERE doc_id IN ({marks})")
             with self._lock:
                 rows = self._db.execute(query, chunk).fetchall()
             found.update((row[0], _record(row)) for row in rows)
@@ -339,7 +343,8 @@ def _record(row: tuple[object, ...]) -> LocalRecord:
     return LocalRecord(
         doc_id=str(row[0]), file_id=_opt(row[1]), sha256=_opt(row[2]), md5=_opt(row[3]), xai_file_id=_opt(row[4]),
         collections=tuple(str(c) for c in collections), crm_modified_at=_opt(row[6]), failure_code=_opt(row[7]),
-        failure_transient=bool(row[8]), preview_sha=_opt(row[9]), pending=len(row) > 10 and bool(row[10]))
+        failure_transient=bool(row[8]), preview_sha=_opt(row[9]), pending=len(row) > 10 and bool(row[10]),
+        preview_failed=_opt(row[11]) if len(row) > 11 else None)
 
 
 def _id_range(low: str | None, high: str | None) -> tuple[str, tuple[str, ...]]:

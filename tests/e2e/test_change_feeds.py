@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -242,3 +243,49 @@ def test_cli_plain_run_after_a_link_change_with_the_stream(tmp_path: Path) -> No
         run = docsync(box, state, "sync", "--no-preview")
         assert run.returncode == 0, run.stderr
         assert doc in {d["fields"].get("crm_document_id") for d in box.xai.collection_documents(c2).values()}
+        status = docsync(box, state, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        feeds = json.loads(status.stdout)["feeds"]
+        assert feeds["stream"] == "active" and feeds["accounts_override"] is False
+        assert feeds["watermark"] is not None and feeds["last_listing"] is not None
+        text = docsync(box, state, "status").stdout
+        assert "Stream notes (GlobalStream): active" in text and "noticed by the next run" in text
+
+
+def test_a_second_full_run_with_an_unrenderable_preview_writes_nothing(tmp_path: Path) -> None:
+    # issue 12: "no preview" counted as out of step, so every --full rewrote such documents
+    corpus = Path(__file__).resolve().parents[1] / "data" / "corpus"
+    with Sandbox() as box:
+        collection = box.xai.create_collection("A")
+        account = box.espo.add_account("A", collection)
+        locked = box.espo.add_document("Geschützt", (corpus / "encrypted-password.pdf").read_bytes(),
+                                       "geschuetzt.pdf", accounts=[account])
+        box.espo.add_document("Notiz", b"Telefonnotiz.\n", "notiz.txt", accounts=[account])
+        state = tmp_path / "state"
+        for _ in range(2):
+            run = docsync(box, state, "sync", "--full")
+            assert run.returncode == 0, run.stderr
+        assert box.espo.document(locked)["previewId"] is None  # it really cannot be made
+        box.espo.clear_journal()
+        box.xai.clear_journal()
+        again = docsync(box, state, "sync", "--full")
+        assert again.returncode == 0, again.stderr
+        assert box.writes() == 0, [(e.method, e.path) for e in box.espo.writes() + box.xai.writes()]
+
+
+def test_check_reports_the_feeds_and_espocrm_fields_offers_the_override(tmp_path: Path) -> None:
+    with Sandbox() as box:
+        state = tmp_path / "state"
+        before = docsync(box, state, "check")
+        assert "Stream notes (GlobalStream)" in before.stdout and "no GlobalStream scope" in before.stdout
+        assert "accountsIds override" in before.stdout and "not set" in before.stdout
+        box.espo.global_stream = True
+        box.espo.set_accounts_load(True)
+        after = docsync(box, state, "check")
+        assert "readable: link changes are noticed by the next run" in after.stdout
+        assert "active (noLoad: false)" in after.stdout
+        fields = docsync(box, state, "espocrm-fields")
+        assert fields.returncode == 0
+        document_json = fields.stdout.split("// custom/Espo/Custom/Resources/i18n")[0]
+        body = json.loads("\n".join(line for line in document_json.splitlines() if not line.startswith("//")))
+        assert body["fields"]["accounts"] == {"noLoad": False}
