@@ -61,6 +61,7 @@ class Changes:
     pending: dict[str, str] = field(default_factory=dict)  # meta values stored once the run completed
     pending_linked: dict[str, tuple[dict[str, str | None], bool]] = field(default_factory=dict)
     feeds: dict[str, Any] = field(default_factory=dict)  # what `docsync status` shows
+    expected: dict[str, frozenset[str]] = field(default_factory=dict)  # --full: collections from the links
 
     def add(self, doc: CrmDocument, touched: str | None = None) -> None:
         self.docs[doc.id] = doc
@@ -268,6 +269,8 @@ class ChangeFeed:
                 if override and doc.accounts is not None:
                     expected |= {maps["accounts"][a] for a in doc.accounts if a in maps["accounts"]}
                 drift = link_drift(local.get(doc.id), frozenset(expected)) if links_known else None
+                if keep_all and links_known:
+                    changes.expected[doc.id] = frozenset(expected)
                 if keep_all or drift is not None or why_work(doc, local.get(doc.id), full=False,
                                                              explicit=False) is not None:
                     changes.add(doc, drift)

@@ -28,7 +28,7 @@ from .errors import (
 )
 from .espocrm import EspoClient
 from .model import CrmDocument, Deletion, DocResult, LocalRecord, RemoteMember, RunPlan, WorkItem
-from .plan import DeleteLimits, plan_gone, plan_run
+from .plan import DeleteLimits, plan_gone, plan_run, verified_by_listing
 from .reconcile import DocumentReconciler, EngineSettings, LinkRule, Locks, Previewer
 from .state import StateStore
 from .xai import XaiClient, is_service_id
@@ -156,7 +156,8 @@ class Engine:
                     bool(owner) and owned.get(file_id) == owner)
                 if not ours or not owner or not is_service_id(file_id):
                     continue
-                members.append(RemoteMember(collection_id, file_id, owner, str(fields.get("content_sha256") or "")))
+                members.append(RemoteMember(collection_id, file_id, owner, str(fields.get("content_sha256") or ""),
+                                            str(doc.get("status") or "")))
         return members + self.orphan_files({m.file_id for m in members})
 
     def orphan_files(self, in_collections: set[str]) -> list[RemoteMember]:
@@ -231,8 +232,13 @@ class Engine:
                 summary.notes.append(f"xAI listing failed ({exc}); no deletions in this run")
         limits = DeleteLimits(self.settings.delete_limits.max_count, self.settings.delete_limits.max_percent,
                               force=options.force_delete)
+        verified: frozenset[str] = frozenset()
+        if self.changes is not None and remote is not None:
+            verified = verified_by_listing(docs, local, self.changes.expected, remote,
+                                           previews=self.reconciler.previews is not None)
         run_plan = plan_run(docs, local, ids=options.ids, full=options.full, remote=remote, limits=limits,
-                            limit=options.limit, retry_failed=options.retry_failed, touched=touched)
+                            limit=options.limit, retry_failed=options.retry_failed, touched=touched,
+                            verified=verified)
         if self.changes is not None and remote is not None:
             listed = {doc.id for doc in docs}
             self.changes.gone = [r for i, r in local.items() if i not in listed]  # forgotten after the deletions

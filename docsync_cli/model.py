@@ -87,6 +87,7 @@ class RemoteMember:
     file_id: str
     crm_document_id: str
     content_sha256: str
+    status: str = ""  # DOCUMENT_STATUS_* as the collection listing reported it ("" = not listed)
 
 
 @dataclass(frozen=True)

@@ -99,11 +99,13 @@ def plan_run(
     limit: int | None = None,
     retry_failed: bool = False,
     touched: Mapping[str, str] | None = None,
+    verified: frozenset[str] = frozenset(),
 ) -> RunPlan:
     """Decide the work of one run. ``remote`` is given only when the remote listing completed without error;
     deletions are planned only then (and never in an ``--id`` run). ``touched`` names documents a change feed
     saw change outside the record itself (its links, a linked account's collection): they are checked even when
-    the record looks in step."""
+    the record looks in step. ``verified`` names documents a ``--full`` run found in step from the listings
+    alone (:func:`verified_by_listing`): they need no check of their own."""
     docs = list(docs)
     work: list[WorkItem] = []
     held_back: list[WorkItem] = []
@@ -112,7 +114,8 @@ def plan_run(
     for doc in sorted(docs, key=lambda d: (d.modified_at, d.id)):
         if ids is not None and doc.id not in ids:
             continue
-        reason = why_work(doc, local.get(doc.id), full=full, explicit=ids is not None, retry_failed=retry_failed)
+        reason = why_work(doc, local.get(doc.id), full=full and doc.id not in verified, explicit=ids is not None,
+                          retry_failed=retry_failed)
         if reason is None and doc.id in touched and doc.datei_status != DateiStatus.FEHLER:
             work.append(WorkItem(doc, touched[doc.id], verify=True))
         elif reason is not None:
@@ -159,6 +162,41 @@ def link_drift(local: LocalRecord | None, expected: frozenset[str] | None) -> st
     if frozenset(local.collections) != expected:
         return "linked records changed: it belongs in other collections now"
     return None
+
+
+PROCESSED = "DOCUMENT_STATUS_PROCESSED"
+
+
+def verified_by_listing(docs: Iterable[CrmDocument], local: Mapping[str, LocalRecord],
+                        expected: Mapping[str, frozenset[str]], remote: Iterable[RemoteMember], *,
+                        previews: bool) -> frozenset[str]:
+    """Documents a ``--full`` run can call in step from its listings alone, without a request of their own: the
+    record, this host's memory, the collections its linked records point at (listing pass) and the managed
+    collections' listings all agree, and xAI reports the file processed everywhere it belongs."""
+    held: dict[str, dict[str, RemoteMember]] = {}
+    for member in remote:
+        held.setdefault(member.crm_document_id, {})[member.collection_id] = member
+    found = set()
+    for doc in docs:
+        record = local.get(doc.id)
+        want = expected.get(doc.id)
+        if record is None or want is None or why_work(doc, record, full=False, explicit=False) is not None:
+            continue
+        if doc.datei_status != DateiStatus.GESYNCT or doc.xai_sync_status != SyncStatus.SYNCED or doc.xai_sync_error:
+            continue
+        if frozenset(record.collections) != want or frozenset(doc.xai_collections) != want:
+            continue
+        members = held.get(doc.id, {})
+        if set(members) != set(want) or any(
+                m.file_id != doc.xai_file_id or m.status != PROCESSED or m.content_sha256 != doc.sha
+                for m in members.values()):
+            continue
+        if not want and doc.xai_file_id:
+            continue
+        if previews and not ((doc.preview_id and record.preview_sha == doc.sha) or record.preview_failed == doc.sha):
+            continue
+        found.add(doc.id)
+    return frozenset(found)
 
 
 def edited_since_sync(doc: CrmDocument, local: LocalRecord | None) -> str | None:

@@ -289,3 +289,26 @@ def test_check_reports_the_feeds_and_espocrm_fields_offers_the_override(tmp_path
         document_json = fields.stdout.split("// custom/Espo/Custom/Resources/i18n")[0]
         body = json.loads("\n".join(line for line in document_json.splitlines() if not line.startswith("//")))
         assert body["fields"]["accounts"] == {"noLoad": False}
+
+
+@pytest.mark.parametrize("override", [True, False], ids=["override", "no-override"])
+def test_full_run_in_step_costs_the_listings_not_a_request_per_document(firm: Firm, override: bool) -> None:
+    espo, xai = firm.box.espo, firm.box.xai
+    espo.set_accounts_load(override)
+    collections = [xai.create_collection(f"Mandant {n}") for n in range(3)]
+    accounts = [espo.add_account(f"M{n}", c) for n, c in enumerate(collections)]
+    for n in range(40):
+        espo.add_document(f"D{n}", f"Inhalt {n}\n".encode(), f"d{n}.txt", accounts=[accounts[n % 3]])
+    firm.run()
+    espo.clear_journal()
+    xai.clear_journal()
+    summary = firm.run(full=True)
+    assert firm.box.writes() == 0 and summary.results == []
+    assert summary.plan is not None and summary.plan.unchanged == 40
+    espo_requests = len(espo.requests())
+    assert espo_requests <= 40 / 200 + 20 if override else espo_requests <= 40 / 200 + 20 + len(accounts)
+    assert len(xai.requests()) <= len(collections) + 2  # the collection listings and the orphan-file search
+    # a document that is not in step is still found by the same --full
+    espo.link(espo.documents()[0]["id"], "accounts", accounts[1])
+    firm.run(full=True)
+    assert espo.documents()[0]["id"] in firm.members(collections[1])
