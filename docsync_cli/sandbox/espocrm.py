@@ -338,7 +338,7 @@ class EspoEmulator(EmulatorBase):
         self.blobs: dict[str, bytes] = {}
         self.link_tables: dict[str, LinkTable] = {"documentAccount": LinkTable(), "contactDocument": LinkTable()}
         self.stream = StreamNotes(self._new_id, self._now)
-        self.index = DocumentIndex(self.attr("dateiStatus"))  # always maintained; used when ``use_index``
+        self.index = DocumentIndex(self.attr("dateiStatus"), self.attr("xaiSyncStatus"))  # used when ``use_index``
         self.use_index = False
         self.app = self.new_app("espocrm")
         self.app.date_clock = lambda: self.clock().timestamp()

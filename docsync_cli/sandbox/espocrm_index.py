@@ -16,32 +16,31 @@ import bisect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-Key = tuple[bool, str, str | None]  # (live, modifiedAt, dateiStatus)
+Key = tuple[bool, str, tuple[Any, ...]]  # (live, modifiedAt, the indexed enum attributes' values)
+NULL = object()  # the index entry of a null value (``isNull``)
 LOWER = ("greaterThan", "after", "greaterThanOrEquals")
 UPPER = ("lessThan", "before", "lessThanOrEquals")
 
 
 class DocumentIndex:
-    def __init__(self, status_attr: str) -> None:
-        self.status_attr = status_attr
+    def __init__(self, *enum_attrs: str) -> None:
+        self.enum_attrs = enum_attrs  # e.g. dateiStatus, xaiSyncStatus
         self.ids: list[str] = []  # live ids, sorted
         self.by_modified: list[tuple[str, str]] = []  # (modifiedAt, id) of live records, sorted
-        self.by_status: dict[str, set[str]] = {}
+        self.by_value: dict[tuple[str, Any], set[str]] = {}  # (attribute, value or NULL) -> ids
 
     def key(self, record: dict[str, Any]) -> Key:
-        status = record.get(self.status_attr)
-        return (not record.get("deleted"), str(record.get("modifiedAt") or ""),
-                status if isinstance(status, str) else None)
+        values = tuple(_indexed(record.get(attr)) for attr in self.enum_attrs)
+        return (not record.get("deleted"), str(record.get("modifiedAt") or ""), values)
 
     def build(self, records: Iterable[dict[str, Any]]) -> None:
         live = [r for r in records if not r.get("deleted")]
         self.ids = sorted(str(r["id"]) for r in live)
         self.by_modified = sorted((str(r.get("modifiedAt") or ""), str(r["id"])) for r in live)
-        self.by_status = {}
+        self.by_value = {}
         for record in live:
-            status = record.get(self.status_attr)
-            if isinstance(status, str):
-                self.by_status.setdefault(status, set()).add(str(record["id"]))
+            for attr in self.enum_attrs:
+                self.by_value.setdefault((attr, _indexed(record.get(attr))), set()).add(str(record["id"]))
 
     def update(self, record_id: str, before: Key | None, after: Key) -> None:
         if before == after:
@@ -49,13 +48,13 @@ class DocumentIndex:
         if before is not None and before[0]:
             _remove(self.ids, record_id)
             _remove(self.by_modified, (before[1], record_id))
-            if before[2] is not None:
-                self.by_status.get(before[2], set()).discard(record_id)
+            for attr, value in zip(self.enum_attrs, before[2], strict=True):
+                self.by_value.get((attr, value), set()).discard(record_id)
         if after[0]:
             bisect.insort(self.ids, record_id)
             bisect.insort(self.by_modified, (after[1], record_id))
-            if after[2] is not None:
-                self.by_status.setdefault(after[2], set()).add(record_id)
+            for attr, value in zip(self.enum_attrs, after[2], strict=True):
+                self.by_value.setdefault((attr, value), set()).add(record_id)
 
     # -- queries -------------------------------------------------------------------------------------
 
@@ -110,9 +109,11 @@ class DocumentIndex:
         attribute = item.get("attribute", item.get("field"))
         if attribute == "modifiedAt" and isinstance(value, str):
             return self._modified(kind, value)
-        if attribute == self.status_attr and kind in ("in", "equals"):
+        if attribute in self.enum_attrs and kind in ("in", "equals") and value is not None:
             wanted = value if isinstance(value, list) else [value]
-            return set().union(*(self.by_status.get(str(v), set()) for v in wanted))
+            return set().union(*(self.by_value.get((attribute, _indexed(v)), set()) for v in wanted))
+        if attribute in self.enum_attrs and kind == "isNull":
+            return set(self.by_value.get((attribute, NULL), set()))
         if kind == "linkedWith" and isinstance(attribute, str):
             ids = value if isinstance(value, list) else [value]
             return linked(attribute, [str(v) for v in ids])
@@ -131,6 +132,10 @@ class DocumentIndex:
             stop = bisect.bisect_right(rows, (value, "\uffff"))
             return {row[1] for row in rows[start:stop]}
         return None
+
+
+def _indexed(value: Any) -> Any:
+    return NULL if value is None else value if isinstance(value, str) else repr(value)
 
 
 def _remove(rows: list[Any], value: Any) -> None:

@@ -269,6 +269,9 @@ def test_the_index_gives_the_same_answers(emu: EspoEmulator, api: httpx.Client, 
         clock.advance(1)
         emu.user_update(doc, dateiStatus="Geändert")
     for doc in rng.sample(docs, 5):
+        emu.user_update(doc, xaiSyncStatus="failed")
+    docs.append(emu.add_document("no status", PDF, "n.pdf", dateiStatus=None))
+    for doc in rng.sample(docs, 5):
         emu.delete_document(doc)
     pivot = sorted(docs)[20]
     queries: list[dict[str, Any]] = [
@@ -279,6 +282,11 @@ def test_the_index_gives_the_same_answers(emu: EspoEmulator, api: httpx.Client, 
             {"type": "greaterThanOrEquals", "attribute": "modifiedAt", "value": "2026-03-01 12:05:00"},
             {"type": "in", "attribute": "dateiStatus", "value": ["Neu", "Geändert"]}]}]},
         {"orderBy": "id", "where": [{"type": "linkedWith", "attribute": "accounts", "value": [accounts[1]]}]},
+        {"orderBy": "modifiedAt", "where": [{"type": "or", "value": [  # the plain run's feed
+            {"type": "greaterThanOrEquals", "attribute": "modifiedAt", "value": "2026-03-01 13:00:00"},
+            {"type": "or", "value": [{"type": "in", "attribute": "dateiStatus", "value": ["Geändert", ""]},
+                                     {"type": "isNull", "attribute": "dateiStatus"},
+                                     {"type": "in", "attribute": "xaiSyncStatus", "value": ["failed"]}]}]}]},
         {"orderBy": "modifiedAt", "where": [{"type": "equals", "attribute": "modifiedAt",
                                              "value": emu.document(docs[30])["modifiedAt"]}]},
     ]
