@@ -330,8 +330,9 @@ def report() -> str:
         "already synced (one account and collection per 1,000 documents), with a host state that synced them "
         "all (watermark one hour ago, listing pass just done); the one-change and latency rows replace a "
         "document's file and wait for docsync to write Gesynct. The latency row adds to each real run a "
-        "simulated wait for the timer (uniform over the minute between runs plus the run itself, plus the timer's 0-5 s random delay) and xAI's indexing time (20 s; the emulator "
-        "indexes at once). The state file size is `state.sqlite3` (+ WAL) over the number of documents.",
+        "simulated wait for the timer (uniform over the minute between runs plus the run itself, plus the "
+        "timer's 0-5 s random delay) and xAI's indexing time (20 s; the emulator indexes at once). The state "
+        "file size is `state.sqlite3` (+ WAL) over the number of documents.",
     ])
 
 
