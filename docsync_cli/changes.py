@@ -57,7 +57,6 @@ class Changes:
     crm_total: int | None = None
     listing: bool = False  # this run made a listing pass
     notes: list[str] = field(default_factory=list)
-    requests: int = 0
     pending: dict[str, str] = field(default_factory=dict)  # meta values stored once the run completed
     pending_linked: dict[str, tuple[dict[str, str | None], bool]] = field(default_factory=dict)
     feeds: dict[str, Any] = field(default_factory=dict)  # what `docsync status` shows
