@@ -76,6 +76,7 @@ class ChangeFeed:
         self.state = state
         self.settings = settings
         self.wall = wall
+        self._entities: dict[str, str] = {}  # link -> entity, as the metadata says (listing pass)
 
     # -- one run ---------------------------------------------------------------------------------------
 
@@ -92,6 +93,8 @@ class ChangeFeed:
         except ValueError:
             previous = {}
         changes.feeds = {**(previous if isinstance(previous, dict) else {}), "checked_at": now}
+        if listing:
+            self._resolve_link_entities(changes)
         self._stream(changes, listing)
         if listing:
             self._listing_pass(changes, keep_all)
@@ -155,9 +158,27 @@ class ChangeFeed:
                 changes.add(doc, edited)
 
     def _link_rules(self) -> list[tuple[str, str, str]]:
-        """(link, Document's foreign entity, collection field) of the configured link rules."""
-        return [(rule.link, LINK_ENTITIES.get(rule.link, rule.link[:1].upper() + rule.link[1:].rstrip("s")),
-                 rule.field) for rule in self.settings.links]
+        """(link, Document's foreign entity, collection field) of the configured link rules. The entity is read
+        from the metadata by the listing pass and remembered (a custom link may point anywhere)."""
+        rules = []
+        for rule in self.settings.links:
+            entity = self._entities.get(rule.link) or self.state.meta(f"link_entity:{rule.link}")
+            rules.append((rule.link, entity or LINK_ENTITIES.get(rule.link, rule.link[:1].upper() + rule.link[1:]),
+                          rule.field))
+        return rules
+
+    def _resolve_link_entities(self, changes: Changes) -> None:
+        for rule in self.settings.links:
+            try:
+                link = self.espo.metadata(f"entityDefs.Document.links.{rule.link}")
+            except RunFatal:
+                raise
+            except DocsyncError:
+                continue
+            entity = link.get("entity") if isinstance(link, dict) else None
+            if isinstance(entity, str) and entity:
+                self._entities[rule.link] = entity
+                changes.pending[f"link_entity:{rule.link}"] = entity
 
     def _linked_feed(self, changes: Changes, watermark: str) -> None:
         since = feed_since(watermark, self.espo.server_time)
