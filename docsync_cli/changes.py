@@ -210,6 +210,11 @@ class ChangeFeed:
         cursor_text = self.state.meta("note_cursor")
         cursor = int(cursor_text) if cursor_text and not listing else None
         parents = sorted({entity for _, entity, _ in self._link_rules()})
+        acl = (self.espo.user_info or {}).get("acl")
+        table = acl.get("table") if isinstance(acl, dict) else None
+        if isinstance(table, dict) and table.get("GlobalStream") is False:
+            changes.feeds["stream"] = "no access"  # the role says so (App/user): no request that would be refused
+            return
         try:
             notes = self.espo.stream_notes(cursor, STREAM_TYPES, parents)
         except AuthError as exc:

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError
+from .errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError, TransientHttpError
 from .espocrm_fields import FieldSchema, inspect_fields
 from .model import CrmDocument, SyncStatus
 from .secrets import printable, scrub
@@ -103,6 +103,7 @@ class EspoClient:
         self.schema = FieldSchema(names=dict(fields), known=False)
         self.page_size = PAGE  # documents per list request: min(200, App/user settings.recordListMaxSizeLimit)
         self.server_time: str | None = None  # the server's clock (HTTP Date) at the last list answer, UTC
+        self.user_info: dict[str, Any] | None = None  # the App/user answer learn() read
         self._learned = False
         self._learn_lock = threading.Lock()
 
@@ -144,6 +145,7 @@ class EspoClient:
         except DocsyncError as exc:
             log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
             return PAGE
+        self.user_info = answer if isinstance(answer, dict) else None  # the change feeds read the ACL from it
         settings = answer.get("settings") if isinstance(answer, dict) else None
         cap = settings.get("recordListMaxSizeLimit") if isinstance(settings, dict) else None
         if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
@@ -206,8 +208,10 @@ class EspoClient:
                                    headers={"X-No-Total": "true"} if no_total else None)
         try:
             page = answer.parsed()
-        except ValueError as exc:
-            raise RejectedError("espocrm", "GET", entity, answer.status, "answer is not JSON") from exc
+        except ValueError as exc:  # as ServiceClient.json: an HTML login page, a proxy's error page
+            preview = short(answer.body.decode("utf-8", "replace"), 80)
+            raise TransientHttpError("espocrm", "GET", entity, answer.status,
+                                     f"answer is not JSON: {preview!r}") from exc
         date = answer.headers.get("date")
         if date:
             with contextlib.suppress(TypeError, ValueError):
