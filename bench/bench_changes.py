@@ -41,6 +41,7 @@ from docsync_cli.model import LocalRecord  # noqa: E402
 from docsync_cli.sandbox.seed import Sandbox  # noqa: E402
 from docsync_cli.sandbox.xai import _Document  # noqa: E402
 from docsync_cli.state import StateStore  # noqa: E402
+from docsync_cli.xai import FIELD_KEYS  # noqa: E402
 
 README = ROOT / "bench" / "README.md"
 BEGIN, END = "<!-- bench_changes:begin -->", "<!-- bench_changes:end -->"
@@ -97,8 +98,7 @@ def world(n: int, *, accounts: int, override: bool, stream: bool, xai_files: boo
                 with xai.lock:
                     coll = xai._collections[cid]
                     from docsync_cli.sandbox.xai import _FieldDef
-                    coll.field_definitions = [_FieldDef(k) for k in ("crm_document_id", "content_sha256",
-                                                                      "managed_by")]
+                    coll.field_definitions = [_FieldDef(k) for k in FIELD_KEYS]
         now = datetime.now(UTC)
         old = (now - timedelta(hours=2)).strftime(FORMAT)
         with espo.lock:  # the clients' accounts were saved long ago, like the documents
@@ -106,6 +106,9 @@ def world(n: int, *, accounts: int, override: bool, stream: bool, xai_files: boo
                 account["modifiedAt"] = account["createdAt"] = old
         local: list[LocalRecord] = []
         md5 = "0" * 32
+        state_dir = Path(tmp) / "state"
+        state = StateStore(state_dir)
+        ours = state.installation_id  # the seeded uploads carry this installation's ownership record
 
         def values(number: int, doc_id: str) -> dict[str, Any]:
             content = f"Dokument {doc_id}\n".encode()
@@ -118,7 +121,8 @@ def world(n: int, *, accounts: int, override: bool, stream: bool, xai_files: boo
                     file_id = file.id
                     xai._collections[collection].documents[file_id] = _Document(
                         file_id=file_id, fields={"crm_document_id": doc_id, "content_sha256": sha,
-                                                 "managed_by": "docsync"}, added_at=0.0, started=0.0)
+                                                 "managed_by": "docsync", "installation_id": ours},
+                        added_at=0.0, started=0.0)
             local.append(LocalRecord(doc_id=doc_id, file_id=f"att{doc_id}", sha256=sha, md5=md5, xai_file_id=file_id,
                                      collections=(collection,), crm_modified_at=old))
             return {"dateiStatus": "Gesynct", "xaiSyncStatus": "synced", "sha": sha, "md5": md5,
@@ -127,8 +131,6 @@ def world(n: int, *, accounts: int, override: bool, stream: bool, xai_files: boo
 
         started = time.perf_counter()
         docs = espo.bulk_seed(n, accounts=account_ids, modified_at=old, values=values)
-        state_dir = Path(tmp) / "state"
-        state = StateStore(state_dir)
         for start in range(0, len(local), 50_000):
             state.add_many(local[start:start + 50_000])
         local.clear()
