@@ -469,7 +469,7 @@ def espocrm_fields(
     """Print the EspoCRM entityDefs JSON that creates docsync's custom Document fields."""
     def body() -> int:
         from .config import FieldNames
-        from .espocrm_fields import LANGUAGES, entity_defs, i18n_labels
+        from .espocrm_fields import LANGUAGES, entity_defs, i18n_labels, with_accounts_override
 
         if language not in LANGUAGES:
             raise UsageError(f"no labels for --language {language!r}; choose one of {', '.join(LANGUAGES)}")
@@ -478,7 +478,10 @@ def espocrm_fields(
         except ConfigError:
             names = FieldNames().model_dump()
         typer.echo("// custom/Espo/Custom/Resources/metadata/entityDefs/Document.json")
-        typer.echo(json.dumps(entity_defs(names), indent=4, ensure_ascii=False))
+        typer.echo(json.dumps(with_accounts_override(entity_defs(names)), indent=4, ensure_ascii=False))
+        typer.echo("// \"accounts\": {\"noLoad\": false} is optional and changes a standard field: EspoCRM then lists")
+        typer.echo("// each document's accountsIds (one extra SQL query per row), so docsync's hourly listing pass")
+        typer.echo("// sees link changes without one request per account. Leave it out if you do not want that.")
         typer.echo(f"// custom/Espo/Custom/Resources/i18n/{language}/Document.json")
         typer.echo(json.dumps(i18n_labels(names, language), indent=4, ensure_ascii=False))
         typer.echo("// then: Administration > Rebuild (or `php command.php rebuild`)")

@@ -255,6 +255,8 @@ class SyncSettings(_Model):
     # Who owns the files docsync uploads; None = generated once into the state dir. Set the same value on every
     # host of one installation (they share one CRM); never on two installations (staging and production).
     installation_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{3,63}$")] = None
+    change_feeds: bool = True  # plain runs ask what changed (false: list every document every run)
+    listing_interval_seconds: Annotated[float, Field(ge=60)] = 3600.0  # how often a plain run lists everything
 
 
 class PreviewSettings(_Model):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from .changes import ChangeFeed, Changes
 from .errors import (
     AmbiguousWriteError,
     DocsyncError,
@@ -23,10 +24,11 @@ from .errors import (
     ServiceUnreachable,
     SetupError,
     TransientHttpError,
+    UnsafePlan,
 )
 from .espocrm import EspoClient
 from .model import CrmDocument, Deletion, DocResult, LocalRecord, RemoteMember, RunPlan, WorkItem
-from .plan import DeleteLimits, plan_run
+from .plan import DeleteLimits, plan_gone, plan_run, verified_by_listing
 from .reconcile import DocumentReconciler, EngineSettings, LinkRule, Locks, Previewer
 from .state import StateStore
 from .xai import XaiClient, is_service_id
@@ -64,7 +66,7 @@ class RunSummary:
                                   "deleted": len(self.deleted)}
         for result in self.results:
             counts[result.outcome] = counts.get(result.outcome, 0) + 1
-            if result.preview not in (None, "written", "unchanged", "off"):
+            if result.preview not in (None, "written", "unchanged", "off", "known_failure"):
                 counts["preview_failed"] = counts.get("preview_failed", 0) + 1
         return counts
 
@@ -107,6 +109,8 @@ class Engine:
         self.wall = wall
         self.reconciler = DocumentReconciler(espo, xai, state, locks, settings, previews=previews, stop=self.stop,
                                              sleep=sleep, clock=clock)
+        self.feed = ChangeFeed(espo, xai, state, settings, wall)
+        self.changes: Changes | None = None  # what the change feeds found (None: they were not asked)
 
     # -- run level -----------------------------------------------------------------------------------
 
@@ -152,7 +156,8 @@ class Engine:
                     bool(owner) and owned.get(file_id) == owner)
                 if not ours or not owner or not is_service_id(file_id):
                     continue
-                members.append(RemoteMember(collection_id, file_id, owner, str(fields.get("content_sha256") or "")))
+                members.append(RemoteMember(collection_id, file_id, owner, str(fields.get("content_sha256") or ""),
+                                            str(doc.get("status") or "")))
         return members + self.orphan_files({m.file_id for m in members})
 
     def orphan_files(self, in_collections: set[str]) -> list[RemoteMember]:
@@ -174,8 +179,44 @@ class Engine:
             found.append(RemoteMember("", file_id, owner, ""))
         return found
 
+    def _feeds(self, options: RunOptions) -> bool:
+        return self.settings.change_feeds and options.ids is None and not options.prune_only
+
+    def plan_incremental(self, options: RunOptions, summary: RunSummary) -> RunPlan:
+        """A plain run: only what the change feeds report (``changes.py``); deletions found by the count check
+        are retired within the caps."""
+        changes = self.changes = self.feed.gather()
+        summary.notes += changes.notes
+        docs = list(changes.docs.values())
+        local = self.state.records_for([doc.id for doc in docs])
+        run_plan = plan_run(docs, local, limit=options.limit, touched=changes.touched,
+                            retry_failed=options.retry_failed)
+        deletions: tuple[Deletion, ...] = ()
+        gone = changes.gone
+        if gone:
+            foreign = [r for r in gone if not self.feed.owned(r)]
+            for record in foreign:
+                summary.notes.append(f"{record.doc_id} is gone from EspoCRM; its recorded xAI file "
+                                     f"{record.xai_file_id} is not docsync's upload for it and is left alone")
+            limits = DeleteLimits(self.settings.delete_limits.max_count, self.settings.delete_limits.max_percent,
+                                  force=options.force_delete)
+            try:
+                deletions = plan_gone([r for r in gone if r not in foreign], self.state.count_between(), limits)
+            except UnsafePlan as exc:
+                summary.notes.append(str(exc))
+                changes.gone = []  # kept: found again by the next run
+        unchanged = max(0, (changes.crm_total or len(docs)) - len(run_plan.work) - len(run_plan.held_back))
+        return RunPlan(run_plan.work, unchanged, run_plan.held_back, deletions)
+
     def plan(self, options: RunOptions, summary: RunSummary) -> tuple[RunPlan, list[CrmDocument]]:
-        docs = self.gather(options)
+        touched: dict[str, str] = {}
+        if self._feeds(options) and not options.full:
+            return self.plan_incremental(options, summary), []
+        if self._feeds(options):
+            self.changes = self.feed.gather(full=True, keep_all=True)  # the listing pass of a --full run
+            docs, touched = list(self.changes.docs.values()), self.changes.touched
+        else:
+            docs = self.gather(options)
         for missing in sorted((options.ids or frozenset()) - {doc.id for doc in docs}):
             # Asked for by id but not there: a failure of the run (exit 1) that names it.
             summary.results.append(DocResult(missing, "", "failed", detail="no such document in EspoCRM",
@@ -191,8 +232,16 @@ class Engine:
                 summary.notes.append(f"xAI listing failed ({exc}); no deletions in this run")
         limits = DeleteLimits(self.settings.delete_limits.max_count, self.settings.delete_limits.max_percent,
                               force=options.force_delete)
+        verified: frozenset[str] = frozenset()
+        if self.changes is not None and remote is not None:
+            verified = verified_by_listing(docs, local, self.changes.expected, remote,
+                                           previews=self.reconciler.previews is not None)
         run_plan = plan_run(docs, local, ids=options.ids, full=options.full, remote=remote, limits=limits,
-                            limit=options.limit, retry_failed=options.retry_failed)
+                            limit=options.limit, retry_failed=options.retry_failed, touched=touched,
+                            verified=verified)
+        if self.changes is not None and remote is not None:
+            listed = {doc.id for doc in docs}
+            self.changes.gone = [r for i, r in local.items() if i not in listed]  # forgotten after the deletions
         if options.prune_only:
             run_plan = RunPlan((), run_plan.unchanged + len(run_plan.work), run_plan.held_back, run_plan.deletions)
         return run_plan, docs
@@ -241,7 +290,22 @@ class Engine:
         summary.stopped = self.stop.is_set() and len(summary.results) < len(summary.plan.work)
         if summary.fatal is None and not summary.stopped and summary.plan.deletions:
             self._delete(summary.plan.deletions, summary)
+        self._settle_changes(options, summary)
         return summary
+
+    def _settle_changes(self, options: RunOptions, summary: RunSummary) -> None:
+        """Forget gone documents whose files are retired; store the watermark once the run completed."""
+        changes = self.changes
+        if changes is None:
+            return
+        pending = {d.member.file_id for d in summary.plan.deletions} - set(summary.deleted) if summary.plan else set()
+        forget = [r.doc_id for r in changes.gone if not r.xai_file_id or r.xai_file_id not in pending]
+        if forget and summary.fatal is None:
+            self.state.forget(forget)
+        complete = summary.fatal is None and not summary.stopped and (
+            options.limit is None or summary.plan is None or len(summary.plan.work) < options.limit)
+        if complete:
+            self.feed.commit(changes)
 
     def _work(self, items: tuple[WorkItem, ...], summary: RunSummary) -> None:
         lock = threading.Lock()

@@ -7,19 +7,22 @@ the configured Document attribute names to docsync's model. It takes an injected
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import re
 import threading
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
 
-from .errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError
+from .errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError, TransientHttpError
 from .espocrm_fields import FieldSchema, inspect_fields
 from .model import CrmDocument, SyncStatus
 from .secrets import printable, scrub
@@ -99,6 +102,8 @@ class EspoClient:
         self.preview_attr = f"{self.f['preview']}Id"
         self.schema = FieldSchema(names=dict(fields), known=False)
         self.page_size = PAGE  # documents per list request: min(200, App/user settings.recordListMaxSizeLimit)
+        self.server_time: str | None = None  # the server's clock (HTTP Date) at the last list answer, UTC
+        self.user_info: dict[str, Any] | None = None  # the App/user answer learn() read
         self._learned = False
         self._learn_lock = threading.Lock()
 
@@ -144,6 +149,7 @@ class EspoClient:
         except DocsyncError as exc:
             log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
             return PAGE
+        self.user_info = answer if isinstance(answer, dict) else None  # the change feeds read the ACL from it
         settings = answer.get("settings") if isinstance(answer, dict) else None
         cap = settings.get("recordListMaxSizeLimit") if isinstance(settings, dict) else None
         if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
@@ -196,6 +202,86 @@ class EspoClient:
             if len(records) < self.page_size or page.get("total") == -2:
                 return
             last_id = str(records[-1]["id"])
+
+    # -- change feeds (contract §2.5, §10.5-10.7) -------------------------------------------------------
+
+    def search(self, entity: str, params: Mapping[str, Any], *, no_total: bool = True
+               ) -> tuple[list[dict[str, Any]], Any]:
+        """One list request (``searchParams`` JSON); remembers the server's ``Date`` in :attr:`server_time`."""
+        answer = self.service.call("GET", entity, params={"searchParams": json.dumps(dict(params))},
+                                   headers={"X-No-Total": "true"} if no_total else None)
+        try:
+            page = answer.parsed()
+        except ValueError as exc:  # as ServiceClient.json: an HTML login page, a proxy's error page
+            preview = short(answer.body.decode("utf-8", "replace"), 80)
+            raise TransientHttpError("espocrm", "GET", entity, answer.status,
+                                     f"answer is not JSON: {preview!r}") from exc
+        date = answer.headers.get("date")
+        if date:
+            with contextlib.suppress(TypeError, ValueError):
+                self.server_time = parsedate_to_datetime(date).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return _list_of(page, f"{entity} list"), page.get("total")
+
+    def iter_keyset(self, entity: str, where: Sequence[dict[str, Any]], select: Sequence[str], *,
+                    by: str = "id") -> Iterator[dict[str, Any]]:
+        """Every record matching ``where``, keyset-paged by ``id`` or by (``modifiedAt``, ``id``): safe while
+        records change, no total counted (``X-No-Total``)."""
+        cursor: tuple[str, str] | None = None
+        while True:
+            conditions = list(where)
+            if cursor is not None and by == "id":
+                conditions.append({"type": "greaterThan", "attribute": "id", "value": cursor[1]})
+            elif cursor is not None:
+                conditions.append({"type": "or", "value": [
+                    {"type": "greaterThan", "attribute": by, "value": cursor[0]},
+                    {"type": "and", "value": [{"type": "equals", "attribute": by, "value": cursor[0]},
+                                              {"type": "greaterThan", "attribute": "id", "value": cursor[1]}]}]})
+            params = {"maxSize": self.page_size, "offset": 0, "orderBy": by, "order": "asc",
+                      "select": list(dict.fromkeys(["id", by, *select])), "where": conditions}
+            records, total = self.search(entity, params)
+            yield from records
+            if len(records) < self.page_size or total == -2:
+                return
+            last = records[-1]
+            cursor = (str(last.get(by) or ""), str(last["id"]))
+
+    def count_between(self, low: str | None, high: str | None) -> int:
+        """How many Documents have ``low <= id < high`` (None = open end): a count-only request."""
+        where = []
+        if low is not None:
+            where.append({"type": "greaterThanOrEquals", "attribute": "id", "value": low})
+        if high is not None:
+            where.append({"type": "lessThan", "attribute": "id", "value": high})
+        params = {"maxSize": 1, "offset": 0, "orderBy": "id", "order": "asc", "select": ["id"], "where": where}
+        _, total = self.search("Document", params, no_total=False)
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            raise RejectedError("espocrm", "GET", "Document", 200, "answer has no total")
+        return total
+
+    def stream_notes(self, after_number: int | None, types: Sequence[str], parent_types: Sequence[str]
+                     ) -> list[dict[str, Any]]:
+        """``GET GlobalStream`` notes newer than ``after_number`` (all pages, newest first); with None only the
+        newest note (to start a cursor). Raises the HTTP error (403 without the GlobalStream scope)."""
+        where: list[dict[str, Any]] = []
+        if after_number is None:
+            page = self.service.json("GET", "GlobalStream", params={"maxSize": 1})
+            return _list_of(page, "GlobalStream")
+        where = [{"type": "greaterThan", "attribute": "number", "value": after_number},
+                 {"type": "in", "attribute": "type", "value": list(types)},
+                 {"type": "in", "attribute": "parentType", "value": list(parent_types)}]
+        notes: list[dict[str, Any]] = []
+        before: int | None = None
+        while True:
+            query: dict[str, Any] = {"searchParams": json.dumps({"maxSize": self.page_size, "where": where})}
+            if before is not None:
+                query["beforeNumber"] = before
+            page = self.service.json("GET", "GlobalStream", params=query)
+            records = _list_of(page, "GlobalStream")
+            notes += records
+            numbers = [n["number"] for n in records if isinstance(n.get("number"), int)]
+            if len(records) < self.page_size or page.get("total") == -2 or not numbers:
+                return notes
+            before = min(numbers)
 
     def get_document(self, doc_id: str) -> CrmDocument:
         return self.to_document(self.service.json("GET", f"Document/{quote(doc_id, safe='')}"))
@@ -380,6 +466,7 @@ class EspoClient:
             version=version if isinstance(version, int) and not isinstance(version, bool) else None,
             problems=tuple(problems),
             fingerprint=fingerprint(record),
+            accounts=_ids(record.get("accountsIds")),
         )
 
 
@@ -406,6 +493,12 @@ def _collections(value: Any, attr: str, problems: list[str]) -> tuple[str, ...]:
         return tuple(value)
     problems.append(f"{attr} is not an array of collection ids")
     return ()
+
+
+def _ids(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(sorted(value))
+    return None
 
 
 def _list_of(page: Any, what: str) -> list[dict[str, Any]]:

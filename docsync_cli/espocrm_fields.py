@@ -132,6 +132,18 @@ def entity_defs(names: Mapping[str, str], entity: str = DOCUMENT) -> dict[str, A
     }
 
 
+ACCOUNTS_OVERRIDE: dict[str, Any] = {"accounts": {"noLoad": False}}
+"""The optional override on the standard ``Document.accounts`` field (contract §10.6): listings then carry
+``accountsIds``, so a listing pass sees every document's accounts without a request per document."""
+
+
+def with_accounts_override(defs: dict[str, Any]) -> dict[str, Any]:
+    """``entity_defs(...)`` for Document plus :data:`ACCOUNTS_OVERRIDE` (the same custom file holds both)."""
+    merged = copy.deepcopy(defs)
+    merged.setdefault("fields", {}).update(copy.deepcopy(ACCOUNTS_OVERRIDE))
+    return merged
+
+
 def i18n_labels(names: Mapping[str, str], language: str = "de_DE", entity: str = DOCUMENT) -> dict[str, Any]:
     """The ``i18n/<language>/<entity>.json`` content: field labels and enum option labels, by real name.
 

@@ -51,6 +51,7 @@ class CrmDocument:
     version: int | None = None
     problems: tuple[str, ...] = ()  # unexpected field values found while reading the record
     fingerprint: str = ""  # hash of every attribute but the modification bookkeeping (detects edits)
+    accounts: tuple[str, ...] | None = None  # linked account ids, when the listing carried them (§10.6 override)
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,14 @@ class LocalRecord:
     failure_transient: bool = False
     preview_sha: str | None = None  # content hash the current preview was made from
     pending: bool = False  # uploaded and added, xAI still indexing (the CRM may say "syncing": no "pending" option)
+    preview_failed: str | None = None  # content hash whose preview could not be made (not retried until it changes)
 
 
 @dataclass(frozen=True)
 class WorkItem:
     doc: CrmDocument
     reason: str
+    verify: bool = False  # check collections and xAI even if the record looks in step (full check, link change)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class RemoteMember:
     file_id: str
     crm_document_id: str
     content_sha256: str
+    status: str = ""  # DOCUMENT_STATUS_* as the collection listing reported it ("" = not listed)
 
 
 @dataclass(frozen=True)

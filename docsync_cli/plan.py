@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from .errors import UnsafePlan
 from .model import (
@@ -97,19 +98,28 @@ def plan_run(
     limits: DeleteLimits | None = None,
     limit: int | None = None,
     retry_failed: bool = False,
+    touched: Mapping[str, str] | None = None,
+    verified: frozenset[str] = frozenset(),
 ) -> RunPlan:
     """Decide the work of one run. ``remote`` is given only when the remote listing completed without error;
-    deletions are planned only then (and never in an ``--id`` run)."""
+    deletions are planned only then (and never in an ``--id`` run). ``touched`` names documents a change feed
+    saw change outside the record itself (its links, a linked account's collection): they are checked even when
+    the record looks in step. ``verified`` names documents a ``--full`` run found in step from the listings
+    alone (:func:`verified_by_listing`): they need no check of their own."""
     docs = list(docs)
     work: list[WorkItem] = []
     held_back: list[WorkItem] = []
     unchanged = 0
+    touched = touched or {}
     for doc in sorted(docs, key=lambda d: (d.modified_at, d.id)):
         if ids is not None and doc.id not in ids:
             continue
-        reason = why_work(doc, local.get(doc.id), full=full, explicit=ids is not None, retry_failed=retry_failed)
-        if reason is not None:
-            work.append(WorkItem(doc, reason))
+        reason = why_work(doc, local.get(doc.id), full=full and doc.id not in verified, explicit=ids is not None,
+                          retry_failed=retry_failed)
+        if reason is None and doc.id in touched and doc.datei_status != DateiStatus.FEHLER:
+            work.append(WorkItem(doc, touched[doc.id], verify=True))
+        elif reason is not None:
+            work.append(WorkItem(doc, reason, verify=reason == "full check"))
         elif doc.datei_status == DateiStatus.FEHLER:
             held_back.append(WorkItem(doc, "permanent failure; waits until the document changes, --id or "
                                            "--retry-failed"))
@@ -123,6 +133,100 @@ def plan_run(
         deletions = plan_deletions(docs, members, limits or DeleteLimits())
         deletions += plan_superseded(docs, members, frozenset(item.doc.id for item in work))
     return RunPlan(tuple(work), unchanged, tuple(held_back), deletions)
+
+
+OVERLAP = timedelta(minutes=2)
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def feed_since(watermark: str, server_now: str | None) -> str:
+    """Where the ``modifiedAt`` feed starts: the stored watermark (server time at the start of the last complete
+    run) minus two minutes of overlap. If the server's clock now reads earlier than the watermark, it was set
+    back: start from its current time instead, so records saved since the step are not missed."""
+    start = datetime.strptime(watermark, TIME_FORMAT).replace(tzinfo=UTC)
+    if server_now is not None:
+        start = min(start, datetime.strptime(server_now, TIME_FORMAT).replace(tzinfo=UTC))
+    return (start - OVERLAP).strftime(TIME_FORMAT)
+
+
+def listing_due(last_listing: float | None, now: float, interval: float) -> bool:
+    """A listing pass is due when none ran yet, the interval passed, or the local clock went back."""
+    return last_listing is None or now - last_listing >= interval or now < last_listing
+
+
+def link_drift(local: LocalRecord | None, expected: frozenset[str] | None) -> str | None:
+    """Why a document's links need a check: the collections its linked records point at differ from the ones
+    it was last synced into."""
+    if local is None or expected is None or local.failure_code is not None:
+        return None
+    if frozenset(local.collections) != expected:
+        return "linked records changed: it belongs in other collections now"
+    return None
+
+
+PROCESSED = "DOCUMENT_STATUS_PROCESSED"
+
+
+def verified_by_listing(docs: Iterable[CrmDocument], local: Mapping[str, LocalRecord],
+                        expected: Mapping[str, frozenset[str]], remote: Iterable[RemoteMember], *,
+                        previews: bool) -> frozenset[str]:
+    """Documents a ``--full`` run can call in step from its listings alone, without a request of their own: the
+    record, this host's memory, the collections its linked records point at (listing pass) and the managed
+    collections' listings all agree, and xAI reports the file processed everywhere it belongs."""
+    held: dict[str, dict[str, RemoteMember]] = {}
+    for member in remote:
+        held.setdefault(member.crm_document_id, {})[member.collection_id] = member
+    found = set()
+    for doc in docs:
+        record = local.get(doc.id)
+        want = expected.get(doc.id)
+        if record is None or want is None or why_work(doc, record, full=False, explicit=False) is not None:
+            continue
+        if doc.datei_status != DateiStatus.GESYNCT or doc.xai_sync_status != SyncStatus.SYNCED or doc.xai_sync_error:
+            continue
+        if frozenset(record.collections) != want or frozenset(doc.xai_collections) != want:
+            continue
+        members = held.get(doc.id, {})
+        if set(members) != set(want) or any(
+                m.file_id != doc.xai_file_id or m.status != PROCESSED or m.content_sha256 != doc.sha
+                for m in members.values()):
+            continue
+        if not want and doc.xai_file_id:
+            continue
+        if previews and not ((doc.preview_id and record.preview_sha == doc.sha) or record.preview_failed == doc.sha):
+            continue
+        found.add(doc.id)
+    return frozenset(found)
+
+
+def edited_since_sync(doc: CrmDocument, local: LocalRecord | None) -> str | None:
+    """A record saved by someone else since docsync's own last write (docsync remembers the ``modifiedAt`` its
+    write-back left): a PUT of ``accountsIds``, a field edit. It is checked once even if it looks in step."""
+    if local is None or local.crm_modified_at is None or local.crm_modified_at == doc.modified_at:
+        return None
+    return "edited in EspoCRM since the last sync"
+
+
+def plan_gone(gone: Iterable[LocalRecord], managed: int, limits: DeleteLimits) -> tuple[Deletion, ...]:
+    """Retire the files of documents deleted in EspoCRM (found by a plain run's count check), within the same
+    caps as ``--full``. ``managed`` = documents this host keeps records of."""
+    deletions = []
+    doomed = 0
+    for record in gone:
+        if not record.xai_file_id:
+            continue
+        doomed += 1
+        sha = record.sha256 or ""
+        collections = record.collections or ("",)
+        deletions += [Deletion(RemoteMember(c, record.xai_file_id, record.doc_id, sha),
+                               "its EspoCRM document was deleted") for c in collections]
+    share = 100.0 * doomed / max(1, managed)
+    if deletions and not limits.force and (doomed > limits.max_count or share > limits.max_percent):
+        raise UnsafePlan(
+            f"{doomed} documents ({share:.0f}% of {managed}) are gone from EspoCRM, more than the limits "
+            f"(sync.max_delete = {limits.max_count}, sync.max_delete_percent = {limits.max_percent:g}); their "
+            "files were not deleted. Check EspoCRM, then run `docsync prune --force-delete` to go ahead.")
+    return tuple(deletions)
 
 
 def plan_superseded(docs: list[CrmDocument], remote: list[RemoteMember], working: frozenset[str]

@@ -99,6 +99,8 @@ class EngineSettings:
     concurrency: int = 12
     delete_limits: DeleteLimits = field(default_factory=DeleteLimits)
     temp_dir: Path | None = None
+    change_feeds: bool = True  # plain runs ask the change feeds (changes.py); False = list every document
+    listing_interval_seconds: float = 3600.0
 
 
 class DocumentReconciler:
@@ -160,7 +162,7 @@ class DocumentReconciler:
         result = DocResult(doc.id, doc.name, "failed", detail=item.reason)
         try:
             with self.locks.document(doc.id):
-                self._process(doc, item.reason, item.reason in EXPLICIT_REASONS, result)
+                self._process(doc, item.reason, item.reason in EXPLICIT_REASONS, result, item.verify)
         except LockHeld as exc:
             result.outcome, result.detail = "skipped", f"busy: {exc.holder}"
         except RunFatal as exc:
@@ -193,7 +195,8 @@ class DocumentReconciler:
                  f" [{', '.join(result.actions)}]" if result.actions else "")
         return result
 
-    def _process(self, listed: CrmDocument, reason: str, explicit: bool, result: DocResult) -> None:
+    def _process(self, listed: CrmDocument, reason: str, explicit: bool, result: DocResult,
+                 verify: bool = False) -> None:
         self.locks.check()
         # Re-read under the document lock: another run (a second host, an admin's --id) or a person may have
         # changed the record since the listing.
@@ -203,7 +206,8 @@ class DocumentReconciler:
             result.outcome, result.detail = "skipped", "deleted in EspoCRM since the listing"
             return
         local = self.state.record(doc.id)
-        if not explicit and why_work(doc, local, full=reason == "full check", explicit=False) is None:
+        verify = verify or reason == "full check"
+        if not explicit and why_work(doc, local, full=verify, explicit=False) is None:
             result.outcome, result.detail = "unchanged", "already in step (done by another run)"
             return
         if doc.problems:
@@ -215,7 +219,7 @@ class DocumentReconciler:
         rendering: Future[bytes] | None = None
         try:
             # A --full check of a document this host synced before needs no download: the hashes are known.
-            known = self._known_content(doc, local) if reason == "full check" else None
+            known = self._known_content(doc, local) if verify else None
             content = known or self._download(doc, handle)
             handle.close()
             required = self.required_collections(doc)
@@ -271,7 +275,8 @@ class DocumentReconciler:
         elif doc.xai_file_id or doc_plan.retire:
             return False
         preview_ok = self.previews is None or (doc.preview_id is not None and (
-            local is None or local.preview_sha in (None, content.sha256)))
+            local is None or local.preview_sha in (None, content.sha256))) or (
+            local is not None and local.preview_failed == content.sha256)  # recorded once, not retried
         return (doc.datei_status == DateiStatus.GESYNCT and doc.xai_sync_status == SyncStatus.SYNCED
                 and not doc.xai_sync_error and doc.sha == content.sha256 and doc.md5 == content.md5
                 and doc.xai_synced_hash == content.sha256
@@ -282,7 +287,8 @@ class DocumentReconciler:
         self.state.save(LocalRecord(
             doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
             xai_file_id=doc.xai_file_id or None, collections=tuple(sorted(required)), crm_modified_at=modified_at,
-            preview_sha=content.sha256 if doc.preview_id else None))
+            preview_sha=content.sha256 if doc.preview_id else None,
+            preview_failed=local.preview_failed if local is not None else None))
 
     def _download(self, doc: CrmDocument, handle: Any) -> Content:
         assert doc.file_id is not None
@@ -482,6 +488,9 @@ class DocumentReconciler:
         if doc.preview_id and local is not None and local.preview_sha == content.sha256:
             result.preview = "unchanged"
             return None
+        if local is not None and local.preview_failed == content.sha256:
+            result.preview = KNOWN_FAILURE  # retried when the file changes, or with `docsync preview`
+            return None
         with self._render_pool_lock:
             if self._render_pool is None:
                 self._render_pool = ThreadPoolExecutor(max_workers=max(2, self.settings.concurrency),
@@ -564,11 +573,12 @@ class DocumentReconciler:
             return
         preview_sha = content.sha256 if (preview_id or result.preview == "unchanged") else (
             previous.preview_sha if previous else None)
+        preview_failed = _preview_failed(result.preview, content, previous)
         if state == "processed":
             self.state.save(LocalRecord(
                 doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
                 xai_file_id=file_id or None, collections=tuple(sorted(required)), crm_modified_at=after.modified_at,
-                preview_sha=preview_sha))
+                preview_sha=preview_sha, preview_failed=preview_failed))
             self.state.upload_settled(doc.id)
             result.outcome = "synced"
             return
@@ -577,7 +587,7 @@ class DocumentReconciler:
             sha256=previous.sha256 if previous else None, md5=previous.md5 if previous else None,
             xai_file_id=doc.xai_file_id, collections=doc.xai_collections, crm_modified_at=after.modified_at,
             failure_code="processing_failed" if state == "failed" else None, failure_transient=False,
-            preview_sha=preview_sha, pending=state == "pending"))
+            preview_sha=preview_sha, pending=state == "pending", preview_failed=preview_failed))
         result.outcome = state
         if state == "failed":
             result.error_code, result.detail = "processing_failed", message
@@ -659,6 +669,19 @@ def _check_ids(doc: CrmDocument) -> None:
     if bad:
         raise PermanentDocumentError(f"xaiCollections holds {printable(bad[0], 80)!r}, which is not an xAI "
                                      "collection id; clear the field in EspoCRM", "bad_collection_id")
+
+
+KNOWN_FAILURE = "known_failure"  # DocResult.preview: this content's preview failed before; not tried again
+
+
+def _preview_failed(outcome: str | None, content: Content, previous: LocalRecord | None) -> str | None:
+    """The content hash to remember as "no preview possible": a rendering failure (not an upload hiccup)."""
+    if outcome == KNOWN_FAILURE or (outcome is not None and outcome not in ("written", "unchanged", "off")
+                                    and not outcome.startswith("upload_failed")):
+        return content.sha256
+    if outcome in ("written", "unchanged"):
+        return None
+    return previous.preview_failed if previous is not None else None
 
 
 def _as_document_error(exc: HttpError) -> DocumentError:

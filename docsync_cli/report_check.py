@@ -85,6 +85,7 @@ def run_checks(config_path: Path | None, console: Any) -> int:
             if _check_espocrm(report, settings, services):
                 _check_document_fields(report, settings, services)
                 _check_link_fields(report, settings, services)
+                _check_change_feeds(report, services)
             _check_xai_files(report, services)
             _check_xai_management(report, settings, services)
     except DocsyncError as exc:  # a client that cannot even be built; the checks above catch the rest
@@ -211,6 +212,34 @@ def _check_link_fields(report: _Report, settings: Settings, services: Services) 
             report.bad(what, "; ".join(problems), "correct the field or collections.links")
         else:
             report.good(what, f"{entity}.{rule.field} exists")
+
+
+def _check_change_feeds(report: _Report, services: Services) -> None:
+    """Which change feeds plain runs can use (contract §10.6, §10.7); neither is required."""
+    espo = services.espo
+    try:
+        espo.stream_notes(None, (), ())
+        report.good("Stream notes (GlobalStream)", "readable: link changes are noticed by the next run")
+    except AuthError as exc:
+        if exc.status == 401:
+            raise
+        report.warn("Stream notes (GlobalStream)", "the API user's role has no GlobalStream scope: linking or "
+                    "unlinking a document is noticed only by the next listing pass (sync.listing_interval_seconds)",
+                    "Administration > Roles > the API user's role: set GlobalStream to enabled")
+    except DocsyncError as exc:
+        report.warn("Stream notes (GlobalStream)", f"cannot be read ({exc}); link changes wait for the next "
+                    "listing pass")
+    try:
+        no_load = espo.metadata("entityDefs.Document.fields.accounts.noLoad")
+    except DocsyncError as exc:
+        report.warn("accountsIds override", f"cannot read the metadata ({exc}); not checked")
+        return
+    if no_load is False:
+        report.good("accountsIds override", "active (noLoad: false): listing passes read links from the listing")
+    else:
+        report.warn("accountsIds override", "not set: each listing pass lists the documents of every account "
+                    "with a collection (one or more requests per account)",
+                    "optional: add the accounts override shown by `docsync espocrm-fields`, then Rebuild")
 
 
 # ---------------------------------------------------------------------------------------------- xAI

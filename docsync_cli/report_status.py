@@ -83,7 +83,8 @@ def read_local_records(state_dir: Path, doc_ids: list[str]) -> dict[str, LocalRe
             for doc_id in doc_ids:
                 row = db.execute(
                     "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                    " failure_transient, preview_sha FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+                    " failure_transient, preview_sha, pending, preview_failed FROM documents WHERE doc_id = ?",
+                    (doc_id,)).fetchone()
                 if row is not None:
                     found[doc_id] = _record(row)
         finally:
@@ -154,6 +155,13 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     ``lock``
         ``{"backend": "file" | "redis", "holder": str | None, "error": str | None}`` — who holds the run lock
         now (``holder`` null: nobody); the lock is only looked at, never taken.
+    ``feeds``
+        ``{"enabled": bool, "watermark": str | None, "last_listing": ISO str | None, "listing_interval_seconds":
+        float, "stream": "active" | "no access" | "unavailable (...)" | None, "accounts_override": bool | None,
+        "note_cursor": int | None}`` — how plain runs find changes (``null``: no run recorded it yet).
+        ``watermark`` is EspoCRM's time at the start of the last complete run; ``stream`` whether the API user
+        can read GlobalStream (link changes then count from the next run); ``accounts_override`` whether the
+        listing carries ``accountsIds`` (``noLoad: false``).
     """
     data: dict[str, Any] = {
         "generated_at": _now(),
@@ -168,8 +176,12 @@ def collect_status(settings: Settings) -> dict[str, Any]:
                     "failed_held_back": None, "next_run": None, "approximate": False},
         "runs": [],
         "lock": {"backend": settings.lock.backend, "holder": None, "error": None},
+        "feeds": {"enabled": settings.sync.change_feeds, "watermark": None, "last_listing": None,
+                  "listing_interval_seconds": settings.sync.listing_interval_seconds, "stream": None,
+                  "accounts_override": None, "note_cursor": None},
     }
     _collect_local(settings, data)
+    _collect_feeds(settings, data)
     try:
         with report_services(settings) as services:
             _collect_remote(settings, services, data)
@@ -191,6 +203,58 @@ def _collect_local(settings: Settings, data: dict[str, Any]) -> None:
                          "error": run.error} for run in history.last(RUNS_SHOWN)]
         data["previews"]["errors"] = [{"id": doc_id, "name": None, "reason": reason}
                                       for doc_id, reason in history.preview_errors().items()]
+
+
+def _collect_feeds(settings: Settings, data: dict[str, Any]) -> None:
+    """The change-feed bookkeeping plain runs keep in ``state.sqlite3`` (read-only)."""
+    path = settings.state_dir / STATE_FILE
+    if not path.is_file():
+        return
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return  # an older state file without the table, or unreadable: nothing recorded
+    feeds = data["feeds"]
+    feeds["watermark"] = meta.get("watermark")
+    if meta.get("last_listing"):
+        feeds["last_listing"] = datetime.fromtimestamp(float(meta["last_listing"]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if meta.get("note_cursor"):
+        feeds["note_cursor"] = int(meta["note_cursor"])
+    with contextlib.suppress(ValueError, TypeError):
+        seen = json.loads(meta.get("feeds") or "{}")
+        feeds["stream"] = seen.get("stream")
+        feeds["accounts_override"] = seen.get("accounts_override")
+
+
+def feeds_explained(feeds: dict[str, Any]) -> list[str]:
+    """What the feeds mean for how fast each kind of change is noticed (the status text)."""
+    minutes = f"{feeds['listing_interval_seconds'] / 60:g} min"
+    if not feeds["enabled"]:
+        return ["Change feeds are off (sync.change_feeds = false): every run lists every document."]
+    lines = [f"Watermark: {feeds['watermark'] or '(none yet: the next run makes a listing pass)'} (EspoCRM time); "
+             f"last listing pass: {feeds['last_listing'] or 'never'} (every {minutes} and in every --full)."]
+    lines.append("New, changed, replaced and deleted documents and accounts given a collection: noticed by the "
+                 "next run.")
+    if feeds["stream"] == "active":
+        lines.append("Stream notes (GlobalStream): active — a document linked to or unlinked from an account is "
+                     "noticed by the next run.")
+    else:
+        state = feeds["stream"] or "not checked yet"
+        lines.append(f"Stream notes (GlobalStream): {state} — linking/unlinking (which does not change the "
+                     f"document) is noticed by the next listing pass, within {minutes}. Give the API user's role "
+                     "the GlobalStream scope to notice it in the next run.")
+    if feeds["accounts_override"]:
+        lines.append("accountsIds override (noLoad: false): active — listing passes read each document's accounts "
+                     "from the listing itself.")
+    else:
+        lines.append("accountsIds override: " + ("not set" if feeds["accounts_override"] is False else
+                                                 "not checked yet") + " — listing passes list the documents of each "
+                     "account with a collection (see `docsync espocrm-fields` for the override).")
+    return lines
 
 
 def _collect_remote(settings: Settings, services: Services, data: dict[str, Any]) -> None:
@@ -328,6 +392,9 @@ def render_status(data: dict[str, Any], console: Any) -> None:
             table.add_row(_cell(doc["id"]), _cell(doc["name"]), _cell(doc["error"] or ""))
         console.print(table)
     _render_previews(data["previews"], console)
+    console.print("Change feeds", style="italic")
+    for line in feeds_explained(data["feeds"]):
+        console.print("  " + line, markup=False, soft_wrap=True)
     _render_runs(data["runs"], console)
     lock = data["lock"]
     if lock["error"]:

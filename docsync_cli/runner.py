@@ -27,6 +27,7 @@ from .errors import DocsyncError, LocalEnvironmentError
 from .history import History, RunRecord, parse_timestamp
 from .locks import Locks, make_locks
 from .model import DocResult, RunPlan
+from .reconcile import KNOWN_FAILURE
 from .services import engine_settings, open_services
 from .state import StateStore, installation_id, remember_installation_id
 from .statedir import foreign_owner_warning, state_dir_problem
@@ -119,6 +120,8 @@ class SyncRun:
                             on_result=on_result, on_plan=on_plan, stop=stop)
             summary = engine.run(self.options)
         for result in summary.results:
+            if result.preview == KNOWN_FAILURE:
+                continue  # the reason recorded when it failed stays
             if result.preview in PREVIEW_OK:
                 self.history.clear_preview_error(result.doc_id)
             else:

@@ -73,4 +73,6 @@ def engine_settings(settings: Settings, concurrency: int | None = None, temp_dir
         concurrency=concurrency or settings.sync.concurrency,
         delete_limits=DeleteLimits(settings.sync.max_delete, settings.sync.max_delete_percent),
         temp_dir=temp_dir or Path(tempfile.gettempdir()),
+        change_feeds=settings.sync.change_feeds,
+        listing_interval_seconds=settings.sync.listing_interval_seconds,
     )

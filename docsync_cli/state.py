@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY,
     file_id TEXT, sha256 TEXT, md5 TEXT, xai_file_id TEXT, collections TEXT NOT NULL DEFAULT '[]',
     crm_modified_at TEXT, failure_code TEXT, failure_transient INTEGER NOT NULL DEFAULT 0,
-    preview_sha TEXT, updated REAL NOT NULL, pending INTEGER NOT NULL DEFAULT 0
+    preview_sha TEXT, updated REAL NOT NULL, pending INTEGER NOT NULL DEFAULT 0, preview_failed TEXT
 );
 CREATE TABLE IF NOT EXISTS cleanups (
     doc_id TEXT NOT NULL, file_id TEXT NOT NULL, collection_id TEXT NOT NULL, PRIMARY KEY (file_id, collection_id)
@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS owned (
     file_id TEXT PRIMARY KEY, doc_id TEXT NOT NULL, sha256 TEXT, recorded REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS owned_by_doc ON owned (doc_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS linked (
+    entity TEXT NOT NULL, record_id TEXT NOT NULL, collection_id TEXT NOT NULL, PRIMARY KEY (entity, record_id)
+);
 CREATE TABLE IF NOT EXISTS uploads (
     doc_id TEXT NOT NULL, sha256 TEXT NOT NULL, name TEXT NOT NULL, xai_file_id TEXT,
     started REAL NOT NULL, PRIMARY KEY (doc_id, sha256)
@@ -131,6 +135,8 @@ class StateStore:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(documents)")}
             if "pending" not in columns:  # state written by an older docsync
                 self._db.execute("ALTER TABLE documents ADD COLUMN pending INTEGER NOT NULL DEFAULT 0")
+            if "preview_failed" not in columns:  # a state file from before the column existed
+                self._db.execute("ALTER TABLE documents ADD COLUMN preview_failed TEXT")
         except (OSError, sqlite3.Error) as exc:
             raise LocalEnvironmentError(f"cannot open the local state {path}: {exc}; check that the state "
                                         "directory (DOCSYNC_STATE_DIR) is writable by this user") from exc
@@ -154,24 +160,106 @@ class StateStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                " failure_transient, preview_sha, pending FROM documents").fetchall()
+                " failure_transient, preview_sha, pending, preview_failed FROM documents").fetchall()
         return {row[0]: _record(row) for row in rows}
 
     def record(self, doc_id: str) -> LocalRecord | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                " failure_transient, preview_sha, pending FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+                " failure_transient, preview_sha, pending, preview_failed FROM documents WHERE doc_id = ?",
+                (doc_id,)).fetchone()
         return _record(row) if row else None
 
     def save(self, rec: LocalRecord) -> None:
         self._write(
             "INSERT OR REPLACE INTO documents (doc_id, file_id, sha256, md5, xai_file_id, collections,"
-            " crm_modified_at, failure_code, failure_transient, preview_sha, updated, pending)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " crm_modified_at, failure_code, failure_transient, preview_sha, updated, pending, preview_failed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rec.doc_id, rec.file_id, rec.sha256, rec.md5, rec.xai_file_id, json.dumps(list(rec.collections)),
              rec.crm_modified_at, rec.failure_code, int(rec.failure_transient), rec.preview_sha, time.time(),
-             int(rec.pending)))
+             int(rec.pending), rec.preview_failed))
+
+    def records_for(self, doc_ids: list[str]) -> dict[str, LocalRecord]:
+        """The local records of just these documents (a run over a million documents never loads them all)."""
+        found: dict[str, LocalRecord] = {}
+        for start in range(0, len(doc_ids), 500):
+            chunk = doc_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = ("SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at,"  # noqa: S608
+                     f" failure_code, failure_transient, preview_sha, pending, preview_failed FROM documents"
+                     f" WHERE doc_id IN ({marks})")
+            with self._lock:
+                rows = self._db.execute(query, chunk).fetchall()
+            found.update((row[0], _record(row)) for row in rows)
+        return found
+
+    def count_between(self, low: str | None = None, high: str | None = None) -> int:
+        """Local document records with ``low <= id < high`` (None = open end)."""
+        sql, args = _id_range(low, high)
+        with self._lock:
+            query = f"SELECT COUNT(*) FROM documents WHERE {sql}"  # noqa: S608 (fixed clauses, values bound)
+            return int(self._db.execute(query, args).fetchone()[0])
+
+    def ids_between(self, low: str | None, high: str | None, *, offset: int = 0, limit: int = -1) -> list[str]:
+        sql, args = _id_range(low, high)
+        with self._lock:
+            query = f"SELECT doc_id FROM documents WHERE {sql} ORDER BY doc_id LIMIT ? OFFSET ?"  # noqa: S608
+            rows = self._db.execute(query, (*args, limit, offset)).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def forget(self, doc_ids: list[str]) -> None:
+        """Drop the records of documents that are gone from EspoCRM (their files were retired)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM documents WHERE doc_id = ?", [(d,) for d in doc_ids])
+            self._db.execute("COMMIT")
+
+    def add_many(self, records: list[LocalRecord]) -> None:
+        """Bulk insert (benchmarks seeding a host that has synced a million documents)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO documents (doc_id, file_id, sha256, md5, xai_file_id, collections,"
+                " crm_modified_at, failure_code, failure_transient, preview_sha, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.doc_id, r.file_id, r.sha256, r.md5, r.xai_file_id, json.dumps(list(r.collections)),
+                  r.crm_modified_at, r.failure_code, int(r.failure_transient), r.preview_sha, 0.0)
+                 for r in records])
+            self._db.execute("COMMIT")
+
+    # -- run-to-run bookkeeping of the change feeds (watermark, cursors, linked records' collections) ---
+
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))
+            self._db.execute("COMMIT")
+
+    def linked(self, entity: str) -> dict[str, str]:
+        """record id -> collection id, as last seen, of the linked records (Accounts) that carry one."""
+        with self._lock:
+            rows = self._db.execute("SELECT record_id, collection_id FROM linked WHERE entity = ?",
+                                    (entity,)).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    def set_linked(self, entity: str, values: dict[str, str | None], *, replace: bool = False) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            if replace:
+                self._db.execute("DELETE FROM linked WHERE entity = ?", (entity,))
+            for record_id, collection_id in values.items():
+                if collection_id:
+                    self._db.execute("INSERT OR REPLACE INTO linked (entity, record_id, collection_id)"
+                                     " VALUES (?, ?, ?)", (entity, record_id, collection_id))
+                else:
+                    self._db.execute("DELETE FROM linked WHERE entity = ? AND record_id = ?", (entity, record_id))
+            self._db.execute("COMMIT")
 
     # -- cleanups -------------------------------------------------------------------------------------
 
@@ -255,7 +343,19 @@ def _record(row: tuple[object, ...]) -> LocalRecord:
     return LocalRecord(
         doc_id=str(row[0]), file_id=_opt(row[1]), sha256=_opt(row[2]), md5=_opt(row[3]), xai_file_id=_opt(row[4]),
         collections=tuple(str(c) for c in collections), crm_modified_at=_opt(row[6]), failure_code=_opt(row[7]),
-        failure_transient=bool(row[8]), preview_sha=_opt(row[9]), pending=len(row) > 10 and bool(row[10]))
+        failure_transient=bool(row[8]), preview_sha=_opt(row[9]), pending=len(row) > 10 and bool(row[10]),
+        preview_failed=_opt(row[11]) if len(row) > 11 else None)
+
+
+def _id_range(low: str | None, high: str | None) -> tuple[str, tuple[str, ...]]:
+    parts, args = ["1"], []
+    if low is not None:
+        parts.append("doc_id >= ?")
+        args.append(low)
+    if high is not None:
+        parts.append("doc_id < ?")
+        args.append(high)
+    return " AND ".join(parts), tuple(args)
 
 
 def _opt(value: object) -> str | None:

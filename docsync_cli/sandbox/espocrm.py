@@ -50,13 +50,15 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any, NoReturn
 
 from docsync_cli.sandbox.crm_profiles import DESIGN_DOC_FIELDS
+from docsync_cli.sandbox.espocrm_index import DocumentIndex
+from docsync_cli.sandbox.espocrm_stream import NOTE_ATTRIBUTES, StreamNotes
 from docsync_cli.sandbox.espocrm_where import WhereError, WhereScope, compile_where, parse_php_query
 from docsync_cli.sandbox.http import EmulatorBase, HttpError, Request, Response
 
@@ -306,11 +308,15 @@ class EspoEmulator(EmulatorBase):
         auth_max_failed_attempts: int = 10,
         document_fields: Mapping[str, dict[str, Any]] | None = None,
         max_size_limit: int = MAX_SIZE_LIMIT,
+        accounts_load: bool = False,
+        global_stream: bool = False,
     ) -> None:
         super().__init__()
         self.document_fields = copy.deepcopy(dict(document_fields if document_fields is not None
                                                   else DESIGN_DOC_FIELDS))
         self.max_size_limit = max_size_limit
+        self.accounts_load = accounts_load  # the admin's ``noLoad: false`` override on Document.accounts (§10.6)
+        self.global_stream = global_stream  # the API user's role has the GlobalStream scope (§10.7)
         self.api_key = api_key
         self.secret_key = secret_key
         self.optimistic_concurrency = optimistic_concurrency
@@ -331,7 +337,11 @@ class EspoEmulator(EmulatorBase):
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.entities}
         self.blobs: dict[str, bytes] = {}
         self.link_tables: dict[str, LinkTable] = {"documentAccount": LinkTable(), "contactDocument": LinkTable()}
+        self.stream = StreamNotes(self._new_id, self._now)
+        self.index = DocumentIndex(self.attr("dateiStatus"), self.attr("xaiSyncStatus"))  # used when ``use_index``
+        self.use_index = False
         self.app = self.new_app("espocrm")
+        self.app.date_clock = lambda: self.clock().timestamp()
         self._register_routes()
 
     # -- naming ------------------------------------------------------------------------------------
@@ -419,7 +429,7 @@ class EspoEmulator(EmulatorBase):
             "modifiedBy": {"type": "link", "readOnly": True},
             "assignedUser": {"type": "link"},
             "teams": {"type": "linkMultiple"},
-            "accounts": {"type": "linkMultiple", "noLoad": True, "directUpdateDisabled": True,
+            "accounts": {"type": "linkMultiple", "noLoad": not self.accounts_load, "directUpdateDisabled": True,
                          "layoutDetailDisabled": True, "layoutListDisabled": True},
             "folder": {"type": "link"},
         }
@@ -482,10 +492,16 @@ class EspoEmulator(EmulatorBase):
             id_attr, target = etype.foreign[attribute]
             return self._foreign_name(target, record.get(id_attr))
         if attribute in etype.multiple:
+            link = attribute.removesuffix("Ids")
+            if link in etype.relations:  # accountsIds with the noLoad override (§10.6)
+                return sorted(self._linked_ids(etype, record, link))
             return list(record.get(attribute) or [])
         if etype.attributes.get(attribute) == "jsonObject":
-            ids_attr = attribute.removesuffix("Names") + "Ids"
-            return {i: self.names["Team"].get(i) for i in record.get(ids_attr) or []}
+            link = attribute.removesuffix("Names")
+            if link in etype.relations:
+                foreign = self.records[etype.relations[link].foreign_entity]
+                return {i: foreign.get(i, {}).get("name") for i in sorted(self._linked_ids(etype, record, link))}
+            return {i: self.names["Team"].get(i) for i in record.get(link + "Ids") or []}
         return record.get(attribute)
 
     def _foreign_name(self, target: str, foreign_id: Any) -> str | None:
@@ -584,6 +600,7 @@ class EspoEmulator(EmulatorBase):
         table: list[tuple[str, str, Callable[..., Response]]] = [
             ("GET", "/App/user", self._get_app_user),
             ("GET", "/Metadata", self._get_metadata),
+            ("GET", "/GlobalStream", self._get_global_stream),
             ("POST", "/Attachment", self._post_attachment),
             ("GET", "/Attachment/file/" + rid, self._get_attachment_file),
             ("GET", f"/{entity}", self._get_list),
@@ -632,7 +649,8 @@ class EspoEmulator(EmulatorBase):
                      "isActive": True, "authMethod": method},
             "acl": {"table": {"Document": {"create": "no", "read": "all", "edit": "all", "delete": "no"},
                               "Account": read_only, "Contact": read_only,
-                              "Attachment": {"create": "yes", "read": "own", "edit": "own", "delete": "own"}},
+                              "Attachment": {"create": "yes", "read": "own", "edit": "own", "delete": "own"},
+                              "GlobalStream": self.global_stream},
                     "fieldTable": {}, "assignmentPermission": "no"},
             "preferences": {"timeZone": "UTC", "language": "en_US"},
             "token": None,
@@ -659,8 +677,59 @@ class EspoEmulator(EmulatorBase):
             _raise(403, "")
         params = self._list_params(request)
         params.no_total = params.no_total or (request.header("X-No-Total", "") or "").lower() == "true"
+        if entity == "Document" and self.use_index:
+            answer = self._find_indexed(etype, params)
+            if answer is not None:
+                return self._ok(answer)
         records = (r for r in self.records[entity].values() if not r["deleted"])
         return self._ok(self._find(etype, records, params))
+
+    def _find_indexed(self, etype: EntityType, params: ListParams) -> dict[str, Any] | None:
+        """Document lists through :class:`DocumentIndex` (the benchmark's million records); the same answer as
+        :meth:`_find`, or None when no index applies."""
+        table = self.records["Document"]
+        plain = not (params.primary_filter or params.bool_filters or params.text_filter)
+        bounds = self.index.id_bounds(params.where) if plain else None
+        if bounds is not None:
+            order_attr, descending = self._order(etype, params)
+            if order_attr == "id" and not descending:
+                start, stop = bounds
+                offset, limit = max(params.offset, 0), max(params.max_size, 0)
+                page = self.index.ids[start + offset: min(stop, start + offset + limit)]
+                select = self._select(etype, params, "id")
+                items = [self._values(etype, table[i], multiple=False, select=select) for i in page]
+                more = stop - start > offset + limit
+                return {"total": (-1 if more else -2) if params.no_total else stop - start, "list": items}
+        relation = etype.relations
+
+        def linked(link: str, ids: list[str]) -> set[str]:
+            if link not in relation:
+                return set()
+            side = 1 - relation[link].side
+            found: set[str] = set()
+            for foreign_id in ids:
+                found |= self.link_tables[relation[link].table].of(foreign_id, side)
+            return found
+
+        candidates = self.index.narrow(params.where, linked)
+        if candidates is None:
+            return None
+        records = (r for i in candidates if not (r := table[i])["deleted"])
+        return self._find(etype, records, params)
+
+    def _get_global_stream(self, request: Request) -> Response:
+        """§10.7: needs the GlobalStream scope; newest first; ``where``, ``after``, ``beforeNumber``."""
+        if not self.global_stream:
+            _raise(403)
+        params = self._list_params(request)
+        before = request.arg("beforeNumber")
+        scope = WhereScope(NOTE_ATTRIBUTES, [], lambda record, link: set(), self.clock().astimezone(UTC))
+        try:
+            answer = self.stream.query(params.where, _str_or_none(request.arg("after")),
+                                       _intval(before) if before else None, max(params.max_size, 0), scope)
+        except WhereError as exc:
+            _raise(400, str(exc))
+        return self._ok(answer)
 
     def _get_related(self, request: Request, entity: str, rid: str, link: str) -> Response:
         etype = self._entity(entity)
@@ -844,7 +913,10 @@ class EspoEmulator(EmulatorBase):
         return self._ok(True)
 
     def _soft_delete(self, entity: str, record: dict[str, Any]) -> None:
+        before = self.index.key(record) if entity == "Document" else None
         record["deleted"] = True
+        if before is not None:
+            self.index.update(str(record["id"]), before, self.index.key(record))
         if entity == "Attachment":
             self.blobs.pop(str(record["id"]), None)
 
@@ -928,6 +1000,7 @@ class EspoEmulator(EmulatorBase):
         changed = [a for a, v in data.items() if not _same(record.get(a), v)]
         if not changed and not force:
             return []
+        before = self.index.key(record) if etype.name == "Document" else None
         previous = {a: record.get(a) for a in changed}
         for attribute in changed:
             record[attribute] = copy.deepcopy(data[attribute])
@@ -939,6 +1012,8 @@ class EspoEmulator(EmulatorBase):
         if etype.occ:
             record["versionNumber"] = int(record.get("versionNumber") or 0) + 1
         self._save_files(etype, record, previous)
+        if before is not None:
+            self.index.update(str(record["id"]), before, self.index.key(record))
         return changed
 
     def _save_files(self, etype: EntityType, record: dict[str, Any], previous: dict[str, Any]) -> None:
@@ -1031,6 +1106,8 @@ class EspoEmulator(EmulatorBase):
             self.blobs.clear()
             self.link_tables = {name: LinkTable() for name in self.link_tables}
             self._auth_failures.clear()
+            self.stream.clear()
+            self.index.build([])
         self.faults.clear()
         self.clear_journal()
 
@@ -1082,10 +1159,14 @@ class EspoEmulator(EmulatorBase):
                                                           related_id=doc_id)
             record.update(copy.deepcopy(attributes))
             self.records["Document"][doc_id] = record
-            for account_id in accounts:
-                self.link(doc_id, "accounts", account_id)
+            self.index.update(doc_id, None, self.index.key(record))
+            accounts = list(accounts)
+            for account_id in accounts:  # links given on create are silent in 9.x ...
+                self.link(doc_id, "accounts", account_id, silent=True)
+            if accounts:  # ... but for one CreateRelated note on the first account (§10.7)
+                self.stream.write("CreateRelated", "Account", accounts[0], "Document", doc_id, self.human_user_id)
             for contact_id in contacts:
-                self.link(doc_id, "contacts", contact_id)
+                self.link(doc_id, "contacts", contact_id, silent=True)
             return doc_id
 
     def duplicate_document(self, doc_id: str, name: str | None = None) -> str:
@@ -1146,23 +1227,90 @@ class EspoEmulator(EmulatorBase):
         with self.lock:
             self._soft_delete("Document", self.records["Document"][doc_id])
 
-    def link(self, doc_id: str, link: str, foreign_id: str) -> None:
+    def link(self, doc_id: str, link: str, foreign_id: str, *, silent: bool = False) -> None:
+        """A person relates the records (either side): no ``modifiedAt`` change (§10.5); a ``Relate`` note
+        for the audited Account link unless ``silent`` (a bulk relate, an import) (§10.7)."""
         with self.lock:
             relation = self.entities["Document"].relations[link]
-            self._pair(relation, doc_id, foreign_id, add=True)
+            self._pair(relation, doc_id, foreign_id, add=True, silent=silent)
 
-    def unlink(self, doc_id: str, link: str, foreign_id: str) -> None:
+    def unlink(self, doc_id: str, link: str, foreign_id: str, *, silent: bool = False) -> None:
         with self.lock:
             relation = self.entities["Document"].relations[link]
-            self._pair(relation, doc_id, foreign_id, add=False)
+            self._pair(relation, doc_id, foreign_id, add=False, silent=silent)
 
-    def _pair(self, relation: Relation, doc_id: str, foreign_id: str, *, add: bool) -> None:
+    def put_accounts_ids(self, doc_id: str, account_ids: Iterable[str]) -> None:
+        """A person's ``PUT Document/{id}`` with ``accountsIds``: the links are replaced (with notes) and, as the
+        field is never loaded, it always counts as changed: ``modifiedAt`` moves (§10.5)."""
+        with self.lock:
+            etype = self.entities["Document"]
+            record = self.records["Document"][doc_id]
+            wanted = set(account_ids)
+            current = self._linked_ids(etype, record, "accounts")
+            for account_id in sorted(current - wanted):
+                self._pair(etype.relations["accounts"], doc_id, account_id, add=False)
+            for account_id in sorted(wanted - current):
+                self._pair(etype.relations["accounts"], doc_id, account_id, add=True)
+            self._save(etype, record, {}, self.human_user_id, force=True)
+
+    def _pair(self, relation: Relation, doc_id: str, foreign_id: str, *, add: bool, silent: bool = True) -> None:
         left, right = (doc_id, foreign_id) if relation.side == 0 else (foreign_id, doc_id)
         table = self.link_tables[relation.table]
+        if (right in table.of(left, 0)) == add:
+            return  # relating a related pair (or unrelating an unrelated one) is a no-op
         if add:
             table.add(left, right)
         else:
             table.remove(left, right)
+        if not silent and relation.foreign_entity == "Account":  # Account.links.documents is audited
+            self.stream.write("Relate" if add else "Unrelate", "Account", foreign_id, "Document", doc_id,
+                              self.human_user_id)
+
+    def restore_document(self, doc_id: str) -> None:
+        """An admin restores a deleted record: a silent save, ``modifiedAt`` unchanged (§10.5)."""
+        with self.lock:
+            record = self.records["Document"][doc_id]
+            before = self.index.key(record)
+            record["deleted"] = False
+            self.index.update(doc_id, before, self.index.key(record))
+
+    def set_accounts_load(self, load: bool) -> None:
+        """The admin sets (or removes) ``noLoad: false`` on ``Document.accounts`` and rebuilds (§10.6)."""
+        with self.lock:
+            self.accounts_load = load
+            self.entities = self._build_entities()
+
+    def rebuild_index(self, *, use: bool | None = None) -> None:
+        """Rebuild the Document index (after editing ``records`` directly); ``use`` turns its use on/off."""
+        with self.lock:
+            self.index.build(self.records["Document"].values())
+            if use is not None:
+                self.use_index = use
+
+    def bulk_seed(self, count: int, *, accounts: Sequence[str] = (), modified_at: str | None = None,
+                  values: Callable[[int, str], dict[str, Any]] | None = None) -> list[str]:
+        """``count`` Documents at once, for benchmarks: sparse records (missing attributes read as null), no
+        attachment bytes, each linked silently to ``accounts[i % len(accounts)]``; turns the index on."""
+        with self.lock:
+            now = modified_at or self._now()
+            status_attr = self.attr("dateiStatus")
+            table = self.link_tables["documentAccount"]
+            documents = self.records["Document"]
+            ids = []
+            for number in range(count):
+                doc_id = self._new_id()
+                record: dict[str, Any] = {"id": doc_id, "deleted": False, "name": f"Dokument {number}",
+                                          "status": "Active", "createdAt": now, "modifiedAt": now,
+                                          status_attr: "Neu"}
+                if values is not None:
+                    record.update(values(number, doc_id))
+                documents[doc_id] = record
+                if accounts:
+                    table.add(doc_id, accounts[number % len(accounts)])
+                ids.append(doc_id)
+            self.index.build(documents.values())
+            self.use_index = True
+            return ids
 
     def set_account_collection(self, account_id: str, collection_id: str | None) -> None:
         with self.lock:

@@ -261,6 +261,7 @@ class App:
         self.latency = 0.0
         self.rate_limit: RateLimit | None = None
         self.throttle_body: Callable[[], Response] | None = None
+        self.date_clock: Callable[[], float] | None = None  # the HTTP ``Date`` header's clock (default: real time)
 
     def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
@@ -302,6 +303,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        clock = self.server.app.date_clock
+        return super().date_time_string(clock() if timestamp is None and clock is not None else timestamp)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

@@ -311,8 +311,9 @@ def run(world: World, tmp_path: Path) -> Iterator[RunFn]:
     with open_services(settings, world.transports(),
                        retry=RetryPolicy(attempts=2, wait_initial=0, wait_max=0)) as services:
         def run_once(options: RunOptions | None = None, **overrides: Any) -> RunSummary:
+            # change_feeds=False: these tests pin the reconcile requests; the feeds have tests of their own
             defaults: dict[str, Any] = {"processing_wait_seconds": 0.0, "poll_interval_seconds": 0.0,
-                                        "concurrency": 1, "temp_dir": tmp_path}
+                                        "concurrency": 1, "temp_dir": tmp_path, "change_feeds": False}
             engine_settings = EngineSettings(**(defaults | overrides))
             engine = Engine(services.espo, services.xai, state, NoLocks(), engine_settings, sleep=lambda s: None)
             return engine.run(options or RunOptions())
