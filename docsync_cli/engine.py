@@ -6,10 +6,11 @@ A run-fatal error stops the run: documents not reached keep their status.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -81,6 +82,17 @@ class RunSummary:
         return 0
 
 
+
+@contextlib.contextmanager
+def listing_outage() -> Iterator[None]:
+    """5xx, HTML error pages, resets past the retries while listing (the full listing or the change feeds):
+    without the listing there is no run, and an outage is no problem of the documents (exit 3)."""
+    try:
+        yield
+    except (TransientHttpError, AmbiguousWriteError) as exc:
+        raise ServiceUnreachable(f"the listing could not be read: {exc}") from exc
+
+
 class Engine:
     def __init__(
         self,
@@ -116,12 +128,8 @@ class Engine:
 
     def gather(self, options: RunOptions) -> list[CrmDocument]:
         if options.ids is None:
-            try:
+            with listing_outage():
                 return list(self.espo.iter_documents())
-            except (TransientHttpError, AmbiguousWriteError) as exc:
-                # 5xx, HTML error pages, resets past the retries: without the complete listing there is no run,
-                # and an outage is no problem of the documents (exit 3).
-                raise ServiceUnreachable(f"EspoCRM could not list the documents: {exc}") from exc
         docs = []
         for doc_id in sorted(options.ids):
             try:
@@ -185,7 +193,8 @@ class Engine:
     def plan_incremental(self, options: RunOptions, summary: RunSummary) -> RunPlan:
         """A plain run: only what the change feeds report (``changes.py``); deletions found by the count check
         are retired within the caps."""
-        changes = self.changes = self.feed.gather()
+        with listing_outage():
+            changes = self.changes = self.feed.gather()
         summary.notes += changes.notes
         docs = list(changes.docs.values())
         local = self.state.records_for([doc.id for doc in docs])
@@ -213,7 +222,8 @@ class Engine:
         if self._feeds(options) and not options.full:
             return self.plan_incremental(options, summary), []
         if self._feeds(options):
-            self.changes = self.feed.gather(full=True, keep_all=True)  # the listing pass of a --full run
+            with listing_outage():
+                self.changes = self.feed.gather(full=True, keep_all=True)  # the listing pass of a --full run
             docs, touched = list(self.changes.docs.values()), self.changes.touched
         else:
             docs = self.gather(options)
