@@ -179,13 +179,20 @@ class Engine:
             found.append(RemoteMember("", file_id, owner, ""))
         return found
 
+    def _ask_feeds(self, *, full: bool = False, keep_all: bool = False) -> Changes:
+        try:
+            return self.feed.gather(full=full, keep_all=keep_all)
+        except (TransientHttpError, AmbiguousWriteError) as exc:
+            # as in gather(): without the feeds there is no run, and an outage is no problem of the documents
+            raise ServiceUnreachable(f"EspoCRM could not list the changed documents: {exc}") from exc
+
     def _feeds(self, options: RunOptions) -> bool:
         return self.settings.change_feeds and options.ids is None and not options.prune_only
 
     def plan_incremental(self, options: RunOptions, summary: RunSummary) -> RunPlan:
         """A plain run: only what the change feeds report (``changes.py``); deletions found by the count check
         are retired within the caps."""
-        changes = self.changes = self.feed.gather()
+        changes = self.changes = self._ask_feeds()
         summary.notes += changes.notes
         docs = list(changes.docs.values())
         local = self.state.records_for([doc.id for doc in docs])
@@ -213,7 +220,7 @@ class Engine:
         if self._feeds(options) and not options.full:
             return self.plan_incremental(options, summary), []
         if self._feeds(options):
-            self.changes = self.feed.gather(full=True, keep_all=True)  # the listing pass of a --full run
+            self.changes = self._ask_feeds(full=True, keep_all=True)  # the listing pass of a --full run
             docs, touched = list(self.changes.docs.values()), self.changes.touched
         else:
             docs = self.gather(options)
