@@ -31,16 +31,20 @@ from .errors import (
     UnsafePlan,
     UsageError,
 )
+from .outcome import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_LOCAL,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    error_code,
+    run_code,
+)
 
 if TYPE_CHECKING:
     from .config import Settings
     from .engine import RunSummary
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_REMOTE, EXIT_LOCAL, EXIT_LOCKED = 0, 1, 2, 3, 4, 75
-EXIT_CODES_HELP = """Exit codes: 0 all done · 1 some documents failed (or --dry-run found work, or a signal
-stopped the run) · 2 usage or configuration error · 3 authentication, permission or a service unreachable (run
-aborted) · 4 local problem (disk, state directory, lock backend) or an unsafe plan refused · 75 another run holds
-the lock."""
 
 app = typer.Typer(
     help="Keep EspoCRM documents searchable in xAI Collections.\n\n" + EXIT_CODES_HELP,
@@ -97,14 +101,14 @@ T = TypeVar("T")
 
 
 def _guard(fn: Callable[[], int]) -> None:
-    """Run a command body; translate every docsync error into advice and its exit code (the only place)."""
+    """Run a command body; translate every docsync error into advice (the only place) and its exit code."""
     try:
         code = fn()
     except DocsyncError as exc:
         code = report_error(exc)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        code = 130
+        code = EXIT_INTERRUPTED
     raise typer.Exit(code)
 
 
@@ -113,52 +117,45 @@ _URL_SETTINGS = {"espocrm": "ESPOCRM_URL (espocrm.url): the EspoCRM site URL, wi
 
 
 def report_error(exc: DocsyncError) -> int:
+    """Print ``exc`` as advice on stderr; return its exit code (``outcome.error_code``)."""
     err = _stderr()
     if isinstance(exc, ConfigError):
         err.print("[bold red]configuration problems:[/]")
         for problem in exc.problems:
             err.print(f"  • {problem}", markup=False, highlight=False)
         err.print("See `docsync --help` and the README's Configure section.")
-        return EXIT_USAGE
-    if isinstance(exc, UsageError):
+    elif isinstance(exc, UsageError):
         err.print(f"usage error: {exc}", markup=False, highlight=False)
-        return EXIT_USAGE
-    if isinstance(exc, LockHeld):
+    elif isinstance(exc, LockHeld):
         err.print(f"docsync: skipped, {exc}; try again later or pass --wait SECONDS", markup=False,
                   highlight=False)
-        return EXIT_LOCKED
-    if isinstance(exc, AuthError):
+    elif isinstance(exc, AuthError):
         which = "ESPOCRM_API_KEY (and ESPOCRM_SECRET_KEY for HMAC)" if exc.service == "espocrm" else (
             "XAI_API_KEY" if exc.service == "xai" else "XAI_MANAGEMENT_KEY")
         hint = ("check " + which + "; for 403 also the API user's role (EspoCRM) or the key's permissions "
                 "(xAI console)")
         err.print(f"docsync: run aborted: {exc}\n  fix: {hint}. Documents not reached keep their status.",
                   markup=False, highlight=False)
-        return EXIT_REMOTE
-    if isinstance(exc, ServiceUnreachable):
+    elif isinstance(exc, ServiceUnreachable):
         err.print(f"docsync: run aborted: {exc}\n  fix: check the URL and the network; the next run retries.",
                   markup=False, highlight=False)
-        return EXIT_REMOTE
-    if isinstance(exc, SetupError):
+    elif isinstance(exc, SetupError):
         err.print(f"docsync: refused: {exc}", markup=False, highlight=False)
         if exc.advice:
             err.print(f"  fix: {exc.advice}", markup=False, highlight=False)
-        return EXIT_USAGE
-    if isinstance(exc, UnsafePlan):
+    elif isinstance(exc, UnsafePlan):
         err.print(f"docsync: refused: {exc}", markup=False, highlight=False)
-        return EXIT_LOCAL
-    if isinstance(exc, RunFatal):
+    elif isinstance(exc, RunFatal):
         err.print(f"docsync: run aborted: {exc}", markup=False, highlight=False)
-        return int(getattr(exc, "exit_code", EXIT_LOCAL))
-    if isinstance(exc, NotFoundError):
+    elif isinstance(exc, NotFoundError):
         # A 404 no caller expected (missing records are handled where they are asked for): the URL does not
         # lead to the service's API, e.g. ESPOCRM_URL naming another server. A configuration error, like check.
         setting = _URL_SETTINGS.get(exc.service, "the service URLs")
         err.print(f"docsync: {exc}\n  fix: check {setting}; `docsync check` tests it", markup=False,
                   highlight=False)
-        return EXIT_USAGE
-    err.print(f"docsync: {exc}", markup=False, highlight=False)
-    return EXIT_PARTIAL
+    else:
+        err.print(f"docsync: {exc}", markup=False, highlight=False)
+    return error_code(exc)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -247,19 +244,13 @@ def _run(obj: Context, options: Any, command: str, concurrency: int | None, wait
 
 
 def _outcome(summary: RunSummary | None, error: DocsyncError | None, options: Any) -> int:
-    """Print the run's result and decide its exit code."""
+    """Print the run's result; its exit code is ``outcome.run_code``'s."""
     if error is not None or summary is None:
         return report_error(error) if error is not None else EXIT_PARTIAL
     _print_summary(summary, options.dry_run)
     if summary.fatal is not None:
         return report_error(summary.fatal)
-    code = summary.exit_code
-    if options.dry_run and summary.plan and (summary.plan.work or summary.plan.deletions):
-        code = max(code, EXIT_PARTIAL)
-    busy = [r for r in summary.results if r.outcome == "skipped" and r.detail.startswith("busy")]
-    if options.ids and busy and code == EXIT_OK:
-        code = EXIT_LOCKED  # an admin asked for these documents; another run has them right now
-    return code
+    return run_code(summary, dry_run=options.dry_run, ids_requested=bool(options.ids))
 
 
 class _Progress:
@@ -456,7 +447,7 @@ def check(ctx: typer.Context) -> None:
     def body() -> int:
         from .report import run_checks
 
-        return run_checks(ctx.obj.config, _stdout())  # 0, EXIT_USAGE, or EXIT_REMOTE (a service unreachable)
+        return run_checks(ctx.obj.config, _stdout())  # 0, EXIT_USAGE, or EXIT_REMOTE (unreachable)
 
     _guard(body)
 

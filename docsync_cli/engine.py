@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from . import outcome
 from .changes import ChangeFeed, Changes
 from .errors import (
     AmbiguousWriteError,
@@ -73,13 +74,8 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        if self.fatal is not None:
-            return getattr(self.fatal, "exit_code", 4)
-        if any(r.outcome == "failed" for r in self.results):
-            return 1
-        if self.stopped:
-            return 1
-        return 0
+        """The run's exit code before the command's options are weighed (``outcome.run_code``)."""
+        return outcome.run_code(self)
 
 
 

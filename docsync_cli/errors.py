@@ -1,17 +1,17 @@
-"""The one error tree of docsync. Only ``cli.py`` turns these into advice and exit codes.
+"""The one error tree of docsync. Only ``cli.py`` turns these into advice; ``outcome.py`` maps them to exit codes.
 
 ::
 
     DocsyncError
-    ├── ConfigError                 (exit 2)  the configuration is wrong; ``problems`` lists every issue
-    ├── UsageError                  (exit 2)  the command line is wrong
-    ├── LockHeld                    (exit 75) another run holds the lock
-    ├── RunFatal                    (exit 3/4) stop the whole run, leave untouched documents alone
-    │   ├── SetupError              (exit 2)  the CRM's setup cannot take docsync's writes (a field, an option)
-    │   ├── AuthError               (exit 3)  a wrong key or missing permission (classified by meaning)
-    │   ├── ServiceUnreachable      (exit 3)  connection refused, DNS, repeated outage (circuit open)
-    │   ├── LocalEnvironmentError   (exit 4)  disk full, state dir unwritable, lock backend lost
-    │   └── UnsafePlan              (exit 4)  the plan would delete too much: ``--force-delete`` overrides
+    ├── ConfigError                 the configuration is wrong; ``problems`` lists every issue
+    ├── UsageError                  the command line is wrong
+    ├── LockHeld                    another run holds the lock
+    ├── RunFatal                    stop the whole run, leave untouched documents alone
+    │   ├── SetupError              the CRM's setup cannot take docsync's writes (a field, an option)
+    │   ├── AuthError               a wrong key or missing permission (classified by meaning)
+    │   ├── ServiceUnreachable      connection refused, DNS, repeated outage (circuit open)
+    │   ├── LocalEnvironmentError   disk full, state dir unwritable, lock backend lost
+    │   └── UnsafePlan              the plan would delete too much: ``--force-delete`` overrides
     ├── DocumentError               (per document: mark "Fehler", go on)
     │   ├── PermanentDocumentError        cannot heal by itself (missing file, too large, rejected)
     │   └── TransientDocumentError        may heal on the next run (timeouts, 5xx after retries)
@@ -46,14 +46,12 @@ class LockHeld(DocsyncError):
 
 
 class RunFatal(DocsyncError):
-    exit_code = 4
+    pass
 
 
 class SetupError(RunFatal):
     """The services' setup does not fit docsync (a missing field or option, a write EspoCRM's validation refuses):
     nothing a retry can fix and no document's fault. ``advice`` says what to change."""
-
-    exit_code = 2
 
     def __init__(self, message: str, advice: str = "", problems: list[str] | None = None) -> None:
         self.advice = advice
@@ -62,8 +60,6 @@ class SetupError(RunFatal):
 
 
 class AuthError(RunFatal):
-    exit_code = 3
-
     def __init__(self, service: str, status: int, detail: str = "") -> None:
         self.service = service
         self.status = status
@@ -72,15 +68,15 @@ class AuthError(RunFatal):
 
 
 class ServiceUnreachable(RunFatal):
-    exit_code = 3
+    pass
 
 
 class LocalEnvironmentError(RunFatal):
-    exit_code = 4
+    pass
 
 
 class UnsafePlan(RunFatal):
-    exit_code = 4
+    pass
 
 
 class DocumentError(DocsyncError):

@@ -20,6 +20,7 @@ from typing import Any
 from .config import Settings, load_settings, redact
 from .errors import AuthError, ConfigError, DocsyncError, NotFoundError, ServiceUnreachable
 from .espocrm_fields import ACCOUNT, check_fields
+from .outcome import EXIT_OK, EXIT_REMOTE, EXIT_USAGE
 from .services import Services
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
@@ -73,7 +74,7 @@ def run_checks(config_path: Path | None, console: Any) -> int:
                    "correct the settings named above (see `docsync --help` and the README's Configure "
                    "section); then run `docsync check` again", exc.problems)
         _check_preview_tools(report, None)
-        return 2
+        return EXIT_USAGE
     report.settings = settings
     where = f"from {settings.config_path}" if settings.config_path else "from the environment (no config file)"
     report.good("configuration", f"loaded {where}")
@@ -98,7 +99,7 @@ def run_checks(config_path: Path | None, console: Any) -> int:
         report.skip(f"lock backend ({settings.lock.backend})", "its lock files live in the state directory")
     report._print("All checks passed." if report.ok else "Some checks failed; see the fixes above.",
                   "bold green" if report.ok else "bold red")
-    return 0 if report.ok else 3 if report.unreachable else 2
+    return EXIT_OK if report.ok else EXIT_REMOTE if report.unreachable else EXIT_USAGE
 
 
 # ---------------------------------------------------------------------------------------------- EspoCRM

@@ -113,6 +113,7 @@ def run_engine(
     from docsync_cli.config import load_settings
     from docsync_cli.engine import Engine, RunOptions
     from docsync_cli.errors import DocsyncError
+    from docsync_cli.outcome import error_code, run_code
     from docsync_cli.services import engine_settings, open_services
     from docsync_cli.state import StateStore
 
@@ -126,8 +127,8 @@ def run_engine(
             try:
                 summary = engine.run(RunOptions(full=full, force_delete=force_delete))
             except DocsyncError as exc:
-                return InProcessResult(int(getattr(exc, "exit_code", 1)), None, exc)
-            return InProcessResult(summary.exit_code, summary)
+                return InProcessResult(error_code(exc), None, exc)
+            return InProcessResult(run_code(summary), summary)
     finally:
         state.close()
 

@@ -20,6 +20,7 @@ from pytest_httpx import HTTPXMock
 from docsync_cli.config import FieldNames
 from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError
 from docsync_cli.espocrm import EspoClient, build_http_client, espo_detail
+from docsync_cli.outcome import error_code
 from docsync_cli.transport import RetryPolicy, ServiceClient
 
 CRM = "https://crm.example"
@@ -378,7 +379,7 @@ def test_a_validation_failure_of_docsyncs_write_is_a_setup_error_naming_field_an
                                      "data": {"field": "md5", "type": "maxLength"}}})
     with pytest.raises(SetupError) as caught:
         make_espo().update("d1", {"md5": "a" * 32})
-    assert caught.value.exit_code == 2 and "md5 = 'aaaa" in str(caught.value) and "maxLength" in str(caught.value)
+    assert error_code(caught.value) == 2 and "md5 = 'aaaa" in str(caught.value) and "maxLength" in str(caught.value)
 
 
 @pytest.mark.parametrize(("reason", "auth"), [

@@ -24,6 +24,7 @@ from docsync_cli.errors import (
     ServiceUnreachable,
     TransientHttpError,
 )
+from docsync_cli.outcome import error_code
 from docsync_cli.transport import RetryPolicy, ServiceClient, Throttle, parse_retry_after, short
 
 BASE = "https://svc.example"
@@ -55,7 +56,7 @@ def test_auth_failures_are_run_fatal_and_not_retried(httpx_mock: HTTPXMock, stat
     httpx_mock.add_response(url=URL, status_code=status)
     with pytest.raises(AuthError) as caught:
         make_service().call("GET", "/v1/things")
-    assert caught.value.status == status and caught.value.exit_code == 3
+    assert caught.value.status == status and error_code(caught.value) == 3
     assert len(httpx_mock.get_requests()) == 1
 
 
@@ -163,7 +164,7 @@ def test_repeated_connection_refused_makes_the_service_unreachable(httpx_mock: H
     httpx_mock.add_exception(httpx.ConnectError("Connection refused"), url=URL, is_reusable=True)
     with pytest.raises(ServiceUnreachable, match="svc is unreachable") as caught:
         make_service(attempts=3).call("GET", "/v1/things")
-    assert caught.value.exit_code == 3
+    assert error_code(caught.value) == 3
     assert len(httpx_mock.get_requests()) == 3
 
 

@@ -1,0 +1,70 @@
+"""The one home of docsync's exit codes: which code an error, a run's summary, or a command's result gets.
+
+Pure (no I/O, no printing): ``cli.py`` prints the advice and exits with what this module decides; the engine's
+``RunSummary.exit_code``, ``docsync check`` and the reliability tests' in-process runs ask it too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import (
+    AuthError,
+    ConfigError,
+    DocsyncError,
+    LockHeld,
+    NotFoundError,
+    RunFatal,
+    ServiceUnreachable,
+    SetupError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from .engine import RunSummary
+
+EXIT_OK = 0  # all done
+EXIT_PARTIAL = 1  # some documents failed, --dry-run found work, or a signal stopped the run
+EXIT_USAGE = 2  # usage, configuration or setup error
+EXIT_REMOTE = 3  # authentication, permission or a service unreachable (run aborted)
+EXIT_LOCAL = 4  # local problem (disk, state directory, lock backend) or an unsafe plan refused
+EXIT_LOCKED = 75  # another run holds the lock (EX_TEMPFAIL)
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+EXIT_CODES_HELP = """Exit codes: 0 all done · 1 some documents failed (or --dry-run found work, or a signal
+stopped the run) · 2 usage or configuration error · 3 authentication, permission or a service unreachable (run
+aborted) · 4 local problem (disk, state directory, lock backend) or an unsafe plan refused · 75 another run holds
+the lock."""
+
+
+def error_code(exc: DocsyncError) -> int:
+    """The exit code of a run or command that ended with ``exc``."""
+    if isinstance(exc, ConfigError | UsageError | SetupError):
+        return EXIT_USAGE
+    if isinstance(exc, LockHeld):
+        return EXIT_LOCKED
+    if isinstance(exc, AuthError | ServiceUnreachable):
+        return EXIT_REMOTE
+    if isinstance(exc, RunFatal):  # LocalEnvironmentError, UnsafePlan
+        return EXIT_LOCAL
+    if isinstance(exc, NotFoundError):
+        # a 404 no caller expected: the URL does not lead to the service's API, a configuration error
+        return EXIT_USAGE
+    return EXIT_PARTIAL
+
+
+def run_code(summary: RunSummary, *, dry_run: bool = False, ids_requested: bool = False) -> int:
+    """The exit code of a finished ``sync``/``prune`` run: its fatal error's, else 1 when a document failed or
+    a signal stopped the run; a dry run that found work exits 1; documents asked for by ``--id`` that another
+    run holds right now exit 75."""
+    if summary.fatal is not None:
+        return error_code(summary.fatal)
+    code = EXIT_OK
+    if summary.stopped or any(r.outcome == "failed" for r in summary.results):
+        code = EXIT_PARTIAL
+    if dry_run and summary.plan and (summary.plan.work or summary.plan.deletions):
+        code = max(code, EXIT_PARTIAL)
+    busy = [r for r in summary.results if r.outcome == "skipped" and r.detail.startswith("busy")]
+    if ids_requested and busy and code == EXIT_OK:
+        code = EXIT_LOCKED  # an admin asked for these documents; another run has them right now
+    return code
