@@ -37,9 +37,8 @@ from typing import Any
 
 from .errors import AuthError, DocsyncError, HttpError, RunFatal
 from .espocrm import EspoClient
-from .model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
+from .model import CrmDocument, DateiStatus, EngineSettings, LocalRecord, SyncStatus
 from .plan import edited_since_sync, feed_since, link_drift, listing_due, why_work
-from .reconcile import EngineSettings
 from .state import StateStore
 from .xai import XaiClient
 

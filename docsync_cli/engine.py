@@ -29,9 +29,22 @@ from .errors import (
     UnsafePlan,
 )
 from .espocrm import EspoClient
-from .model import CrmDocument, Deletion, DocResult, LocalRecord, RemoteMember, RunPlan, WorkItem
-from .plan import DeleteLimits, plan_gone, plan_run, verified_by_listing
-from .reconcile import DocumentReconciler, EngineSettings, LinkRule, Locks, Previewer
+from .model import (
+    CrmDocument,
+    DeleteLimits,
+    Deletion,
+    DocResult,
+    DocumentLocks,
+    EngineSettings,
+    LinkRule,
+    LocalRecord,
+    Previewer,
+    RemoteMember,
+    RunPlan,
+    WorkItem,
+)
+from .plan import plan_gone, plan_run, verified_by_listing
+from .reconcile import DocumentReconciler
 from .state import StateStore
 from .xai import XaiClient, is_service_id
 
@@ -95,7 +108,7 @@ class Engine:
         espo: EspoClient,
         xai: XaiClient,
         state: StateStore,
-        locks: Locks,
+        locks: DocumentLocks,
         settings: EngineSettings,
         *,
         previews: Previewer | None = None,

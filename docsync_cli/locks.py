@@ -75,6 +75,7 @@ from urllib.parse import unquote, urlsplit
 import filelock
 
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
+from docsync_cli.model import DocumentLocks
 from docsync_cli.secrets import scrub
 from docsync_cli.statedir import state_file_exists
 
@@ -96,8 +97,9 @@ _POLL_SECONDS = 0.2
 _NEVER_UNLOCKED = "docsync never runs unlocked"
 
 
-class Locks(Protocol):
-    """What the engine needs from a lock backend (see the module docstring for the guarantees)."""
+class Locks(DocumentLocks, Protocol):
+    """A lock backend: the engine's :class:`~.model.DocumentLocks` (``document``, ``check``) plus the run lock
+    and the installation id (see the module docstring for the guarantees)."""
 
     def acquire_run(self, wait_seconds: float | None = None) -> None:
         """Take the run lock. Raises :class:`LockHeld` at once, or after polling for ``wait_seconds``."""
@@ -107,12 +109,6 @@ class Locks(Protocol):
 
     def holder(self) -> str | None:
         """``"pid 1234 on host-a since 2026-11-25T14:00:00Z"`` for the current run-lock holder, or ``None``."""
-
-    def document(self, doc_id: str) -> AbstractContextManager[None]:
-        """Hold the lock of one document for the ``with`` block; :class:`LockHeld` if someone else has it."""
-
-    def check(self) -> None:
-        """Fencing check before a remote write: :class:`LocalEnvironmentError` if a lock in hand is lost."""
 
     def close(self) -> None:
         """Release what is still held and free resources."""

@@ -5,8 +5,11 @@ Nothing here does I/O. The German status values are part of the users' CRM and s
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
 
 
 class DateiStatus(StrEnum):
@@ -148,3 +151,53 @@ class DocResult:
     error_code: str | None = None
     actions: list[str] = field(default_factory=list)
     preview: str | None = None  # "written", "unchanged", or a failure reason
+
+
+# ---------------------------------------------------------------------------------------------------
+# what the engine is configured with and what it is given (one definition each)
+
+
+@dataclass(frozen=True)
+class DeleteLimits:
+    max_count: int = 50
+    max_percent: float = 50.0
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class LinkRule:
+    """Documents linked (through ``link``) to a record whose attribute ``field`` names a collection: the engine's
+    form of the validated ``[[collections.links]]`` setting (``config.LinkRule``)."""
+
+    link: str
+    field: str
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    static_collections: tuple[str, ...] = ()
+    links: tuple[LinkRule, ...] = (LinkRule("accounts", "xaiCollectionId"),)
+    max_file_bytes: int = 50_000_000  # xAI's "50 MB" (contract xai.md §15)
+    processing_wait_seconds: float = 60.0
+    poll_interval_seconds: float = 2.0
+    concurrency: int = 12
+    delete_limits: DeleteLimits = field(default_factory=DeleteLimits)
+    temp_dir: Path | None = None
+    change_feeds: bool = True  # plain runs ask the change feeds (changes.py); False = list every document
+    listing_interval_seconds: float = 3600.0
+
+
+class DocumentLocks(Protocol):
+    """What the engine needs of a lock backend (``locks.Locks`` adds the run lock and the installation id)."""
+
+    def document(self, doc_id: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the lock of one document for the ``with`` block; :class:`LockHeld` if someone else has it."""
+
+    def check(self) -> None:
+        """Fencing check before a remote write: :class:`LocalEnvironmentError` if a lock in hand is lost."""
+
+
+class Previewer(Protocol):
+    """Renders a document's file to WebP bytes (``preview.PreviewService``); raises ``PreviewError``."""
+
+    def render(self, source: Path, filename: str) -> bytes: ...

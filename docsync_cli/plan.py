@@ -14,7 +14,6 @@ Two decisions live here:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .errors import UnsafePlan
@@ -22,6 +21,7 @@ from .model import (
     Content,
     CrmDocument,
     DateiStatus,
+    DeleteLimits,
     Deletion,
     DocPlan,
     LocalRecord,
@@ -35,13 +35,6 @@ from .model import (
 
 RETRY_FAILED = "failed earlier; retried (--retry-failed)"
 EXPLICIT_REASONS = frozenset({"requested with --id", RETRY_FAILED})  # re-checked under the lock as asked
-
-
-@dataclass(frozen=True)
-class DeleteLimits:
-    max_count: int = 50
-    max_percent: float = 50.0
-    force: bool = False
 
 
 def why_work(doc: CrmDocument, local: LocalRecord | None, *, full: bool, explicit: bool,

@@ -27,9 +27,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .errors import (
     AmbiguousWriteError,
@@ -58,12 +57,15 @@ from .model import (
     DateiStatus,
     DocPlan,
     DocResult,
+    DocumentLocks,
+    EngineSettings,
     LocalRecord,
     Membership,
+    Previewer,
     SyncStatus,
     WorkItem,
 )
-from .plan import EXPLICIT_REASONS, DeleteLimits, plan_document, why_work
+from .plan import EXPLICIT_REASONS, plan_document, why_work
 from .secrets import printable
 from .state import StateStore
 from .transport import short
@@ -74,35 +76,6 @@ MAX_ERROR_TEXT = 1000
 OUTAGE_STREAK = 5
 
 
-class Locks(Protocol):
-    def document(self, doc_id: str) -> contextlib.AbstractContextManager[None]: ...
-    def check(self) -> None: ...
-
-
-class Previewer(Protocol):
-    def render(self, source: Path, filename: str) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class LinkRule:
-    link: str
-    field: str
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    static_collections: tuple[str, ...] = ()
-    links: tuple[LinkRule, ...] = (LinkRule("accounts", "xaiCollectionId"),)
-    max_file_bytes: int = 50_000_000  # xAI's "50 MB" (contract xai.md §15)
-    processing_wait_seconds: float = 60.0
-    poll_interval_seconds: float = 2.0
-    concurrency: int = 12
-    delete_limits: DeleteLimits = field(default_factory=DeleteLimits)
-    temp_dir: Path | None = None
-    change_feeds: bool = True  # plain runs ask the change feeds (changes.py); False = list every document
-    listing_interval_seconds: float = 3600.0
-
-
 class DocumentReconciler:
     """Brings one document at a time in step (thread-safe: the engine calls :meth:`process` from workers)."""
 
@@ -111,7 +84,7 @@ class DocumentReconciler:
         espo: EspoClient,
         xai: XaiClient,
         state: StateStore,
-        locks: Locks,
+        locks: DocumentLocks,
         settings: EngineSettings,
         *,
         previews: Previewer | None = None,

@@ -15,8 +15,7 @@ import httpx
 
 from . import espocrm, xai
 from .config import Settings
-from .engine import EngineSettings, LinkRule
-from .plan import DeleteLimits
+from .model import DeleteLimits, EngineSettings, LinkRule
 from .transport import RetryPolicy, ServiceClient, Throttle
 
 

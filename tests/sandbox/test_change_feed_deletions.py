@@ -11,8 +11,7 @@ import pytest
 
 from docsync_cli.changes import ChangeFeed
 from docsync_cli.config import load_settings
-from docsync_cli.model import LocalRecord
-from docsync_cli.reconcile import EngineSettings
+from docsync_cli.model import EngineSettings, LocalRecord
 from docsync_cli.sandbox.seed import Sandbox
 from docsync_cli.services import open_services
 from docsync_cli.state import StateStore
