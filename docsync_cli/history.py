@@ -103,12 +103,6 @@ class RunRecord:
         """``finished_at`` as seconds since the epoch."""
         return parse_timestamp(self.finished_at).timestamp()
 
-    @property
-    def started_unixtime(self) -> float:
-        """``started_at`` as seconds since the epoch."""
-        return parse_timestamp(self.started_at).timestamp()
-
-
 class History:
     """The run history and preview failures of one state directory.
 

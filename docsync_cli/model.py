@@ -124,9 +124,6 @@ class Membership:
     statuses: dict[str, str] = field(default_factory=dict)  # collection id -> DOCUMENT_STATUS_*
     unmarked: frozenset[str] = frozenset()  # collections whose member lacks this installation's ownership fields
 
-    def holds(self, collection_id: str) -> bool:
-        return collection_id in self.statuses
-
 
 @dataclass(frozen=True)
 class DocPlan:

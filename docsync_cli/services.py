@@ -25,11 +25,6 @@ class Services:
     xai: xai.XaiClient
     http_clients: list[httpx.Client]
 
-    def request_counts(self) -> dict[str, int]:
-        return {"espocrm": self.espo.service.request_count,
-                "xai_files": self.xai.files.request_count,
-                "xai_management": self.xai.management.request_count}
-
 
 @contextlib.contextmanager
 def open_services(settings: Settings, transports: dict[str, httpx.BaseTransport] | None = None,
