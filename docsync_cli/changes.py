@@ -119,13 +119,13 @@ class ChangeFeed:
     # -- feeds -----------------------------------------------------------------------------------------
 
     def _need_work_where(self) -> dict[str, Any]:
-        status = self.espo.f["dateiStatus"]
+        status = self.espo.attributes["dateiStatus"]
         waiting = [DateiStatus.NEU.value, DateiStatus.GEAENDERT.value, DateiStatus.FEHLER.value, ""]
         unfinished = [s.value for s in SyncStatus if s is not SyncStatus.SYNCED]
         return {"type": "or", "value": [
             {"type": "in", "attribute": status, "value": waiting},
             {"type": "isNull", "attribute": status},
-            {"type": "in", "attribute": self.espo.f["xaiSyncStatus"], "value": unfinished}]}
+            {"type": "in", "attribute": self.espo.attributes["xaiSyncStatus"], "value": unfinished}]}
 
     def _document_feed(self, changes: Changes, watermark: str) -> None:
         since = feed_since(watermark, None)

@@ -98,8 +98,8 @@ class EspoClient:
         self.service = service
         service.is_auth_failure = is_auth_failure  # 403 is classified by its reason (contract §10.3)
         self.configured = dict(fields)
-        self.f = dict(fields)  # logical name -> attribute name
-        self.preview_attr = f"{self.f['preview']}Id"
+        self.attributes = dict(fields)  # logical name -> attribute name
+        self.preview_attr = f"{self.attributes['preview']}Id"
         self.schema = FieldSchema(names=dict(fields), known=False)
         self.page_size = PAGE  # documents per list request: min(200, App/user settings.recordListMaxSizeLimit)
         self.server_time: str | None = None  # the server's clock (HTTP Date) at the last list answer, UTC
@@ -128,8 +128,8 @@ class EspoClient:
                 fields = None
             schema = inspect_fields(fields if isinstance(fields, dict) and fields else None, self.configured)
             if schema.known:
-                self.f.update(schema.names)
-                self.preview_attr = f"{self.f['preview']}Id"
+                self.attributes.update(schema.names)
+                self.preview_attr = f"{self.attributes['preview']}Id"
                 found = {logical: name for logical, name in schema.names.items()
                          if name != self.configured.get(logical, logical)}
                 if found:  # one line per run, not one per field: a timer runs this every minute
@@ -170,7 +170,7 @@ class EspoClient:
                 continue
             else:
                 raise SetupError(
-                    f"EspoCRM's Document field {self.f.get(key, key)} has no option {value!r}, which docsync "
+                    f"EspoCRM's Document field {self.attributes.get(key, key)} has no option {value!r}, which docsync "
                     f"must write (options: {', '.join(map(repr, self.schema.options[key])) or 'none'})",
                     "add the option in Administration > Entity Manager > Document > Fields, then run "
                     "`docsync check`")
@@ -181,7 +181,7 @@ class EspoClient:
     @property
     def list_attributes(self) -> list[str]:
         names = ["id", "name", "modifiedAt", "fileId", "fileName", "versionNumber", self.preview_attr]
-        names += [self.f[key] for key in ("dateiStatus", "md5", "sha", "xaiFileId", "xaiCollections",
+        names += [self.attributes[key] for key in ("dateiStatus", "md5", "sha", "xaiFileId", "xaiCollections",
                                           "xaiSyncedHash", "xaiSyncStatus", "xaiSyncError")]
         return names
 
@@ -383,7 +383,7 @@ class EspoClient:
         replaced the file meanwhile, EspoCRM refuses the write, which raises :class:`ConflictError` too.
         A validation failure (400) of docsync's own write is a :class:`SetupError` naming field and value."""
         # The boundary: nothing docsync writes into the CRM carries a secret (xaiSyncError holds server text).
-        body = {self.f.get(key, key): scrub(value) if isinstance(value, str) else value
+        body = {self.attributes.get(key, key): scrub(value) if isinstance(value, str) else value
                 for key, value in self.writable(values).items()}
         if not body:
             return self.get_document(doc_id)
@@ -423,7 +423,7 @@ class EspoClient:
         data_uri = "data:image/webp;base64," + base64.b64encode(webp).decode()
         body = {"name": printable(name) or "preview.webp",  # no CR/LF, NUL or bidi overrides in the name
                 "type": "image/webp", "role": "Attachment", "relatedType": "Document",
-                "field": self.f["preview"], "file": data_uri}
+                "field": self.attributes["preview"], "file": data_uri}
         # A lost answer leaves at most an unattached attachment, which EspoCRM's cleanup job removes.
         record = self.service.json("POST", "Attachment", json_body=body, safe_to_repeat=True)
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
@@ -446,7 +446,8 @@ class EspoClient:
             problems.append(f"{attr} has an unexpected type ({type(value).__name__})")
             return None
 
-        collections = _collections(record.get(self.f["xaiCollections"]), self.f["xaiCollections"], problems)
+        collections_attr = self.attributes["xaiCollections"]
+        collections = _collections(record.get(collections_attr), collections_attr, problems)
         version = record.get("versionNumber")
         return CrmDocument(
             id=record["id"],
@@ -454,14 +455,14 @@ class EspoClient:
             modified_at=text("modifiedAt") or "",
             file_id=text("fileId"),
             file_name=printable(text("fileName")) or None,
-            datei_status=text(self.f["dateiStatus"]),
-            md5=text(self.f["md5"]),
-            sha=text(self.f["sha"]),
-            xai_file_id=text(self.f["xaiFileId"]),
+            datei_status=text(self.attributes["dateiStatus"]),
+            md5=text(self.attributes["md5"]),
+            sha=text(self.attributes["sha"]),
+            xai_file_id=text(self.attributes["xaiFileId"]),
             xai_collections=collections,
-            xai_synced_hash=text(self.f["xaiSyncedHash"]),
-            xai_sync_status=text(self.f["xaiSyncStatus"]),
-            xai_sync_error=text(self.f["xaiSyncError"]),
+            xai_synced_hash=text(self.attributes["xaiSyncedHash"]),
+            xai_sync_status=text(self.attributes["xaiSyncStatus"]),
+            xai_sync_error=text(self.attributes["xaiSyncError"]),
             preview_id=text(self.preview_attr),
             version=version if isinstance(version, int) and not isinstance(version, bool) else None,
             problems=tuple(problems),

@@ -55,7 +55,7 @@ def explain_document(settings: Settings, doc_id: str, console: Any, *, probe: bo
     with report_services(settings) as services:
         doc = _get_document(services, doc_id)
         local = read_local_record(settings.state_dir, doc.id)
-        f = services.espo.f
+        f = services.espo.attributes
         out.line(f"Document {doc.id} {doc.name!r}", style="bold")
         rows = [
             ("modifiedAt", doc.modified_at or "-"),

@@ -457,7 +457,7 @@ class VerifyReport:
 
 
 def _gesynct_where(settings: Settings, services: Services) -> list[dict[str, Any]]:
-    f = services.espo.f
+    f = services.espo.attributes
     return [{"type": "equals", "attribute": f["dateiStatus"], "value": DateiStatus.GESYNCT.value},
             {"type": "isNotNull", "attribute": f["xaiFileId"]}]
 

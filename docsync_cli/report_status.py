@@ -260,7 +260,7 @@ def feeds_explained(feeds: dict[str, Any]) -> list[str]:
 def _collect_remote(settings: Settings, services: Services, data: dict[str, Any]) -> None:
     espo = services.espo
     espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
-    status_attr, sync_attr = espo.f["dateiStatus"], espo.f["xaiSyncStatus"]
+    status_attr, sync_attr = espo.attributes["dateiStatus"], espo.attributes["xaiSyncStatus"]
     documents = data["documents"]
     documents["total"] = espo.count([])
     for value in DATEI_STATUSES:
@@ -306,8 +306,8 @@ def _collect_remote(settings: Settings, services: Services, data: dict[str, Any]
 def _failed_documents(services: Services, status_attr: str) -> list[CrmDocument]:
     """Up to :data:`FAILED_LIST_LIMIT` Fehler documents, newest change first (one request)."""
     espo = services.espo
-    select = ["id", "name", "modifiedAt", "fileId", espo.f["dateiStatus"], espo.f["xaiSyncStatus"],
-              espo.f["xaiSyncError"]]
+    select = ["id", "name", "modifiedAt", "fileId", espo.attributes["dateiStatus"], espo.attributes["xaiSyncStatus"],
+              espo.attributes["xaiSyncError"]]
     params = {"maxSize": FAILED_LIST_LIMIT, "offset": 0, "orderBy": "modifiedAt", "order": "desc",
               "select": select, "where": [where_equals(status_attr, DateiStatus.FEHLER.value)]}
     page = espo.service.json("GET", "Document", params={"searchParams": json.dumps(params)},

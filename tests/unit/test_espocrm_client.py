@@ -334,7 +334,7 @@ def test_learn_reads_the_fields_once_and_finds_c_prefixed_names_and_the_page_cap
     espo = make_espo()
     schema = espo.learn()
     assert espo.learn() is schema and len(httpx_mock.get_requests()) == 2  # cached for the run
-    assert espo.f["dateiStatus"] == "cDateiStatus" and espo.preview_attr == "cPreviewId"
+    assert espo.attributes["dateiStatus"] == "cDateiStatus" and espo.preview_attr == "cPreviewId"
     assert schema.preview_type == "file" and espo.page_size == 50 and schema.problems == ()
     httpx_mock.add_response(url=DOC_LIST, json={"total": -2, "list": [record("d1", cDateiStatus="Neu")]})
     assert [d.datei_status for d in espo.iter_documents()] == ["Neu"]
@@ -419,7 +419,7 @@ def test_learn_tolerates_espocrm_8_0_which_ignores_the_key(httpx_mock: HTTPXMock
                             json={"entityDefs": {"Document": {"fields": DESIGN_FIELDS}}, "scopes": {}})
     httpx_mock.add_response(url=f"{API}/App/user", json={"user": {"id": "u"}})
     espo = make_espo()
-    assert espo.learn().known and espo.f["xaiSyncStatus"] == "cXaiSyncStatus" and espo.page_size == 200
+    assert espo.learn().known and espo.attributes["xaiSyncStatus"] == "cXaiSyncStatus" and espo.page_size == 200
 
 
 def test_state_written_by_an_older_docsync_gains_the_pending_column(tmp_path: Any) -> None:
