@@ -8,7 +8,6 @@ state) instead of the CLI as a subprocess; ``test_cli_plain_run_...`` covers the
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from docsync_cli.sandbox.seed import Sandbox
 from docsync_cli.services import engine_settings, open_services
 from docsync_cli.state import StateStore
 from tests.e2e.test_sync_cli import docsync
+from tests.fakes import NullLocks
 
 SETUPS = [pytest.param(stream, override, id=f"stream={'yes' if stream else 'no'}-override="
                        f"{'yes' if override else 'no'}")
@@ -42,14 +42,6 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-class NoLocks:
-    def document(self, doc_id: str) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def check(self) -> None:
-        return None
-
-
 @dataclass
 class Firm:
     box: Sandbox
@@ -63,7 +55,7 @@ class Firm:
         state = StateStore(self.state_dir)
         try:
             with open_services(settings) as services:
-                engine = Engine(services.espo, services.xai, state, NoLocks(),
+                engine = Engine(services.espo, services.xai, state, NullLocks(),
                                 engine_settings(settings, concurrency=2), wall=lambda: self.wall)
                 summary = engine.run(RunOptions(full=full, **options))  # type: ignore[arg-type]
         finally:

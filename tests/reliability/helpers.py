@@ -19,6 +19,7 @@ from typing import Any
 
 from docsync_cli.sandbox.espocrm import EspoEmulator
 from docsync_cli.sandbox.seed import Sandbox
+from tests.fakes import NullLocks
 
 RUN_TIMEOUT = 120
 ENV_PREFIXES = ("ESPOCRM_", "XAI_", "DOCSYNC_")
@@ -78,16 +79,6 @@ def describe(proc: subprocess.CompletedProcess[str]) -> str:
 
 # ---------------------------------------------------------------------------------------------------
 # In-process engine (the property test)
-
-
-class NullLocks:
-    """The engine's lock protocol, for a single in-process run at a time (no other host, no other run)."""
-
-    def document(self, doc_id: str) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def check(self) -> None:
-        return None
 
 
 @dataclass

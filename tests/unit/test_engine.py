@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import email.parser
 import email.policy
@@ -28,6 +27,7 @@ from docsync_cli.services import open_services
 from docsync_cli.state import StateStore
 from docsync_cli.transport import RetryPolicy
 from docsync_cli.xai import name_prefix
+from tests.fakes import NullLocks
 
 ESPO_KEY = "espo-secret-api-key-0001"
 XAI_KEY = "xai-secret-api-key-0002"
@@ -285,14 +285,6 @@ class World:
                                   "size_bytes": str(meta.get("bytes", 0))}, **doc}
 
 
-class NoLocks:
-    def document(self, doc_id: str) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def check(self) -> None:
-        return None
-
-
 @pytest.fixture
 def world() -> World:
     return World()
@@ -315,7 +307,7 @@ def run(world: World, tmp_path: Path) -> Iterator[RunFn]:
             defaults: dict[str, Any] = {"processing_wait_seconds": 0.0, "poll_interval_seconds": 0.0,
                                         "concurrency": 1, "temp_dir": tmp_path, "change_feeds": False}
             engine_settings = EngineSettings(**(defaults | overrides))
-            engine = Engine(services.espo, services.xai, state, NoLocks(), engine_settings, sleep=lambda s: None)
+            engine = Engine(services.espo, services.xai, state, NullLocks(), engine_settings, sleep=lambda s: None)
             return engine.run(options or RunOptions())
         yield run_once
     state.close()
@@ -591,7 +583,7 @@ def test_a_missing_preview_field_matters_only_when_previews_are_made(world: Worl
             "ESPOCRM_URL": CRM, "ESPOCRM_API_KEY": ESPO_KEY, "XAI_API_KEY": XAI_KEY, "XAI_MANAGEMENT_KEY": MGMT_KEY,
             "XAI_API_URL": FILES, "XAI_MANAGEMENT_URL": MGMT}), world.transports()) as services:
         state = StateStore(tmp_path / "other-state")
-        engine = Engine(services.espo, services.xai, state, NoLocks(), EngineSettings(temp_dir=tmp_path),
+        engine = Engine(services.espo, services.xai, state, NullLocks(), EngineSettings(temp_dir=tmp_path),
                         previews=Never())
         summary = engine.run(RunOptions(ids=frozenset({"d1"})))
         state.close()
