@@ -1,5 +1,5 @@
 """The daily `docsync verify` units: commented like the sync units, a daily wall-clock timer, and they pass
-`systemd-analyze verify` (helpers from ``test_units``)."""
+`systemd-analyze verify` (helpers from ``test_systemd_units``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_units import ROOT, SECRETS, SERVICE, is_comment, one, parse_unit, values
+from .test_systemd_units import ROOT, SECRETS, SERVICE, is_comment, one, parse_unit, values
 
 VERIFY_SERVICE = ROOT / "systemd" / "docsync-verify.service"
 VERIFY_TIMER = ROOT / "systemd" / "docsync-verify.timer"
