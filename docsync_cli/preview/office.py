@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from docsync_cli.errors import PreviewError
-from docsync_cli.preview.sandbox import ChildDied, ChildProcess, ChildTimeout
+from docsync_cli.preview.child import ChildDied, ChildProcess, ChildTimeout
 
 STARTUP_SECONDS = 30.0
 MIN_OFFICE_MEMORY = 2 * 1024 * 1024 * 1024  # soffice maps ~800 MB of address space when idle

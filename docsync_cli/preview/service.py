@@ -15,10 +15,10 @@ import PIL
 import pypdfium2 as pdfium
 
 from docsync_cli.errors import PreviewError
+from docsync_cli.preview.child import RenderWorker
 from docsync_cli.preview.fonts import font_path
 from docsync_cli.preview.limits import PreviewLimits
 from docsync_cli.preview.office import OfficeConverter
-from docsync_cli.preview.sandbox import RenderWorker
 from docsync_cli.preview.sniff import CLAIMED_EXTS, sniff
 from docsync_cli.preview.textual import ZIP_OFFICE_EXTS
 

@@ -19,7 +19,7 @@ from PIL import Image
 from preview_helpers import decode, own_children
 
 from docsync_cli.errors import PreviewError
-from docsync_cli.preview import PreviewLimits, PreviewService, office, sandbox
+from docsync_cli.preview import PreviewLimits, PreviewService, child, office
 
 
 def code_of(svc: PreviewService, path: Path, name: str | None = None) -> str:
@@ -194,7 +194,7 @@ def test_hanging_renderer_is_killed(lone_service: PreviewService, corpus: Path, 
     script = tmp_path / "hang.py"
     script.write_text(HANGING_WORKER)
     pid_file = tmp_path / "grandchild.pid"
-    monkeypatch.setattr(sandbox, "worker_argv", lambda: [sys.executable, str(script), str(pid_file)])
+    monkeypatch.setattr(child, "worker_argv", lambda: [sys.executable, str(script), str(pid_file)])
     short_limits = lone_service.limits
     lone_service.limits = PreviewLimits(timeout_seconds=120.0)
     assert code_of(lone_service, corpus / "minimal-document.pdf") == "corrupt"  # the warm-up answer
@@ -235,7 +235,7 @@ def test_crashing_renderer_is_reaped_and_replaced(lone_service: PreviewService, 
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     script = tmp_path / "crash.py"
     script.write_text(CRASHING_WORKER)
-    monkeypatch.setattr(sandbox, "worker_argv", lambda: [sys.executable, str(script)])
+    monkeypatch.setattr(child, "worker_argv", lambda: [sys.executable, str(script)])
     assert code_of(lone_service, corpus / "minimal-document.pdf") == "preview_failed"
     assert not [p for p in own_children() if p.status() == psutil.STATUS_ZOMBIE]
     monkeypatch.undo()

@@ -17,7 +17,7 @@ from docsync_cli.errors import ConfigError, LocalEnvironmentError, RejectedError
 from docsync_cli.espocrm import EspoClient
 from docsync_cli.espocrm import build_http_client as espo_http
 from docsync_cli.history import History
-from docsync_cli.preview.sandbox import child_env
+from docsync_cli.preview.child import child_env
 from docsync_cli.state import StateStore, installation_id
 from docsync_cli.transport import RetryPolicy, ServiceClient
 from docsync_cli.xai import XaiClient, build_http_client, is_service_id, segment
