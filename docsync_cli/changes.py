@@ -1,6 +1,6 @@
 """The change feeds of a plain run: what changed in EspoCRM since the last run, at a cost of O(changes).
 
-Contract ``espocrm.md`` §2.5 and §10.5-10.7. One plain run asks:
+EspoCRM contract §2.5 and §10.5-10.7. One plain run asks:
 
 * **Documents** where ``modifiedAt >= W - 2 min`` *or* the record says it needs work (``dateiStatus`` Neu,
   Geändert, Fehler or empty; ``xaiSyncStatus`` not synced) — one ``or`` group, keyset-paged by

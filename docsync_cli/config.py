@@ -196,7 +196,7 @@ class XaiSettings(_Model):
     api_key: SecretStr
     management_key: SecretStr
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
-    max_file_bytes: Annotated[int, Field(ge=1)] = 50_000_000  # xAI: "50 MB" (contract xai.md §15)
+    max_file_bytes: Annotated[int, Field(ge=1)] = 50_000_000  # xAI: "50 MB" (xAI contract §15)
 
     @field_validator("api_url", "management_url")
     @classmethod

@@ -1,4 +1,4 @@
-"""EspoCRM REST client (``/api/v1/``), following ``shared/contracts/espocrm.md``.
+"""EspoCRM REST client (``/api/v1/``), following the EspoCRM contract (``docs/contracts.md``).
 
 It knows the wire (auth headers, ``searchParams``, paging, ``X-Status-Reason``, ``X-Version-Number``) and maps
 the configured Document attribute names to docsync's model. It takes an injected ``httpx.Client``.

@@ -174,7 +174,7 @@ class LinkRule:
 class EngineSettings:
     static_collections: tuple[str, ...] = ()
     links: tuple[LinkRule, ...] = (LinkRule("accounts", "xaiCollectionId"),)
-    max_file_bytes: int = 50_000_000  # xAI's "50 MB" (contract xai.md §15)
+    max_file_bytes: int = 50_000_000  # xAI's "50 MB" (xAI contract §15)
     processing_wait_seconds: float = 60.0
     poll_interval_seconds: float = 2.0
     concurrency: int = 12

@@ -313,7 +313,7 @@ def _first_collection_id(listing: Any) -> str | None:
 
 
 def _check_document_permissions(report: _Report, services: Services, collection_id: str) -> None:
-    """The management key's read permissions docsync uses (list and batch-get documents, contract xai.md §15).
+    """The management key's read permissions docsync uses (list and batch-get documents, xAI contract §15).
     Add, remove and update collection cannot be tested without writing; a key without them fails at the first
     document with exit 3."""
     what = f"management key permissions on {collection_id}"

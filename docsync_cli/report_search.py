@@ -1,6 +1,6 @@
 """``docsync search``, ``docsync verify`` and the findability part of ``docsync explain``.
 
-All three ask xAI's search (``POST /v1/documents/search``, contract ``xai.md`` §10), which is billed per call, so
+All three ask xAI's search (``POST /v1/documents/search``, xAI contract §10), which is billed per call, so
 none of them runs as part of ``sync``. Hits are shown as CRM documents: a hit's file is mapped back through the
 ownership docsync recorded, first the collection document's ``fields`` (``managed_by`` = docsync and
 ``crm_document_id``), then this host's local state (``xai_file_id`` → document); a file neither claims is shown

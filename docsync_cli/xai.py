@@ -1,4 +1,4 @@
-"""xAI Files API + Management API client, following ``shared/contracts/xai.md``.
+"""xAI Files API + Management API client, following the xAI contract (``docs/contracts.md``).
 
 Two injected ``httpx.Client`` objects: one for ``api.x.ai`` (API key), one for ``management-api.x.ai``
 (management key). Files use the OpenAI-style shape, collections the protobuf-JSON shape; this module hides both.

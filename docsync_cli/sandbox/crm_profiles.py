@@ -1,11 +1,11 @@
 """How a real firm's EspoCRM may define docsync's Document fields: the emulator's field profiles.
 
-The default is the design document the firm built its CRM from (``shared/seed/000_e25f4eb25ff56b74.txt``), with
-exactly its enum options: ``dateiStatus`` Neu/Geändert/Gesynct/Fehler and ``xaiSyncStatus`` syncing/synced/failed
-(no ``""``, no ``"pending"``), and ``preview`` an image field. Those are fields an admin created by hand in
-Administration > Entity Manager, so they carry the UI's defaults (varchar ``maxLength`` 100, no enum default for
-``xaiSyncStatus``). They are deliberately *not* taken from docsync's own definitions
-(:mod:`docsync_cli.espocrm_fields`): the emulator must disagree with docsync wherever a real CRM would.
+The default (``design``) is the design document the firm built its CRM from (not public; its Document fields are
+:data:`DESIGN_DOC_FIELDS` below), with exactly its enum options: ``dateiStatus`` Neu/Geändert/Gesynct/Fehler and
+``xaiSyncStatus`` syncing/synced/failed (no ``""``, no ``"pending"``), and ``preview`` an image field. Those are
+fields an admin created by hand in Administration > Entity Manager, so they carry the UI's defaults (varchar
+``maxLength`` 100, no enum default for ``xaiSyncStatus``). They are deliberately *not* taken from docsync's own
+definitions (:mod:`docsync_cli.espocrm_fields`): the emulator must disagree with docsync wherever a real CRM would.
 
 The other profiles are the variations seen in production: the fields ``docsync espocrm-fields`` generates,
 the ``c``-prefixed names EspoCRM ≥ 8.2 gives custom fields, ``preview`` as a ``file`` field, a lowered

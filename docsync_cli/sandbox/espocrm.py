@@ -1,6 +1,6 @@
 """A local emulator of the EspoCRM REST API (v8.4.1+/v9.x) as far as docsync uses it.
 
-Wire contract: ``/work/shared/contracts/espocrm.md`` (section numbers below refer to it). Served under
+Wire contract: the EspoCRM contract in ``docs/contracts.md`` (section numbers below refer to it). Served under
 ``/api/v1/`` on one loopback listener (app name ``"espocrm"``), built on :mod:`docsync_cli.sandbox.http`.
 
 Emulated:

@@ -1,5 +1,5 @@
 """Stream notes of the EspoCRM emulator: ``Relate``/``Unrelate`` on audited links and ``GET GlobalStream``
-(contract ``espocrm.md`` §10.7).
+(EspoCRM contract §10.7).
 
 * Relating or unrelating a Document and an Account (from either side, by the link endpoints/helpers or by a PUT
   of ``accountsIds``) writes a Note ``parentType=Account``, ``relatedType=Document``, ``relatedId=<doc id>``.

@@ -1,6 +1,6 @@
 """EspoCRM list-query evaluation for the emulator: PHP bracket query parsing and ``where`` items.
 
-Follows ``/work/shared/contracts/espocrm.md`` §2.4. Items are validated eagerly (so a bad item fails even when no
+Follows EspoCRM contract §2.4 (``docs/contracts.md``). Items are validated eagerly (so a bad item fails even when no
 record would be visited) and compiled into a predicate over a record's value map.
 
 Decisions on the contract's [I] points and on behaviour the contract leaves open:

@@ -1,6 +1,6 @@
 """A local emulator of xAI's Files API (``api.x.ai``) and Management API (``management-api.x.ai``).
 
-It follows ``/work/shared/contracts/xai.md`` (cited below as §n). Two listeners share one state:
+It follows the xAI contract in ``docs/contracts.md`` (cited below as §n). Two listeners share one state:
 
 * ``"api"`` — Files API + search, ``Authorization: Bearer <api_key>``; OpenAI-style JSON (Unix-int timestamps,
   ``"object": "file"``, int ``bytes``) (§2, §5, §10).

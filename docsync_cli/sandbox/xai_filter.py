@@ -1,6 +1,6 @@
 """The AIP-160 filter subset that the xAI emulator understands (list files, collections, documents, search).
 
-Grammar (AIP-160 precedence: ``OR`` binds tighter than ``AND``; xai.md §9 says the same)::
+Grammar (AIP-160 precedence: ``OR`` binds tighter than ``AND``; xAI contract §9 says the same)::
 
     expr       := conj
     conj       := disj ( "AND" disj )*

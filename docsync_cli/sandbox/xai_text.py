@@ -1,4 +1,4 @@
-"""What the xAI emulator's pretend "processing" reads out of a file, for search (contract ``xai.md`` §10, §4).
+"""What the xAI emulator's pretend "processing" reads out of a file, for search (xAI contract §10, §4).
 
 The real service parses PDF, office formats and "any UTF-8 text" (§4) and answers searches from chunks that carry
 a ``page_number`` (§10). This module is the emulator's own, deliberately separate, reading of a file: docsync's

@@ -174,7 +174,7 @@ def test_a_users_edit_during_the_sync_is_kept_and_picked_up_again(tmp_path: Path
 
 def test_a_file_replaced_right_before_the_write_back_is_refused_by_espocrm_and_picked_up_next_run(
         tmp_path: Path) -> None:
-    # espocrm.md §10.9: without optimistic concurrency only the fileId in the write-back catches this one (the
+    # EspoCRM contract §10.9: without optimistic concurrency only the fileId in the write-back catches this one (the
     # replaced attachment is gone, so EspoCRM refuses to relate it: 403, §10.3); the upload is taken back out
     with Sandbox() as sandbox:
         collection, (doc_id,) = firm(sandbox, 1)

@@ -6,7 +6,7 @@ page cap of 50 and an HMAC API user.
 The scenario: a first sync while xAI indexes slower than docsync waits (the "still indexing" path), the next
 run finishing it without a second upload, a third run with zero writes, a failed document, and changed files
 with a SIGTERM in the middle of the run. Throughout, EspoCRM must never have refused a request of docsync's:
-the emulator validates every write as the real one does (contract espocrm.md §10.1)."""
+the emulator validates every write as the real one does (EspoCRM contract §10.1)."""
 
 from __future__ import annotations
 

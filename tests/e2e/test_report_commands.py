@@ -338,7 +338,7 @@ def test_check_exits_3_like_sync_when_espocrm_is_unreachable(env: Env) -> None:
 
 
 def test_check_tests_the_management_key_permissions_it_can_without_writing(tmp_path: Path) -> None:
-    # xai.md §15: a key without a permission gets 403 for that call only; check reads, never writes
+    # xAI contract §15: a key without a permission gets 403 for that call only; check reads, never writes
     with Sandbox() as sandbox:
         collection = sandbox.xai.create_collection("Kanzlei")
         env = Env(sandbox, SeededFirm(), tmp_path / "state")

@@ -1,7 +1,7 @@
 """End to end: `docsync search`, `docsync verify` and the findability probe of `docsync explain`.
 
 The CLI runs as a subprocess against both emulators (one sandbox for the module, the sample firm synced once).
-What search returns is decided by the xAI emulator's own text extraction and scoring (contract ``xai.md`` §10),
+What search returns is decided by the xAI emulator's own text extraction and scoring (xAI contract §10),
 not by docsync; expectations come from the corpus files and the emulators' state. Every command's output is
 checked for the sandbox keys (see ``Env.run``).
 """

@@ -130,7 +130,7 @@ def test_upload_applied_then_dropped_is_looked_up_not_repeated(world: World) -> 
 
 
 def test_revoked_key_mid_run_aborts_and_leaves_untouched_documents_alone(world: World) -> None:
-    # xai.md §15: the api host answers a revoked key with 400 "Incorrect API key provided"
+    # xAI contract §15: the api host answers a revoked key with 400 "Incorrect API key provided"
     sandbox = world.sandbox
 
     def rotate(request: Request) -> None:

@@ -1,4 +1,4 @@
-"""Contract tests for the EspoCRM emulator's change-feed capabilities (``espocrm.md`` §2.5, §10.5-10.7): what
+"""Contract tests for the EspoCRM emulator's change-feed capabilities (EspoCRM contract §2.5, §10.5-10.7): what
 moves ``modifiedAt``, keyset paging by (``modifiedAt``, ``id``), ``accountsIds`` only with the override,
 Stream notes and ``GlobalStream``, ``linkedWith``, counts, soft delete, and the index used for a million records."""
 
@@ -80,7 +80,8 @@ def stream(http: httpx.Client, **params: Any) -> httpx.Response:
 
 
 def test_links_do_not_move_modified_at_but_a_put_of_accounts_ids_does(emu: EspoEmulator, clock: FakeClock) -> None:
-    # espocrm.md §10.5: linking/unlinking writes the relation only; a PUT with accountsIds always counts as changed
+    # EspoCRM contract §10.5: linking/unlinking writes the relation only; a PUT with accountsIds always counts
+    # as changed
     a1, a2 = emu.add_account("A"), emu.add_account("B")
     doc = emu.add_document("D", PDF, "d.pdf", accounts=[a1])
     created = emu.document(doc)["modifiedAt"]
@@ -95,7 +96,7 @@ def test_links_do_not_move_modified_at_but_a_put_of_accounts_ids_does(emu: EspoE
 
 
 def test_an_identical_put_does_not_move_modified_at(emu: EspoEmulator, api: httpx.Client, clock: FakeClock) -> None:
-    # espocrm.md §2.5: a PUT with identical values does not bump modifiedAt
+    # EspoCRM contract §2.5: a PUT with identical values does not bump modifiedAt
     doc = emu.add_document("D", PDF, "d.pdf")
     clock.advance(30)
     assert api.put(f"Document/{doc}", json={"name": "D"}).status_code == 200
@@ -106,7 +107,7 @@ def test_an_identical_put_does_not_move_modified_at(emu: EspoEmulator, api: http
 
 def test_or_group_and_keyset_paging_by_modified_at_then_id(emu: EspoEmulator, api: httpx.Client,
                                                            clock: FakeClock) -> None:
-    # espocrm.md §10.5: (dateiStatus in [...]) OR (modifiedAt >= T) in one request; orderBy modifiedAt adds id
+    # EspoCRM contract §10.5: (dateiStatus in [...]) OR (modifiedAt >= T) in one request; orderBy modifiedAt adds id
     old = [emu.add_document(f"old {n}", PDF, "o.pdf", dateiStatus="Gesynct") for n in range(3)]
     waiting = emu.add_document("waiting", PDF, "w.pdf", dateiStatus="Neu")
     clock.advance(3600)
@@ -138,7 +139,7 @@ def test_or_group_and_keyset_paging_by_modified_at_then_id(emu: EspoEmulator, ap
 
 def test_deleted_records_are_not_listed_and_a_restore_is_silent(emu: EspoEmulator, api: httpx.Client,
                                                                 clock: FakeClock) -> None:
-    # espocrm.md §10.5: soft delete; an admin's restore does not change modifiedAt
+    # EspoCRM contract §10.5: soft delete; an admin's restore does not change modifiedAt
     keep, gone = emu.add_document("keep", PDF, "k.pdf"), emu.add_document("gone", PDF, "g.pdf")
     emu.delete_document(gone)
     assert [i["id"] for i in search(api, {"select": ["id"]}).json()["list"]] == [keep]
@@ -150,7 +151,7 @@ def test_deleted_records_are_not_listed_and_a_restore_is_silent(emu: EspoEmulato
 
 
 def test_count_of_an_id_range(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §2.3 total, §2.4 greaterThanOrEquals/lessThan on id
+    # EspoCRM contract §2.3 total, §2.4 greaterThanOrEquals/lessThan on id
     docs = sorted(emu.add_document(f"d{n}", PDF, "d.pdf") for n in range(6))
     emu.delete_document(docs[2])
     where = [{"type": "greaterThanOrEquals", "attribute": "id", "value": docs[1]},
@@ -164,7 +165,7 @@ def test_count_of_an_id_range(emu: EspoEmulator, api: httpx.Client) -> None:
 
 
 def test_accounts_ids_only_with_the_no_load_override(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §10.6: noLoad: selecting accountsIds is silently ignored; with noLoad: false it is listed
+    # EspoCRM contract §10.6: noLoad: selecting accountsIds is silently ignored; with noLoad: false it is listed
     a1, a2 = emu.add_account("A"), emu.add_account("B")
     doc = emu.add_document("D", PDF, "d.pdf", accounts=[a2, a1])
     params = {"select": ["id", "accountsIds"]}
@@ -182,7 +183,7 @@ def test_accounts_ids_only_with_the_no_load_override(emu: EspoEmulator, api: htt
 
 
 def test_linked_with(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §2.4 linkedWith on the accounts relation
+    # EspoCRM contract §2.4 linkedWith on the accounts relation
     a1, a2 = emu.add_account("A"), emu.add_account("B")
     d1 = emu.add_document("1", PDF, "1.pdf", accounts=[a1])
     d2 = emu.add_document("2", PDF, "2.pdf", accounts=[a1, a2])
@@ -198,7 +199,7 @@ def test_linked_with(emu: EspoEmulator, api: httpx.Client) -> None:
 
 
 def test_global_stream_needs_the_scope(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §10.7: GET GlobalStream needs the role scope GlobalStream
+    # EspoCRM contract §10.7: GET GlobalStream needs the role scope GlobalStream
     assert stream(api).status_code == 403
     assert api.get("App/user").json()["acl"]["table"]["GlobalStream"] is False
     emu.global_stream = True
@@ -207,7 +208,7 @@ def test_global_stream_needs_the_scope(emu: EspoEmulator, api: httpx.Client) -> 
 
 
 def test_relate_and_unrelate_notes_from_either_side(emu: EspoEmulator, api: httpx.Client, clock: FakeClock) -> None:
-    # espocrm.md §10.7: Relate/Unrelate notes, parentType Account, relatedType Document; newest first; number
+    # EspoCRM contract §10.7: Relate/Unrelate notes, parentType Account, relatedType Document; newest first; number
     emu.global_stream = True
     a1, a2 = emu.add_account("A"), emu.add_account("B")
     doc = emu.add_document("D", PDF, "d.pdf", accounts=[a1])  # one CreateRelated note, links silent
@@ -233,7 +234,7 @@ def test_relate_and_unrelate_notes_from_either_side(emu: EspoEmulator, api: http
 
 
 def test_note_dedupe_of_old_versions(emu: EspoEmulator) -> None:
-    # espocrm.md §10.7: 8.4.0-9.0.x write no second note for a pair that already has one; 9.1.0 does
+    # EspoCRM contract §10.7: 8.4.0-9.0.x write no second note for a pair that already has one; 9.1.0 does
     emu.global_stream = True
     account = emu.add_account("A")
     doc = emu.add_document("D", PDF, "d.pdf")

@@ -1,5 +1,5 @@
 """Contract tests for the EspoCRM emulator: real HTTP on loopback, checked against
-/work/shared/contracts/espocrm.md (section numbers in the comments refer to it)."""
+the EspoCRM contract (docs/contracts.md) (section numbers in the comments refer to it)."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def data_uri(content: bytes, mime: str) -> str:
 
 
 def test_api_key_ok_and_wrong(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §1.1 X-Api-Key; §1.4 401 empty body, no X-Status-Reason
+    # EspoCRM contract §1.1 X-Api-Key; §1.4 401 empty body, no X-Status-Reason
     assert api.get("App/user").status_code == 200
     with client(emu, **{"X-Api-Key": "wrong"}) as bad:
         response = bad.get("Document")
@@ -118,7 +118,7 @@ def test_api_key_ok_and_wrong(emu: EspoEmulator, api: httpx.Client) -> None:
 
 
 def test_revoked_key(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §1.1: only the current apiKey of the API user authenticates
+    # EspoCRM contract §1.1: only the current apiKey of the API user authenticates
     emu.set_api_key("new-key")
     assert api.get("App/user").status_code == 401
     with client(emu, **{"X-Api-Key": "new-key"}) as fresh:
@@ -132,7 +132,7 @@ def hmac_header(key: str, secret: str, method: str, path: str, *, legacy: bool =
 
 
 def test_hmac_signature(emu: EspoEmulator) -> None:
-    # espocrm.md §1.2: base64(apiKey:hex(HMAC(secret, "METHOD /path"))), query not signed; legacy binary accepted
+    # EspoCRM contract §1.2: base64(apiKey:hex(HMAC(secret, "METHOD /path"))), query not signed; legacy binary accepted
     emu.secret_key = "s3cret"
     doc = emu.add_document("Signed", PDF, "s.pdf")
     path = f"/Document/{doc}"
@@ -152,7 +152,7 @@ def test_hmac_signature(emu: EspoEmulator) -> None:
 
 
 def test_failed_attempt_limit(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §1.4: 10 failures within 60 s -> 403, empty body, no reason (even for good credentials)
+    # EspoCRM contract §1.4: 10 failures within 60 s -> 403, empty body, no reason (even for good credentials)
     with client(emu, **{"X-Api-Key": "wrong"}) as bad:
         for _ in range(10):
             assert bad.get("App/user").status_code == 401
@@ -174,7 +174,7 @@ def seed_five(emu: EspoEmulator, clock: FakeClock) -> list[str]:
 
 
 def test_max_size_limit(api: httpx.Client) -> None:
-    # espocrm.md §2.1 maxSize: > 200 -> 403 with the exact reason; 200 is fine
+    # EspoCRM contract §2.1 maxSize: > 200 -> 403 with the exact reason; 200 is fine
     response = api.get("Document", params={"maxSize": 201})
     assert response.status_code == 403
     assert response.headers["x-status-reason"] == "Max size should not exceed 200. Use offset and limit."
@@ -186,7 +186,7 @@ def test_max_size_limit(api: httpx.Client) -> None:
 
 
 def test_offset_paging_default_order_and_total(emu: EspoEmulator, clock: FakeClock, api: httpx.Client) -> None:
-    # espocrm.md §2.1 offset, §2.2 default order createdAt desc, §2.3 total = full count
+    # EspoCRM contract §2.1 offset, §2.2 default order createdAt desc, §2.3 total = full count
     docs = seed_five(emu, clock)
     page = api.get("Document", params={"maxSize": 2, "offset": 2})
     assert page.json()["total"] == 5
@@ -196,7 +196,7 @@ def test_offset_paging_default_order_and_total(emu: EspoEmulator, clock: FakeClo
 
 
 def test_id_tiebreak_and_deleted_not_listed(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §2.2 tiebreaker id in the same direction; §2.5 deleted rows never listed
+    # EspoCRM contract §2.2 tiebreaker id in the same direction; §2.5 deleted rows never listed
     docs = [emu.add_document(f"Same second {n}", PDF) for n in range(3)]  # same createdAt (fixed clock)
     assert docs == sorted(docs)  # §2.5 ids are roughly time-ordered
     assert ids(api.get("Document")) == docs[::-1]
@@ -205,7 +205,7 @@ def test_id_tiebreak_and_deleted_not_listed(emu: EspoEmulator, api: httpx.Client
 
 
 def test_no_total_header(emu: EspoEmulator, clock: FakeClock, api: httpx.Client) -> None:
-    # espocrm.md §2.3 X-No-Total: -1 = more records exist, -2 = no more
+    # EspoCRM contract §2.3 X-No-Total: -1 = more records exist, -2 = no more
     seed_five(emu, clock)
     more = api.get("Document", params={"maxSize": 3}, headers={"X-No-Total": "true"})
     assert more.json()["total"] == -1 and len(more.json()["list"]) == 3
@@ -216,7 +216,7 @@ def test_no_total_header(emu: EspoEmulator, clock: FakeClock, api: httpx.Client)
 
 
 def test_select(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §2.1 select: unknown ignored, id/assignedUserId/createdById always, order-by attribute added
+    # EspoCRM contract §2.1 select: unknown ignored, id/assignedUserId/createdById always, order-by attribute added
     emu.add_document("Sel", PDF, "sel.pdf")
     item = api.get("Document", params={"select": "name,noSuchThing", "orderBy": "name"}).json()["list"][0]
     assert set(item) == {"id", "name", "assignedUserId", "createdById"}
@@ -280,7 +280,7 @@ def php_query(items: list[dict[str, Any]], acme: str) -> httpx.QueryParams:
 @pytest.mark.parametrize(("case", "items", "expected"), WHERE_CASES, ids=[c[0] for c in WHERE_CASES])
 def test_where_bracket_query(api: httpx.Client, where_docs: dict[str, str], case: str,
                              items: list[dict[str, Any]], expected: list[str]) -> None:
-    # espocrm.md §2.4 where items in PHP bracket query form
+    # EspoCRM contract §2.4 where items in PHP bracket query form
     response = api.get("Document", params=php_query(items, where_docs["acme"]))
     assert sorted(ids(response)) == sorted(where_docs[name] for name in expected)
 
@@ -288,7 +288,7 @@ def test_where_bracket_query(api: httpx.Client, where_docs: dict[str, str], case
 @pytest.mark.parametrize(("case", "items", "expected"), WHERE_CASES, ids=[c[0] for c in WHERE_CASES])
 def test_where_search_params(api: httpx.Client, where_docs: dict[str, str], case: str,
                              items: list[dict[str, Any]], expected: list[str]) -> None:
-    # espocrm.md §2.1 searchParams JSON, §2.4 where items
+    # EspoCRM contract §2.1 searchParams JSON, §2.4 where items
     resolved = json.loads(json.dumps(items).replace('"ACME"', json.dumps(where_docs["acme"])))
     response = search(api, {"where": resolved})
     assert sorted(ids(response)) == sorted(where_docs[name] for name in expected)
@@ -296,7 +296,7 @@ def test_where_search_params(api: httpx.Client, where_docs: dict[str, str], case
 
 
 def test_keyset_paging_greater_than_id(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §2.5 keyset paging: greaterThan on id, orderBy id asc
+    # EspoCRM contract §2.5 keyset paging: greaterThan on id, orderBy id asc
     docs = [emu.add_document(f"K{n}", PDF) for n in range(5)]
     page = search(api, {"orderBy": "id", "order": "asc", "maxSize": 2,
                         "where": [{"type": "greaterThan", "attribute": "id", "value": docs[1]}]},
@@ -305,7 +305,7 @@ def test_keyset_paging_greater_than_id(emu: EspoEmulator, api: httpx.Client) -> 
 
 
 def test_array_is_empty_and_datetime_compare(emu: EspoEmulator, clock: FakeClock, api: httpx.Client) -> None:
-    # espocrm.md §6.1 empty arrays are null or []; §2.4 arrayIsEmpty, greaterThanOrEquals on modifiedAt (UTC)
+    # EspoCRM contract §6.1 empty arrays are null or []; §2.4 arrayIsEmpty, greaterThanOrEquals on modifiedAt (UTC)
     empty = emu.add_document("Empty", PDF, xaiCollections=None)
     clock.advance(3600)
     later = emu.add_document("Later", PDF, xaiCollections=["x"])
@@ -322,7 +322,7 @@ def test_array_is_empty_and_datetime_compare(emu: EspoEmulator, clock: FakeClock
     ({"type": "in", "attribute": "status", "value": "Active"}, "Bad where item 'in'."),
 ])
 def test_where_errors(api: httpx.Client, item: dict[str, Any], reason: str) -> None:
-    # espocrm.md §2.4 where validation -> 400 with X-Status-Reason, empty body
+    # EspoCRM contract §2.4 where validation -> 400 with X-Status-Reason, empty body
     response = search(api, {"where": [item]})
     assert response.status_code == 400
     assert response.headers["x-status-reason"] == reason
@@ -330,14 +330,14 @@ def test_where_errors(api: httpx.Client, item: dict[str, Any], reason: str) -> N
 
 
 def test_where_error_in_bracket_form(api: httpx.Client) -> None:
-    # espocrm.md §2.4: the same checks apply to the PHP query form
+    # EspoCRM contract §2.4: the same checks apply to the PHP query form
     response = api.get("Document", params={"where[0][type]": "bogus", "where[0][attribute]": "name"})
     assert response.status_code == 400
     assert response.headers["x-status-reason"] == "Unknown where item type 'bogus'."
 
 
 def test_order_errors(api: httpx.Client) -> None:
-    # espocrm.md §2.1 orderBy / order validation
+    # EspoCRM contract §2.1 orderBy / order validation
     bad_field = api.get("Document", params={"orderBy": "colour"})
     assert bad_field.status_code == 400
     assert bad_field.headers["x-status-reason"] == "Order by non-existing field 'colour'."
@@ -347,14 +347,14 @@ def test_order_errors(api: httpx.Client) -> None:
 
 
 def test_search_params_type_errors(api: httpx.Client) -> None:
-    # espocrm.md §2.1/§8: searchParams must be JSON; maxSize must be an integer
+    # EspoCRM contract §2.1/§8: searchParams must be JSON; maxSize must be an integer
     bad_json = api.get("Document", params={"searchParams": "{nope"})
     assert bad_json.status_code == 400 and bad_json.headers["x-status-reason"] == "Invalid search params JSON."
     assert search(api, {"maxSize": "10"}).headers["x-status-reason"] == "maxSize must be integer."
 
 
 def test_primary_filter(where_docs: dict[str, str], api: httpx.Client) -> None:
-    # espocrm.md §2.1 primaryFilter active (status Active) / unknown -> 400
+    # EspoCRM contract §2.1 primaryFilter active (status Active) / unknown -> 400
     assert ids(api.get("Document", params={"primaryFilter": "active"})) == [where_docs["active"]]
     unknown = api.get("Document", params={"primaryFilter": "mine"})
     assert unknown.status_code == 400
@@ -366,7 +366,7 @@ def test_primary_filter(where_docs: dict[str, str], api: httpx.Client) -> None:
 
 
 def test_get_record_and_404(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §3.1 full value map incl. link-multiple (not noLoad); 404 reason
+    # EspoCRM contract §3.1 full value map incl. link-multiple (not noLoad); 404 reason
     doc = emu.add_document("Read me", PDF, "r.pdf", teamsIds=[])
     record = api.get(f"Document/{doc}").json()
     assert record["id"] == doc and record["fileName"] == "r.pdf" and record["deleted"] is False
@@ -379,7 +379,7 @@ def test_get_record_and_404(emu: EspoEmulator, api: httpx.Client) -> None:
 
 
 def test_put_partial_update_and_modified_at(emu: EspoEmulator, clock: FakeClock, api: httpx.Client) -> None:
-    # espocrm.md §3.2 partial update, unknown/system attributes dropped; §2.5 modifiedAt only on a real change
+    # EspoCRM contract §3.2 partial update, unknown/system attributes dropped; §2.5 modifiedAt only on a real change
     doc = emu.add_document("Upd", PDF, "u.pdf")
     before = emu.document(doc)
     clock.advance(60)
@@ -398,7 +398,7 @@ def test_put_partial_update_and_modified_at(emu: EspoEmulator, clock: FakeClock,
 
 
 def test_put_body_handling(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §3.2: non-JSON Content-Type -> body treated as {}; malformed JSON -> 500; 404 on update
+    # EspoCRM contract §3.2: non-JSON Content-Type -> body treated as {}; malformed JSON -> 500; 404 on update
     doc = emu.add_document("Body", PDF)
     ignored = api.put(f"Document/{doc}", content=b'{"name": "X"}', headers={"Content-Type": "text/plain"})
     assert ignored.status_code == 200 and emu.document(doc)["name"] == "Body"
@@ -419,7 +419,7 @@ def test_put_body_handling(emu: EspoEmulator, api: httpx.Client) -> None:
 ])
 def test_validation_failure(emu: EspoEmulator, api: httpx.Client, payload: dict[str, Any], field: str,
                             kind: str) -> None:
-    # espocrm.md §8 field validation -> 400 + validationFailure body; nothing is saved
+    # EspoCRM contract §8 field validation -> 400 + validationFailure body; nothing is saved
     doc = emu.add_document("Valid", PDF)
     response = api.put(f"Document/{doc}", json=payload)
     assert response.status_code == 400
@@ -431,7 +431,7 @@ def test_validation_failure(emu: EspoEmulator, api: httpx.Client, payload: dict[
 
 
 def test_delete(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §3.4 DELETE -> true (soft delete); then 404 and not listed
+    # EspoCRM contract §3.4 DELETE -> true (soft delete); then 404 and not listed
     doc = emu.add_document("Gone", PDF)
     response = api.delete(f"Document/{doc}")
     assert response.status_code == 200 and response.json() is True
@@ -442,7 +442,7 @@ def test_delete(emu: EspoEmulator, api: httpx.Client) -> None:
 
 
 def test_optimistic_concurrency(occ: EspoEmulator, clock: FakeClock) -> None:
-    # espocrm.md §3.3: versionNumber; stale X-Version-Number + differing sent field -> 409 body; else update
+    # EspoCRM contract §3.3: versionNumber; stale X-Version-Number + differing sent field -> 409 body; else update
     doc = occ.add_document("Occ", PDF, cXaiSyncStatus="syncing")
     with client(occ, **{"X-Api-Key": KEY}) as http:
         assert http.get(f"Document/{doc}").json()["versionNumber"] == 1
@@ -468,7 +468,7 @@ def test_optimistic_concurrency(occ: EspoEmulator, clock: FakeClock) -> None:
 
 
 def test_related_accounts(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §4.1 GET Document/{id}/accounts with list params; unknown link / missing parent -> 404
+    # EspoCRM contract §4.1 GET Document/{id}/accounts with list params; unknown link / missing parent -> 404
     acme = emu.add_account("Acme", "col-acme")
     other = emu.add_account("Other", None)
     emu.add_account("Unrelated", "col-x")
@@ -500,7 +500,7 @@ def upload(http: httpx.Client, name: str, content: bytes, mime: str, field: str 
 
 
 def test_post_attachment_file_field(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §5.2 upload to Document.file: size recomputed, relatedId cleared, accept list enforced
+    # EspoCRM contract §5.2 upload to Document.file: size recomputed, relatedId cleared, accept list enforced
     response = upload(api, "nda.pdf", PDF, "application/pdf", size=1, relatedId="abc")
     assert response.status_code == 200
     body = response.json()
@@ -523,7 +523,7 @@ def test_post_attachment_file_field(emu: EspoEmulator, api: httpx.Client) -> Non
 ])
 def test_post_attachment_image_field(api: httpx.Client, name: str, content: bytes, mime: str, status: int,
                                      reason: str | None) -> None:
-    # espocrm.md §5.2 image fields: extension mime allowed, type == extension mime, detected content matches
+    # EspoCRM contract §5.2 image fields: extension mime allowed, type == extension mime, detected content matches
     response = upload(api, name, content, mime, field="preview")
     assert response.status_code == status
     assert response.headers.get("x-status-reason") == reason
@@ -532,7 +532,7 @@ def test_post_attachment_image_field(api: httpx.Client, name: str, content: byte
 
 
 def test_post_attachment_bad_requests(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §5.2 errors
+    # EspoCRM contract §5.2 errors
     no_comma = api.post("Attachment", json={"name": "a.pdf", "type": "application/pdf", "relatedType": "Document",
                                             "field": "file", "file": "JVBERi0x"})
     assert no_comma.status_code == 400 and no_comma.headers["x-status-reason"] == "Bad file contents."
@@ -552,7 +552,7 @@ def test_post_attachment_bad_requests(emu: EspoEmulator, api: httpx.Client) -> N
 
 
 def test_set_preview_replaces_previous_attachment(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §5.3: setting previewId relates the new attachment and deletes the previous one
+    # EspoCRM contract §5.3: setting previewId relates the new attachment and deletes the previous one
     doc = emu.add_document("Prev", PDF)
     first = upload(api, "a.webp", WEBP, "image/webp", field="preview").json()["id"]
     second = upload(api, "b.webp", WEBP, "image/webp", field="preview").json()["id"]
@@ -566,7 +566,7 @@ def test_set_preview_replaces_previous_attachment(emu: EspoEmulator, api: httpx.
 
 
 def test_relate_non_existing_attachment(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §5.3: non-existent attachment id -> 403 with the cannotRelateNonExisting body
+    # EspoCRM contract §5.3: non-existent attachment id -> 403 with the cannotRelateNonExisting body
     doc = emu.add_document("Rel", PDF)
     response = api.put(f"Document/{doc}", json={"previewId": "00000000000000000"})
     assert response.status_code == 403
@@ -575,7 +575,7 @@ def test_relate_non_existing_attachment(emu: EspoEmulator, api: httpx.Client) ->
 
 
 def test_download_attachment(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §5.5 GET Attachment/file/{id}: raw bytes, Content-Disposition, Content-Length, Content-Type
+    # EspoCRM contract §5.5 GET Attachment/file/{id}: raw bytes, Content-Disposition, Content-Length, Content-Type
     doc = emu.add_document("Down", PDF, "vertrag.pdf")
     file_id = emu.document(doc)["fileId"]
     response = api.get(f"Attachment/file/{file_id}")
@@ -596,7 +596,7 @@ def test_download_attachment(emu: EspoEmulator, api: httpx.Client) -> None:
 
 
 def test_metadata_key_serves_the_design_documents_fields(api: httpx.Client) -> None:
-    # espocrm.md §6.3 GET Metadata?key=dot.path; §10.1 fields made from the seed have exactly its options
+    # EspoCRM contract §6.3 GET Metadata?key=dot.path; §10.1 fields made from the seed have exactly its options
     fields = api.get("Metadata", params={"key": "entityDefs.Document.fields"}).json()
     assert fields["xaiCollections"]["type"] == "array"
     assert fields["xaiSyncStatus"] == {"type": "enum", "options": ["syncing", "synced", "failed"], "isCustom": True}
@@ -606,13 +606,13 @@ def test_metadata_key_serves_the_design_documents_fields(api: httpx.Client) -> N
 
 
 def test_metadata_for_a_missing_key_is_an_empty_200(api: httpx.Client) -> None:
-    # espocrm.md §10.2: the service returns null and the action processor writes no body
+    # EspoCRM contract §10.2: the service returns null and the action processor writes no body
     answer = api.get("Metadata", params={"key": "entityDefs.Document.fields.nope"})
     assert answer.status_code == 200 and answer.content == b""
 
 
 def test_enum_value_outside_the_options_refuses_the_whole_update(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §10.1: 400, the exact reason and body; no other attribute of that PUT is saved
+    # EspoCRM contract §10.1: 400, the exact reason and body; no other attribute of that PUT is saved
     doc_id = emu.add_document("D", PDF, "d.pdf")
     for value in ("pending", "", None):
         answer = api.put(f"Document/{doc_id}", json={"md5": "a" * 32, "xaiSyncStatus": value})
@@ -627,7 +627,7 @@ def test_enum_value_outside_the_options_refuses_the_whole_update(emu: EspoEmulat
 
 
 def test_generated_fields_accept_their_extra_options() -> None:
-    # espocrm.md §10.1: "" is accepted only where "" is one of the options (here: docsync's generated fields)
+    # EspoCRM contract §10.1: "" is accepted only where "" is one of the options (here: docsync's generated fields)
     from docsync_cli.sandbox.crm_profiles import generated_fields
 
     with EspoEmulator(api_key=KEY, document_fields=generated_fields()) as emulator, \
@@ -638,7 +638,7 @@ def test_generated_fields_accept_their_extra_options() -> None:
 
 
 def test_page_cap_is_configurable_and_reported_in_app_user() -> None:
-    # espocrm.md §10.4: maxSize above recordListMaxSizeLimit is 403 with the reason (§10.3); App/user reports it;
+    # EspoCRM contract §10.4: maxSize above recordListMaxSizeLimit is 403 with the reason (§10.3); App/user reports it;
     # omitting maxSize returns pages of exactly the cap
     with EspoEmulator(api_key=KEY, max_size_limit=3) as emulator, client(emulator, **{"X-Api-Key": KEY}) as http:
         for n in range(5):
@@ -651,7 +651,7 @@ def test_page_cap_is_configurable_and_reported_in_app_user() -> None:
 
 
 def test_write_back_with_a_replaced_file_id_is_refused(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §10.9: sending the fileId one worked on catches a concurrent replacement (the old attachment is
+    # EspoCRM contract §10.9: sending the fileId one worked on catches a concurrent replacement (the old attachment is
     # gone, so relating it is a 403 data error, §10.3)
     doc_id = emu.add_document("D", PDF, "d.pdf")
     worked_on = emu.document(doc_id)["fileId"]
@@ -663,7 +663,7 @@ def test_write_back_with_a_replaced_file_id_is_refused(emu: EspoEmulator, api: h
 
 
 def test_metadata_custom_names(occ: EspoEmulator) -> None:
-    # espocrm.md §6.2 custom field names (c prefix) and §3.3 optimisticConcurrencyControl flag
+    # EspoCRM contract §6.2 custom field names (c prefix) and §3.3 optimisticConcurrencyControl flag
     with client(occ, **{"X-Api-Key": KEY}) as http:
         defs = http.get("Metadata", params={"key": "entityDefs.Document"}).json()
     assert "cXaiSyncStatus" in defs["fields"] and "xaiSyncStatus" not in defs["fields"]
@@ -671,7 +671,7 @@ def test_metadata_custom_names(occ: EspoEmulator) -> None:
 
 
 def test_app_user(emu: EspoEmulator, api: httpx.Client) -> None:
-    # espocrm.md §1.3/§7.2 GET App/user -> user.type = api
+    # EspoCRM contract §1.3/§7.2 GET App/user -> user.type = api
     body = api.get("App/user").json()
     assert body["user"]["type"] == "api" and body["user"]["id"] == emu.api_user_id
     assert {"user", "acl", "preferences", "token", "settings", "language", "appParams"} <= set(body)

@@ -1,4 +1,4 @@
-"""Contract tests for the xAI emulator: real HTTP on loopback, checked against /work/shared/contracts/xai.md."""
+"""Contract tests for the xAI emulator: real HTTP on loopback, checked against the xAI contract (docs/contracts.md)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ CRM_FIELDS = [
 
 
 def test_each_host_rejects_the_other_hosts_key(emu: XaiEmulator) -> None:
-    # xai.md §1: api.x.ai takes the API key, management-api.x.ai the management key; §15 a wrong key on the
+    # xAI contract §1: api.x.ai takes the API key, management-api.x.ai the management key; §15 a wrong key on the
     # api host is 400 "Incorrect API key provided", the management host answers 401 here (configurable)
     with httpx.Client(timeout=5) as c:
         wrong_api = c.get(f"{emu.api_url}/v1/files", headers={"Authorization": f"Bearer {MGMT_KEY}"})
@@ -125,7 +125,7 @@ def test_each_host_rejects_the_other_hosts_key(emu: XaiEmulator) -> None:
 
 
 def test_set_keys_revokes_old_key(emu: XaiEmulator, api: httpx.Client) -> None:
-    # xai.md §15: a revoked key is answered 400 on the api host; key rotation simulates a revoked key
+    # xAI contract §15: a revoked key is answered 400 on the api host; key rotation simulates a revoked key
     assert api.get("/v1/files").status_code == 200
     emu.set_keys(api_key="xai-rotated")
     assert_error(api.get("/v1/files"), 400, CODE_400, "Incorrect API key provided")
@@ -133,7 +133,7 @@ def test_set_keys_revokes_old_key(emu: XaiEmulator, api: httpx.Client) -> None:
 
 
 def test_management_host_can_answer_a_wrong_key_with_400() -> None:
-    # xai.md §15: "expect the management host to answer either way"
+    # xAI contract §15: "expect the management host to answer either way"
     with XaiEmulator(api_key=API_KEY, management_key=MGMT_KEY, management_bad_key_status=400) as emulator, \
             httpx.Client(timeout=5) as c:
         wrong = c.get(f"{emulator.management_url}/v1/collections", headers={"Authorization": "Bearer nope-key"})
@@ -142,7 +142,7 @@ def test_management_host_can_answer_a_wrong_key_with_400() -> None:
 
 def test_a_management_key_without_a_permission_gets_403_for_that_call_only(emu: XaiEmulator,
                                                                           mgmt: httpx.Client) -> None:
-    # xai.md §15: "a key without one of them gets 403 for that call only"
+    # xAI contract §15: "a key without one of them gets 403 for that call only"
     cid = make_collection(mgmt)["collection_id"]
     emu.denied_permissions.add("ListDocuments")
     assert_error(mgmt.get(f"/v1/collections/{cid}/documents"), 403, CODE_403, "ListDocuments")
@@ -151,7 +151,7 @@ def test_a_management_key_without_a_permission_gets_403_for_that_call_only(emu: 
 
 
 def test_rate_limit_answers_429_in_the_envelope(emu: XaiEmulator, api: httpx.Client) -> None:
-    # xai.md §3: 429 "Too many requests"; §4: honour Retry-After
+    # xAI contract §3: 429 "Too many requests"; §4: honour Retry-After
     emu.api_app.rate_limit = RateLimit(rate=0.001, burst=1, retry_after=2)
     assert api.get("/v1/files").status_code == 200
     resp = api.get("/v1/files")
@@ -164,7 +164,7 @@ def test_rate_limit_answers_429_in_the_envelope(emu: XaiEmulator, api: httpx.Cli
 
 
 def test_upload_returns_openai_style_file_object(api: httpx.Client, emu: XaiEmulator) -> None:
-    # xai.md §5.1 response shape; §2 Unix-int timestamps, int bytes, "object": "file"
+    # xAI contract §5.1 response shape; §2 Unix-int timestamps, int bytes, "object": "file"
     body = upload(api, "notes.md", b"# hello\n", "text/markdown", purpose="assistants")
     assert re.fullmatch(r"file_[0-9a-f-]{36}", body["id"])
     assert body["object"] == "file"
@@ -178,7 +178,7 @@ def test_upload_returns_openai_style_file_object(api: httpx.Client, emu: XaiEmul
 
 
 def test_upload_keeps_binary_content_and_odd_filenames(api: httpx.Client, emu: XaiEmulator) -> None:
-    # xai.md §5.1: the multipart filename becomes `filename`; §4 any bytes are accepted
+    # xAI contract §5.1: the multipart filename becomes `filename`; §4 any bytes are accepted
     content = bytes(range(256)) * 4 + b"\r\n--not-a-boundary\r\n"
     body = upload(api, 'Q3 "draft" rapport é.bin', content, "application/octet-stream")
     assert body["filename"] == 'Q3 "draft" rapport é.bin'
@@ -186,7 +186,7 @@ def test_upload_keeps_binary_content_and_odd_filenames(api: httpx.Client, emu: X
 
 
 def test_upload_expires_after(api: httpx.Client, clock: FakeClock) -> None:
-    # xai.md §4/§5.1: expires_after in 3600..2592000; §5.3 404 past expires_at
+    # xAI contract §4/§5.1: expires_after in 3600..2592000; §5.3 404 past expires_at
     body = upload(api, "tmp.txt", b"x", expires_after="3600")
     assert body["expires_at"] == int(T0 + 3600)
     assert api.get(f"/v1/files/{body['id']}").status_code == 200
@@ -197,7 +197,7 @@ def test_upload_expires_after(api: httpx.Client, clock: FakeClock) -> None:
 
 
 def test_upload_size_limit_and_missing_file_part(api: httpx.Client, emu: XaiEmulator) -> None:
-    # xai.md §4, §15: configurable max (default 50 MB read as 50,000,000 bytes) on /v1/files → 400
+    # xAI contract §4, §15: configurable max (default 50 MB read as 50,000,000 bytes) on /v1/files → 400
     assert emu.max_file_bytes == 50_000_000
     emu.max_file_bytes = 10
     assert api.post("/v1/files", files={"file": ("ok.txt", b"0123456789")}).status_code == 200
@@ -210,7 +210,7 @@ def test_upload_size_limit_and_missing_file_part(api: httpx.Client, emu: XaiEmul
 
 
 def test_files_list_pagination_always_returns_a_token(api: httpx.Client, clock: FakeClock) -> None:
-    # xai.md §5.2 pagination rule: token always present; end when len(data) < limit
+    # xAI contract §5.2 pagination rule: token always present; end when len(data) < limit
     ids = []
     for i in range(5):
         ids.append(upload(api, f"f{i}.txt", b"x" * (i + 1))["id"])
@@ -250,7 +250,7 @@ def test_files_list_pagination_always_returns_a_token(api: httpx.Client, clock: 
 
 
 def test_files_list_filter(api: httpx.Client) -> None:
-    # xai.md §5.2 filter: name/file_name fuzzy, file_id exact, AND
+    # xAI contract §5.2 filter: name/file_name fuzzy, file_id exact, AND
     a = upload(api, "Quarterly Report.pdf", b"%PDF-1.4")["id"]
     b = upload(api, "quarterly-notes.txt", b"notes")["id"]
     c = upload(api, "other.txt", b"zzz")["id"]
@@ -272,7 +272,7 @@ def test_files_list_filter(api: httpx.Client) -> None:
 
 
 def test_get_delete_content_and_404_after_delete(api: httpx.Client) -> None:
-    # xai.md §5.3, §5.4, §5.5
+    # xAI contract §5.3, §5.4, §5.5
     content = b"line one\nline two\xff\n"
     fid = upload(api, "doc.txt", content)["id"]
     got = api.get(f"/v1/files/{fid}")
@@ -293,7 +293,7 @@ def test_get_delete_content_and_404_after_delete(api: httpx.Client) -> None:
 
 
 def test_deleting_a_file_removes_it_from_collections(api: httpx.Client, mgmt: httpx.Client) -> None:
-    # xai.md §13.3 is open; emulator decision [I]: F4 cascades out of every collection
+    # xAI contract §13.3 is open; emulator decision [I]: F4 cascades out of every collection
     cid = make_collection(mgmt)["collection_id"]
     fid = upload(api, "a.txt", b"a")["id"]
     assert mgmt.post(f"/v1/collections/{cid}/documents/{fid}").status_code == 200
@@ -308,7 +308,7 @@ def test_deleting_a_file_removes_it_from_collections(api: httpx.Client, mgmt: ht
 
 
 def test_collection_create_get_shapes(mgmt: httpx.Client) -> None:
-    # xai.md §6.1 CollectionMetadata; §2 RFC 3339 + documents_count as a JSON number
+    # xAI contract §6.1 CollectionMetadata; §2 RFC 3339 + documents_count as a JSON number
     created = make_collection(mgmt, "SEC Filings", collection_description="Filings",
                               field_definitions=CRM_FIELDS)
     assert re.fullmatch(r"collection_[0-9a-f-]{36}", created["collection_id"])
@@ -335,7 +335,7 @@ def test_collection_create_get_shapes(mgmt: httpx.Client) -> None:
 
 
 def test_collection_list_pagination_and_limit(mgmt: httpx.Client, clock: FakeClock) -> None:
-    # xai.md §6.2: limit ≤ 100, token absent on the last page, order/sort_by enums
+    # xAI contract §6.2: limit ≤ 100, token absent on the last page, order/sort_by enums
     for name in ("beta", "alpha", "gamma"):
         make_collection(mgmt, name)
         clock.advance(1)
@@ -366,7 +366,7 @@ def test_collection_list_pagination_and_limit(mgmt: httpx.Client, clock: FakeClo
 
 
 def test_collection_update_and_delete(mgmt: httpx.Client, api: httpx.Client, emu: XaiEmulator) -> None:
-    # xai.md §6.4 field_definition_updates; §6.5 delete → {}
+    # xAI contract §6.4 field_definition_updates; §6.5 delete → {}
     cid = make_collection(mgmt, field_definitions=[{"key": "crm_document_id"}, {"key": "tag"}])["collection_id"]
     fid = upload(api, "a.txt", b"a")["id"]
     add = mgmt.post(f"/v1/collections/{cid}/documents/{fid}", json={"fields": {"crm_document_id": "1", "tag": "x"}})
@@ -412,7 +412,7 @@ def crm(mgmt: httpx.Client) -> str:
 
 
 def test_add_document_validation(api: httpx.Client, mgmt: httpx.Client, crm: str) -> None:
-    # xai.md §7.1 + §9: keys must be declared, required enforced, unique → 409 [I], values are strings
+    # xAI contract §7.1 + §9: keys must be declared, required enforced, unique → 409 [I], values are strings
     fid = upload(api, "a.txt", b"a")["id"]
     other = upload(api, "b.txt", b"b")["id"]
     url = f"/v1/collections/{crm}/documents/{fid}"
@@ -434,7 +434,7 @@ def test_add_document_validation(api: httpx.Client, mgmt: httpx.Client, crm: str
 
 
 def test_add_document_with_no_body_at_all(api: httpx.Client, mgmt: httpx.Client, emu: XaiEmulator) -> None:
-    # xai.md §7.1: the official guide sends POST with no body and no Content-Type → 200 {}
+    # xAI contract §7.1: the official guide sends POST with no body and no Content-Type → 200 {}
     cid = make_collection(mgmt, field_definitions=[{"key": "tag"}])["collection_id"]
     fid = upload(api, "a.txt", b"a")["id"]
     resp = mgmt.post(f"/v1/collections/{cid}/documents/{fid}")
@@ -446,7 +446,7 @@ def test_add_document_with_no_body_at_all(api: httpx.Client, mgmt: httpx.Client,
 
 def test_re_adding_a_member_is_idempotent(api: httpx.Client, mgmt: httpx.Client, crm: str,
                                           emu: XaiEmulator) -> None:
-    # xai.md §7.1 [I]: already a member → 200 {}, fields replaced if given, never duplicated
+    # xAI contract §7.1 [I]: already a member → 200 {}, fields replaced if given, never duplicated
     fid = upload(api, "a.txt", b"a")["id"]
     url = f"/v1/collections/{crm}/documents/{fid}"
     assert mgmt.post(url, json={"fields": {"crm_document_id": "1", "content_sha256": "old"}}).status_code == 200
@@ -460,7 +460,7 @@ def test_re_adding_a_member_is_idempotent(api: httpx.Client, mgmt: httpx.Client,
 
 
 def test_document_metadata_shape(api: httpx.Client, mgmt: httpx.Client, crm: str, clock: FakeClock) -> None:
-    # xai.md §7.3 DocumentMetadata; §2 size_bytes is an int64 → JSON string
+    # xAI contract §7.3 DocumentMetadata; §2 size_bytes is an int64 → JSON string
     content = b"The quarterly revenue grew.\n" * 10
     fid = upload(api, "tsla.txt", content, "text/plain")["id"]
     assert mgmt.post(f"/v1/collections/{crm}/documents/{fid}",
@@ -484,7 +484,7 @@ def test_document_metadata_shape(api: httpx.Client, mgmt: httpx.Client, crm: str
 
 def test_status_transitions_follow_the_injected_clock(api: httpx.Client, mgmt: httpx.Client, crm: str,
                                                       clock: FakeClock, emu: XaiEmulator) -> None:
-    # xai.md §8: PROCESSING → PROCESSED after the delay, last_indexed_at set; §7.6 reindex → PROCESSING again
+    # xAI contract §8: PROCESSING → PROCESSED after the delay, last_indexed_at set; §7.6 reindex → PROCESSING again
     fid = upload(api, "a.txt", b"hello")["id"]
     url = f"/v1/collections/{crm}/documents/{fid}"
     assert mgmt.post(url, json={"fields": {"crm_document_id": "1"}}).status_code == 200
@@ -523,7 +523,7 @@ def test_status_transitions_follow_the_injected_clock(api: httpx.Client, mgmt: h
 ])
 def test_unparseable_content_fails_with_error_message(api: httpx.Client, mgmt: httpx.Client, crm: str,
                                                       clock: FakeClock, name: str, content: bytes) -> None:
-    # xai.md §8: FAILED carries error_message (the SDK fake fails on `test-failed`)
+    # xAI contract §8: FAILED carries error_message (the SDK fake fails on `test-failed`)
     fid = upload(api, name, content, "application/octet-stream")["id"]
     url = f"/v1/collections/{crm}/documents/{fid}"
     assert mgmt.post(url, json={"fields": {"crm_document_id": "1"}}).status_code == 200
@@ -538,7 +538,7 @@ def test_unparseable_content_fails_with_error_message(api: httpx.Client, mgmt: h
 
 def test_valid_pdf_and_docx_are_processed(api: httpx.Client, mgmt: httpx.Client, crm: str,
                                           clock: FakeClock) -> None:
-    # xai.md §4 supported content: real PDF / zip-based Office files parse fine
+    # xAI contract §4 supported content: real PDF / zip-based Office files parse fine
     for name, content in (("ok.pdf", b"%PDF-1.7\n..."), ("ok.docx", b"PK\x03\x04rest")):
         fid = upload(api, name, content, "application/octet-stream")["id"]
         assert mgmt.post(f"/v1/collections/{crm}/documents/{fid}",
@@ -552,7 +552,7 @@ def test_valid_pdf_and_docx_are_processed(api: httpx.Client, mgmt: httpx.Client,
 
 def test_list_documents_filters_and_pagination(api: httpx.Client, mgmt: httpx.Client, crm: str,
                                                clock: FakeClock) -> None:
-    # xai.md §7.3 filter: status:…, status:!…, fields.<key>:"…", name:"…", AND; pagination as §6.2
+    # xAI contract §7.3 filter: status:…, status:!…, fields.<key>:"…", name:"…", AND; pagination as §6.2
     good = []
     for i in range(3):
         fid = upload(api, f"quarterly-{i}.txt", b"text")["id"]
@@ -598,7 +598,7 @@ def test_list_documents_filters_and_pagination(api: httpx.Client, mgmt: httpx.Cl
 
 
 def test_batch_get(api: httpx.Client, mgmt: httpx.Client, crm: str) -> None:
-    # xai.md §7.5: repeated file_ids (and comma-separated), unknown ids omitted, cap 100 [I]
+    # xAI contract §7.5: repeated file_ids (and comma-separated), unknown ids omitted, cap 100 [I]
     a = upload(api, "a.txt", b"a")["id"]
     b = upload(api, "b.txt", b"b")["id"]
     c = upload(api, "c.txt", b"c")["id"]
@@ -620,7 +620,7 @@ def emu_path(cid: str) -> str:
 
 
 def test_remove_document(api: httpx.Client, mgmt: httpx.Client, crm: str) -> None:
-    # xai.md §7.7: {} then 404 on the second remove; the file stays in /v1/files
+    # xAI contract §7.7: {} then 404 on the second remove; the file stays in /v1/files
     fid = upload(api, "a.txt", b"a")["id"]
     url = f"/v1/collections/{crm}/documents/{fid}"
     mgmt.post(url, json={"fields": {"crm_document_id": "1"}})
@@ -657,7 +657,7 @@ def test_inspection_api(emu: XaiEmulator, mgmt: httpx.Client) -> None:
 
 
 def test_search_keyword_scoring(api: httpx.Client, mgmt: httpx.Client, crm: str, clock: FakeClock) -> None:
-    # xai.md §10: POST /v1/documents/search on the api host, matches[] with fields
+    # xAI contract §10: POST /v1/documents/search on the api host, matches[] with fields
     hit = upload(api, "rev.txt", b"Revenue grew in the last quarter. Revenue!")["id"]
     miss = upload(api, "cats.txt", b"Cats sleep a lot.")["id"]
     for fid, crm_id in ((hit, "1"), (miss, "2")):
@@ -679,7 +679,7 @@ def test_search_keyword_scoring(api: httpx.Client, mgmt: httpx.Client, crm: str,
 
 
 def test_filter_subset_semantics() -> None:
-    # xai.md §5.2/§7.3/§9: AIP-160 subset; OR binds tighter than AND
+    # xAI contract §5.2/§7.3/§9: AIP-160 subset; OR binds tighter than AND
     row: dict[str, FieldValue] = {"name": ("text", "Quarterly.PDF"), "size_bytes": ("int", 10),
                                   "status": ("exact", "A"), "expires_at": ("time", None)}
 

@@ -1,4 +1,4 @@
-"""Contract tests for the xAI emulator's search, ``POST /v1/documents/search`` (``xai.md`` §10; errors §2/§3).
+"""Contract tests for the xAI emulator's search, ``POST /v1/documents/search`` (xAI contract §10; errors §2/§3).
 
 Real HTTP on loopback. The emulator must behave like a search service: keyword scoring over the text it
 extracted at "processing" (PDF pages, office XML, plain text; images none), ``limit``, ``source.collection_ids``

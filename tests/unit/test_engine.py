@@ -159,7 +159,7 @@ class World:
 
     def _espo(self, request: httpx.Request, sent: Sent) -> httpx.Response:
         path, method = sent.path, request.method
-        if path == "Metadata":  # the design document's fields (contract espocrm.md §10.1); §10.2 empty if absent
+        if path == "Metadata":  # the design document's fields (EspoCRM contract §10.1); §10.2 empty if absent
             key = request.url.params["key"]
             if key != "entityDefs.Document.fields":
                 return httpx.Response(200, content=b"")
@@ -448,7 +448,7 @@ def test_processing_past_the_wait_is_pending_not_gesynct(world: World, run: RunF
     assert outcomes(summary) == {"d1": "pending"} and summary.exit_code == 0
     rec = world.records["d1"]
     # The design document's xaiSyncStatus has no "pending": "still indexing" is written as "syncing" (a
-    # "pending" write would be refused with 400, contract espocrm.md §10.1) and this host's state says pending.
+    # "pending" write would be refused with 400, EspoCRM contract §10.1) and this host's state says pending.
     assert rec["xaiSyncStatus"] == "syncing" and rec["dateiStatus"] == "Neu"
     assert all(s.body.get("dateiStatus") != "Gesynct" for s in world.requests("espo", "PUT"))
     assert all(s.body.get("xaiSyncStatus") != "pending" for s in world.requests("espo", "PUT"))
@@ -508,7 +508,7 @@ def test_the_syncing_mark_is_taken_back_after_a_run_fatal_error(world: World, ru
 
 
 def test_a_wrong_xai_key_answered_400_is_an_auth_failure_of_the_run(world: World, run: RunFn) -> None:
-    # contract xai.md §15: the real service answers a wrong or revoked key with 400 "Incorrect API key provided"
+    # xAI contract §15: the real service answers a wrong or revoked key with 400 "Incorrect API key provided"
     for doc_id in ("d1", "d2"):
         world.add_doc(doc_id, doc_id.encode() * 10)
     world.fail("files", "POST", "/v1/files", lambda r: httpx.Response(
@@ -520,7 +520,7 @@ def test_a_wrong_xai_key_answered_400_is_an_auth_failure_of_the_run(world: World
 
 
 def test_a_data_403_from_espocrm_is_not_an_auth_failure(world: World, run: RunFn) -> None:
-    # contract espocrm.md §10.3: a 403 with a data reason is a problem of that request, healed by a later run
+    # EspoCRM contract §10.3: a 403 with a data reason is a problem of that request, healed by a later run
     world.add_doc("d1")
     world.add_doc("d2")
     world.fail("espo", "GET", "Document/d1/accounts", lambda r: httpx.Response(
@@ -591,7 +591,7 @@ def test_a_missing_preview_field_matters_only_when_previews_are_made(world: Worl
 
 
 def test_the_page_cap_of_app_user_is_the_listing_page_size(world: World, run: RunFn) -> None:
-    # contract espocrm.md §10.4
+    # EspoCRM contract §10.4
     world.page_cap = 2
     for n in range(5):
         world.add_doc(f"d{n}")
@@ -601,7 +601,7 @@ def test_the_page_cap_of_app_user_is_the_listing_page_size(world: World, run: Ru
 
 def test_a_validation_failure_of_the_write_back_stops_the_run_and_leaves_nothing_behind(
         world: World, run: RunFn) -> None:
-    # contract espocrm.md §10.1: a 400 `valid` on docsync's own write is a setup problem, not the document's
+    # EspoCRM contract §10.1: a 400 `valid` on docsync's own write is a setup problem, not the document's
     world.add_doc("d1")
     world.add_doc("d2")
     world.fail("espo", "PUT", "Document/d1", lambda r: httpx.Response(400, headers={
@@ -695,7 +695,7 @@ def test_conflict_on_the_write_back_defers(world: World, run: RunFn) -> None:
 
 
 def test_a_file_replaced_just_before_the_write_back_is_caught_by_the_file_id(world: World, run: RunFn) -> None:
-    # contract espocrm.md §10.9: the write-back carries the fileId docsync worked on; EspoCRM refuses it (the
+    # EspoCRM contract §10.9: the write-back carries the fileId docsync worked on; EspoCRM refuses it (the
     # old attachment is gone) and the new upload is taken back out; the next run picks the new file up
     world.add_doc("d1", b"first attachment")
 

@@ -1,6 +1,7 @@
-"""``docsync_cli.espocrm.EspoClient`` against pytest-httpx stubs shaped like ``shared/contracts/espocrm.md``:
-auth headers (§1.1, §1.2), keyset paging with ``searchParams`` (§2), field mapping, partial conditional
-updates (§3.2-3.3), downloads (§5.5), related lists (§4.1), preview uploads (§5.2), readable errors (§1.5)."""
+"""``docsync_cli.espocrm.EspoClient`` against pytest-httpx stubs shaped like the EspoCRM contract
+(``docs/contracts.md``): auth headers (§1.1, §1.2), keyset paging with ``searchParams`` (§2), field mapping, partial
+conditional updates (§3.2-3.3), downloads (§5.5), related lists (§4.1), preview uploads (§5.2), readable errors
+(§1.5)."""
 
 from __future__ import annotations
 

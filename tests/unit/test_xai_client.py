@@ -1,7 +1,7 @@
-"""``docsync_cli.xai.XaiClient`` against pytest-httpx stubs shaped like ``shared/contracts/xai.md``: the two
-hosts and their keys (§1), multipart upload with docsync's marked name (§5.1), the files listing filter and its
-short-page end (§5.2), deletes and removals where 404 means done (§5.4, §7.7), field definitions (§6.4, §9),
-adding with fields (§7.1), ``documents:batchGet`` (§7.5) and collection document paging (§7.3)."""
+"""``docsync_cli.xai.XaiClient`` against pytest-httpx stubs shaped like the xAI contract (``docs/contracts.md``): the
+two hosts and their keys (§1), multipart upload with docsync's marked name (§5.1), the files listing filter and its
+short-page end (§5.2), deletes and removals where 404 means done (§5.4, §7.7), field definitions (§6.4, §9), adding
+with fields (§7.1), ``documents:batchGet`` (§7.5) and collection document paging (§7.3)."""
 
 from __future__ import annotations
 
@@ -416,7 +416,7 @@ def test_search_without_collections_asks_nothing_and_a_bad_answer_is_rejected(ht
 ])
 def test_errors_naming_the_api_key_are_auth_failures(httpx_mock: HTTPXMock, tmp_path: Path, status: int,
                                                      error: str, auth: bool) -> None:
-    # xai.md §15: a wrong or revoked key is answered 400 "Incorrect API key provided"
+    # xAI contract §15: a wrong or revoked key is answered 400 "Incorrect API key provided"
     httpx_mock.add_response(url=f"{FILES}/v1/files", method="POST", status_code=status,
                             json={"code": "Client specified an invalid argument", "error": error})
     source = tmp_path / "a.pdf"
