@@ -45,8 +45,8 @@ import pypdfium2 as pdfium  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from docsync_cli.preview import PreviewLimits, PreviewService  # noqa: E402
+from tests.corpus import CORPUS  # noqa: E402  (the shipped demo corpus + the test-only files)
 
-CORPUS = ROOT / "tests" / "data" / "corpus"
 README = ROOT / "bench" / "README.md"
 BEGIN, END = "<!-- previews:begin -->", "<!-- previews:end -->"
 CORPUS_PDFS = ["minimal-document.pdf", "libreoffice-writer.pdf", "google-doc-document.pdf",

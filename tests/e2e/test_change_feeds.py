@@ -20,7 +20,7 @@ import pytest
 from docsync_cli.config import load_settings
 from docsync_cli.engine import Engine, RunOptions, RunSummary
 from docsync_cli.sandbox.http import Callback
-from docsync_cli.sandbox.seed import Sandbox
+from docsync_cli.sandbox.seed import Sandbox, corpus_dir
 from docsync_cli.services import engine_settings, open_services
 from docsync_cli.state import StateStore
 from tests.e2e.test_sync_cli import docsync
@@ -246,7 +246,7 @@ def test_cli_plain_run_after_a_link_change_with_the_stream(tmp_path: Path) -> No
 
 def test_a_second_full_run_with_an_unrenderable_preview_writes_nothing(tmp_path: Path) -> None:
     # issue 12: "no preview" counted as out of step, so every --full rewrote such documents
-    corpus = Path(__file__).resolve().parents[1] / "data" / "corpus"
+    corpus = corpus_dir()
     with Sandbox() as box:
         collection = box.xai.create_collection("A")
         account = box.espo.add_account("A", collection)

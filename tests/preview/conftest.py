@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from docsync_cli.preview import PreviewService
 from docsync_cli.preview.office import find_soffice, find_uno_python
-
-CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
+from tests.corpus import CORPUS, Corpus
 
 
 def office_available() -> bool:
@@ -23,7 +21,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
-def corpus() -> Path:
+def corpus() -> Corpus:
     return CORPUS
 
 

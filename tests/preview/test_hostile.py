@@ -20,6 +20,7 @@ from preview_helpers import decode, own_children
 
 from docsync_cli.errors import PreviewError
 from docsync_cli.preview import PreviewLimits, PreviewService, child, office
+from tests.corpus import Corpus
 
 
 def code_of(svc: PreviewService, path: Path, name: str | None = None) -> str:
@@ -73,19 +74,19 @@ def lone_service() -> Iterator[PreviewService]:
     assert not left, f"children left behind: {left}"
 
 
-def test_encrypted_pdf(service: PreviewService, corpus: Path) -> None:
+def test_encrypted_pdf(service: PreviewService, corpus: Corpus) -> None:
     assert code_of(service, corpus / "encrypted-password.pdf") == "encrypted"
 
 
 @pytest.mark.parametrize("fraction", [0.02, 0.3, 0.7, 0.95])
-def test_truncated_pdf(service: PreviewService, corpus: Path, tmp_path: Path, fraction: float) -> None:
+def test_truncated_pdf(service: PreviewService, corpus: Corpus, tmp_path: Path, fraction: float) -> None:
     data = (corpus / "pdflatex-4-pages.pdf").read_bytes()
     target = tmp_path / "cut.pdf"
     target.write_bytes(data[: int(len(data) * fraction)])
     assert code_of(service, target) == "corrupt"
 
 
-def test_truncated_jpeg(service: PreviewService, corpus: Path, tmp_path: Path) -> None:
+def test_truncated_jpeg(service: PreviewService, corpus: Corpus, tmp_path: Path) -> None:
     data = (corpus / "exif-Landscape_1.jpg").read_bytes()
     target = tmp_path / "cut.jpg"
     target.write_bytes(data[:2000])
@@ -187,7 +188,7 @@ for line in sys.stdin:
 """
 
 
-def test_hanging_renderer_is_killed(lone_service: PreviewService, corpus: Path, tmp_path: Path,
+def test_hanging_renderer_is_killed(lone_service: PreviewService, corpus: Corpus, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Deterministic: a warm-up request with a generous deadline proves the worker (and its grandchild) runs
     before the short deadline is armed, and the grandchild's death is awaited instead of sampled once."""
@@ -231,7 +232,7 @@ for line in sys.stdin:
 """
 
 
-def test_crashing_renderer_is_reaped_and_replaced(lone_service: PreviewService, corpus: Path, tmp_path: Path,
+def test_crashing_renderer_is_reaped_and_replaced(lone_service: PreviewService, corpus: Corpus, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     script = tmp_path / "crash.py"
     script.write_text(CRASHING_WORKER)
@@ -267,7 +268,7 @@ def gone(pid: int, within: float = 10.0) -> bool:
 
 
 @pytest.mark.needs_soffice
-def test_hanging_soffice_at_start(lone_service: PreviewService, corpus: Path, tmp_path: Path,
+def test_hanging_soffice_at_start(lone_service: PreviewService, corpus: Corpus, tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     pid_file = stub_soffice(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
@@ -287,7 +288,7 @@ for line in sys.stdin:
 """
 
 
-def test_hanging_office_conversion(lone_service: PreviewService, corpus: Path, tmp_path: Path,
+def test_hanging_office_conversion(lone_service: PreviewService, corpus: Corpus, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     stub_soffice(tmp_path)
     bridge = tmp_path / "bridge.py"
@@ -301,7 +302,7 @@ def test_hanging_office_conversion(lone_service: PreviewService, corpus: Path, t
     assert lone_service.child_pids() == []
 
 
-def test_converter_missing(lone_service: PreviewService, corpus: Path, tmp_path: Path,
+def test_converter_missing(lone_service: PreviewService, corpus: Corpus, tmp_path: Path,
                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(office, "find_soffice", lambda: None)
     assert code_of(lone_service, corpus / "python-docx-test.docx") == "converter_missing"
@@ -314,7 +315,7 @@ def test_not_a_regular_file(service: PreviewService, tmp_path: Path) -> None:
     assert code_of(service, tmp_path / "missing.pdf") == "corrupt"
 
 
-def test_service_exit_leaves_no_children(corpus: Path) -> None:
+def test_service_exit_leaves_no_children(corpus: Corpus) -> None:
     before = {p.pid for p in own_children()}
     with PreviewService(workers=2) as svc:
         svc.render(corpus / "minimal-document.pdf", "a.pdf")
@@ -328,7 +329,7 @@ def test_service_exit_leaves_no_children(corpus: Path) -> None:
 
 
 @pytest.mark.needs_soffice
-def test_service_exit_stops_libreoffice(corpus: Path) -> None:
+def test_service_exit_stops_libreoffice(corpus: Corpus) -> None:
     before = {p.pid for p in own_children()}
     with PreviewService(workers=1) as svc:
         svc.render(corpus / "python-docx-test.docx", "a.docx")
@@ -338,7 +339,7 @@ def test_service_exit_stops_libreoffice(corpus: Path) -> None:
     assert all(gone(pid) for pid in descendants)
 
 
-def test_encrypted_odf(service: PreviewService, corpus: Path, tmp_path: Path) -> None:
+def test_encrypted_odf(service: PreviewService, corpus: Corpus, tmp_path: Path) -> None:
     manifest = ('<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
                 '<manifest:file-entry manifest:full-path="content.xml"><manifest:encryption-data '
                 'manifest:checksum-type="SHA1"/></manifest:file-entry></manifest:manifest>')

@@ -22,6 +22,7 @@ import pytest
 from preview_helpers import decode
 
 from docsync_cli.preview import PreviewLimits, PreviewService
+from tests.corpus import Corpus
 
 SHARED_CACHE = Path("/usr/lib/libreoffice/share/uno_packages/cache")
 IMPORTED = ("docsync_cli", "PIL", "pypdfium2", "pypdfium2_raw", "pypdfium2_cfg")  # what a preview imports
@@ -98,7 +99,7 @@ def interpreter_for(prefix: list[str]) -> str:
 
 @pytest.mark.needs_soffice
 def test_an_unprivileged_users_docx_preview_works_after_root_made_previews(
-        corpus: Path, tmp_path: Path, world_readable_dir: Path) -> None:
+        corpus: Corpus, tmp_path: Path, world_readable_dir: Path) -> None:
     docx = corpus / "python-docx-test.docx"
     shared_before = tree(SHARED_CACHE)
     # 1. this user (root in CI) makes an office preview, like the README's root demo and test commands do

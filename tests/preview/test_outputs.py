@@ -15,6 +15,7 @@ from preview_helpers import assert_fits, decode, is_blank, pixel_diff, poppler_p
 
 from docsync_cli.errors import PreviewError
 from docsync_cli.preview import PreviewLimits, PreviewService, render_preview
+from tests.corpus import Corpus
 
 PDFS = [
     "arabic-rotated.pdf", "cmyk-image.pdf", "google-doc-document.pdf", "imagemagick-ccittfax.pdf",
@@ -41,14 +42,14 @@ def upright_ratio(path: Path) -> float:
 
 
 @pytest.mark.parametrize("name", PDFS)
-def test_pdf_fits_and_keeps_aspect(service: PreviewService, corpus: Path, name: str) -> None:
+def test_pdf_fits_and_keeps_aspect(service: PreviewService, corpus: Corpus, name: str) -> None:
     img = decode(service.render(corpus / name, name))
     assert_fits(img, page1_ratio(corpus / name))
     assert not is_blank(img)
 
 
 @pytest.mark.parametrize("name", PDFS)
-def test_pdf_looks_like_poppler(service: PreviewService, corpus: Path, tmp_path: Path, name: str) -> None:
+def test_pdf_looks_like_poppler(service: PreviewService, corpus: Corpus, tmp_path: Path, name: str) -> None:
     reference = poppler_page1(corpus / name, tmp_path)
     if reference is None:
         pytest.skip("pdftoppm (poppler-utils) not installed")
@@ -57,7 +58,7 @@ def test_pdf_looks_like_poppler(service: PreviewService, corpus: Path, tmp_path:
     assert pixel_diff(img, reference) < 12
 
 
-def test_rotated_page_is_upright(service: PreviewService, corpus: Path, tmp_path: Path) -> None:
+def test_rotated_page_is_upright(service: PreviewService, corpus: Corpus, tmp_path: Path) -> None:
     img = decode(service.render(corpus / "arabic-rotated.pdf", "arabic-rotated.pdf"))
     doc = pdfium.PdfDocument(corpus / "arabic-rotated.pdf")
     assert doc[0].get_rotation() in (90, 270)
@@ -69,7 +70,7 @@ def test_rotated_page_is_upright(service: PreviewService, corpus: Path, tmp_path
         assert pixel_diff(img, reference) < pixel_diff(img, unrotated.resize(reference.size))
 
 
-def test_only_the_first_page(service: PreviewService, corpus: Path) -> None:
+def test_only_the_first_page(service: PreviewService, corpus: Corpus) -> None:
     pdf = corpus / "pdflatex-4-pages.pdf"
     img = decode(service.render(pdf, pdf.name))
     doc = pdfium.PdfDocument(pdf)
@@ -80,21 +81,21 @@ def test_only_the_first_page(service: PreviewService, corpus: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["cmyk-image.pdf", "imagemagick-ccittfax.pdf"])
-def test_cmyk_and_fax_images_render(service: PreviewService, corpus: Path, name: str) -> None:
+def test_cmyk_and_fax_images_render(service: PreviewService, corpus: Corpus, name: str) -> None:
     img = decode(service.render(corpus / name, name))
     assert not is_blank(img)
     grey = img.convert("L")
     assert grey.getextrema()[0] < 60  # real dark ink, not a grey wash
 
 
-def test_cmyk_keeps_colour(service: PreviewService, corpus: Path) -> None:
+def test_cmyk_keeps_colour(service: PreviewService, corpus: Corpus) -> None:
     img = decode(service.render(corpus / "cmyk-image.pdf", "cmyk-image.pdf"))
     red, green, blue = (band.getextrema() for band in img.split())
     assert max(red[1] - green[0], blue[1] - red[0]) > 60
 
 
 @pytest.mark.parametrize("name", IMAGES)
-def test_images_fit_and_keep_aspect(service: PreviewService, corpus: Path, name: str) -> None:
+def test_images_fit_and_keep_aspect(service: PreviewService, corpus: Corpus, name: str) -> None:
     img = decode(service.render(corpus / name, name))
     with Image.open(corpus / name) as src:
         small = max(src.size) <= 600
@@ -102,7 +103,7 @@ def test_images_fit_and_keep_aspect(service: PreviewService, corpus: Path, name:
 
 
 @pytest.mark.parametrize("name", LANDSCAPES)
-def test_corpus_exif_upright(service: PreviewService, corpus: Path, name: str) -> None:
+def test_corpus_exif_upright(service: PreviewService, corpus: Corpus, name: str) -> None:
     reference = decode(service.render(corpus / "exif-Landscape_1.jpg", "exif-Landscape_1.jpg"))
     img = decode(service.render(corpus / name, name))
     assert img.width > img.height
@@ -111,7 +112,7 @@ def test_corpus_exif_upright(service: PreviewService, corpus: Path, name: str) -
     assert pixel_diff(img, reference.rotate(180)) > 20  # the check can tell a wrong turn
 
 
-def test_corpus_portrait_upright(service: PreviewService, corpus: Path) -> None:
+def test_corpus_portrait_upright(service: PreviewService, corpus: Corpus) -> None:
     img = decode(service.render(corpus / "exif-Portrait_5.jpg", "exif-Portrait_5.jpg"))
     assert img.height > img.width
 
@@ -132,7 +133,7 @@ _STORE = {
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
-def test_all_exif_orientations_upright(service: PreviewService, corpus: Path, tmp_path: Path,
+def test_all_exif_orientations_upright(service: PreviewService, corpus: Corpus, tmp_path: Path,
                                        orientation: int, fmt: str) -> None:
     with Image.open(corpus / "exif-Landscape_1.jpg") as src:
         upright = src.convert("RGB").resize((900, 600))
@@ -168,7 +169,7 @@ def test_cmyk_and_palette_images(service: PreviewService, tmp_path: Path) -> Non
     assert img.getpixel((190, 50)) == (255, 255, 255)  # transparency on white
 
 
-def test_png_named_jpg_and_pdf_named_docx(service: PreviewService, corpus: Path, tmp_path: Path) -> None:
+def test_png_named_jpg_and_pdf_named_docx(service: PreviewService, corpus: Corpus, tmp_path: Path) -> None:
     Image.new("RGB", (300, 150), "green").save(tmp_path / "logo.jpg", format="PNG")
     img = decode(service.render(tmp_path / "logo.jpg", "logo.jpg"))
     assert img.size == (300, 150)
@@ -215,12 +216,12 @@ def test_icon_for_anything_else(service: PreviewService, tmp_path: Path, name: s
     assert pixel_diff(img, expected) < 2
 
 
-def test_render_preview_one_shot(corpus: Path) -> None:
+def test_render_preview_one_shot(corpus: Corpus) -> None:
     img = decode(render_preview(corpus / "minimal-document.pdf", "minimal-document.pdf"))
     assert_fits(img, page1_ratio(corpus / "minimal-document.pdf"))
 
 
-def test_smaller_limits_are_honoured(corpus: Path) -> None:
+def test_smaller_limits_are_honoured(corpus: Corpus) -> None:
     limits = PreviewLimits(max_width=200, max_height=200, quality=50)
     with PreviewService(limits, office=False, workers=1) as svc:
         img = decode(svc.render(corpus / "exif-Landscape_6.jpg", "x.jpg"))
@@ -229,7 +230,7 @@ def test_smaller_limits_are_honoured(corpus: Path) -> None:
         assert max(pdf.size) == 200
 
 
-def test_concurrent_renders(service: PreviewService, corpus: Path) -> None:
+def test_concurrent_renders(service: PreviewService, corpus: Corpus) -> None:
     names = ["minimal-document.pdf", "exif-Landscape_3.jpg", "cmyk-image.pdf", "python.bmp"] * 3
     results: dict[int, bytes] = {}
     errors: list[BaseException] = []
@@ -252,7 +253,7 @@ def test_concurrent_renders(service: PreviewService, corpus: Path) -> None:
 
 @pytest.mark.needs_soffice
 @pytest.mark.parametrize("name", ["python-docx-test.docx", "having-images.docx", "libreoffice-source.odt"])
-def test_office_documents(service: PreviewService, corpus: Path, name: str) -> None:
+def test_office_documents(service: PreviewService, corpus: Corpus, name: str) -> None:
     img = decode(service.render(corpus / name, name))
     assert_fits(img)
     ratio = img.width / img.height
@@ -262,7 +263,7 @@ def test_office_documents(service: PreviewService, corpus: Path, name: str) -> N
 
 
 @pytest.mark.needs_soffice
-def test_office_by_content_not_name(service: PreviewService, corpus: Path, tmp_path: Path) -> None:
+def test_office_by_content_not_name(service: PreviewService, corpus: Corpus, tmp_path: Path) -> None:
     shutil.copy(corpus / "libreoffice-source.odt", tmp_path / "upload.pdf")
     img = decode(service.render(tmp_path / "upload.pdf", "upload.pdf"))
     ref = decode(service.render(corpus / "libreoffice-source.odt", "libreoffice-source.odt"))
@@ -278,7 +279,7 @@ def test_rtf_document(service: PreviewService, tmp_path: Path) -> None:
 
 
 @pytest.mark.needs_soffice
-def test_office_switched_off(corpus: Path) -> None:
+def test_office_switched_off(corpus: Corpus) -> None:
     with PreviewService(office=False, workers=1) as svc:
         with pytest.raises(PreviewError) as info:
             svc.render(corpus / "python-docx-test.docx", "a.docx")

@@ -13,6 +13,7 @@ from PIL import Image
 
 from docsync_cli.preview import sniff_kind
 from docsync_cli.preview.sniff import sniff
+from tests.corpus import Corpus
 
 
 @pytest.mark.parametrize(
@@ -29,18 +30,18 @@ from docsync_cli.preview.sniff import sniff
         ("SOURCES.md", "text"),
     ],
 )
-def test_corpus_kinds(corpus: Path, name: str, kind: str) -> None:
+def test_corpus_kinds(corpus: Corpus, name: str, kind: str) -> None:
     assert sniff_kind(corpus / name, name) == kind
 
 
 @pytest.mark.parametrize("wrong_name", ["report.docx", "scan.jpg", "noext", "x.txt"])
-def test_pdf_is_pdf_whatever_the_name(corpus: Path, tmp_path: Path, wrong_name: str) -> None:
+def test_pdf_is_pdf_whatever_the_name(corpus: Corpus, tmp_path: Path, wrong_name: str) -> None:
     target = tmp_path / wrong_name
     shutil.copy(corpus / "minimal-document.pdf", target)
     assert sniff_kind(target, wrong_name) == "pdf"
 
 
-def test_office_extension_comes_from_the_content(corpus: Path, tmp_path: Path) -> None:
+def test_office_extension_comes_from_the_content(corpus: Corpus, tmp_path: Path) -> None:
     target = tmp_path / "upload.bin"
     shutil.copy(corpus / "libreoffice-source.odt", target)
     assert sniff(target, "upload.bin").ext == "odt"

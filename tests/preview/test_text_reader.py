@@ -10,14 +10,15 @@ import pytest
 
 from docsync_cli.errors import PreviewError
 from docsync_cli.preview import PreviewService
+from tests.corpus import Corpus
 
 
-def test_pdf_first_page_only(service: PreviewService, corpus: Path) -> None:
+def test_pdf_first_page_only(service: PreviewService, corpus: Corpus) -> None:
     text = service.text(corpus / "google-doc-document.pdf", "x.pdf")
     assert text.startswith("Example document") and "Beautiful is better than ugly." in text
 
 
-def test_docx_and_odt_text_without_libreoffice(corpus: Path) -> None:
+def test_docx_and_odt_text_without_libreoffice(corpus: Corpus) -> None:
     with PreviewService(office=False, workers=1) as plain:  # no converter: the XML is read directly
         assert "python-docx was here!" in plain.text(corpus / "python-docx-test.docx", "brief.docx")
         assert "consetetur sadipscing" in plain.text(corpus / "libreoffice-source.odt", "notiz.odt")
@@ -30,7 +31,7 @@ def test_text_files_give_their_first_lines(service: PreviewService, tmp_path: Pa
     assert text.splitlines()[0] == "Zeile 0" and len(text.splitlines()) == 60
 
 
-def test_images_have_no_text_and_encrypted_pdfs_say_so(service: PreviewService, corpus: Path) -> None:
+def test_images_have_no_text_and_encrypted_pdfs_say_so(service: PreviewService, corpus: Corpus) -> None:
     assert service.text(corpus / "exif-Portrait_5.jpg", "foto.jpg") == ""
     assert service.text(corpus / "cmyk-image.pdf", "scan.pdf").strip() == ""
     with pytest.raises(PreviewError) as err:

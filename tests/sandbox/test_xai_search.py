@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from docsync_cli.sandbox.xai import XaiEmulator
+from tests.corpus import CORPUS
 
 API_KEY = "xai-search-key"
 MGMT_KEY = "xai-search-management-key"
-CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 CODE_400 = "Client specified an invalid argument"
 CODE_401 = "The request does not have valid authentication credentials"
