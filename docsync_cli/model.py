@@ -26,6 +26,11 @@ class SyncStatus(StrEnum):
     FAILED = "failed"
 
 
+# xAI's processing status of a document in a collection (xAI contract §8): the one home of these strings
+PROCESSED = "DOCUMENT_STATUS_PROCESSED"
+FAILED = "DOCUMENT_STATUS_FAILED"
+UNKNOWN = "DOCUMENT_STATUS_UNKNOWN"  # also what an answer without a status counts as: still processing
+
 HEX = frozenset("0123456789abcdef")
 
 

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from .errors import UnsafePlan
 from .model import (
+    FAILED,
+    PROCESSED,
     Content,
     CrmDocument,
     DateiStatus,
@@ -157,8 +159,6 @@ def link_drift(local: LocalRecord | None, expected: frozenset[str] | None) -> st
     return None
 
 
-PROCESSED = "DOCUMENT_STATUS_PROCESSED"
-
 
 def verified_by_listing(docs: Iterable[CrmDocument], local: Mapping[str, LocalRecord],
                         expected: Mapping[str, frozenset[str]], remote: Iterable[RemoteMember], *,
@@ -285,7 +285,7 @@ def plan_document(
     if keep:
         assert current is not None
         held = frozenset(current.statuses)
-        failed = frozenset(c for c, s in current.statuses.items() if s == "DOCUMENT_STATUS_FAILED")
+        failed = frozenset(c for c, s in current.statuses.items() if s == FAILED)
         # A member without this installation's fields (an upload of an older docsync, adopted) is added again:
         # the add is an upsert that writes the ownership record.
         add_to = tuple(sorted((required - held) | (current.unmarked & required)))

@@ -52,6 +52,9 @@ from .errors import (
 from .espocrm import EspoClient
 from .hashing import FileTooLarge, HashingWriter, private_temp_file
 from .model import (
+    FAILED,
+    PROCESSED,
+    UNKNOWN,
     Content,
     CrmDocument,
     DateiStatus,
@@ -69,7 +72,7 @@ from .plan import EXPLICIT_REASONS, plan_document, why_work
 from .secrets import printable
 from .state import StateStore
 from .transport import short
-from .xai import FAILED, MANAGED_BY, PROCESSED, XaiClient, is_service_id, name_prefix, upload_name
+from .xai import MANAGED_BY, XaiClient, is_service_id, name_prefix, upload_name
 
 log = logging.getLogger("docsync.engine")
 MAX_ERROR_TEXT = 1000
@@ -318,7 +321,7 @@ class DocumentReconciler:
             except NotFoundError:
                 member = None
             if member is not None:
-                statuses[collection_id] = str(member.get("status") or "DOCUMENT_STATUS_UNKNOWN")
+                statuses[collection_id] = str(member.get("status") or UNKNOWN)
                 raw = member.get("fields")
                 fields[collection_id] = raw if isinstance(raw, dict) else {}
         if not self._owns(file_id, doc, fields, local):

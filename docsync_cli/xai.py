@@ -29,14 +29,13 @@ from typing import Any
 import httpx
 
 from .errors import DocsyncError, NotFoundError, RejectedError, SetupError
+from .model import UNKNOWN
 from .transport import ServiceClient, short
 
 FIELD_KEYS = ("crm_document_id", "content_sha256", "managed_by", "installation_id")
 MANAGED_BY = "docsync"
 PAGE = 100
 BATCH = 100
-PROCESSED = "DOCUMENT_STATUS_PROCESSED"
-FAILED = "DOCUMENT_STATUS_FAILED"
 SEARCH_MAX_LIMIT = 100
 _UNSAFE_NAME = re.compile(r"[^\w.\- ()\[\]äöüÄÖÜß]+")
 
@@ -279,7 +278,7 @@ class XaiClient:
                 meta = doc.get("file_metadata") or {}
                 fid = meta.get("file_id")
                 if isinstance(fid, str):
-                    result[fid] = (str(doc.get("status") or "DOCUMENT_STATUS_UNKNOWN"),
+                    result[fid] = (str(doc.get("status") or UNKNOWN),
                                    str(doc.get("error_message") or ""))
         return result
 
