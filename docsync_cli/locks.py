@@ -425,12 +425,13 @@ class FileLocks:
 def _describe_record(record: _Identity) -> str:
     """Describe a holder record, flagging one that is certainly stale (same host, process gone)."""
     text = record.describe()
-    if record.host == socket.gethostname() and not _pid_alive(record.pid):
+    if record.host == socket.gethostname() and not pid_alive(record.pid):
         return f"unknown holder (the record names {text}, which has exited; the lock was probably just taken)"
     return text
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with that pid exists (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -25,7 +25,7 @@ from .config import Settings
 from .engine import Engine, RunOptions, RunSummary
 from .errors import DocsyncError, LocalEnvironmentError
 from .history import History, RunRecord, parse_timestamp
-from .locks import Locks, make_locks
+from .locks import Locks, make_locks, pid_alive
 from .model import DocResult, RunPlan
 from .reconcile import KNOWN_FAILURE
 from .services import engine_settings, open_services
@@ -177,20 +177,10 @@ def sweep_temp(state_dir: Path) -> Path:
     root.mkdir(mode=0o700, exist_ok=True)
     for entry in root.iterdir():
         pid = entry.name.split("-")[1] if entry.name.startswith("run-") else ""
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and pid_alive(int(pid)):
             continue  # a concurrent run on this host (e.g. sync --id beside the scheduled one)
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=root))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
