@@ -11,8 +11,6 @@ import io
 import json
 import os
 import socket
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,29 +22,14 @@ from PIL import Image
 from docsync_cli.locks import FileLocks
 from docsync_cli.sandbox.espocrm import EspoEmulator
 from docsync_cli.sandbox.seed import Sandbox, SeededFirm, corpus_dir
+from tests.e2e.cli_env import CliEnv
 
 FAILED_DOC = "Leerer Datensatz ohne Datei"
 PDF_DOC = "Mandatsvertrag Müller"
 
 
-class Env:
+class Env(CliEnv):
     """The module's sandbox, its seeded firm and a runner for the real CLI."""
-
-    def __init__(self, sandbox: Sandbox, firm: SeededFirm, state: Path) -> None:
-        self.sandbox = sandbox
-        self.firm = firm
-        self.state = state
-
-    def run(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ESPOCRM_", "XAI_", "DOCSYNC_"))}
-        env |= self.sandbox.environment(self.state)
-        env |= extra_env or {}
-        done = subprocess.run([sys.executable, "-m", "docsync_cli", *args], env=env, text=True,
-                              capture_output=True, timeout=120, check=False)
-        for secret in (self.sandbox.espo_key, self.sandbox.xai_key, self.sandbox.mgmt_key):
-            assert secret not in done.stdout, f"secret printed by {args}"
-            assert secret not in done.stderr, f"secret logged by {args}"
-        return done
 
     def clear_journals(self) -> None:
         self.sandbox.espo.clear_journal()

@@ -9,9 +9,6 @@ checked for the sandbox keys (see ``Env.run``).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from docsync_cli.sandbox.seed import Sandbox, SeededFirm, corpus_dir
+from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+from tests.e2e.cli_env import CliEnv
 
 GUTACHTEN = "Gutachten Bauschaden"  # pdflatex-4-pages.pdf, Müller GmbH only
 GUTACHTEN_PHRASE = "Huardest gefburn Kjift"  # words on its first page (the corpus's pdflatex filler text)
@@ -32,21 +30,8 @@ VERIFY_KEYS = {"version", "top", "threshold_percent", "candidates", "probed", "f
                "misses", "skipped"}
 
 
-class Env:
-    def __init__(self, sandbox: Sandbox, firm: SeededFirm, state: Path) -> None:
-        self.sandbox = sandbox
-        self.firm = firm
-        self.state = state
-
-    def run(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ESPOCRM_", "XAI_", "DOCSYNC_"))}
-        env |= self.sandbox.environment(self.state) | (extra_env or {})
-        done = subprocess.run([sys.executable, "-m", "docsync_cli", *args], env=env, text=True,
-                              capture_output=True, timeout=180, check=False)
-        for secret in (self.sandbox.espo_key, self.sandbox.xai_key, self.sandbox.mgmt_key):
-            assert secret not in done.stdout, f"secret printed by {args}"
-            assert secret not in done.stderr, f"secret logged by {args}"
-        return done
+class Env(CliEnv):
+    timeout = 180.0
 
     def json(self, *args: str, code: int = 0, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
         done = self.run(*args, "--json", extra_env=extra_env)

@@ -5,33 +5,17 @@ user would (QA pass).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from docsync_cli.sandbox.seed import Sandbox, SeededFirm, corpus_dir
+from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+from tests.e2e.cli_env import CliEnv
 
 
-class Env:
-    def __init__(self, sandbox: Sandbox, firm: SeededFirm, state: Path) -> None:
-        self.sandbox = sandbox
-        self.firm = firm
-        self.state = state
-
-    def run(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ESPOCRM_", "XAI_", "DOCSYNC_"))}
-        env |= self.sandbox.environment(self.state)
-        env |= extra_env or {}
-        done = subprocess.run([sys.executable, "-m", "docsync_cli", *args], env=env, text=True,
-                              capture_output=True, timeout=120, check=False)
-        for secret in (self.sandbox.espo_key, self.sandbox.xai_key, self.sandbox.mgmt_key):
-            assert secret not in done.stdout + done.stderr, f"secret printed by {args}"
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
+class Env(CliEnv):
+    forbid_traceback = True
 
 
 @pytest.fixture(scope="module")
