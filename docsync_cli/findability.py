@@ -132,7 +132,8 @@ def downloaded(services: Services, doc: CrmDocument, max_bytes: int) -> Iterator
             raise PreviewError(f"the attachment {doc.file_id} does not exist in EspoCRM (404)",
                                "file_missing") from None
         except FileTooLarge as exc:
-            raise PreviewError(f"the file is larger than {exc.limit // (1024 * 1024)} MB", "too_large") from None
+            raise PreviewError(f"the file is larger than xAI's upload limit of {exc.limit:,} bytes",
+                               "too_large") from None
         handle.close()
         yield path
     finally:

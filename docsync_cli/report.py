@@ -20,13 +20,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .config import Settings, redact
-from .errors import DocsyncError, LocalEnvironmentError, NotFoundError, PreviewError, UsageError
-from .hashing import FileTooLarge, HashingWriter, private_temp_file
+from .config import Settings
+from .errors import DocsyncError, LocalEnvironmentError, NotFoundError
 from .model import CrmDocument, DateiStatus, LocalRecord
 from .plan import why_work
 from .report_check import run_checks
-from .report_status import collect_status, read_local_record, render_status, report_services
+from .report_status import (
+    LinePrinter,
+    collect_status,
+    get_document,
+    read_local_record,
+    render_status,
+    report_services,
+)
 from .services import Services
 
 __all__ = ["collect_status", "explain_document", "regenerate_preview", "render_status", "run_checks"]
@@ -51,9 +57,9 @@ def explain_document(settings: Settings, doc_id: str, console: Any, *, probe: bo
     With ``probe`` (the default) it also runs the findability probe (:func:`~.report_search.explain_probe`):
     a phrase from the document's own text is searched in each of its collections (one billed search call each).
     """
-    out = _Printer(console, settings)
+    out = LinePrinter(console, settings)
     with report_services(settings) as services:
-        doc = _get_document(services, doc_id)
+        doc = get_document(services, doc_id)
         local = read_local_record(settings.state_dir, doc.id)
         f = services.espo.attributes
         out.line(f"Document {doc.id} {doc.name!r}", style="bold")
@@ -87,26 +93,7 @@ def explain_document(settings: Settings, doc_id: str, console: Any, *, probe: bo
         out.line(f"Next run: would sync it: {reason}", style="bold")
 
 
-class _Printer:
-    """Prints literal (no markup), unwrapped, secret-free lines."""
-
-    def __init__(self, console: Any, settings: Settings) -> None:
-        self.console = console
-        self.settings = settings
-
-    def line(self, text: str, style: str | None = None) -> None:
-        self.console.print(redact(text, self.settings), markup=False, highlight=False, soft_wrap=True, style=style)
-
-
-def _get_document(services: Services, doc_id: str) -> CrmDocument:
-    services.espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
-    try:
-        return services.espo.get_document(doc_id)
-    except NotFoundError:
-        raise UsageError(f"EspoCRM has no Document with id {doc_id!r}") from None
-
-
-def _required_collections(settings: Settings, services: Services, doc: CrmDocument, out: _Printer
+def _required_collections(settings: Settings, services: Services, doc: CrmDocument, out: LinePrinter
                           ) -> dict[str, str]:
     """collection id → which rule requires it (``collections.static`` or ``link <link>.<field>``); printed."""
     required: dict[str, list[str]] = {}
@@ -130,7 +117,7 @@ def _required_collections(settings: Settings, services: Services, doc: CrmDocume
 
 
 def _print_xai(services: Services, doc: CrmDocument, required: dict[str, str], local: LocalRecord | None,
-               out: _Printer) -> None:
+               out: LinePrinter) -> None:
     out.line("xAI:")
     file_id = doc.xai_file_id
     if not file_id:
@@ -161,7 +148,7 @@ def _print_xai(services: Services, doc: CrmDocument, required: dict[str, str], l
         out.line(f"  {collection_id}: {state}; {need}")
 
 
-def _print_local(settings: Settings, doc: CrmDocument, local: LocalRecord | None, out: _Printer) -> None:
+def _print_local(settings: Settings, doc: CrmDocument, local: LocalRecord | None, out: LinePrinter) -> None:
     from .report_status import open_history
 
     if local is None:
@@ -202,31 +189,16 @@ def regenerate_preview(settings: Settings, doc_id: str, out: Path | None) -> str
     Raises :class:`~.errors.PreviewError` when the document has no file, the file is too large or it cannot be
     rendered (cli prints it, exit 1); :class:`~.errors.UsageError` when EspoCRM has no such document.
     """
+    from .findability import downloaded
     from .preview import PreviewLimits, PreviewService
 
     limits = PreviewLimits(timeout_seconds=settings.preview.timeout_seconds,
                            memory_bytes=settings.preview.memory_mb * 1024 * 1024)
     with report_services(settings) as services:
-        doc = _get_document(services, doc_id)
-        if not doc.file_id:
-            raise PreviewError(f"document {doc.id} has no file attached", "no_file")
-        path, handle = private_temp_file(Path(tempfile.gettempdir()), suffix=Path(doc.file_name or "").suffix[:16])
-        try:
-            writer = HashingWriter(handle, max_bytes=settings.xai.max_file_bytes)
-            try:
-                services.espo.download(doc.file_id, writer)  # type: ignore[arg-type]
-            except NotFoundError:
-                raise PreviewError(f"the attachment {doc.file_id} does not exist in EspoCRM (404)",
-                                   "file_missing") from None
-            except FileTooLarge as exc:
-                raise PreviewError(f"the file is larger than xAI's upload limit of {exc.limit:,} bytes",
-                                   "too_large") from None
-            handle.close()
-            with PreviewService(limits, workers=1, private_root=settings.state_dir / "libreoffice") as service:
-                webp = service.render(path, doc.file_name or doc.name)
-        finally:
-            handle.close()
-            path.unlink(missing_ok=True)
+        doc = get_document(services, doc_id)
+        with downloaded(services, doc, settings.xai.max_file_bytes) as path, \
+                PreviewService(limits, workers=1, private_root=settings.state_dir / "libreoffice") as service:
+            webp = service.render(path, doc.file_name or doc.name)
         if out is not None:
             _write_atomically(out, webp)
             return f"preview of {doc.id} written to {out} ({len(webp)} bytes); EspoCRM unchanged"

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Settings, redact
+from .config import Settings
 from .errors import DocsyncError, NotFoundError, UsageError
 from .findability import CollectionProbe, TextReader, document_phrase, probe
 from .model import CrmDocument, DateiStatus
-from .report_status import STATE_FILE, read_local_record, report_services
+from .report_status import STATE_FILE, LinePrinter, get_document, read_local_record, report_services
 from .services import Services
 from .state import peek_installation_id
 from .statedir import state_file_exists
@@ -182,7 +182,7 @@ def scope_collections(settings: Settings, services: Services, *, account: str | 
     if collection:
         return f"collection {collection}", [collection]
     if doc_id:
-        doc = _get_document(services, doc_id)
+        doc = get_document(services, doc_id)
         local = read_local_record(settings.state_dir, doc.id)
         ids = sorted(set(doc.xai_collections) | set(local.collections if local else ()))
         if not ids:
@@ -293,7 +293,7 @@ def search_json(result: SearchResult) -> dict[str, Any]:
 
 
 def render_search(result: SearchResult, console: Any, settings: Settings) -> None:
-    out = _Lines(console, settings)
+    out = LinePrinter(console, settings)
     out.line(f"{len(result.hits)} hit(s) in {result.scope} ({len(result.collections)} collection(s))", "bold")
     if result.unknown:
         out.line(f"  xAI does not know {len(result.unknown)} of them (skipped): {', '.join(result.unknown)}", "red")
@@ -314,24 +314,6 @@ def describe(owner: Owner, file_id: str) -> str:
     if owner.name is None:
         return f"document {owner.doc_id} (gone from EspoCRM)"
     return f"{owner.name!r} (document {owner.doc_id})"
-
-
-class _Lines:
-    """Literal (no markup), unwrapped, secret-free lines."""
-
-    def __init__(self, console: Any, settings: Settings) -> None:
-        self.console = console
-        self.settings = settings
-
-    def line(self, text: str, style: str | None = None) -> None:
-        self.console.print(redact(text, self.settings), markup=False, highlight=False, soft_wrap=True, style=style)
-
-
-def _get_document(services: Services, doc_id: str) -> CrmDocument:
-    try:
-        return services.espo.get_document(doc_id)
-    except NotFoundError:
-        raise UsageError(f"EspoCRM has no Document with id {doc_id!r}") from None
 
 
 # ---------------------------------------------------------------------------------------------- probe
@@ -501,7 +483,7 @@ def run_verify(settings: Settings, sample: int | None = None, rng: random.Random
 
 
 def render_verify(report: VerifyReport, console: Any, settings: Settings) -> None:
-    out = _Lines(console, settings)
+    out = LinePrinter(console, settings)
     probed = report.probed
     share = report.share
     if share is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings, redact
-from .errors import DocsyncError
+from .errors import DocsyncError, NotFoundError, UsageError
 from .history import FILE_NAME as HISTORY_FILE
 from .history import History
 from .model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
@@ -52,6 +52,26 @@ def report_services(settings: Settings) -> Iterator[Services]:
     """The service clients with the quick :data:`REPORT_RETRY` policy (reports must not hang for minutes)."""
     with open_services(settings, retry=REPORT_RETRY) as services:
         yield services
+
+
+def get_document(services: Services, doc_id: str) -> CrmDocument:
+    """The Document ``doc_id`` read with the CRM's real attribute names; a usage error when there is none."""
+    services.espo.learn()  # the attribute names that really exist (e.g. cDateiStatus); cached for the run
+    try:
+        return services.espo.get_document(doc_id)
+    except NotFoundError:
+        raise UsageError(f"EspoCRM has no Document with id {doc_id!r}") from None
+
+
+class LinePrinter:
+    """Prints literal (no markup), unwrapped, secret-free lines: the output of the report commands."""
+
+    def __init__(self, console: Any, settings: Settings) -> None:
+        self.console = console
+        self.settings = settings
+
+    def line(self, text: str, style: str | None = None) -> None:
+        self.console.print(redact(text, self.settings), markup=False, highlight=False, soft_wrap=True, style=style)
 
 
 def where_equals(attribute: str, value: str) -> dict[str, Any]:
