@@ -34,19 +34,19 @@ XAI_JSON_ERROR = '{"code": "unavailable", "error": "try again"}'
 
 
 @dataclass
-class World:
+class FirmRun:
     sandbox: Sandbox
     firm: Firm
     state_dir: Path
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path) -> Iterator[FirmRun]:
     with sandbox_running() as sandbox:
-        yield World(sandbox, seed_small_firm(sandbox), tmp_path / "state")
+        yield FirmRun(sandbox, seed_small_firm(sandbox), tmp_path / "state")
 
 
-def _synced_then_mutated(world: World) -> None:
+def _synced_then_mutated(world: FirmRun) -> None:
     """An earlier clean run synced everything, then people changed the CRM (new, replaced, unlinked, deleted)."""
     first = run_engine(world.sandbox, world.state_dir, full=False)
     assert first.exit_code == 0, first
@@ -58,7 +58,7 @@ def _statuses(entries: list) -> list[int | None]:
     return [e.status for e in entries]
 
 
-def test_429_storm_is_waited_out(world: World) -> None:
+def test_429_storm_is_waited_out(world: FirmRun) -> None:
     sandbox = world.sandbox
     sandbox.xai.faults.add(
         Respond(429, XAI_JSON_ERROR, {"Retry-After": "0", "Content-Type": "application/json"}),
@@ -74,7 +74,7 @@ def test_429_storm_is_waited_out(world: World) -> None:
     assert len(sandbox.xai.files()) == 4
 
 
-def test_5xx_on_reads_is_retried(world: World) -> None:
+def test_5xx_on_reads_is_retried(world: FirmRun) -> None:
     _synced_then_mutated(world)
     sandbox = world.sandbox
     sandbox.espo.faults.add(Respond(503, "Service Unavailable"), method="GET", path=r"/api/v1/Document", calls=[1])
@@ -101,7 +101,7 @@ def test_5xx_on_reads_is_retried(world: World) -> None:
         assert seen[0] == status and seen[1] == 200, (path, seen)  # failed once, asked again, answered
 
 
-def test_dropped_connection_on_collection_add_is_retried(world: World) -> None:
+def test_dropped_connection_on_collection_add_is_retried(world: FirmRun) -> None:
     sandbox = world.sandbox
     sandbox.xai.faults.add(Drop(), method="POST", path=ADD, calls=[1])
     proc = run_sync(sandbox, world.state_dir)
@@ -113,7 +113,7 @@ def test_dropped_connection_on_collection_add_is_retried(world: World) -> None:
     assert len(sandbox.xai.requests("POST", UPLOAD)) == 4
 
 
-def test_upload_applied_then_dropped_is_looked_up_not_repeated(world: World) -> None:
+def test_upload_applied_then_dropped_is_looked_up_not_repeated(world: FirmRun) -> None:
     """The rclone #360 pattern: xAI stored the file but the answer was lost. docsync must find it by its marked
     name instead of uploading a second copy (or, if it did, remove the duplicate in the same run)."""
     sandbox = world.sandbox
@@ -129,7 +129,7 @@ def test_upload_applied_then_dropped_is_looked_up_not_repeated(world: World) -> 
     assert "filter" in lookups[0].raw_path
 
 
-def test_revoked_key_mid_run_aborts_and_leaves_untouched_documents_alone(world: World) -> None:
+def test_revoked_key_mid_run_aborts_and_leaves_untouched_documents_alone(world: FirmRun) -> None:
     # xAI contract §15: the api host answers a revoked key with 400 "Incorrect API key provided"
     sandbox = world.sandbox
 
@@ -152,7 +152,7 @@ def test_revoked_key_mid_run_aborts_and_leaves_untouched_documents_alone(world: 
     assert_invariants(sandbox, clean=True)  # nothing left "syncing", the two synced ones are really synced
 
 
-def test_401_abort_message_is_one_line(world: World) -> None:
+def test_401_abort_message_is_one_line(world: FirmRun) -> None:
     sandbox = world.sandbox
     sandbox.xai.set_keys(api_key="revoked")
     proc = run_sync(sandbox, world.state_dir, "--concurrency", "1")
@@ -162,7 +162,7 @@ def test_401_abort_message_is_one_line(world: World) -> None:
     assert "fix:" not in aborted[0]  # the advice is its own line
 
 
-def test_listing_that_fails_halfway_deletes_nothing(world: World) -> None:
+def test_listing_that_fails_halfway_deletes_nothing(world: FirmRun) -> None:
     """rclone's "not deleting files as there were IO errors": the second collection listing fails (every retry
     too), so the file of the document deleted in the CRM must survive this run; a clean run removes it."""
     sandbox = world.sandbox
@@ -184,7 +184,7 @@ def test_listing_that_fails_halfway_deletes_nothing(world: World) -> None:
     assert_invariants(sandbox, all_synced=True)
 
 
-def test_empty_crm_listing_is_refused_without_force_delete(world: World) -> None:
+def test_empty_crm_listing_is_refused_without_force_delete(world: FirmRun) -> None:
     sandbox = world.sandbox
     first = run_engine(sandbox, world.state_dir, full=False)
     assert first.exit_code == 0, first
@@ -203,7 +203,7 @@ def test_empty_crm_listing_is_refused_without_force_delete(world: World) -> None
     assert_invariants(sandbox)
 
 
-def test_html_page_with_200_is_a_classified_error(world: World) -> None:
+def test_html_page_with_200_is_a_classified_error(world: FirmRun) -> None:
     sandbox = world.sandbox
     sandbox.espo.faults.add(
         Respond(200, "<!doctype html><html><body>Login</body></html>", {"Content-Type": "text/html"}),
@@ -217,7 +217,7 @@ def test_html_page_with_200_is_a_classified_error(world: World) -> None:
     assert write_summary(sandbox) == []
 
 
-def test_redirect_to_another_host_is_not_followed(world: World) -> None:
+def test_redirect_to_another_host_is_not_followed(world: FirmRun) -> None:
     sandbox = world.sandbox
     with sandbox_running() as other:
         target = other.xai.api_url + "/v1/files"

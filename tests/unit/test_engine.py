@@ -4,338 +4,49 @@
 
 from __future__ import annotations
 
-import copy
-import email.parser
-import email.policy
-import hashlib
-import itertools
-import json
-import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from docsync_cli.config import load_settings
-from docsync_cli.engine import Engine, EngineSettings, RunOptions, RunSummary
+from docsync_cli.engine import Engine, EngineSettings, RunOptions
 from docsync_cli.errors import AuthError, UnsafePlan
-from docsync_cli.sandbox.crm_profiles import DESIGN_DOC_FIELDS
 from docsync_cli.services import open_services
 from docsync_cli.state import StateStore
-from docsync_cli.transport import RetryPolicy
 from docsync_cli.xai import name_prefix
 from tests.fakes import NullLocks
-
-ESPO_KEY = "espo-secret-api-key-0001"
-XAI_KEY = "xai-secret-api-key-0002"
-MGMT_KEY = "xai-secret-mgmt-key-0003"
-INSTALLATION = "test-installation"
-CRM = "https://crm.example"
-FILES = "https://api.x.example"
-MGMT = "https://mgmt.x.example"
-PROCESSED = "DOCUMENT_STATUS_PROCESSED"
-WRITES = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def md5(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-@dataclass
-class Sent:
-    service: str  # espo | files | mgmt
-    method: str
-    path: str  # EspoCRM paths without /api/v1/, xAI paths as sent
-    body: Any
-
-    def __str__(self) -> str:
-        return f"{self.service} {self.method} {self.path}"
-
-
-Fault = Callable[[httpx.Request], httpx.Response | None]
-
-
-@dataclass
-class World:
-    """A tiny EspoCRM + xAI with just the behaviour the contracts describe and the engine uses."""
-
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
-    attachments: dict[str, bytes] = field(default_factory=dict)
-    accounts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    collections: dict[str, dict[str, Any]] = field(default_factory=dict)
-    processing: tuple[str, str] = (PROCESSED, "")  # status a newly added collection document reports
-    sent: list[Sent] = field(default_factory=list)
-    faults: list[tuple[str, str, re.Pattern[str], Fault]] = field(default_factory=list)
-    before: Callable[[Sent], None] | None = None
-    fields: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DESIGN_DOC_FIELDS))
-    page_cap: int = 200  # recordListMaxSizeLimit
-    list_sizes: list[int] = field(default_factory=list)  # maxSize of each Document listing
-    _ids: Iterator[int] = field(default_factory=itertools.count)
-    _clock: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-
-    # -- setup -------------------------------------------------------------------------------------
-
-    def tick(self) -> str:
-        n = next(self._clock)
-        return f"2025-03-02 10:{n // 60:02d}:{n % 60:02d}"
-
-    def add_doc(self, doc_id: str, content: bytes = b"hello world", *, collections: tuple[str, ...] = ("col_a",),
-                **values: Any) -> dict[str, Any]:
-        file_id = f"att-{doc_id}"
-        self.attachments[file_id] = content
-        self.accounts[doc_id] = [{"id": f"acc-{doc_id}-{c}", "xaiCollectionId": c} for c in collections]
-        for c in collections:
-            self.collections.setdefault(c, {"field_definitions": [], "docs": {}})
-        record = {"id": doc_id, "name": f"Doc {doc_id}", "modifiedAt": self.tick(), "fileId": file_id,
-                  "fileName": f"{doc_id}.pdf", "versionNumber": 1, "dateiStatus": "Neu", "md5": None, "sha": None,
-                  "xaiFileId": None, "xaiCollections": [], "xaiSyncedHash": None, "xaiSyncStatus": None,
-                  "xaiSyncError": None, "previewId": None, **values}
-        self.records[doc_id] = record
-        return record
-
-    def add_xai_file(self, file_id: str, name: str, content: bytes, collections: dict[str, dict[str, str]]) -> None:
-        self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(content), "created_at": 1762345678,
-                               "expires_at": None, "filename": name, "purpose": "assistants"}
-        for cid, fields in collections.items():
-            col = self.collections.setdefault(cid, {"field_definitions": [], "docs": {}})
-            col["field_definitions"] = [{"key": k} for k in ("crm_document_id", "content_sha256", "managed_by",
-                                                             "installation_id")]
-            col["docs"][file_id] = {"fields": fields, "status": PROCESSED, "error_message": ""}
-
-    def fail(self, service: str, method: str, path: str, fault: Fault) -> None:
-        """Answer the next matching request with ``fault`` (it may return None to let it through)."""
-        self.faults.append((service, method, re.compile(path), fault))
-
-    def transports(self) -> dict[str, httpx.BaseTransport]:
-        return {"espocrm": httpx.MockTransport(lambda r: self._handle("espo", r, self._espo)),
-                "xai_files": httpx.MockTransport(lambda r: self._handle("files", r, self._files)),
-                "xai_management": httpx.MockTransport(lambda r: self._handle("mgmt", r, self._mgmt))}
-
-    # -- queries for assertions ----------------------------------------------------------------------
-
-    def requests(self, service: str | None = None, method: str | None = None, path: str | None = None) -> list[Sent]:
-        return [s for s in self.sent if (service is None or s.service == service)
-                and (method is None or s.method == method) and (path is None or re.fullmatch(path, s.path))]
-
-    def writes(self) -> list[Sent]:
-        return [s for s in self.sent if s.method in WRITES]
-
-    def all_text_sent_back(self) -> str:
-        return json.dumps(self.records)
-
-    # -- dispatch ------------------------------------------------------------------------------------
-
-    def _handle(self, service: str, request: httpx.Request, route: Callable[[httpx.Request, Sent],
-                                                                              httpx.Response]) -> httpx.Response:
-        path = request.url.path
-        if service == "espo":
-            assert request.headers.get("X-Api-Key") == ESPO_KEY
-            path = path.removeprefix("/api/v1/")
-        else:
-            assert request.headers["Authorization"] == f"Bearer {XAI_KEY if service == 'files' else MGMT_KEY}"
-        body: Any = None
-        if request.headers.get("Content-Type", "").startswith("application/json") and request.content:
-            body = json.loads(request.content)
-        sent = Sent(service, request.method, path, body)
-        self.sent.append(sent)
-        if self.before is not None:
-            self.before(sent)
-        for index, (f_service, f_method, f_path, fault) in enumerate(self.faults):
-            if (f_service, f_method) == (service, request.method) and f_path.fullmatch(path):
-                del self.faults[index]
-                answer = fault(request)
-                if answer is not None:
-                    return answer
-                break
-        return route(request, sent)
-
-    def _espo(self, request: httpx.Request, sent: Sent) -> httpx.Response:
-        path, method = sent.path, request.method
-        if path == "Metadata":  # the design document's fields (EspoCRM contract §10.1); §10.2 empty if absent
-            key = request.url.params["key"]
-            if key != "entityDefs.Document.fields":
-                return httpx.Response(200, content=b"")
-            return httpx.Response(200, json={**self.fields, "name": {"type": "varchar"}})
-        if path == "App/user":
-            return httpx.Response(200, json={"user": {"id": "api"},
-                                             "settings": {"recordListMaxSizeLimit": self.page_cap}})
-        if path.startswith("Document/") and method == "PUT":
-            for attr in ("xaiSyncStatus", "dateiStatus"):
-                options = [None if o == "" else o for o in self.fields.get(attr, {}).get("options", [])]
-                if attr in sent.body and (None if sent.body[attr] == "" else sent.body[attr]) not in options:
-                    return httpx.Response(400, headers={
-                        "X-Status-Reason": f"Field validation failure; entityType: Document, field: {attr}, "
-                                           "type: valid."})
-        if path == "Document" and method == "GET":
-            params = json.loads(request.url.params["searchParams"])
-            self.list_sizes.append(params["maxSize"])
-            if params["maxSize"] > self.page_cap:
-                return httpx.Response(403, headers={
-                    "X-Status-Reason": f"Max size should not exceed {self.page_cap}. Use offset and limit."})
-            after = next((w["value"] for w in params["where"] if w["type"] == "greaterThan"), "")
-            rows = sorted((r for r in self.records.values() if r["id"] > after), key=lambda r: r["id"])
-            page = rows[: params["maxSize"]]
-            return httpx.Response(200, json={"total": -2 if len(rows) <= len(page) else -1, "list": page})
-        if m := re.fullmatch(r"Document/([^/]+)/accounts", path):
-            linked = self.accounts.get(m[1], [])
-            offset = int(request.url.params.get("offset", 0))
-            size = int(request.url.params.get("maxSize", 200))
-            return httpx.Response(200, json={"total": len(linked), "list": linked[offset:offset + size]})
-        if m := re.fullmatch(r"Document/([^/]+)", path):
-            rec = self.records.get(m[1])
-            if rec is None:
-                return httpx.Response(404, headers={"X-Status-Reason": f"Record {m[1]} does not exist."})
-            if method == "GET":
-                return httpx.Response(200, json=rec)
-            if method == "PUT":
-                changed = {k: v for k, v in sent.body.items() if rec.get(k) != v}
-                version = request.headers.get("X-Version-Number")
-                if version is not None and int(version) != rec["versionNumber"] and changed:
-                    return httpx.Response(409, headers={"X-Status-Reason": "modified"},
-                                          json={"values": {}, "versionNumber": rec["versionNumber"]})
-                if changed:
-                    rec.update(changed)
-                    rec["modifiedAt"] = self.tick()
-                    rec["versionNumber"] += 1
-                return httpx.Response(200, json=rec)
-        if m := re.fullmatch(r"Attachment/file/([^/]+)", path):
-            data = self.attachments.get(m[1])
-            if data is None:
-                return httpx.Response(404, headers={"X-Status-Reason": f"Record {m[1]} does not exist."})
-            return httpx.Response(200, content=data, headers={"Content-Type": "application/pdf"})
-        return httpx.Response(404, headers={"X-Status-Reason": "Controller does not exist."})
-
-    def _files(self, request: httpx.Request, sent: Sent) -> httpx.Response:
-        path, method = sent.path, request.method
-        if path == "/v1/files" and method == "POST":
-            head = f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode()
-            message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.content)
-            part = next(p for p in message.iter_parts()
-                        if p.get_param("name", header="content-disposition") == "file")
-            data = part.get_payload(decode=True)
-            assert isinstance(data, bytes)
-            file_id = f"file_{next(self._ids)}"
-            self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data), "created_at": 1762345678,
-                                   "expires_at": None, "filename": part.get_filename(), "purpose": "assistants"}
-            sent.body = {"filename": part.get_filename(), "sha256": sha256(data)}
-            return httpx.Response(200, json=self.files[file_id])
-        if path == "/v1/files" and method == "GET":
-            wanted = re.fullmatch(r'name:"(.*)"', request.url.params["filter"])
-            assert wanted is not None
-            data = [f for f in self.files.values() if wanted[1] in f["filename"]]
-            return httpx.Response(200, json={"data": data, "pagination_token": data[-1]["id"] if data else ""})
-        if m := re.fullmatch(r"/v1/files/([^/]+)", path):
-            if m[1] not in self.files:
-                return httpx.Response(404, json={"code": "Some requested entity was not found", "error": "no file"})
-            if method == "DELETE":
-                del self.files[m[1]]
-                return httpx.Response(200, json={"id": m[1], "object": "file", "deleted": True})
-            return httpx.Response(200, json=self.files[m[1]])
-        return httpx.Response(404)
-
-    def _mgmt(self, request: httpx.Request, sent: Sent) -> httpx.Response:
-        path, method = sent.path, request.method
-        not_found = httpx.Response(404, json={"code": "Some requested entity was not found", "error": "not found"})
-        m = re.fullmatch(r"/v1/collections/([^/:]+)(?:/documents(?::batchGet|/([^/]+))?)?", path)
-        if m is None or m[1] not in self.collections:
-            return not_found
-        col = self.collections[m[1]]
-        if path.endswith(":batchGet"):
-            ids = request.url.params.get_list("file_ids")
-            return httpx.Response(200, json={"documents": [self._doc(fid, col["docs"][fid]) for fid in ids
-                                                           if fid in col["docs"]]})
-        if "/documents" not in path:
-            if method == "PUT":
-                for update in sent.body["field_definition_updates"]:
-                    col["field_definitions"].append(update["field_definition"])
-            return httpx.Response(200, json={"collection_id": m[1], "field_definitions": col["field_definitions"]})
-        if m[2] is None:
-            return httpx.Response(200, json={"documents": [self._doc(f, d) for f, d in col["docs"].items()]})
-        fid = m[2]
-        if method == "POST":
-            if fid not in self.files:
-                return not_found
-            declared = {d["key"] for d in col["field_definitions"]}
-            if not set(sent.body["fields"]) <= declared:
-                return httpx.Response(400, json={"code": "Client specified an invalid argument",
-                                                 "error": "Unknown field"})
-            status, error = self.processing
-            col["docs"][fid] = {"fields": sent.body["fields"], "status": status, "error_message": error}
-            return httpx.Response(200, json={})
-        if fid not in col["docs"]:
-            return not_found
-        if method == "DELETE":
-            del col["docs"][fid]
-            return httpx.Response(200, json={})
-        if method == "PATCH":
-            return httpx.Response(200, json={})
-        return httpx.Response(200, json=self._doc(fid, col["docs"][fid]))
-
-    def _doc(self, file_id: str, doc: dict[str, Any]) -> dict[str, Any]:
-        meta = self.files.get(file_id, {})
-        return {"file_metadata": {"file_id": file_id, "name": meta.get("filename", ""),
-                                  "size_bytes": str(meta.get("bytes", 0))}, **doc}
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
-RunFn = Callable[..., RunSummary]
-
-
-@pytest.fixture
-def run(world: World, tmp_path: Path) -> Iterator[RunFn]:
-    """``run(**engine_settings)`` → one sync run against ``world`` (state persists between runs of a test)."""
-    settings = load_settings(None, env={
-        "ESPOCRM_URL": CRM, "ESPOCRM_API_KEY": ESPO_KEY, "XAI_API_KEY": XAI_KEY, "XAI_MANAGEMENT_KEY": MGMT_KEY,
-        "DOCSYNC_STATE_DIR": str(tmp_path / "state"), "XAI_API_URL": FILES, "XAI_MANAGEMENT_URL": MGMT})
-    state = StateStore(tmp_path / "state", INSTALLATION)
-    with open_services(settings, world.transports(),
-                       retry=RetryPolicy(attempts=2, wait_initial=0, wait_max=0)) as services:
-        def run_once(options: RunOptions | None = None, **overrides: Any) -> RunSummary:
-            # change_feeds=False: these tests pin the reconcile requests; the feeds have tests of their own
-            defaults: dict[str, Any] = {"processing_wait_seconds": 0.0, "poll_interval_seconds": 0.0,
-                                        "concurrency": 1, "temp_dir": tmp_path, "change_feeds": False}
-            engine_settings = EngineSettings(**(defaults | overrides))
-            engine = Engine(services.espo, services.xai, state, NullLocks(), engine_settings, sleep=lambda s: None)
-            return engine.run(options or RunOptions())
-        yield run_once
-    state.close()
-
-
-def outcomes(summary: RunSummary) -> dict[str, str]:
-    return {r.doc_id: r.outcome for r in summary.results}
-
-
-def synced_world(world: World, run: RunFn, doc_id: str = "d1", content: bytes = b"version one") -> str:
-    """Run once so ``doc_id`` is Gesynct; return its xAI file id; forget the requests of that run."""
-    world.add_doc(doc_id, content)
-    assert outcomes(run()) == {doc_id: "synced"}
-    world.sent.clear()
-    return str(world.records[doc_id]["xaiFileId"])
-
+from tests.mock_world import (
+    CRM,
+    ESPO_KEY,
+    FILES,
+    INSTALLATION,
+    MGMT,
+    MGMT_KEY,
+    PROCESSED,
+    XAI_KEY,
+    Fault,
+    MockWorld,
+    RunFn,
+    Sent,
+    md5,
+    outcomes,
+    sha256,
+    synced_world,
+)
 
 # -- the happy paths -----------------------------------------------------------------------------------
 
 
-def position(world: World, label: str, nth: int = 0) -> int:
+def position(world: MockWorld, label: str, nth: int = 0) -> int:
     """Index in ``world.sent`` of the ``nth`` request whose ``str()`` is ``label``."""
     found = [i for i, s in enumerate(world.sent) if str(s) == label]
     assert len(found) > nth, f"{label} was not sent (sent: {[str(s) for s in world.sent]})"
     return found[nth]
 
 
-def test_new_document_requests_in_order(world: World, run: RunFn) -> None:
+def test_new_document_requests_in_order(world: MockWorld, run: RunFn) -> None:
     content = b"%PDF-1.4 the contract"
     world.add_doc("d1", content, xaiSyncStatus="synced")  # a status the "syncing" mark can be taken back to
     summary = run()
@@ -369,7 +80,7 @@ def test_new_document_requests_in_order(world: World, run: RunFn) -> None:
     assert i_final == len(world.sent) - 1
 
 
-def test_new_document_final_write_back(world: World, run: RunFn) -> None:
+def test_new_document_final_write_back(world: MockWorld, run: RunFn) -> None:
     content = b"%PDF-1.4 the contract"
     world.add_doc("d1", content, collections=("col_b", "col_a"))
     run()
@@ -380,14 +91,14 @@ def test_new_document_final_write_back(world: World, run: RunFn) -> None:
     assert set(world.collections["col_a"]["docs"]) == set(world.collections["col_b"]["docs"]) == {"file_0"}
 
 
-def test_second_run_with_nothing_changed_writes_nothing(world: World, run: RunFn) -> None:
+def test_second_run_with_nothing_changed_writes_nothing(world: MockWorld, run: RunFn) -> None:
     synced_world(world, run)
     summary = run()
     assert summary.results == [] and summary.plan is not None and summary.plan.unchanged == 1
     assert world.writes() == []
 
 
-def test_changed_file_is_made_before_the_old_one_is_broken(world: World, run: RunFn) -> None:
+def test_changed_file_is_made_before_the_old_one_is_broken(world: MockWorld, run: RunFn) -> None:
     old_file = synced_world(world, run, content=b"version one")
     world.attachments["att-d1"] = b"version two"
     world.records["d1"]["dateiStatus"] = "Geändert"
@@ -408,7 +119,7 @@ def test_changed_file_is_made_before_the_old_one_is_broken(world: World, run: Ru
 # -- document failures ---------------------------------------------------------------------------------
 
 
-def test_missing_attachment_marks_fehler_and_the_run_goes_on(world: World, run: RunFn) -> None:
+def test_missing_attachment_marks_fehler_and_the_run_goes_on(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1")
     world.add_doc("d2")
     del world.attachments["att-d1"]
@@ -421,7 +132,7 @@ def test_missing_attachment_marks_fehler_and_the_run_goes_on(world: World, run: 
     assert world.records["d2"]["dateiStatus"] == "Gesynct"
 
 
-def test_file_over_the_limit_is_fehler_and_never_uploaded(world: World, run: RunFn) -> None:
+def test_file_over_the_limit_is_fehler_and_never_uploaded(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1", b"x" * 5000)
     summary = run(max_file_bytes=1000)
     assert summary.results[0].error_code == "too_large"
@@ -430,7 +141,7 @@ def test_file_over_the_limit_is_fehler_and_never_uploaded(world: World, run: Run
     assert world.requests("files", "POST") == []
 
 
-def test_processing_failure_is_fehler_with_xais_message(world: World, run: RunFn) -> None:
+def test_processing_failure_is_fehler_with_xais_message(world: MockWorld, run: RunFn) -> None:
     world.processing = ("DOCUMENT_STATUS_FAILED", "could not extract text from the PDF")
     world.add_doc("d1")
     summary = run()
@@ -441,7 +152,7 @@ def test_processing_failure_is_fehler_with_xais_message(world: World, run: RunFn
     assert rec["xaiFileId"] is None  # the record keeps pointing at what xAI fully holds (nothing yet)
 
 
-def test_processing_past_the_wait_is_pending_not_gesynct(world: World, run: RunFn) -> None:
+def test_processing_past_the_wait_is_pending_not_gesynct(world: MockWorld, run: RunFn) -> None:
     world.processing = ("DOCUMENT_STATUS_PROCESSING", "")
     world.add_doc("d1")
     summary = run(processing_wait_seconds=0)
@@ -454,7 +165,7 @@ def test_processing_past_the_wait_is_pending_not_gesynct(world: World, run: RunF
     assert all(s.body.get("xaiSyncStatus") != "pending" for s in world.requests("espo", "PUT"))
 
 
-def test_pending_is_written_where_the_field_offers_it(world: World, run: RunFn) -> None:
+def test_pending_is_written_where_the_field_offers_it(world: MockWorld, run: RunFn) -> None:
     world.fields["xaiSyncStatus"] = {"type": "enum", "options": ["", "pending", "syncing", "synced", "failed"]}
     world.processing = ("DOCUMENT_STATUS_PROCESSING", "")
     world.add_doc("d1")
@@ -462,7 +173,7 @@ def test_pending_is_written_where_the_field_offers_it(world: World, run: RunFn) 
     assert world.records["d1"]["xaiSyncStatus"] == "pending"
 
 
-def test_pending_document_is_finished_by_the_next_run(world: World, run: RunFn) -> None:
+def test_pending_document_is_finished_by_the_next_run(world: MockWorld, run: RunFn) -> None:
     world.processing = ("DOCUMENT_STATUS_PROCESSING", "")
     world.add_doc("d1")
     run()
@@ -480,7 +191,7 @@ def test_pending_document_is_finished_by_the_next_run(world: World, run: RunFn) 
 # -- run-fatal errors ----------------------------------------------------------------------------------
 
 
-def test_401_from_xai_stops_the_run_and_leaves_later_documents_alone(world: World, run: RunFn) -> None:
+def test_401_from_xai_stops_the_run_and_leaves_later_documents_alone(world: MockWorld, run: RunFn) -> None:
     for doc_id in ("d1", "d2", "d3"):
         world.add_doc(doc_id, doc_id.encode() * 10)
     world.fail("files", "POST", "/v1/files", lambda r: None)  # d1 uploads fine
@@ -497,7 +208,7 @@ def test_401_from_xai_stops_the_run_and_leaves_later_documents_alone(world: Worl
     assert world.requests("espo", "PUT", "Document/d2") == []
 
 
-def test_the_syncing_mark_is_taken_back_after_a_run_fatal_error(world: World, run: RunFn) -> None:
+def test_the_syncing_mark_is_taken_back_after_a_run_fatal_error(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1", dateiStatus="Geändert", xaiSyncStatus="synced")
     world.fail("files", "POST", "/v1/files", lambda r: httpx.Response(401))
     summary = run()
@@ -507,7 +218,7 @@ def test_the_syncing_mark_is_taken_back_after_a_run_fatal_error(world: World, ru
     assert world.records["d1"]["dateiStatus"] == "Geändert"
 
 
-def test_a_wrong_xai_key_answered_400_is_an_auth_failure_of_the_run(world: World, run: RunFn) -> None:
+def test_a_wrong_xai_key_answered_400_is_an_auth_failure_of_the_run(world: MockWorld, run: RunFn) -> None:
     # xAI contract §15: the real service answers a wrong or revoked key with 400 "Incorrect API key provided"
     for doc_id in ("d1", "d2"):
         world.add_doc(doc_id, doc_id.encode() * 10)
@@ -519,7 +230,7 @@ def test_a_wrong_xai_key_answered_400_is_an_auth_failure_of_the_run(world: World
     assert all(rec["dateiStatus"] == "Neu" for rec in world.records.values())  # nothing marked "Fehler"
 
 
-def test_a_data_403_from_espocrm_is_not_an_auth_failure(world: World, run: RunFn) -> None:
+def test_a_data_403_from_espocrm_is_not_an_auth_failure(world: MockWorld, run: RunFn) -> None:
     # EspoCRM contract §10.3: a 403 with a data reason is a problem of that request, healed by a later run
     world.add_doc("d1")
     world.add_doc("d2")
@@ -532,7 +243,7 @@ def test_a_data_403_from_espocrm_is_not_an_auth_failure(world: World, run: RunFn
     assert outcomes(run()) == {"d1": "synced"}  # not held back: the next plain run tries again
 
 
-def test_a_collection_call_refused_by_xai_is_healed_by_the_next_run(world: World, run: RunFn) -> None:
+def test_a_collection_call_refused_by_xai_is_healed_by_the_next_run(world: MockWorld, run: RunFn) -> None:
     # not the document's fault: the refusal concerns ids and docsync's fields, not the content
     world.add_doc("d1")
     world.fail("mgmt", "POST", "/v1/collections/col_a/documents/.*", lambda r: httpx.Response(
@@ -542,7 +253,7 @@ def test_a_collection_call_refused_by_xai_is_healed_by_the_next_run(world: World
     assert outcomes(run()) == {"d1": "synced"}
 
 
-def test_a_listing_refused_for_a_data_reason_is_a_setup_problem(world: World, run: RunFn) -> None:
+def test_a_listing_refused_for_a_data_reason_is_a_setup_problem(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1")
     world.fail("espo", "GET", "Document", lambda r: httpx.Response(
         403, headers={"X-Status-Reason": "Max size should not exceed 20. Use offset and limit."}))
@@ -551,7 +262,7 @@ def test_a_listing_refused_for_a_data_reason_is_a_setup_problem(world: World, ru
     assert world.writes() == []
 
 
-def test_a_403_with_an_acl_reason_is_an_auth_failure(world: World, run: RunFn) -> None:
+def test_a_403_with_an_acl_reason_is_an_auth_failure(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1")
     world.fail("espo", "GET", "Document/d1/accounts", lambda r: httpx.Response(
         403, headers={"X-Status-Reason": "No read access."}))
@@ -559,7 +270,7 @@ def test_a_403_with_an_acl_reason_is_an_auth_failure(world: World, run: RunFn) -
     assert summary.exit_code == 3 and isinstance(summary.fatal, AuthError)
 
 
-def test_missing_required_fields_stop_the_run_before_any_write(world: World, run: RunFn) -> None:
+def test_missing_required_fields_stop_the_run_before_any_write(world: MockWorld, run: RunFn) -> None:
     del world.fields["xaiSyncedHash"]
     world.fields["xaiSyncStatus"] = {"type": "enum", "options": ["synced", "failed"]}
     world.add_doc("d1")
@@ -569,7 +280,7 @@ def test_missing_required_fields_stop_the_run_before_any_write(world: World, run
     assert "xaiSyncedHash" in text and "'syncing'" in text
 
 
-def test_a_missing_preview_field_matters_only_when_previews_are_made(world: World, run: RunFn,
+def test_a_missing_preview_field_matters_only_when_previews_are_made(world: MockWorld, run: RunFn,
                                                                      tmp_path: Path) -> None:
     del world.fields["preview"]
     world.add_doc("d1")
@@ -590,7 +301,7 @@ def test_a_missing_preview_field_matters_only_when_previews_are_made(world: Worl
     assert summary.exit_code == 2 and "preview" in str(summary.fatal)
 
 
-def test_the_page_cap_of_app_user_is_the_listing_page_size(world: World, run: RunFn) -> None:
+def test_the_page_cap_of_app_user_is_the_listing_page_size(world: MockWorld, run: RunFn) -> None:
     # EspoCRM contract §10.4
     world.page_cap = 2
     for n in range(5):
@@ -600,7 +311,7 @@ def test_the_page_cap_of_app_user_is_the_listing_page_size(world: World, run: Ru
 
 
 def test_a_validation_failure_of_the_write_back_stops_the_run_and_leaves_nothing_behind(
-        world: World, run: RunFn) -> None:
+        world: MockWorld, run: RunFn) -> None:
     # EspoCRM contract §10.1: a 400 `valid` on docsync's own write is a setup problem, not the document's
     world.add_doc("d1")
     world.add_doc("d2")
@@ -614,7 +325,7 @@ def test_a_validation_failure_of_the_write_back_stops_the_run_and_leaves_nothing
     assert world.requests("espo", "PUT", "Document/d2") == []  # the run stopped
 
 
-def test_retry_failed_retries_documents_an_older_version_marked_permanently(world: World, run: RunFn,
+def test_retry_failed_retries_documents_an_older_version_marked_permanently(world: MockWorld, run: RunFn,
                                                                            tmp_path: Path) -> None:
     world.add_doc("d1", dateiStatus="Fehler", xaiSyncError="Field validation failure; ... xaiSyncStatus")
     world.add_doc("d2", dateiStatus="Fehler")
@@ -633,14 +344,14 @@ def test_retry_failed_retries_documents_an_older_version_marked_permanently(worl
 # -- ambiguity and concurrent edits --------------------------------------------------------------------
 
 
-def stored_then_500(world: World) -> Fault:
+def stored_then_500(world: MockWorld) -> Fault:
     def fault(request: httpx.Request) -> httpx.Response:
         world._files(request, Sent("files", "POST", "/v1/files", None))  # the upload lands ...
         return httpx.Response(500, json={"code": "Internal error", "error": "Internal error"})  # ... answer lost
     return fault
 
 
-def stored_then_dropped(world: World) -> Fault:
+def stored_then_dropped(world: MockWorld) -> Fault:
     def fault(request: httpx.Request) -> httpx.Response:
         world._files(request, Sent("files", "POST", "/v1/files", None))
         raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
@@ -648,8 +359,8 @@ def stored_then_dropped(world: World) -> Fault:
 
 
 @pytest.mark.parametrize("fault", [stored_then_500, stored_then_dropped], ids=["500", "dropped"])
-def test_ambiguous_upload_is_looked_up_and_not_repeated(world: World, run: RunFn,
-                                                        fault: Callable[[World], Fault]) -> None:
+def test_ambiguous_upload_is_looked_up_and_not_repeated(world: MockWorld, run: RunFn,
+                                                        fault: Callable[[MockWorld], Fault]) -> None:
     world.add_doc("d1", b"contract body")
     world.fail("files", "POST", "/v1/files", fault(world))
     summary = run()
@@ -661,7 +372,7 @@ def test_ambiguous_upload_is_looked_up_and_not_repeated(world: World, run: RunFn
     assert any(a.startswith("adopt file_0") for a in summary.results[0].actions)
 
 
-def test_lost_upload_that_never_arrived_is_sent_once_more(world: World, run: RunFn) -> None:
+def test_lost_upload_that_never_arrived_is_sent_once_more(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1", b"contract body")
     world.fail("files", "POST", "/v1/files", lambda r: httpx.Response(500))
     assert outcomes(run()) == {"d1": "synced"}
@@ -669,7 +380,7 @@ def test_lost_upload_that_never_arrived_is_sent_once_more(world: World, run: Run
     assert list(world.files) == ["file_0"]
 
 
-def test_user_edit_during_the_sync_defers_the_write_back(world: World, run: RunFn) -> None:
+def test_user_edit_during_the_sync_defers_the_write_back(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1")
     def user_edits_before_reread(sent: Sent) -> None:
         if str(sent) == "espo GET Document/d1" and world.requests("mgmt", "GET", ".*:batchGet"):
@@ -686,7 +397,7 @@ def test_user_edit_during_the_sync_defers_the_write_back(world: World, run: RunF
     assert (world.records["d1"]["dateiStatus"], world.records["d1"]["name"]) == ("Neu", "renamed by a person")
 
 
-def test_conflict_on_the_write_back_defers(world: World, run: RunFn) -> None:
+def test_conflict_on_the_write_back_defers(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1", xaiSyncStatus="failed")
     world.fail("espo", "PUT", "Document/d1", lambda r: None)  # the syncing mark goes through
     world.fail("espo", "PUT", "Document/d1", lambda r: httpx.Response(409, headers={"X-Status-Reason": "modified"}))
@@ -694,7 +405,7 @@ def test_conflict_on_the_write_back_defers(world: World, run: RunFn) -> None:
     assert world.records["d1"]["dateiStatus"] == "Neu"
 
 
-def test_a_file_replaced_just_before_the_write_back_is_caught_by_the_file_id(world: World, run: RunFn) -> None:
+def test_a_file_replaced_just_before_the_write_back_is_caught_by_the_file_id(world: MockWorld, run: RunFn) -> None:
     # EspoCRM contract §10.9: the write-back carries the fileId docsync worked on; EspoCRM refuses it (the
     # old attachment is gone) and the new upload is taken back out; the next run picks the new file up
     world.add_doc("d1", b"first attachment")
@@ -717,7 +428,7 @@ def test_a_file_replaced_just_before_the_write_back_is_caught_by_the_file_id(wor
 # -- secrets -------------------------------------------------------------------------------------------
 
 
-def test_no_key_appears_in_results_or_crm_errors(world: World, run: RunFn) -> None:
+def test_no_key_appears_in_results_or_crm_errors(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1")  # attachment missing
     del world.attachments["att-d1"]
     world.add_doc("d2")  # processing fails
@@ -735,7 +446,7 @@ def test_no_key_appears_in_results_or_crm_errors(world: World, run: RunFn) -> No
         assert all(key not in text for text in texts)
 
 
-def test_an_unexpected_exception_fails_only_its_document(world: World, run: RunFn,
+def test_an_unexpected_exception_fails_only_its_document(world: MockWorld, run: RunFn,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     world.add_doc("d1")
     world.add_doc("d2")
@@ -753,7 +464,7 @@ def test_an_unexpected_exception_fails_only_its_document(world: World, run: RunF
     assert any(r.exc_info for r in caplog.records), "the traceback is logged (shown at -v)"
 
 
-def test_replaced_file_during_the_sync_rolls_the_new_upload_back(world: World, run: RunFn) -> None:
+def test_replaced_file_during_the_sync_rolls_the_new_upload_back(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1", b"first attachment")
 
     def user_replaces_file(sent: Sent) -> None:
@@ -769,7 +480,7 @@ def test_replaced_file_during_the_sync_rolls_the_new_upload_back(world: World, r
     assert all("xaiFileId" not in p.body for p in world.requests("espo", "PUT"))
 
 
-def test_user_edit_before_the_syncing_mark_defers_instead_of_failing(world: World, run: RunFn) -> None:
+def test_user_edit_before_the_syncing_mark_defers_instead_of_failing(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1")
     edited: list[bool] = []
 
@@ -784,7 +495,7 @@ def test_user_edit_before_the_syncing_mark_defers_instead_of_failing(world: Worl
     assert world.records["d1"]["dateiStatus"] == "Neu"
 
 
-def test_truncated_upload_is_deleted_and_fails_transiently(world: World, run: RunFn) -> None:
+def test_truncated_upload_is_deleted_and_fails_transiently(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1", b"0123456789" * 10)
 
     def stores_less(request: httpx.Request) -> httpx.Response:
@@ -800,7 +511,7 @@ def test_truncated_upload_is_deleted_and_fails_transiently(world: World, run: Ru
     assert world.records["d1"]["dateiStatus"] == "Fehler"
 
 
-def test_unexpected_field_values_fail_the_document_without_touching_xai(world: World, run: RunFn) -> None:
+def test_unexpected_field_values_fail_the_document_without_touching_xai(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1", xaiCollections=7)
     summary = run()
     assert summary.results[0].error_code == "bad_fields"
@@ -809,14 +520,14 @@ def test_unexpected_field_values_fail_the_document_without_touching_xai(world: W
     assert [s.body["dateiStatus"] for s in world.writes()] == ["Fehler"]
 
 
-def test_dry_run_writes_nothing(world: World, run: RunFn) -> None:
+def test_dry_run_writes_nothing(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1")
     summary = run(RunOptions(dry_run=True))
     assert summary.plan is not None and len(summary.plan.work) == 1
     assert world.writes() == [] and summary.results == []
 
 
-def test_full_run_deletes_only_docsyncs_files_of_documents_gone_from_crm(world: World, run: RunFn) -> None:
+def test_full_run_deletes_only_docsyncs_files_of_documents_gone_from_crm(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1", b"one")
     world.add_doc("d2", b"two")
     world.add_doc("d3", b"three")
@@ -831,7 +542,7 @@ def test_full_run_deletes_only_docsyncs_files_of_documents_gone_from_crm(world: 
     assert "file_human" in world.files and "file_human" in world.collections["col_a"]["docs"]
 
 
-def test_full_run_refuses_to_delete_everything_when_crm_lists_nothing(world: World, run: RunFn) -> None:
+def test_full_run_refuses_to_delete_everything_when_crm_lists_nothing(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1")
     run()
     world.records.clear()
@@ -841,7 +552,7 @@ def test_full_run_refuses_to_delete_everything_when_crm_lists_nothing(world: Wor
     assert world.writes() == []
 
 
-def test_failed_xai_listing_skips_deletions_but_syncs(world: World, run: RunFn) -> None:
+def test_failed_xai_listing_skips_deletions_but_syncs(world: MockWorld, run: RunFn) -> None:
     world.add_doc("d1")
     run()
     world.records["d1"]["dateiStatus"] = "Geändert"
@@ -852,7 +563,7 @@ def test_failed_xai_listing_skips_deletions_but_syncs(world: World, run: RunFn) 
     assert outcomes(summary) == {"d1": "synced"}
 
 
-def test_several_documents_in_parallel_all_sync(world: World, run: RunFn) -> None:
+def test_several_documents_in_parallel_all_sync(world: MockWorld, run: RunFn) -> None:
     for i in range(6):
         world.add_doc(f"d{i}", f"content {i}".encode(), collections=("col_a", f"col_{i % 2}"))
     summary = run(concurrency=4)
@@ -861,7 +572,7 @@ def test_several_documents_in_parallel_all_sync(world: World, run: RunFn) -> Non
                                                                      for i in range(6)}
 
 
-def test_download_broken_off_midway_is_retried_and_hashed_afresh(world: World, run: RunFn) -> None:
+def test_download_broken_off_midway_is_retried_and_hashed_afresh(world: MockWorld, run: RunFn) -> None:
     content = b"the whole attachment " * 50
 
     def breaks_midway(request: httpx.Request) -> httpx.Response:
