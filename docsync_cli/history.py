@@ -20,13 +20,13 @@ import sqlite3
 import stat
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from .errors import LocalEnvironmentError
 from .secrets import scrub
+from .timestamps import timestamp_to_unix, utc_timestamp
 
 FILE_NAME = "history.sqlite3"
 KEEP_RUNS = 1000
@@ -55,32 +55,9 @@ _SCHEMA = (
 )
 
 
-def utc_timestamp(moment: datetime | None = None) -> str:
-    """``moment`` (default: now) as ISO 8601 UTC with a ``Z``, second precision: ``2025-03-01T12:00:03Z``.
-
-    Raises ``ValueError`` for a naive datetime (its time zone would be a guess).
-    """
-    if moment is None:
-        moment = datetime.now(UTC)
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: give a time zone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(text: str) -> datetime:
-    """The aware UTC datetime of an ISO 8601 timestamp such as ``2025-03-01T12:00:03Z``.
-
-    Raises ``ValueError`` if ``text`` is not ISO 8601 or carries no time zone.
-    """
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp without time zone: {text!r}")
-    return moment.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class RunRecord:
-    """What one run did. Timestamps are ISO 8601 UTC with ``Z`` (see :func:`utc_timestamp`).
+    """What one run did. Timestamps are ISO 8601 UTC with ``Z`` (``timestamps.utc_timestamp``).
 
     ``command`` is the command line after ``docsync``, e.g. ``"sync"``, ``"sync --full"``, ``"sync --id 65f..."``,
     ``"sync --dry-run"`` or ``"prune"``. ``counts`` maps a result (``planned``, ``synced``, ``unchanged``,
@@ -101,7 +78,7 @@ class RunRecord:
     @property
     def finished_unixtime(self) -> float:
         """``finished_at`` as seconds since the epoch."""
-        return parse_timestamp(self.finished_at).timestamp()
+        return timestamp_to_unix(self.finished_at)
 
 class History:
     """The run history and preview failures of one state directory.

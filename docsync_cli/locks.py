@@ -67,7 +67,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -78,6 +77,7 @@ from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
 from docsync_cli.model import DocumentLocks
 from docsync_cli.secrets import scrub
 from docsync_cli.statedir import state_file_exists
+from docsync_cli.timestamps import utc_timestamp
 
 if TYPE_CHECKING:
     import redis
@@ -121,10 +121,6 @@ class Locks(DocumentLocks, Protocol):
 # holder identity
 
 
-def _utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass(frozen=True)
 class _Identity:
     pid: int
@@ -134,7 +130,7 @@ class _Identity:
 
     @classmethod
     def here(cls) -> _Identity:
-        return cls(pid=os.getpid(), host=socket.gethostname(), since=_utc_now())
+        return cls(pid=os.getpid(), host=socket.gethostname(), since=utc_timestamp())
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host} since {self.since}"

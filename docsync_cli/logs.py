@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from .timestamps import log_timestamp
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -22,7 +23,7 @@ retry_log = logging.getLogger("docsync.http")
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="seconds"),
+        line: dict[str, Any] = {"time": log_timestamp(record.created),
                                 "level": record.levelname.lower(), "logger": record.name,
                                 "message": record.getMessage()}
         if record.exc_info and not record.exc_text:

@@ -24,13 +24,14 @@ from typing import Any
 from .config import Settings
 from .engine import Engine, RunOptions, RunSummary
 from .errors import DocsyncError, LocalEnvironmentError
-from .history import History, RunRecord, parse_timestamp
+from .history import History, RunRecord
 from .locks import Locks, make_locks, pid_alive
 from .model import DocResult, RunPlan
 from .reconcile import KNOWN_FAILURE
 from .services import engine_settings, open_services
 from .state import StateStore, installation_id, remember_installation_id
 from .statedir import foreign_owner_warning, state_dir_problem
+from .timestamps import timestamp_to_unix, utc_timestamp
 
 log = logging.getLogger("docsync.run")
 
@@ -133,7 +134,7 @@ class SyncRun:
         assert self.history is not None
         finished = datetime.now(UTC)
         failure = error or (summary.fatal if summary else None)
-        record = RunRecord(started_at=_iso(self.started), finished_at=_iso(finished),
+        record = RunRecord(started_at=utc_timestamp(self.started), finished_at=utc_timestamp(finished),
                            duration_seconds=round(time.monotonic() - self._started_mono, 3), command=self.command,
                            exit_code=exit_code, counts=summary.counts() if summary else {},
                            host=socket.gethostname(), pid=os.getpid(), error=str(failure) if failure else None)
@@ -145,7 +146,7 @@ class SyncRun:
             last = self.history.last_success()
             try:
                 write_metrics(self.metrics_file, record,
-                              parse_timestamp(last.finished_at).timestamp() if last else None)
+                              timestamp_to_unix(last.finished_at) if last else None)
             except OSError as exc:  # the run is recorded; the missing textfile is a local problem (exit 4)
                 raise LocalEnvironmentError(f"cannot write {self.metrics_file}: {exc.strerror or exc}") from None
         return record
@@ -161,10 +162,6 @@ class SyncRun:
                                memory_bytes=self.settings.preview.memory_mb * 1024 * 1024)
         with PreviewService(limits, private_root=self.settings.state_dir / "libreoffice") as service:
             yield service
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def sweep_temp(state_dir: Path) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from docsync_cli import history as history_module
-from docsync_cli.history import History, RunRecord, parse_timestamp, utc_timestamp
+from docsync_cli.history import History, RunRecord
 
 
 def make_run(index: int, *, exit_code: int = 0, error: str | None = None) -> RunRecord:
@@ -150,16 +150,3 @@ def test_concurrent_writers_do_not_lose_runs(tmp_path: Path) -> None:
     finally:
         for handle in handles:
             handle.close()
-
-
-def test_timestamps_are_utc_with_z() -> None:
-    from datetime import UTC, datetime, timedelta, timezone
-
-    moment = datetime(2025, 3, 1, 13, 0, 3, tzinfo=timezone(timedelta(hours=1)))
-    assert utc_timestamp(moment) == "2025-03-01T12:00:03Z"
-    assert parse_timestamp("2025-03-01T12:00:03Z") == datetime(2025, 3, 1, 12, 0, 3, tzinfo=UTC)
-    assert utc_timestamp().endswith("Z")
-    with pytest.raises(ValueError):
-        utc_timestamp(datetime(2025, 3, 1))
-    with pytest.raises(ValueError):
-        parse_timestamp("2025-03-01T12:00:03")

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from docsync_cli.history import RunRecord, parse_timestamp
+from docsync_cli.history import RunRecord
 from docsync_cli.metrics import write_metrics
+from docsync_cli.timestamps import parse_timestamp
 
 RUN = RunRecord(
     started_at="2025-03-01T12:00:00Z",
