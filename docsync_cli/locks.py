@@ -59,7 +59,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -69,13 +68,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import unquote, urlsplit
 
 import filelock
 
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
 from docsync_cli.model import DocumentLocks
-from docsync_cli.secrets import scrub
+from docsync_cli.secrets import mask_url, scrub, url_secrets
 from docsync_cli.statedir import state_file_exists
 from docsync_cli.timestamps import utc_timestamp
 
@@ -88,7 +86,6 @@ __all__ = [
     "Locks",
     "RedisLocks",
     "make_locks",
-    "redact_url",
 ]
 
 logger = logging.getLogger("docsync.locks")
@@ -440,34 +437,6 @@ def pid_alive(pid: int) -> bool:
 # --------------------------------------------------------------------------------------------------
 # redis backend
 
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^@/?#]*)@")
-_PASSWORD_QUERY = re.compile(r"(?i)([?&]password=)[^&#]*")
-
-
-def redact_url(url: str) -> str:
-    """``redis://user:secret@host:6379/0`` → ``redis://user:***@host:6379/0`` (also ``?password=``)."""
-
-    def userinfo(match: re.Match[str]) -> str:
-        user, sep, _password = match.group("userinfo").partition(":")
-        # without a colon redis-py reads the part as a user name, but people put passwords there: hide it too
-        return f"{match.group('scheme')}{user}:***@" if sep else f"{match.group('scheme')}***@"
-
-    return _PASSWORD_QUERY.sub(r"\1***", _USERINFO.sub(userinfo, url, count=1))
-
-
-def _secrets_of(url: str) -> list[str]:
-    found: list[str] = []
-    with contextlib.suppress(ValueError):
-        parts = urlsplit(url)
-        for value in (parts.password, parts.username if parts.password is None else None):
-            if value:
-                found += [value, unquote(value)]
-        for match in re.finditer(r"(?i)[?&]password=([^&#]*)", url):
-            if match.group(1):
-                found += [match.group(1), unquote(match.group(1))]
-    return sorted({s for s in found if s}, key=len, reverse=True)
-
-
 @dataclass
 class _Lease:
     what: str
@@ -488,12 +457,12 @@ class RedisLocks:
 
         if not ttl_seconds > 0:
             raise ConfigError([f"lock TTL must be positive, got {ttl_seconds!r}"])
-        self.url = redact_url(url)
+        self.url = mask_url(url)
         self.namespace = namespace
         self.ttl_seconds = float(ttl_seconds)
         self.run_key = f"{namespace}:{run_name}"
         self.fence_key = f"{namespace}:fence"
-        self._secrets = _secrets_of(url)
+        self._secrets = url_secrets(url)
         self._mutex = threading.RLock()  # reentrant: a signal handler may release mid-acquire
         self._local = threading.local()
         self._run: _Lease | None = None
@@ -515,7 +484,7 @@ class RedisLocks:
                     retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
                 )
             except ValueError as exc:
-                raise ConfigError([f"invalid Redis URL {self.url}: {self._scrub(str(exc))}"]) from None
+                raise ConfigError([f"invalid Redis URL {self.url}: {scrub(str(exc), self._secrets)}"]) from None
         self._client: redis.Redis = client
         try:
             self._client.ping()
@@ -526,11 +495,8 @@ class RedisLocks:
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self._secrets)
-
     def _describe(self, exc: BaseException) -> str:
-        return self._scrub(f"{type(exc).__name__}: {exc}")
+        return scrub(f"{type(exc).__name__}: {exc}", self._secrets)
 
     def _unreachable(self, exc: BaseException, doing: str) -> LocalEnvironmentError:
         return LocalEnvironmentError(

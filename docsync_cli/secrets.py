@@ -8,12 +8,16 @@ It masks
 * anything that looks like a key a server echoed back: ``xai-…`` tokens, ``Bearer …``/``Basic …`` credentials,
   ``api_key=…``/``"secret": "…"``-style pairs. xAI's own masked form (``xa***yz``) is left as it is.
 
+:func:`mask_url` is the printable form of a configured URL (its userinfo and ``?password=`` masked) and
+:func:`url_secrets` the parts it hides, for scrubbing texts that quote the URL.
+
 Also :func:`printable`: untrusted names (CRM document names, file names) without control characters, bidi
 overrides or absurd lengths, for printing and for names docsync writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import unicodedata
@@ -67,6 +71,37 @@ def scrub(text: str, extra: Iterable[str] = ()) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^@/?#]*)@")
+_PASSWORD_QUERY = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
+def mask_url(url: str) -> str:
+    """``redis://user:secret@host:6379/0`` → ``redis://user:***@host:6379/0`` (also ``?password=``), for showing a
+    configured URL (a lone user part is masked too: people put passwords there)."""
+
+    def userinfo(match: re.Match[str]) -> str:
+        user, sep, _password = match.group("userinfo").partition(":")
+        # without a colon redis-py reads the part as a user name, but people put passwords there: hide it too
+        return f"{match.group('scheme')}{user}:{REDACTED}@" if sep else f"{match.group('scheme')}{REDACTED}@"
+
+    return _PASSWORD_QUERY.sub(r"\1" + REDACTED, _USERINFO.sub(userinfo, url, count=1))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret parts of ``url`` that :func:`mask_url` hides (password, lone user part, ``?password=``), raw and
+    percent-decoded, longest first: the ``extra`` to :func:`scrub` texts that may quote them (a library's error)."""
+    found: list[str] = []
+    with contextlib.suppress(ValueError):
+        parts = urllib.parse.urlsplit(url)
+        for value in (parts.password, parts.username if parts.password is None else None):
+            if value:
+                found += [value, urllib.parse.unquote(value)]
+        for match in re.finditer(r"(?i)[?&]password=([^&#]*)", url):
+            if match.group(1):
+                found += [match.group(1), urllib.parse.unquote(match.group(1))]
+    return sorted({s for s in found if s}, key=len, reverse=True)
 
 
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})

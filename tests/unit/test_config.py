@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from docsync_cli import config
 from docsync_cli.config import (
     CollectionSettings,
     EspoSettings,
@@ -29,10 +28,11 @@ from docsync_cli.config import (
     redact,
     secret_values,
 )
+from docsync_cli.config import paths as config_paths
 from docsync_cli.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
-UNPATCHED_DEFAULT_CONFIG_PATH = config.DEFAULT_CONFIG_PATH
+UNPATCHED_DEFAULT_CONFIG_PATH = config_paths.DEFAULT_CONFIG_PATH
 
 CANARY = {
     "ESPOCRM_API_KEY": "sk-CANARY-espo-api-0001",
@@ -57,7 +57,7 @@ SECRET_PATH = {
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The default path must never hit a real /etc/docsync/config.toml; run as a non-root user by default.
-    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", tmp_path / "etc" / "config.toml")
+    monkeypatch.setattr(config_paths, "DEFAULT_CONFIG_PATH", tmp_path / "etc" / "config.toml")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
 
 
@@ -369,7 +369,7 @@ def test_missing_required_settings_are_reported_all_at_once(tmp_path: Path) -> N
         load_settings(env={"HOME": str(tmp_path)})
 
     assert problems_of(excinfo) == [
-        f"espocrm.url: missing; set ESPOCRM_URL or url in [espocrm] of {config.DEFAULT_CONFIG_PATH}",
+        f"espocrm.url: missing; set ESPOCRM_URL or url in [espocrm] of {config_paths.DEFAULT_CONFIG_PATH}",
         "espocrm.api_key: missing; set ESPOCRM_API_KEY, ESPOCRM_API_KEY_FILE or the systemd credential "
         "espocrm-api-key",
         "xai.api_key: missing; set XAI_API_KEY, XAI_API_KEY_FILE or the systemd credential xai-api-key",
@@ -751,14 +751,14 @@ def test_redis_password_in_file_counts_as_secret(tmp_path: Path, monkeypatch: py
 
 
 def test_missing_file_at_default_path_is_fine(tmp_path: Path) -> None:
-    assert not config.DEFAULT_CONFIG_PATH.exists()
+    assert not config_paths.DEFAULT_CONFIG_PATH.exists()
     assert load_settings(env=base_env(tmp_path)).config_path is None
 
 
 def test_missing_file_at_default_path_with_require_file_is_a_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as excinfo:
         load_settings(env=base_env(tmp_path), require_file=True)
-    assert problems_of(excinfo) == [f"config file {config.DEFAULT_CONFIG_PATH} does not exist"]
+    assert problems_of(excinfo) == [f"config file {config_paths.DEFAULT_CONFIG_PATH} does not exist"]
 
 
 def test_explicit_missing_file_is_a_problem(tmp_path: Path) -> None:
@@ -781,9 +781,9 @@ def test_config_path_that_is_a_directory(tmp_path: Path) -> None:
 
 def test_default_config_path() -> None:
     assert Path("/etc/docsync/config.toml") == UNPATCHED_DEFAULT_CONFIG_PATH
-    assert default_config_path({}) == config.DEFAULT_CONFIG_PATH
+    assert default_config_path({}) == config_paths.DEFAULT_CONFIG_PATH
     assert default_config_path({"DOCSYNC_CONFIG": "/srv/docsync.toml"}) == Path("/srv/docsync.toml")
-    assert default_config_path({"DOCSYNC_CONFIG": ""}) == config.DEFAULT_CONFIG_PATH
+    assert default_config_path({"DOCSYNC_CONFIG": ""}) == config_paths.DEFAULT_CONFIG_PATH
 
 
 # --------------------------------------------------------------------------------------------- state dir
@@ -961,12 +961,10 @@ def test_example_config_is_valid_and_documents_every_setting(
 def test_state_dir_of_the_service_user_is_the_system_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The user owning /var/lib/docsync (created for it by `install -d -o docsync`) gets it by default, so an
     admin's `runuser -u docsync -- docsync status` reads the same state as the timer's runs."""
-    from docsync_cli import config
-
     system = tmp_path / "var-lib-docsync"
     system.mkdir()
     owner = system.stat().st_uid
-    monkeypatch.setattr(config, "ROOT_STATE_DIR", system)
+    monkeypatch.setattr(config_paths, "ROOT_STATE_DIR", system)
     monkeypatch.setattr(os, "geteuid", lambda: owner if owner != 0 else 4242)
     if owner == 0:
         os.chown(system, 4242, -1)

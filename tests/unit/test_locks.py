@@ -25,7 +25,8 @@ import pytest
 import redis
 
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
-from docsync_cli.locks import FileLocks, RedisLocks, make_locks, redact_url
+from docsync_cli.locks import FileLocks, RedisLocks, make_locks
+from docsync_cli.secrets import mask_url
 from tests.redis_server import RedisServer, redis_server_binary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -344,8 +345,8 @@ def test_make_locks(state_dir: Path) -> None:
     ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
     ("unix://:secret@/run/redis.sock", "unix://:***@/run/redis.sock"),
 ])
-def test_redact_url(url: str, expected: str) -> None:
-    assert redact_url(url) == expected
+def test_mask_url(url: str, expected: str) -> None:
+    assert mask_url(url) == expected
 
 
 def test_redis_unreachable_at_start_fails_closed_quickly() -> None:
