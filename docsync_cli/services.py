@@ -15,7 +15,7 @@ import httpx
 
 from . import espocrm, xai
 from .config import Settings
-from .model import DeleteLimits, EngineSettings, LinkRule
+from .model import DeleteLimits, EngineSettings
 from .transport import RetryPolicy, ServiceClient, Throttle
 
 
@@ -60,7 +60,7 @@ def engine_settings(settings: Settings, concurrency: int | None = None, temp_dir
                     ) -> EngineSettings:
     return EngineSettings(
         static_collections=tuple(settings.collections.static),
-        links=tuple(LinkRule(rule.link, rule.field) for rule in settings.collections.links),
+        links=settings.collections.rules,
         max_file_bytes=settings.xai.max_file_bytes,
         processing_wait_seconds=settings.sync.processing_wait_seconds,
         poll_interval_seconds=settings.sync.poll_interval_seconds,

@@ -4,7 +4,8 @@ A :class:`Settings` is complete and valid or it does not exist: :func:`docsync_c
 from its sources (:mod:`docsync_cli.config.sources`) and translates validation errors into sentences
 (:mod:`docsync_cli.config.messages`). Validator messages never contain a secret value.
 
-Imports: the standard library, pydantic, ``secrets`` (the one scrubber) and ``config.messages``.
+Imports: the standard library, pydantic, ``model`` (the engine's value types), ``secrets`` (the one scrubber) and
+``config.messages``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from docsync_cli.config.messages import show as _show
+from docsync_cli.model import EngineSettings, LinkRule
 from docsync_cli.secrets import mask_url, scrub, variants
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_DEFAULT_RULES = EngineSettings().links  # the engine's default link rules are the configured default
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
@@ -154,8 +157,9 @@ class XaiSettings(_Model):
         return _check_secret(value)
 
 
-class LinkRule(_Model):
-    """Documents linked (through ``link``) to a record whose attribute ``field`` names a collection."""
+class LinkRuleSetting(_Model):
+    """One ``[[collections.links]]`` entry as configured: checked here, used as the engine's
+    :class:`docsync_cli.model.LinkRule` (which says what a rule means) through :attr:`CollectionSettings.rules`."""
 
     link: str
     field: str
@@ -168,7 +172,7 @@ class LinkRule(_Model):
 
 class CollectionSettings(_Model):
     static: list[str] = []
-    links: list[LinkRule] = [LinkRule(link="accounts", field="xaiCollectionId")]
+    links: list[LinkRuleSetting] = [LinkRuleSetting(link=rule.link, field=rule.field) for rule in _DEFAULT_RULES]
 
     @field_validator("static")
     @classmethod
@@ -180,13 +184,18 @@ class CollectionSettings(_Model):
 
     @field_validator("links")
     @classmethod
-    def _links(cls, value: list[LinkRule]) -> list[LinkRule]:
+    def _links(cls, value: list[LinkRuleSetting]) -> list[LinkRuleSetting]:
         seen: set[tuple[str, str]] = set()
         for rule in value:
             if (rule.link, rule.field) in seen:
                 raise ValueError(f"link rule {rule.link}:{rule.field} is listed twice")
             seen.add((rule.link, rule.field))
         return value
+
+    @property
+    def rules(self) -> tuple[LinkRule, ...]:
+        """The configured link rules in the engine's form (the one conversion)."""
+        return tuple(LinkRule(setting.link, setting.field) for setting in self.links)
 
 
 class SyncSettings(_Model):

@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from docsync_cli.config.messages import Loc, model_of, render, sentence, suggest
-from docsync_cli.config.model import LinkRule, Settings, secret_values, url_password
+from docsync_cli.config.model import LinkRuleSetting, Settings, secret_values, url_password
 from docsync_cli.config.paths import default_config_path, default_state_dir, expand_home
 from docsync_cli.errors import ConfigError
 from docsync_cli.secrets import register, scrub, variants
@@ -201,12 +201,12 @@ class _Loader:
             info = model.model_fields[field]
             model = model_of(info.annotation)
             last = index == len(parts) - 1
-            if model is LinkRule and not last:
+            if model is LinkRuleSetting and not last:
                 self.problems.append(
                     f"{name} is not read; set DOCSYNC_COLLECTIONS__LINKS=link:field,... instead"
                 )
                 return
-            if last and model is not None and model is not LinkRule:
+            if last and model is not None and model is not LinkRuleSetting:
                 self.problems.append(
                     f"{'.'.join(path)} (from {name}) is a group of settings; "
                     f"set {name}__<NAME> for each setting instead"

@@ -18,7 +18,7 @@ from docsync_cli.config import (
     CollectionSettings,
     EspoSettings,
     FieldNames,
-    LinkRule,
+    LinkRuleSetting,
     LockSettings,
     Settings,
     XaiSettings,
@@ -111,7 +111,7 @@ def test_env_only_config_uses_defaults_for_everything_else(tmp_path: Path) -> No
     assert settings.xai.management_url == "https://management-api.x.ai"
     assert settings.xai.max_file_bytes == 50_000_000
     assert settings.collections.static == []
-    assert settings.collections.links == [LinkRule(link="accounts", field="xaiCollectionId")]
+    assert settings.collections.links == [LinkRuleSetting(link="accounts", field="xaiCollectionId")]
     assert settings.sync.concurrency == 12
     assert settings.sync.max_delete_percent == 50.0
     assert settings.preview.enabled is True
@@ -226,7 +226,7 @@ backend = "file"
     assert settings.state_dir == Path("/srv/from-env")
     assert settings.sync.concurrency == 8
     assert settings.collections.static == ["collection_a", "collection_b"]
-    assert settings.collections.links == [LinkRule(link="accounts", field="xaiCollectionId")]
+    assert settings.collections.links == [LinkRuleSetting(link="accounts", field="xaiCollectionId")]
     assert settings.espocrm.fields.md5 == "envMd5"
     assert settings.espocrm.fields.sha == "cSha"  # untouched TOML value survives
     assert settings.preview.enabled is False
@@ -627,17 +627,27 @@ def test_links_from_toml(tmp_path: Path) -> None:
     )
     settings = load_settings(path, env=base_env(tmp_path))
     assert settings.collections.links == [
-        LinkRule(link="accounts", field="xaiCollectionId"),
-        LinkRule(link="contacts", field="cCollection"),
+        LinkRuleSetting(link="accounts", field="xaiCollectionId"),
+        LinkRuleSetting(link="contacts", field="cCollection"),
     ]
 
 
 def test_links_from_env(tmp_path: Path) -> None:
     env = base_env(tmp_path, DOCSYNC_COLLECTIONS__LINKS="accounts:xaiCollectionId, contacts:xaiCollectionId")
     assert load_settings(env=env).collections.links == [
-        LinkRule(link="accounts", field="xaiCollectionId"),
-        LinkRule(link="contacts", field="xaiCollectionId"),
+        LinkRuleSetting(link="accounts", field="xaiCollectionId"),
+        LinkRuleSetting(link="contacts", field="xaiCollectionId"),
     ]
+
+
+def test_link_settings_become_the_engines_rules(tmp_path: Path) -> None:
+    from docsync_cli.model import EngineSettings, LinkRule
+
+    assert CollectionSettings().rules == EngineSettings().links  # one default
+    env = base_env(tmp_path, DOCSYNC_COLLECTIONS__LINKS="accounts:xaiCollectionId, contacts:cCollection")
+    assert load_settings(env=env).collections.rules == (LinkRule("accounts", "xaiCollectionId"),
+                                                         LinkRule("contacts", "cCollection"))
+    assert CollectionSettings(links=[]).rules == ()
 
 
 def test_bad_links(tmp_path: Path) -> None:
@@ -900,7 +910,7 @@ def test_models_are_frozen_and_forbid_extras() -> None:
     fields = FieldNames()
     with pytest.raises(ValidationError):
         fields.md5 = "other"
-    for model in (FieldNames, EspoSettings, XaiSettings, LinkRule, CollectionSettings, LockSettings, Settings):
+    for model in (FieldNames, EspoSettings, XaiSettings, LinkRuleSetting, CollectionSettings, LockSettings, Settings):
         assert issubclass(model, BaseModel)
         assert model.model_config.get("frozen") is True
         assert model.model_config.get("extra") == "forbid"
@@ -947,7 +957,7 @@ def test_example_config_is_valid_and_documents_every_setting(
         out = []
         for name, info in model.model_fields.items():
             sub = info.annotation
-            if isinstance(sub, type) and issubclass(sub, BaseModel) and sub is not LinkRule:
+            if isinstance(sub, type) and issubclass(sub, BaseModel) and sub is not LinkRuleSetting:
                 out += names(sub, f"{prefix}{name}.")
             elif name != "config_path":
                 out.append(name)
