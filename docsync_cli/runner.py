@@ -156,11 +156,10 @@ class SyncRun:
         if not self.previews:
             yield None
             return
-        from .preview import PreviewLimits, PreviewService
+        from .preview import PreviewService
 
-        limits = PreviewLimits(timeout_seconds=self.settings.preview.timeout_seconds,
-                               memory_bytes=self.settings.preview.memory_mb * 1024 * 1024)
-        with PreviewService(limits, private_root=self.settings.state_dir / "libreoffice") as service:
+        private_root = self.settings.state_dir / "libreoffice"
+        with PreviewService(self.settings.preview.limits(), private_root=private_root) as service:
             yield service
 
 

@@ -14,13 +14,16 @@ import re
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from docsync_cli.config.messages import show as _show
 from docsync_cli.model import EngineSettings, LinkRule
 from docsync_cli.secrets import mask_url, scrub, variants
+
+if TYPE_CHECKING:
+    from docsync_cli.preview.limits import PreviewLimits
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _DEFAULT_RULES = EngineSettings().links  # the engine's default link rules are the configured default
@@ -217,6 +220,13 @@ class PreviewSettings(_Model):
     enabled: bool = True
     timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
     memory_mb: Annotated[int, Field(ge=64)] = 1024
+
+    def limits(self) -> PreviewLimits:
+        """The limits of one preview from these settings (the one place they are built; the rest are
+        ``PreviewLimits``' own defaults). Imports the ``preview`` package only when called."""
+        from docsync_cli.preview.limits import PreviewLimits
+
+        return PreviewLimits(timeout_seconds=self.timeout_seconds, memory_bytes=self.memory_mb * 1024 * 1024)
 
 
 class VerifySettings(_Model):

@@ -640,6 +640,26 @@ def test_links_from_env(tmp_path: Path) -> None:
     ]
 
 
+def test_preview_settings_build_the_preview_limits(tmp_path: Path) -> None:
+    from docsync_cli.preview.limits import PreviewLimits
+
+    env = base_env(tmp_path, DOCSYNC_PREVIEW__TIMEOUT_SECONDS="7.5", DOCSYNC_PREVIEW__MEMORY_MB="256")
+    limits = load_settings(env=env).preview.limits()
+    assert limits == PreviewLimits(timeout_seconds=7.5, memory_bytes=256 * 1024 * 1024)
+    assert load_settings(env=base_env(tmp_path)).preview.limits() == PreviewLimits()  # the same defaults
+
+
+def test_importing_config_loads_no_preview_or_engine_code() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, docsync_cli.config; "
+            "print(sorted(m for m in sys.modules if m.startswith(('docsync_cli.preview', 'docsync_cli.engine', "
+            "'docsync_cli.reconcile', 'PIL', 'pypdfium2', 'httpx'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_link_settings_become_the_engines_rules(tmp_path: Path) -> None:
     from docsync_cli.model import EngineSettings, LinkRule
 
