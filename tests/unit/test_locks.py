@@ -510,20 +510,6 @@ def test_redis_failed_renewal_marks_lock_lost(make_redis_locks: MakeLocks, names
 
 @pytest.mark.needs_redis
 @needs_redis
-def test_redis_fencing_token_increases(make_redis_locks: MakeLocks) -> None:
-    first, second = make_redis_locks(), make_redis_locks()
-    with pytest.raises(LocalEnvironmentError):
-        _ = first.fence
-    fences = []
-    for locks in (first, second, first):
-        locks.acquire_run()
-        fences.append(locks.fence)
-        locks.release_run()
-    assert fences[0] < fences[1] < fences[2]
-
-
-@pytest.mark.needs_redis
-@needs_redis
 def test_redis_killed_mid_run_makes_check_fail_closed() -> None:
     with RedisServer() as server:
         locks = RedisLocks(server.url, namespace="kill", ttl_seconds=30)

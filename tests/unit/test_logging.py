@@ -61,7 +61,7 @@ def test_a_third_party_logger_is_formatted_and_redacted(json_logging: None,
 
 
 def test_the_lock_module_logs_under_docsync(json_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
-    from docsync_cli import locks
+    from docsync_cli.locks import common as locks
 
     assert locks.logger.name.startswith("docsync.")
     locks.logger.info("lock lost: key %s", CANARY)  # INFO: only the docsync hierarchy is this verbose
