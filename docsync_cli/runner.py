@@ -15,8 +15,9 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,6 +37,31 @@ from .timestamps import timestamp_to_unix, utc_timestamp
 log = logging.getLogger("docsync.run")
 
 PREVIEW_OK = (None, "written", "unchanged", "off")
+
+
+class PreviewNote(Enum):
+    """What a document's result changes in the run history's preview failures (``docsync status`` shows them)."""
+
+    KEEP = "keep"  # a failure already known for this content: the reason recorded when it failed stays
+    CLEAR = "clear"  # a preview was written, is unchanged or is off: no failure to show
+    RECORD = "record"  # the preview failed now: remember why
+
+
+def preview_note(preview: str | None) -> PreviewNote:
+    """The change to the preview failures for a result's ``DocResult.preview``."""
+    if preview == KNOWN_FAILURE:
+        return PreviewNote.KEEP
+    return PreviewNote.CLEAR if preview in PREVIEW_OK else PreviewNote.RECORD
+
+
+def remember_previews(history: History, results: Iterable[DocResult]) -> None:
+    """Apply each result's :func:`preview_note` to the run history."""
+    for result in results:
+        note = preview_note(result.preview)
+        if note is PreviewNote.CLEAR:
+            history.clear_preview_error(result.doc_id)
+        elif note is PreviewNote.RECORD:
+            history.set_preview_error(result.doc_id, str(result.preview))
 
 
 class SyncRun:
@@ -120,13 +146,7 @@ class SyncRun:
                             engine_settings(self.settings, self.concurrency, self.temp_dir), previews=previews,
                             on_result=on_result, on_plan=on_plan, stop=stop)
             summary = engine.run(self.options)
-        for result in summary.results:
-            if result.preview == KNOWN_FAILURE:
-                continue  # the reason recorded when it failed stays
-            if result.preview in PREVIEW_OK:
-                self.history.clear_preview_error(result.doc_id)
-            else:
-                self.history.set_preview_error(result.doc_id, str(result.preview))
+        remember_previews(self.history, summary.results)
         return summary
 
     def record(self, exit_code: int, summary: RunSummary | None, error: DocsyncError | None) -> RunRecord:
