@@ -26,7 +26,6 @@ import redis
 
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
 from docsync_cli.locks import FileLocks, RedisLocks, make_locks
-from docsync_cli.secrets import mask_url
 from tests.redis_server import RedisServer, redis_server_binary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -335,18 +334,6 @@ def test_make_locks(state_dir: Path) -> None:
         make_locks("redis", state_dir, None, 60)
     with pytest.raises(ConfigError):
         make_locks("zookeeper", state_dir, None, 60)
-
-
-@pytest.mark.parametrize(("url", "expected"), [
-    ("redis://:secret@host:6379/0", "redis://:***@host:6379/0"),
-    ("redis://user:secret@host/1", "redis://user:***@host/1"),
-    ("rediss://secret@host", "rediss://***@host"),
-    ("redis://host:6379/0?password=secret&db=1", "redis://host:6379/0?password=***&db=1"),
-    ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
-    ("unix://:secret@/run/redis.sock", "unix://:***@/run/redis.sock"),
-])
-def test_mask_url(url: str, expected: str) -> None:
-    assert mask_url(url) == expected
 
 
 def test_redis_unreachable_at_start_fails_closed_quickly() -> None:
