@@ -99,7 +99,7 @@ def sentence(error: Mapping[str, Any], root: type[BaseModel], *, source: str | N
              missing_hint: str, secret: bool) -> str:
     """One pydantic error of validating ``root`` as a sentence.
 
-    ``source`` is where the value came from (``"from /etc/docsync/config.toml"``, ``"from XAI_API_URL"``) or None;
+    ``source`` is where the value came from (``"/etc/docsync/config.toml"``, ``"XAI_API_URL"``) or None;
     ``file`` the config file named for unknown settings whose source is unknown; ``missing_hint`` what to append
     to ``missing`` (e.g. ``"; set XAI_API_KEY, ..."``); ``secret`` means the value must not be shown.
     """
@@ -110,11 +110,11 @@ def sentence(error: Mapping[str, Any], root: type[BaseModel], *, source: str | N
         parent = field_at(root, loc[:-1]) if len(loc) > 1 else None
         model = model_of(parent.annotation) if parent else root
         hint = suggest(str(loc[-1]), {f: f for f in model.model_fields} if model else {})
-        where = source[len("from "):] if source and source.startswith("from ") else file
+        where = source or file
         return f"unknown setting {name!r} in {where}{hint}"
     if kind == "missing":
         return f"{name}: missing{missing_hint}"
-    prefix = f"{name} ({source})" if source else name
+    prefix = f"{name} (from {source})" if source else name
     return f"{prefix}: {_message(root, loc, kind, error, secret)}"
 
 

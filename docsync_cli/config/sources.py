@@ -79,7 +79,7 @@ class _Loader:
         self.explicit = explicit  # how the path was named, or None for the default path
         self.require = require
         self.data: dict[str, Any] = {}
-        self.origins: dict[Loc, str] = {}
+        self.origins: dict[Loc, str] = {}  # where each value came from: a file, a variable, a credential
         self.problems: list[str] = []
         self.reported: set[Loc] = set()  # locations with a problem already (don't also say "missing")
         self.seen_secrets: list[str] = []  # every secret-ish string read, to scrub from messages
@@ -132,7 +132,7 @@ class _Loader:
             if isinstance(value, dict):
                 self._record_origins(value, (*prefix, key))
             else:
-                self.origins[(*prefix, key)] = f"from {self.path}"
+                self.origins[(*prefix, key)] = str(self.path)
 
     def _file_secret_paths(self, document: dict[str, Any]) -> list[str]:
         found = []
@@ -182,7 +182,7 @@ class _Loader:
             if value:
                 if path == ("state_dir",):
                     value = str(expand_home(value, self.env))
-                self._put(path, value, f"from {name}")
+                self._put(path, value, name)
 
     def _read_structured(self, name: str, value: str) -> None:
         parts = name[len(_ENV_PREFIX):].split("__")
@@ -217,11 +217,11 @@ class _Loader:
             self.problems.append(f"{name} is not read; set {_NAMED_ENV[key]} instead")
             return
         if key == ("collections", "static"):
-            self._put(key, [item.strip() for item in value.split(",") if item.strip()], f"from {name}")
+            self._put(key, [item.strip() for item in value.split(",") if item.strip()], name)
         elif key == ("collections", "links"):
-            self._put(key, self._parse_links(name, value), f"from {name}")
+            self._put(key, self._parse_links(name, value), name)
         elif value:
-            self._put(key, value, f"from {name}")
+            self._put(key, value, name)
 
     def _parse_links(self, name: str, value: str) -> list[dict[str, str]]:
         links = []
@@ -247,19 +247,19 @@ class _Loader:
             value = self.env.get(spec.env)
             if value:
                 self.seen_secrets.append(value)
-                self._put(spec.path, value, f"from {spec.env}")
+                self._put(spec.path, value, spec.env)
                 continue
             file_name = self.env.get(f"{spec.env}_FILE")
             if file_name:
-                origin = f"from {spec.env}_FILE"
+                origin = f"{spec.env}_FILE"
                 self._read_secret_file(spec, Path(file_name), origin, must_exist=True)
                 continue
             if credentials:
-                origin = f"from systemd credential {spec.credential}"
+                origin = f"systemd credential {spec.credential}"
                 self._read_secret_file(spec, Path(credentials) / spec.credential, origin, must_exist=False)
 
     def _read_secret_file(self, spec: _SecretSpec, path: Path, origin: str, *, must_exist: bool) -> None:
-        where = f"{render(spec.path)} ({origin})"
+        where = f"{render(spec.path)} (from {origin})"
         try:
             with open(path, "rb") as handle:
                 mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
@@ -313,9 +313,9 @@ class _Loader:
     def source(self, loc: Loc) -> str | None:
         if loc in self.origins:
             return self.origins[loc]
-        below = {origin.removeprefix("from ") for path, origin in self.origins.items() if path[: len(loc)] == loc}
+        below = {origin for path, origin in self.origins.items() if path[: len(loc)] == loc}
         if below:
-            return "from " + " and ".join(sorted(below))
+            return " and ".join(sorted(below))
         for cut in range(len(loc) - 1, 0, -1):
             if loc[:cut] in self.origins:
                 return self.origins[loc[:cut]]

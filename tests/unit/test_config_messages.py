@@ -30,7 +30,7 @@ def errors(data: dict[str, Any]) -> list[Any]:
     return caught.value.errors(include_url=False)
 
 
-def say(error: Any, *, source: str | None = "from test.toml", secret: bool = False) -> str:
+def say(error: Any, *, source: str | None = "test.toml", secret: bool = False) -> str:
     return sentence(error, Root, source=source, file="/etc/docsync/config.toml", missing_hint="; set X",
                     secret=secret)
 
