@@ -16,7 +16,8 @@ import httpx
 from . import espocrm, xai
 from .config import Settings
 from .model import DeleteLimits, EngineSettings, LinkRule
-from .transport import RetryPolicy, ServiceClient, Throttle
+from .throttle import Throttle
+from .transport import RetryPolicy, ServiceClient
 
 
 @dataclass
