@@ -222,7 +222,11 @@ class ServiceClient:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """:meth:`call`, then parse the body as JSON (a body that is not JSON is a transient error)."""
-        answer = self.call(method, path, **kwargs)
+        return self.parsed(self.call(method, path, **kwargs), method, path)
+
+    def parsed(self, answer: Answer, method: str, path: str) -> Any:
+        """The body of ``answer`` (to ``method path``) as JSON; a body that is not JSON (an HTML login page, a
+        proxy's error page) is a transient error."""
         try:
             return answer.parsed()
         except ValueError as exc:
