@@ -1,8 +1,9 @@
 """EspoCRM REST client (``/api/v1/``), following the EspoCRM contract (``docs/contracts.md``).
 
-It knows the wire (auth headers, ``searchParams``, paging, ``X-Status-Reason``, ``X-Version-Number``, what a
-refusal of docsync's write means) over an injected ``httpx.Client``. What it learns of the CRM's Document (names,
-options, page cap) and the mapping between records and docsync's model are ``espocrm_schema.LearnedSchema``'s.
+It knows the wire (auth headers, ``searchParams``, paging, ``X-Version-Number``) over an injected
+``httpx.Client``. What it learns of the CRM's Document (names, options, page cap) and the mapping between
+records and docsync's model are ``espocrm_schema.LearnedSchema``'s; what a refusal means by its
+``X-Status-Reason`` is ``espocrm_reasons``'.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import UTC
@@ -23,8 +23,9 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError
+from .errors import AuthError, DocsyncError, RejectedError
 from .espocrm_fields import FieldSchema
+from .espocrm_reasons import file_field_not_editable, is_auth_failure, refused_write
 from .espocrm_schema import PAGE, LearnedSchema
 from .model import CrmDocument
 from .secrets import printable
@@ -33,8 +34,6 @@ from .transport import ServiceClient, short
 log = logging.getLogger("docsync.espocrm")
 
 API_PATH = "/api/v1"
-ACL_REASON = re.compile(r"^No (?:\w+ )?access(?: to [A-Z]\w*)?\.?$")
-VALIDATION_REASON = re.compile(r"Field validation failure; entityType: (\w+), field: (\w+), type: (\w+)")
 
 
 class ApiKeyAuth(httpx.Auth):
@@ -57,28 +56,6 @@ class ApiKeyAuth(httpx.Auth):
             token = base64.b64encode(f"{self._api_key}:{digest}".encode()).decode()
             request.headers["X-Hmac-Authorization"] = token
         yield request
-
-
-def espo_detail(headers: httpx.Headers, body: bytes) -> str:
-    """EspoCRM puts the reason in ``X-Status-Reason``; bodies are usually empty or a small JSON object."""
-    reason = headers.get("x-status-reason", "")
-    text = body.decode("utf-8", "replace").strip()
-    if text.startswith("<"):
-        text = "an HTML page instead of an API answer (a proxy or the wrong URL?)"
-    return short(" ".join(part for part in (reason, text) if part))
-
-
-def is_auth_failure(status: int, headers: httpx.Headers, body: bytes) -> bool:
-    """Contract §10.3: 401 always; 403 only with an ACL reason (``No read access.``, ``No edit access.``) or none
-    (the failed-login limit). A 403 with a data reason (``Field 'x' does not exist.``, ``Not allowed file
-    type.``, ``Max size should not exceed N…``, ``Can't relate with non-existing record…``) is a problem of that
-    request."""
-    if status == 401:
-        return True
-    if status != 403:
-        return False
-    reason = headers.get("x-status-reason", "").strip()
-    return not reason or ACL_REASON.match(reason) is not None
 
 
 def build_http_client(url: str, api_key: str, secret_key: str | None, timeout: float,
@@ -363,30 +340,23 @@ class EspoClient:
         if file_id is not None:
             body["fileId"] = file_id
         headers = {"X-Version-Number": str(version)} if version is not None else None
+        path = f"Document/{quote(doc_id, safe='')}"
         try:
             try:
-                record = self.service.json("PUT", f"Document/{quote(doc_id, safe='')}", json_body=body, headers=headers)
+                record = self.service.json("PUT", path, json_body=body, headers=headers)
             except RejectedError as exc:
-                if not (exc.status == 403 and "fileId" in body and "field 'file'" in exc.detail):
+                if not ("fileId" in body and file_field_not_editable(exc)):
                     raise
-                # The API user may not edit the `file` field: the check is lost, the write-back is not.
+                # The check is lost, the write-back is not.
                 log.warning("EspoCRM refused docsync's fileId check (%s); give the API user edit access to the "
                             "Document file field so a file replaced during a sync is caught", exc.detail)
                 del body["fileId"]
-                record = self.service.json("PUT", f"Document/{quote(doc_id, safe='')}", json_body=body, headers=headers)
+                record = self.service.json("PUT", path, json_body=body, headers=headers)
         except RejectedError as exc:
-            if exc.status == 403 and file_id is not None and "non-existing record" in exc.detail:
-                raise ConflictError("espocrm", "PUT", f"Document/{doc_id}", 403,
-                                    "the file was replaced while docsync worked on it") from exc
-            failed = VALIDATION_REASON.search(exc.detail)
-            if exc.status == 400 and failed is not None:
-                attr = failed.group(2)
-                raise SetupError(
-                    f"EspoCRM refused docsync's write of {attr} = {body.get(attr)!r} (validation "
-                    f"'{failed.group(3)}' of Document field {attr})",
-                    f"make the Document field {attr} accept that value (Administration > Entity Manager > "
-                    "Document > Fields), then run `docsync check`; the document keeps its status") from exc
-            raise
+            meaning = refused_write(exc, doc_id, body, file_id)
+            if meaning is None:
+                raise
+            raise meaning from exc
         if not isinstance(record, dict):
             raise RejectedError("espocrm", "PUT", "Document/{id}", 200, "answer is not a record")
         return self.to_document(record)
@@ -413,4 +383,4 @@ def _list_of(page: Any, what: str) -> list[dict[str, Any]]:
     return list(records)
 
 
-__all__ = ["ApiKeyAuth", "ConflictError", "EspoClient", "NotFoundError", "build_http_client", "espo_detail"]
+__all__ = ["ApiKeyAuth", "EspoClient", "build_http_client"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from . import espocrm, xai
+from . import espocrm, espocrm_reasons, xai
 from .config import Settings
 from .model import DeleteLimits, EngineSettings, LinkRule
 from .throttle import Throttle
@@ -44,7 +44,7 @@ def open_services(settings: Settings, transports: dict[str, httpx.BaseTransport]
                                       settings.xai.timeout_seconds, transports.get("xai_management"))
     deadline = settings.sync.request_deadline_seconds
     espo_service = ServiceClient("espocrm", espo_http, deadline_seconds=deadline, retry=policy,
-                                 detail=espocrm.espo_detail, throttle=Throttle(limit=limit))
+                                 detail=espocrm_reasons.espo_detail, throttle=Throttle(limit=limit))
     # One throttle per host: the Files API and the Management API have separate limits.
     files = ServiceClient("xai", files_http, deadline_seconds=deadline, retry=policy, detail=xai.xai_detail,
                           throttle=Throttle(limit=limit))

@@ -20,7 +20,8 @@ from pytest_httpx import HTTPXMock
 
 from docsync_cli.config import FieldNames
 from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError
-from docsync_cli.espocrm import EspoClient, build_http_client, espo_detail
+from docsync_cli.espocrm import EspoClient, build_http_client
+from docsync_cli.espocrm_reasons import espo_detail
 from docsync_cli.outcome import error_code
 from docsync_cli.transport import RetryPolicy, ServiceClient
 
