@@ -1,7 +1,9 @@
 """EspoCRM REST client (``/api/v1/``), following the EspoCRM contract (``docs/contracts.md``).
 
-It knows the wire (auth headers, ``searchParams``, paging, ``X-Status-Reason``, ``X-Version-Number``) and maps
-the configured Document attribute names to docsync's model. It takes an injected ``httpx.Client``.
+It knows the wire (auth headers, ``searchParams``, paging, ``X-Version-Number``) over an injected
+``httpx.Client``. What it learns of the CRM's Document (names, options, page cap) and the mapping between
+records and docsync's model are ``espocrm_schema.LearnedSchema``'s; what a refusal means by its
+``X-Status-Reason`` is ``espocrm_reasons``'.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import UTC
@@ -22,18 +23,17 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError, TransientHttpError
-from .espocrm_fields import FieldSchema, inspect_fields
-from .model import CrmDocument, SyncStatus
-from .secrets import printable, scrub
+from .errors import AuthError, DocsyncError, RejectedError
+from .espocrm_fields import FieldSchema
+from .espocrm_reasons import file_field_not_editable, is_auth_failure, refused_write
+from .espocrm_schema import PAGE, LearnedSchema
+from .model import CrmDocument
+from .secrets import printable
 from .transport import ServiceClient, short
 
 log = logging.getLogger("docsync.espocrm")
 
 API_PATH = "/api/v1"
-PAGE = 200  # EspoCRM's default recordListMaxSizeLimit: maxSize above the configured one is a 403 (§10.4)
-ACL_REASON = re.compile(r"^No (?:\w+ )?access(?: to [A-Z]\w*)?\.?$")
-VALIDATION_REASON = re.compile(r"Field validation failure; entityType: (\w+), field: (\w+), type: (\w+)")
 
 
 class ApiKeyAuth(httpx.Auth):
@@ -58,28 +58,6 @@ class ApiKeyAuth(httpx.Auth):
         yield request
 
 
-def espo_detail(headers: httpx.Headers, body: bytes) -> str:
-    """EspoCRM puts the reason in ``X-Status-Reason``; bodies are usually empty or a small JSON object."""
-    reason = headers.get("x-status-reason", "")
-    text = body.decode("utf-8", "replace").strip()
-    if text.startswith("<"):
-        text = "an HTML page instead of an API answer (a proxy or the wrong URL?)"
-    return short(" ".join(part for part in (reason, text) if part))
-
-
-def is_auth_failure(status: int, headers: httpx.Headers, body: bytes) -> bool:
-    """Contract §10.3: 401 always; 403 only with an ACL reason (``No read access.``, ``No edit access.``) or none
-    (the failed-login limit). A 403 with a data reason (``Field 'x' does not exist.``, ``Not allowed file
-    type.``, ``Max size should not exceed N…``, ``Can't relate with non-existing record…``) is a problem of that
-    request."""
-    if status == 401:
-        return True
-    if status != 403:
-        return False
-    reason = headers.get("x-status-reason", "").strip()
-    return not reason or ACL_REASON.match(reason) is not None
-
-
 def build_http_client(url: str, api_key: str, secret_key: str | None, timeout: float,
                       transport: httpx.BaseTransport | None = None) -> httpx.Client:
     base = url.rstrip("/") + API_PATH + "/"
@@ -91,19 +69,13 @@ def build_http_client(url: str, api_key: str, secret_key: str | None, timeout: f
 
 class EspoClient:
     """``fields`` are the configured attribute names. :meth:`learn` (once per run) replaces them by the ones
-    that exist, learns the enum options and the list page cap; until then the design document's options are
-    assumed, so nothing a field might refuse is ever written."""
+    that exist, learns the enum options and the list page cap (:class:`LearnedSchema`)."""
 
     def __init__(self, service: ServiceClient, fields: Mapping[str, str]) -> None:
         self.service = service
         service.is_auth_failure = is_auth_failure  # 403 is classified by its reason (contract §10.3)
-        self.configured = dict(fields)
-        self.attributes = dict(fields)  # logical name -> attribute name
-        self.preview_attr = f"{self.attributes['preview']}Id"
-        self.schema = FieldSchema(names=dict(fields), known=False)
-        self.page_size = PAGE  # documents per list request: min(200, App/user settings.recordListMaxSizeLimit)
+        self.learned = LearnedSchema(fields)
         self.server_time: str | None = None  # the server's clock (HTTP Date) at the last list answer, UTC
-        self.user_info: dict[str, Any] | None = None  # the App/user answer learn() read
         self._learned = False
         self._learn_lock = threading.Lock()
 
@@ -118,72 +90,57 @@ class EspoClient:
                 return self.schema
             try:
                 fields = self.metadata("entityDefs.Document.fields")
-                if isinstance(fields, dict) and isinstance(fields.get("entityDefs"), dict):
-                    fields = fields["entityDefs"].get("Document", {}).get("fields")  # 8.0/8.1 ignore `key`
             except AuthError:
                 raise
             except DocsyncError as exc:
                 log.warning("cannot read the Document field definitions (%s); using the configured names and "
                             "only the design document's options", exc)
                 fields = None
-            schema = inspect_fields(fields if isinstance(fields, dict) and fields else None, self.configured)
-            if schema.known:
-                self.attributes.update(schema.names)
-                self.preview_attr = f"{self.attributes['preview']}Id"
-                found = {logical: name for logical, name in schema.names.items()
-                         if name != self.configured.get(logical, logical)}
-                if found:  # one line per run, not one per field: a timer runs this every minute
-                    log.info("EspoCRM prefixes custom fields with 'c'; docsync uses %s (set them under "
-                             "[espocrm.fields] to silence this; `docsync check` lists them)",
-                             ", ".join(f"{name} for {logical}" for logical, name in sorted(found.items())))
-            self.schema = schema
-            self.page_size = self._page_cap()
+            self.learned.adopt_fields(fields)
+            try:
+                user = self.app_user()
+            except AuthError:
+                raise
+            except DocsyncError as exc:
+                log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
+                user = None
+            self.learned.adopt_app_user(user)
             self._learned = True
-            return schema
+            return self.schema
 
-    def _page_cap(self) -> int:
-        try:
-            answer = self.app_user()
-        except AuthError:
-            raise
-        except DocsyncError as exc:
-            log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
-            return PAGE
-        self.user_info = answer if isinstance(answer, dict) else None  # the change feeds read the ACL from it
-        settings = answer.get("settings") if isinstance(answer, dict) else None
-        cap = settings.get("recordListMaxSizeLimit") if isinstance(settings, dict) else None
-        if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
-            return min(PAGE, cap)
-        return PAGE
+    @property
+    def schema(self) -> FieldSchema:
+        return self.learned.fields
 
-    def writable(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """``values`` (logical names) with every enum value made one the field accepts: "pending" becomes
-        "syncing" where "pending" is not an option; a cleared status ("" or null) is left out where "" is not an
-        option (EspoCRM refuses null there too). Any other value the field refuses is a :class:`SetupError`."""
-        out: dict[str, Any] = {}
-        for key, value in values.items():
-            if key not in self.schema.options or self.schema.accepts(key, value):
-                out[key] = value
-            elif value == SyncStatus.PENDING and self.schema.accepts(key, SyncStatus.SYNCING.value):
-                out[key] = SyncStatus.SYNCING.value
-            elif value is None or value == "":
-                continue
-            else:
-                raise SetupError(
-                    f"EspoCRM's Document field {self.attributes.get(key, key)} has no option {value!r}, which docsync "
-                    f"must write (options: {', '.join(map(repr, self.schema.options[key])) or 'none'})",
-                    "add the option in Administration > Entity Manager > Document > Fields, then run "
-                    "`docsync check`")
-        return out
+    @property
+    def attributes(self) -> dict[str, str]:
+        """Logical name -> the attribute name in this CRM."""
+        return self.learned.attributes
 
-    # -- reading -------------------------------------------------------------------------------------
+    @property
+    def preview_attr(self) -> str:
+        return self.learned.preview_attr
+
+    @property
+    def page_size(self) -> int:
+        return self.learned.page_size
+
+    @page_size.setter
+    def page_size(self, value: int) -> None:
+        self.learned.page_size = value
+
+    @property
+    def user_info(self) -> dict[str, Any] | None:
+        return self.learned.user_info
 
     @property
     def list_attributes(self) -> list[str]:
-        names = ["id", "name", "modifiedAt", "fileId", "fileName", "versionNumber", self.preview_attr]
-        names += [self.attributes[key] for key in ("dateiStatus", "md5", "sha", "xaiFileId", "xaiCollections",
-                                          "xaiSyncedHash", "xaiSyncStatus", "xaiSyncError")]
-        return names
+        return self.learned.list_attributes
+
+    def to_document(self, record: Any) -> CrmDocument:
+        return self.learned.to_document(record)
+
+    # -- reading -------------------------------------------------------------------------------------
 
     def iter_documents(self, where: list[dict[str, Any]] | None = None) -> Iterator[CrmDocument]:
         """Every Document (or those matching ``where``), paged by id (keyset: safe while records change)."""
@@ -210,12 +167,7 @@ class EspoClient:
         """One list request (``searchParams`` JSON); remembers the server's ``Date`` in :attr:`server_time`."""
         answer = self.service.call("GET", entity, params={"searchParams": json.dumps(dict(params))},
                                    headers={"X-No-Total": "true"} if no_total else None)
-        try:
-            page = answer.parsed()
-        except ValueError as exc:  # as ServiceClient.json: an HTML login page, a proxy's error page
-            preview = short(answer.body.decode("utf-8", "replace"), 80)
-            raise TransientHttpError("espocrm", "GET", entity, answer.status,
-                                     f"answer is not JSON: {preview!r}") from exc
+        page = self.service.parsed(answer, "GET", entity)
         date = answer.headers.get("date")
         if date:
             with contextlib.suppress(TypeError, ValueError):
@@ -378,42 +330,33 @@ class EspoClient:
     def update(self, doc_id: str, values: Mapping[str, Any], version: int | None = None,
                file_id: str | None = None) -> CrmDocument:
         """Partial update of docsync's own attributes (logical names), enum values made acceptable first
-        (:meth:`writable`). With ``version`` the write is conditional (``X-Version-Number``): a concurrent user
-        edit raises :class:`ConflictError`. ``file_id`` is sent as ``fileId`` (contract §10.9): if a person
-        replaced the file meanwhile, EspoCRM refuses the write, which raises :class:`ConflictError` too.
+        (:meth:`LearnedSchema.update_body`). With ``version`` the write is conditional (``X-Version-Number``): a
+        concurrent user edit raises :class:`ConflictError`. ``file_id`` is sent as ``fileId`` (contract §10.9):
+        if a person replaced the file meanwhile, EspoCRM refuses the write, which raises :class:`ConflictError`.
         A validation failure (400) of docsync's own write is a :class:`SetupError` naming field and value."""
-        # The boundary: nothing docsync writes into the CRM carries a secret (xaiSyncError holds server text).
-        body = {self.attributes.get(key, key): scrub(value) if isinstance(value, str) else value
-                for key, value in self.writable(values).items()}
+        body = self.learned.update_body(values)
         if not body:
             return self.get_document(doc_id)
         if file_id is not None:
             body["fileId"] = file_id
         headers = {"X-Version-Number": str(version)} if version is not None else None
+        path = f"Document/{quote(doc_id, safe='')}"
         try:
             try:
-                record = self.service.json("PUT", f"Document/{quote(doc_id, safe='')}", json_body=body, headers=headers)
+                record = self.service.json("PUT", path, json_body=body, headers=headers)
             except RejectedError as exc:
-                if not (exc.status == 403 and "fileId" in body and "field 'file'" in exc.detail):
+                if not ("fileId" in body and file_field_not_editable(exc)):
                     raise
-                # The API user may not edit the `file` field: the check is lost, the write-back is not.
+                # The check is lost, the write-back is not.
                 log.warning("EspoCRM refused docsync's fileId check (%s); give the API user edit access to the "
                             "Document file field so a file replaced during a sync is caught", exc.detail)
                 del body["fileId"]
-                record = self.service.json("PUT", f"Document/{quote(doc_id, safe='')}", json_body=body, headers=headers)
+                record = self.service.json("PUT", path, json_body=body, headers=headers)
         except RejectedError as exc:
-            if exc.status == 403 and file_id is not None and "non-existing record" in exc.detail:
-                raise ConflictError("espocrm", "PUT", f"Document/{doc_id}", 403,
-                                    "the file was replaced while docsync worked on it") from exc
-            failed = VALIDATION_REASON.search(exc.detail)
-            if exc.status == 400 and failed is not None:
-                attr = failed.group(2)
-                raise SetupError(
-                    f"EspoCRM refused docsync's write of {attr} = {body.get(attr)!r} (validation "
-                    f"'{failed.group(3)}' of Document field {attr})",
-                    f"make the Document field {attr} accept that value (Administration > Entity Manager > "
-                    "Document > Fields), then run `docsync check`; the document keeps its status") from exc
-            raise
+            meaning = refused_write(exc, doc_id, body, file_id)
+            if meaning is None:
+                raise
+            raise meaning from exc
         if not isinstance(record, dict):
             raise RejectedError("espocrm", "PUT", "Document/{id}", 200, "answer is not a record")
         return self.to_document(record)
@@ -430,77 +373,6 @@ class EspoClient:
             raise RejectedError("espocrm", "POST", "Attachment", 200, "answer has no attachment id")
         return str(record["id"])
 
-    # -- mapping -------------------------------------------------------------------------------------
-
-    def to_document(self, record: Any) -> CrmDocument:
-        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-            raise RejectedError("espocrm", "GET", "Document", 200, "a record without an id")
-        problems: list[str] = []
-
-        def text(attr: str) -> str | None:
-            value = record.get(attr)
-            if value is None or value == "":
-                return None
-            if isinstance(value, str):
-                return value
-            problems.append(f"{attr} has an unexpected type ({type(value).__name__})")
-            return None
-
-        collections_attr = self.attributes["xaiCollections"]
-        collections = _collections(record.get(collections_attr), collections_attr, problems)
-        version = record.get("versionNumber")
-        return CrmDocument(
-            id=record["id"],
-            name=printable(text("name")),  # untrusted: no control characters, bidi overrides or NULs
-            modified_at=text("modifiedAt") or "",
-            file_id=text("fileId"),
-            file_name=printable(text("fileName")) or None,
-            datei_status=text(self.attributes["dateiStatus"]),
-            md5=text(self.attributes["md5"]),
-            sha=text(self.attributes["sha"]),
-            xai_file_id=text(self.attributes["xaiFileId"]),
-            xai_collections=collections,
-            xai_synced_hash=text(self.attributes["xaiSyncedHash"]),
-            xai_sync_status=text(self.attributes["xaiSyncStatus"]),
-            xai_sync_error=text(self.attributes["xaiSyncError"]),
-            preview_id=text(self.preview_attr),
-            version=version if isinstance(version, int) and not isinstance(version, bool) else None,
-            problems=tuple(problems),
-            fingerprint=fingerprint(record),
-            accounts=_ids(record.get("accountsIds")),
-        )
-
-
-BOOKKEEPING = frozenset({"modifiedAt", "modifiedById", "modifiedByName", "versionNumber"})
-
-
-def fingerprint(record: dict[str, Any]) -> str:
-    """A hash of the record without EspoCRM's modification bookkeeping. ``modifiedAt`` has one-second
-    precision, so two saves in the same second look alike by time; by content they do not."""
-    content = {key: value for key, value in record.items() if key not in BOOKKEEPING}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _collections(value: Any, attr: str, problems: list[str]) -> tuple[str, ...]:
-    if value is None or value == "" or value == []:
-        return ()
-    if isinstance(value, str):  # tolerate a JSON text in a text field
-        try:
-            value = json.loads(value)
-        except ValueError:
-            problems.append(f"{attr} is not a JSON array")
-            return ()
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    problems.append(f"{attr} is not an array of collection ids")
-    return ()
-
-
-def _ids(value: Any) -> tuple[str, ...] | None:
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return tuple(sorted(value))
-    return None
-
 
 def _list_of(page: Any, what: str) -> list[dict[str, Any]]:
     if not isinstance(page, dict) or not isinstance(page.get("list"), list):
@@ -511,4 +383,4 @@ def _list_of(page: Any, what: str) -> list[dict[str, Any]]:
     return list(records)
 
 
-__all__ = ["ApiKeyAuth", "ConflictError", "EspoClient", "NotFoundError", "build_http_client", "espo_detail"]
+__all__ = ["ApiKeyAuth", "EspoClient", "build_http_client"]

@@ -141,7 +141,8 @@ class SyncRun:
                 stop: threading.Event) -> RunSummary:
         """Run the engine; remember preview failures for ``docsync status``."""
         assert self.locks is not None and self.state is not None and self.history is not None
-        with open_services(self.settings) as services, self._preview_service() as previews:
+        with (open_services(self.settings, concurrency=self.concurrency) as services,
+              self._preview_service() as previews):
             engine = Engine(services.espo, services.xai, self.state, self.locks,
                             engine_settings(self.settings, self.concurrency, self.temp_dir), previews=previews,
                             on_result=on_result, on_plan=on_plan, stop=stop)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import httpx
 
-from . import espocrm, xai
+from . import espocrm, espocrm_reasons, xai
 from .config import Settings
 from .model import DeleteLimits, EngineSettings
-from .transport import RetryPolicy, ServiceClient, Throttle
+from .throttle import Throttle
+from .transport import RetryPolicy, ServiceClient
 
 
 @dataclass
@@ -28,10 +29,12 @@ class Services:
 
 @contextlib.contextmanager
 def open_services(settings: Settings, transports: dict[str, httpx.BaseTransport] | None = None,
-                  retry: RetryPolicy | None = None) -> Iterator[Services]:
+                  retry: RetryPolicy | None = None, concurrency: int | None = None) -> Iterator[Services]:
+    """The clients of one run. ``concurrency`` is the run's (``--concurrency``), else the configured one: each
+    host's throttle starts at :func:`throttle_limit` of it."""
     transports = transports or {}
     policy = retry or RetryPolicy(attempts=settings.sync.max_attempts)
-    throttle_limit = max(4, settings.sync.concurrency * 2)
+    limit = throttle_limit(concurrency or settings.sync.concurrency)
     secret = settings.espocrm.secret_key.get_secret_value() if settings.espocrm.secret_key else None
     espo_http = espocrm.build_http_client(settings.espocrm.url, settings.espocrm.api_key.get_secret_value(), secret,
                                           settings.espocrm.timeout_seconds, transports.get("espocrm"))
@@ -41,12 +44,12 @@ def open_services(settings: Settings, transports: dict[str, httpx.BaseTransport]
                                       settings.xai.timeout_seconds, transports.get("xai_management"))
     deadline = settings.sync.request_deadline_seconds
     espo_service = ServiceClient("espocrm", espo_http, deadline_seconds=deadline, retry=policy,
-                                 detail=espocrm.espo_detail, throttle=Throttle(limit=throttle_limit))
+                                 detail=espocrm_reasons.espo_detail, throttle=Throttle(limit=limit))
     # One throttle per host: the Files API and the Management API have separate limits.
     files = ServiceClient("xai", files_http, deadline_seconds=deadline, retry=policy, detail=xai.xai_detail,
-                          throttle=Throttle(limit=throttle_limit))
+                          throttle=Throttle(limit=limit))
     management = ServiceClient("xai-management", mgmt_http, deadline_seconds=deadline, retry=policy,
-                               detail=xai.xai_detail, throttle=Throttle(limit=throttle_limit))
+                               detail=xai.xai_detail, throttle=Throttle(limit=limit))
     services = Services(espocrm.EspoClient(espo_service, settings.espocrm.fields.model_dump()),
                         xai.XaiClient(files, management), [espo_http, files_http, mgmt_http])
     try:
@@ -54,6 +57,11 @@ def open_services(settings: Settings, transports: dict[str, httpx.BaseTransport]
     finally:
         for client in services.http_clients:
             client.close()
+
+
+def throttle_limit(concurrency: int) -> int:
+    """Requests in flight allowed per host at first: two per worker (a download beside a write-back), at least 4."""
+    return max(4, concurrency * 2)
 
 
 def engine_settings(settings: Settings, concurrency: int | None = None, temp_dir: Path | None = None

@@ -1,7 +1,7 @@
 """``docsync_cli.espocrm.EspoClient`` against pytest-httpx stubs shaped like the EspoCRM contract
-(``docs/contracts.md``): auth headers (§1.1, §1.2), keyset paging with ``searchParams`` (§2), field mapping, partial
-conditional updates (§3.2-3.3), downloads (§5.5), related lists (§4.1), preview uploads (§5.2), readable errors
-(§1.5)."""
+(``docs/contracts.md``): auth headers (§1.1, §1.2), keyset paging with ``searchParams`` (§2), learning the fields
+(the mapping itself: test_espocrm_schema.py), partial conditional updates (§3.2-3.3), downloads (§5.5), related
+lists (§4.1), preview uploads (§5.2), readable errors (§1.5)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from pytest_httpx import HTTPXMock
 
 from docsync_cli.config import FieldNames
 from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError
-from docsync_cli.espocrm import EspoClient, build_http_client, espo_detail
+from docsync_cli.espocrm import EspoClient, build_http_client
+from docsync_cli.espocrm_reasons import espo_detail
 from docsync_cli.outcome import error_code
 from docsync_cli.transport import RetryPolicy, ServiceClient
 
@@ -119,13 +120,6 @@ def test_listing_pages_by_id_keyset_and_stops_on_a_short_page(httpx_mock: HTTPXM
     assert all(r.headers["X-No-Total"] == "true" for r in httpx_mock.get_requests())
 
 
-def test_listing_selects_every_attribute_docsync_reads() -> None:
-    select = make_espo(renamed=True).list_attributes
-    assert set(select) >= {"id", "name", "modifiedAt", "fileId", "fileName", "versionNumber", "cPreviewId",
-                           "cDateiStatus", "cMd5", "cSha", "cXaiFileId", "cXaiCollections", "cXaiSyncedHash",
-                           "cXaiSyncStatus", "cXaiSyncError"}
-
-
 def test_listing_keeps_a_given_where_on_every_page(httpx_mock: HTTPXMock) -> None:
     condition = {"type": "equals", "attribute": "status", "value": "Active"}
     httpx_mock.add_response(url=DOC_LIST, json={"total": -1, "list": [record(f"x{i:03d}") for i in range(200)]})
@@ -155,53 +149,6 @@ def test_count_reads_total_with_a_one_record_page(httpx_mock: HTTPXMock) -> None
     request = httpx_mock.get_request()
     assert request is not None
     assert search_params(request) == {"maxSize": 1, "offset": 0, "select": ["id"], "where": where}
-
-
-# -- mapping -------------------------------------------------------------------------------------------
-
-
-def test_renamed_fields_are_mapped_to_the_model() -> None:
-    doc = make_espo(renamed=True).to_document(record(
-        "d1", cDateiStatus="Gesynct", cMd5="m" * 32, cSha="s" * 64, cXaiFileId="file_1",
-        cXaiCollections=["col_a", "col_b"], cXaiSyncedHash="s" * 64, cXaiSyncStatus="synced", cXaiSyncError="",
-        cPreviewId="att-prev", dateiStatus="Neu"))
-    assert (doc.datei_status, doc.md5, doc.sha, doc.xai_file_id) == ("Gesynct", "m" * 32, "s" * 64, "file_1")
-    assert doc.xai_collections == ("col_a", "col_b")
-    assert (doc.xai_synced_hash, doc.xai_sync_status, doc.xai_sync_error) == ("s" * 64, "synced", None)
-    assert (doc.preview_id, doc.version, doc.file_id, doc.file_name) == ("att-prev", 3, "att-d1", "d1.pdf")
-    assert doc.modified_at == "2025-03-01 12:00:00" and doc.problems == ()
-
-
-def test_collections_as_json_text_are_tolerated() -> None:
-    doc = make_espo().to_document(record("d1", xaiCollections='["col_a"]'))
-    assert doc.xai_collections == ("col_a",) and doc.problems == ()
-
-
-@pytest.mark.parametrize("value", [None, "", []])
-def test_empty_collections_are_empty(value: Any) -> None:
-    doc = make_espo().to_document(record("d1", xaiCollections=value))
-    assert doc.xai_collections == () and doc.problems == ()
-
-
-def test_wrong_types_are_reported_as_problems() -> None:
-    doc = make_espo(renamed=True).to_document(record("d1", cXaiCollections=5, cSha=["a", "b"]))
-    assert doc.sha is None and doc.xai_collections == ()
-    assert any("cSha" in p and "list" in p for p in doc.problems)
-    assert any("cXaiCollections" in p for p in doc.problems)
-
-
-def test_collections_text_that_is_not_json_is_a_problem() -> None:
-    doc = make_espo().to_document(record("d1", xaiCollections="col_a, col_b"))
-    assert doc.problems == ("xaiCollections is not a JSON array",)
-
-
-def test_a_boolean_version_number_is_ignored() -> None:
-    assert make_espo().to_document(record("d1", versionNumber=True)).version is None
-
-
-def test_a_record_without_id_is_rejected() -> None:
-    with pytest.raises(RejectedError):
-        make_espo().to_document({"name": "x"})
 
 
 # -- writing -------------------------------------------------------------------------------------------

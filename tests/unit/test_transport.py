@@ -1,6 +1,7 @@
 """``docsync_cli.transport.ServiceClient``: classification into the error tree, what is retried and what is
-not, ``Retry-After``, redirects, the overall deadline and the AIMD throttle. Stubs are pytest-httpx responses
-(or an ``httpx.MockTransport`` where the body has to drip slowly); nothing really sleeps."""
+not, ``Retry-After``, redirects, the overall deadline and how it drives the throttle (the throttle's own logic:
+test_throttle.py). Stubs are pytest-httpx responses (or an ``httpx.MockTransport`` where the body has to drip
+slowly); nothing really sleeps."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from docsync_cli.errors import (
     TransientHttpError,
 )
 from docsync_cli.outcome import error_code
-from docsync_cli.transport import RetryPolicy, ServiceClient, Throttle, parse_retry_after, short
+from docsync_cli.throttle import Throttle
+from docsync_cli.transport import RetryPolicy, ServiceClient, parse_retry_after, short
 
 BASE = "https://svc.example"
 URL = f"{BASE}/v1/things"
@@ -205,24 +207,6 @@ def test_429s_do_not_use_up_the_attempts_meant_for_failures(httpx_mock: HTTPXMoc
     assert sleeps == [1.0] * 6
 
 
-def test_a_429_holds_back_the_other_threads_too() -> None:
-    throttle = Throttle(limit=4)
-    paused_at = time.monotonic()
-    throttle.on_throttled(retry_after=0.3)
-    entered: list[float] = []
-
-    def other_thread() -> None:
-        with throttle.slot():
-            entered.append(time.monotonic() - paused_at)
-
-    worker = threading.Thread(target=other_thread)
-    worker.start()
-    worker.join(5)
-    assert entered and entered[0] >= 0.29  # however late the thread started, not before Retry-After passed
-    with throttle.slot():  # the thread that got the 429 already slept through Retry-After itself
-        pass
-
-
 def test_429_carries_retry_after_seconds(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=URL, status_code=429, headers={"Retry-After": "7"})
     service = make_service(attempts=1)
@@ -344,13 +328,6 @@ def test_throttle_halves_on_429_and_grows_back_on_success(httpx_mock: HTTPXMock)
     assert throttle.allowed == 8  # and never above the limit
 
 
-def test_throttle_never_drops_below_its_minimum() -> None:
-    throttle = Throttle(limit=4, minimum=1)
-    for _ in range(10):
-        throttle.on_throttled()
-    assert throttle.allowed == 1
-
-
 def test_throttle_limits_requests_in_flight() -> None:
     state = {"now": 0, "peak": 0}
     lock = threading.Lock()
@@ -389,24 +366,3 @@ def test_repeated_connect_timeouts_make_the_service_unreachable(httpx_mock: HTTP
     with pytest.raises(ServiceUnreachable):
         make_service(attempts=3).call("GET", "/v1/things")
     assert len(httpx_mock.get_requests()) == 3
-
-
-def test_429s_of_requests_already_under_way_cut_the_concurrency_only_once() -> None:
-    throttle = Throttle(limit=8)
-    seen: list[int] = []
-
-    all_in_flight = threading.Barrier(4)
-
-    def request_then_429() -> None:
-        with throttle.slot():
-            all_in_flight.wait(5)  # all four are under way before the first 429 arrives
-        throttle.on_throttled()
-        seen.append(throttle.allowed)
-
-    workers = [threading.Thread(target=request_then_429) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(5)
-    assert throttle.throttled == 4
-    assert throttle.allowed == 4  # halved once, not 8 → 4 → 2 → 1 → 1

@@ -1,0 +1,173 @@
+"""The Document entity as one EspoCRM defines it, learned once per run, and the mapping both ways.
+
+:class:`LearnedSchema` holds what ``EspoClient.learn()`` read (the attribute names that exist, the enum options,
+the preview field's type, the list page cap, the ``App/user`` answer) and uses it: a CRM record becomes a
+:class:`~docsync_cli.model.CrmDocument` (:meth:`~LearnedSchema.to_document`), docsync's values become an
+update body every enum field accepts (:meth:`~LearnedSchema.writable`). Until something is learned the
+configured names and the design document's options are assumed, so nothing a field might refuse is ever
+written. No I/O: ``espocrm.py`` reads the two answers and hands them over; this module imports only
+``espocrm_fields``, ``errors``, ``model`` and ``secrets``. "Contract §n" is EspoCRM contract §n in
+``docs/contracts.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import RejectedError, SetupError
+from .espocrm_fields import FieldSchema, inspect_fields
+from .model import CrmDocument, SyncStatus
+from .secrets import printable, scrub
+
+log = logging.getLogger("docsync.espocrm")
+
+PAGE = 200  # EspoCRM's default recordListMaxSizeLimit: maxSize above the configured one is a 403 (§10.4)
+BOOKKEEPING = frozenset({"modifiedAt", "modifiedById", "modifiedByName", "versionNumber"})
+
+
+class LearnedSchema:
+    """``configured`` are the configured attribute names (logical name -> attribute name)."""
+
+    def __init__(self, configured: Mapping[str, str]) -> None:
+        self.configured = dict(configured)
+        self.attributes = dict(configured)  # logical name -> attribute name
+        self.preview_attr = f"{self.attributes['preview']}Id"
+        self.fields = FieldSchema(names=dict(configured), known=False)
+        self.page_size = PAGE  # documents per list request: min(200, App/user settings.recordListMaxSizeLimit)
+        self.user_info: dict[str, Any] | None = None  # the App/user answer (the change feeds read the ACL)
+
+    # -- learning --------------------------------------------------------------------------------------
+
+    def adopt_fields(self, metadata: Any) -> FieldSchema:
+        """Judge the ``Metadata?key=entityDefs.Document.fields`` answer (None: it could not be read) and, when
+        it is known, use the attribute names it has."""
+        if isinstance(metadata, dict) and isinstance(metadata.get("entityDefs"), dict):
+            metadata = metadata["entityDefs"].get("Document", {}).get("fields")  # 8.0/8.1 ignore `key`
+        schema = inspect_fields(metadata if isinstance(metadata, dict) and metadata else None, self.configured)
+        if schema.known:
+            self.attributes.update(schema.names)
+            self.preview_attr = f"{self.attributes['preview']}Id"
+            found = {logical: name for logical, name in schema.names.items()
+                     if name != self.configured.get(logical, logical)}
+            if found:  # one line per run, not one per field: a timer runs this every minute
+                log.info("EspoCRM prefixes custom fields with 'c'; docsync uses %s (set them under "
+                         "[espocrm.fields] to silence this; `docsync check` lists them)",
+                         ", ".join(f"{name} for {logical}" for logical, name in sorted(found.items())))
+        self.fields = schema
+        return schema
+
+    def adopt_app_user(self, answer: Any) -> None:
+        """The ``App/user`` answer: the page cap is ``settings.recordListMaxSizeLimit``, at most 200 (§10.4)."""
+        self.user_info = answer if isinstance(answer, dict) else None
+        settings = answer.get("settings") if isinstance(answer, dict) else None
+        cap = settings.get("recordListMaxSizeLimit") if isinstance(settings, dict) else None
+        self.page_size = min(PAGE, cap) if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else PAGE
+
+    # -- docsync's values -> the wire -----------------------------------------------------------------
+
+    def writable(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` (logical names) with every enum value made one the field accepts: "pending" becomes
+        "syncing" where "pending" is not an option; a cleared status ("" or null) is left out where "" is not an
+        option (EspoCRM refuses null there too). Any other value the field refuses is a :class:`SetupError`."""
+        schema = self.fields
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in schema.options or schema.accepts(key, value):
+                out[key] = value
+            elif value == SyncStatus.PENDING and schema.accepts(key, SyncStatus.SYNCING.value):
+                out[key] = SyncStatus.SYNCING.value
+            elif value is None or value == "":
+                continue
+            else:
+                raise SetupError(
+                    f"EspoCRM's Document field {self.attributes.get(key, key)} has no option {value!r}, which docsync "
+                    f"must write (options: {', '.join(map(repr, schema.options[key])) or 'none'})",
+                    "add the option in Administration > Entity Manager > Document > Fields, then run "
+                    "`docsync check`")
+        return out
+
+    def update_body(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`writable` ``values`` under this CRM's attribute names. The boundary: nothing docsync writes into
+        the CRM carries a secret (xaiSyncError holds server text)."""
+        return {self.attributes.get(key, key): scrub(value) if isinstance(value, str) else value
+                for key, value in self.writable(values).items()}
+
+    @property
+    def list_attributes(self) -> list[str]:
+        """The attributes a Document listing selects: everything :meth:`to_document` reads."""
+        names = ["id", "name", "modifiedAt", "fileId", "fileName", "versionNumber", self.preview_attr]
+        names += [self.attributes[key] for key in ("dateiStatus", "md5", "sha", "xaiFileId", "xaiCollections",
+                                                   "xaiSyncedHash", "xaiSyncStatus", "xaiSyncError")]
+        return names
+
+    # -- the wire -> docsync's model ------------------------------------------------------------------
+
+    def to_document(self, record: Any) -> CrmDocument:
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+            raise RejectedError("espocrm", "GET", "Document", 200, "a record without an id")
+        problems: list[str] = []
+
+        def text(attr: str) -> str | None:
+            value = record.get(attr)
+            if value is None or value == "":
+                return None
+            if isinstance(value, str):
+                return value
+            problems.append(f"{attr} has an unexpected type ({type(value).__name__})")
+            return None
+
+        collections_attr = self.attributes["xaiCollections"]
+        collections = _collections(record.get(collections_attr), collections_attr, problems)
+        version = record.get("versionNumber")
+        return CrmDocument(
+            id=record["id"],
+            name=printable(text("name")),  # untrusted: no control characters, bidi overrides or NULs
+            modified_at=text("modifiedAt") or "",
+            file_id=text("fileId"),
+            file_name=printable(text("fileName")) or None,
+            datei_status=text(self.attributes["dateiStatus"]),
+            md5=text(self.attributes["md5"]),
+            sha=text(self.attributes["sha"]),
+            xai_file_id=text(self.attributes["xaiFileId"]),
+            xai_collections=collections,
+            xai_synced_hash=text(self.attributes["xaiSyncedHash"]),
+            xai_sync_status=text(self.attributes["xaiSyncStatus"]),
+            xai_sync_error=text(self.attributes["xaiSyncError"]),
+            preview_id=text(self.preview_attr),
+            version=version if isinstance(version, int) and not isinstance(version, bool) else None,
+            problems=tuple(problems),
+            fingerprint=fingerprint(record),
+            accounts=_ids(record.get("accountsIds")),
+        )
+
+
+def fingerprint(record: dict[str, Any]) -> str:
+    """A hash of the record without EspoCRM's modification bookkeeping. ``modifiedAt`` has one-second
+    precision, so two saves in the same second look alike by time; by content they do not."""
+    content = {key: value for key, value in record.items() if key not in BOOKKEEPING}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _collections(value: Any, attr: str, problems: list[str]) -> tuple[str, ...]:
+    if value is None or value == "" or value == []:
+        return ()
+    if isinstance(value, str):  # tolerate a JSON text in a text field
+        try:
+            value = json.loads(value)
+        except ValueError:
+            problems.append(f"{attr} is not a JSON array")
+            return ()
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    problems.append(f"{attr} is not an array of collection ids")
+    return ()
+
+
+def _ids(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(sorted(value))
+    return None
