@@ -447,7 +447,7 @@ def check(ctx: typer.Context) -> None:
     def body() -> int:
         from .reports.check import run_checks
 
-        return run_checks(ctx.obj.config, _stdout())  # 0, EXIT_USAGE, or EXIT_REMOTE (unreachable)
+        return run_checks(ctx.obj.settings, _stdout())  # 0, EXIT_USAGE, or EXIT_REMOTE (unreachable)
 
     _guard(body)
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from ..config import Settings, load_settings, redact
+from ..config import Settings, redact
 from ..errors import ConfigError, DocsyncError
 from ..outcome import EXIT_OK, EXIT_REMOTE, EXIT_USAGE
 from .check_services import (
@@ -64,7 +64,7 @@ class CheckReport:
         self._print(f"{SKIP} {what}: skipped ({why})", "dim")
 
 
-def run_checks(config_path: Path | None, console: Any) -> int:
+def run_checks(load_settings: Callable[[], Settings], console: Any) -> int:
     """Run every check, print one ✓/✗ line each (with the fix for each ✗), and return the exit code: 0 when all
     passed, 3 when a service was unreachable or refused a key (as ``sync`` would exit), else 2.
 
@@ -72,10 +72,13 @@ def run_checks(config_path: Path | None, console: Any) -> int:
     fields, link fields) → xAI Files key → xAI Management key and each ``collections.static`` collection →
     preview tools → state directory → lock backend. A configuration that does not load stops the service
     checks (they need it); the preview tools are still checked. Never raises for a failed check.
+
+    ``load_settings`` is the command's own loader (``cli.Context.settings``, which also installs the log
+    redaction, as for every other command).
     """
     report = CheckReport(console)
     try:
-        settings = load_settings(config_path)
+        settings = load_settings()
     except ConfigError as exc:
         report.bad("configuration", f"{len(exc.problems)} problem(s)",
                    "correct the settings named above (see `docsync --help` and the README's Configure "
