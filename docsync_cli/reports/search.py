@@ -14,10 +14,8 @@ are client data and are never logged.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +24,9 @@ from ..config import Settings
 from ..errors import NotFoundError, UsageError
 from ..model import CrmDocument
 from ..services import Services
-from ..state import peek_installation_id
-from ..statedir import state_file_exists
+from ..state import ReadOnlyState, peek_installation_id
 from ..xai import MANAGED_BY, SEARCH_MAX_LIMIT, SearchHit
-from .shared import STATE_FILE, LinePrinter, get_document, read_local_record, report_services
+from .shared import LinePrinter, get_document, read_local_record, report_services
 
 log = logging.getLogger("docsync.search")
 
@@ -114,35 +111,14 @@ class Resolver:
 
 def local_file_owners(state_dir: Path) -> dict[str, str]:
     """xAI file id → document id from this host's ``state.sqlite3`` (read-only; empty without one)."""
-    rows = _read_state(state_dir, "SELECT xai_file_id, doc_id FROM documents WHERE xai_file_id IS NOT NULL")
-    return {str(file_id): str(doc_id) for file_id, doc_id in rows}
+    state = ReadOnlyState(state_dir)
+    return state.file_owners() if state.exists() else {}
 
 
 def local_collections(state_dir: Path) -> set[str]:
     """Every collection this host's state says docsync put a document into."""
-    found: set[str] = set()
-    for (raw,) in _read_state(state_dir, "SELECT DISTINCT collections FROM documents"):
-        try:
-            value = json.loads(raw)
-        except (TypeError, ValueError):
-            continue
-        if isinstance(value, list):
-            found.update(c for c in value if isinstance(c, str) and c)
-    return found
-
-
-def _read_state(state_dir: Path, sql: str) -> list[tuple[Any, ...]]:
-    path = state_dir / STATE_FILE
-    if not state_file_exists(path):
-        return []
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            return list(db.execute(sql).fetchall())
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return []
+    state = ReadOnlyState(state_dir)
+    return state.collections() if state.exists() else set()
 
 
 # ---------------------------------------------------------------------------------------------- search

@@ -5,7 +5,6 @@ record of a document and its run history (read-only: a state directory that does
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,9 @@ from ..history import FILE_NAME as HISTORY_FILE
 from ..history import History
 from ..model import CrmDocument, LocalRecord
 from ..services import Services, open_services
+from ..state import ReadOnlyState
 from ..statedir import state_file_exists
 from ..transport import RetryPolicy
-
-STATE_FILE = "state.sqlite3"
 
 # Reports answer quickly: two tries, short waits (a sync uses the configured, patient policy).
 REPORT_RETRY = RetryPolicy(attempts=2, total_seconds=20.0, wait_initial=0.3, wait_max=2.0, max_retry_after=5.0)
@@ -65,34 +63,10 @@ def read_local_record(state_dir: Path, doc_id: str) -> LocalRecord | None:
 
 def read_local_records(state_dir: Path, doc_ids: list[str]) -> dict[str, LocalRecord]:
     """:func:`read_local_record` for several documents at once (missing ones are left out)."""
-    path = state_dir / STATE_FILE
-    if not doc_ids or not state_file_exists(path):
+    state = ReadOnlyState(state_dir)
+    if not doc_ids or not state.exists():
         return {}
-    from ..state import _record  # the one row → LocalRecord mapping; reused rather than copied
-
-    found: dict[str, LocalRecord] = {}
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            for doc_id in doc_ids:
-                row = db.execute(
-                    "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                    " failure_transient, preview_sha, pending, preview_failed FROM documents WHERE doc_id = ?",
-                    (doc_id,)).fetchone()
-                if row is not None:
-                    found[doc_id] = _record(row)
-        finally:
-            db.close()
-    except sqlite3.Error:
-        # e.g. a read-only open of a WAL database whose -shm cannot be made: read it the ordinary way
-        from ..state import StateStore
-
-        store = StateStore(state_dir)
-        try:
-            found = {doc_id: rec for doc_id in doc_ids if (rec := store.record(doc_id)) is not None}
-        finally:
-            store.close()
-    return found
+    return state.records(doc_ids)
 
 
 def open_history(state_dir: Path) -> History | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,8 +18,8 @@ from ..errors import DocsyncError
 from ..model import CrmDocument, DateiStatus, SyncStatus
 from ..plan import why_work
 from ..services import Services
-from ..state import peek_installation_id
-from .shared import STATE_FILE, open_history, read_local_records, report_services
+from ..state import ReadOnlyState, peek_installation_id
+from .shared import open_history, read_local_records, report_services
 
 EMPTY = "(leer)"
 """The bucket of documents whose status field is empty (NULL or ``""``)."""
@@ -140,17 +139,10 @@ def _collect_local(settings: Settings, data: dict[str, Any]) -> None:
 
 def _collect_feeds(settings: Settings, data: dict[str, Any]) -> None:
     """The change-feed bookkeeping plain runs keep in ``state.sqlite3`` (read-only)."""
-    path = settings.state_dir / STATE_FILE
-    if not path.is_file():
+    state = ReadOnlyState(settings.state_dir)
+    if not state.exists():
         return
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return  # an older state file without the table, or unreadable: nothing recorded
+    meta = state.meta()  # empty: an older state file without the table, or unreadable: nothing recorded
     feeds = data["feeds"]
     feeds["watermark"] = meta.get("watermark")
     if meta.get("last_listing"):
