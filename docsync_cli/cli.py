@@ -333,7 +333,7 @@ def status(
 ) -> None:
     """Report: documents per status, failures, missing previews, recent runs, the lock holder."""
     def body() -> int:
-        from .report import collect_status, render_status
+        from .reports.status import collect_status, render_status
 
         settings = ctx.obj.settings()
         data = collect_status(settings)
@@ -358,7 +358,7 @@ def explain(
     """Everything docsync knows about one document, what the next run would do with it, and whether a phrase
     from its own text finds it."""
     def body() -> int:
-        from .report import explain_document
+        from .reports.explain import explain_document
 
         explain_document(ctx.obj.settings(), doc_id, _stdout(), probe=not no_probe)
         return EXIT_OK
@@ -379,7 +379,7 @@ def search(
 ) -> None:
     """Ask xAI's search what it returns, shown as CRM documents (default: every collection docsync manages)."""
     def body() -> int:
-        from .report_search import render_search, run_search, search_json
+        from .reports.search import render_search, run_search, search_json
 
         settings = ctx.obj.settings()
         result = run_search(settings, query, account=account, collection=collection, doc_id=doc_id, limit=limit)
@@ -406,7 +406,7 @@ def verify(
     def body() -> int:
         from .errors import LocalEnvironmentError
         from .metrics import write_verify_metrics
-        from .report_search import render_verify, run_verify, verify_json
+        from .reports.verify import render_verify, run_verify, verify_json
 
         settings = ctx.obj.settings()
         report = run_verify(settings, sample)
@@ -433,7 +433,7 @@ def preview(
 ) -> None:
     """Regenerate one document's preview (or write it to a file to look at)."""
     def body() -> int:
-        from .report import regenerate_preview
+        from .regenerate_preview import regenerate_preview
 
         typer.echo(regenerate_preview(ctx.obj.settings(), doc_id, out))
         return EXIT_OK
@@ -445,9 +445,9 @@ def preview(
 def check(ctx: typer.Context) -> None:
     """Validate the config, reach both services read-only, verify fields, collections and preview tools."""
     def body() -> int:
-        from .report import run_checks
+        from .reports.check import run_checks
 
-        return run_checks(ctx.obj.config, _stdout())  # 0, EXIT_USAGE, or EXIT_REMOTE (unreachable)
+        return run_checks(ctx.obj.settings, _stdout())  # 0, EXIT_USAGE, or EXIT_REMOTE (unreachable)
 
     _guard(body)
 

@@ -10,6 +10,8 @@
   after it; an upload whose answer was lost (or a crash in between) is found again by its marked name on the
   next attempt instead of being uploaded twice.
 
+* ``meta`` and ``linked``: the change feeds' bookkeeping (the watermark, the last listing pass, the note cursor,
+  which feeds the CRM offers; the collection of each linked record, as last seen).
 * ``owned``: the ownership record: every xAI file this installation uploaded (or adopted after verifying it), and
   the CRM document it was uploaded for. docsync deletes, removes or reuses a file only when this record (or the
   collection document's ``fields``: this installation's id and that very document id) says it is its own.
@@ -18,7 +20,8 @@ The installation id (``installation-id`` in the state dir, generated once; ``syn
 so several hosts of one installation share it) is what docsync writes into each collection document's ``fields``.
 
 Every write is one short transaction, so a crash leaves the previous state intact. State files are opened without
-following symlinks.
+following symlinks. :class:`StateStore` is the writer a run holds; :class:`ReadOnlyState` is how the read-only
+reports look at the same file without ever creating or changing it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ from pathlib import Path
 
 from .errors import LocalEnvironmentError
 from .model import LocalRecord
+from .statedir import state_file_exists
+
+STATE_FILE = "state.sqlite3"
+DOCUMENT_COLUMNS = ("doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
+                    " failure_transient, preview_sha, pending, preview_failed")
+"""The columns of a ``documents`` row as :func:`_record` reads them (every reader selects exactly these)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -121,7 +130,7 @@ def remember_installation_id(state_dir: Path, value: str) -> None:
 
 class StateStore:
     def __init__(self, state_dir: Path, installation: str | None = None) -> None:
-        path = state_dir / "state.sqlite3"
+        path = state_dir / STATE_FILE
         self.path = path
         self._lock = threading.Lock()
         try:
@@ -158,17 +167,13 @@ class StateStore:
 
     def records(self) -> dict[str, LocalRecord]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                " failure_transient, preview_sha, pending, preview_failed FROM documents").fetchall()
+            rows = self._db.execute(f"SELECT {DOCUMENT_COLUMNS} FROM documents").fetchall()  # noqa: S608
         return {row[0]: _record(row) for row in rows}
 
     def record(self, doc_id: str) -> LocalRecord | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                " failure_transient, preview_sha, pending, preview_failed FROM documents WHERE doc_id = ?",
-                (doc_id,)).fetchone()
+            row = self._db.execute(f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE doc_id = ?",  # noqa: S608
+                                   (doc_id,)).fetchone()
         return _record(row) if row else None
 
     def save(self, rec: LocalRecord) -> None:
@@ -186,9 +191,7 @@ class StateStore:
         for start in range(0, len(doc_ids), 500):
             chunk = doc_ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            query = ("SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at,"  # noqa: S608
-                     f" failure_code, failure_transient, preview_sha, pending, preview_failed FROM documents"
-                     f" WHERE doc_id IN ({marks})")
+            query = f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE doc_id IN ({marks})"  # noqa: S608
             with self._lock:
                 rows = self._db.execute(query, chunk).fetchall()
             found.update((row[0], _record(row)) for row in rows)
@@ -336,6 +339,79 @@ class StateStore:
             self._write("DELETE FROM uploads WHERE doc_id = ?", (doc_id,))
         else:
             self._write("DELETE FROM uploads WHERE doc_id = ? AND sha256 = ?", (doc_id, sha256))
+
+
+class ReadOnlyState:
+    """This host's ``state.sqlite3`` as the read-only reports see it: each read opens the file read-only
+    (``mode=ro``) for just that read, so a report never creates, changes or holds the state. Call
+    :meth:`exists` first: the reads expect the file to be there."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / STATE_FILE
+
+    def exists(self) -> bool:
+        """Whether a run made the state file yet; a state directory this user may not enter raises
+        :class:`~.errors.LocalEnvironmentError` naming the owner and the fix (``statedir.state_file_exists``)."""
+        return state_file_exists(self.path)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+
+    def _rows(self, sql: str) -> list[tuple[object, ...]]:
+        """The rows of ``sql``; none when the file cannot be read (e.g. an older state file without the table)."""
+        try:
+            db = self._connect()
+            try:
+                return list(db.execute(sql).fetchall())
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return []
+
+    def records(self, doc_ids: list[str]) -> dict[str, LocalRecord]:
+        """The local records of these documents (missing ones are left out)."""
+        found: dict[str, LocalRecord] = {}
+        try:
+            db = self._connect()
+            try:
+                for doc_id in doc_ids:
+                    row = db.execute(f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE doc_id = ?",  # noqa: S608
+                                     (doc_id,)).fetchone()
+                    if row is not None:
+                        found[doc_id] = _record(row)
+            finally:
+                db.close()
+        except sqlite3.Error:
+            # e.g. a read-only open of a WAL database whose -shm cannot be made: read it the ordinary way
+            store = StateStore(self.state_dir)
+            try:
+                found = {doc_id: rec for doc_id in doc_ids if (rec := store.record(doc_id)) is not None}
+            finally:
+                store.close()
+        return found
+
+    def file_owners(self) -> dict[str, str]:
+        """xAI file id → document id, from the documents' records (the files the last runs synced)."""
+        rows = self._rows("SELECT xai_file_id, doc_id FROM documents WHERE xai_file_id IS NOT NULL")
+        return {str(file_id): str(doc_id) for file_id, doc_id in rows}
+
+    def collections(self) -> set[str]:
+        """Every collection the documents' records say docsync put a document into."""
+        found: set[str] = set()
+        for (raw,) in self._rows("SELECT DISTINCT collections FROM documents"):
+            try:
+                value = json.loads(str(raw))
+            except (TypeError, ValueError):
+                continue
+            if isinstance(value, list):
+                found.update(c for c in value if isinstance(c, str) and c)
+        return found
+
+    def meta(self) -> dict[str, str]:
+        """The change feeds' bookkeeping (``watermark``, ``last_listing``, ``note_cursor``, ``feeds``); empty when
+        nothing was recorded or the file cannot be read."""
+        return {str(key): str(value) for key, value in self._rows("SELECT key, value FROM meta")}
 
 
 def _record(row: tuple[object, ...]) -> LocalRecord:

@@ -9,7 +9,8 @@ import pytest
 
 from docsync_cli.errors import AuthError, NotFoundError
 from docsync_cli.findability import pick_phrase, probe
-from docsync_cli.report_search import VerifyReport, sample_candidates, snippet
+from docsync_cli.reports.search import snippet
+from docsync_cli.reports.verify import VerifyReport, sample_candidates
 from docsync_cli.xai import SearchHit
 
 

@@ -9,10 +9,15 @@ import sys
 
 REPORT_MODULES = (
     "docsync_cli.cli",  # the commands themselves import their modules lazily
-    "docsync_cli.report",
-    "docsync_cli.report_status",
-    "docsync_cli.report_check",
-    "docsync_cli.report_search",
+    "docsync_cli.reports.shared",
+    "docsync_cli.reports.status",
+    "docsync_cli.reports.explain",
+    "docsync_cli.reports.check",
+    "docsync_cli.reports.check_services",
+    "docsync_cli.reports.search",
+    "docsync_cli.reports.probe",
+    "docsync_cli.reports.verify",
+    "docsync_cli.regenerate_preview",
     "docsync_cli.findability",
     "docsync_cli.services",
     # what the report commands import lazily inside their bodies

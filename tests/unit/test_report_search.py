@@ -1,4 +1,4 @@
-"""How search hits are mapped back to CRM documents (``report_search.Resolver``), with fakes for both services."""
+"""How search hits are mapped back to CRM documents (``reports.search.Resolver``), with fakes for both services."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from docsync_cli.config import load_settings
 from docsync_cli.errors import NotFoundError
 from docsync_cli.model import CrmDocument, LocalRecord
-from docsync_cli.report_search import Resolver, local_collections, local_file_owners
+from docsync_cli.reports.search import Resolver, local_collections, local_file_owners
 from docsync_cli.state import StateStore
 from docsync_cli.xai import SearchHit
 

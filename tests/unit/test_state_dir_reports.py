@@ -21,8 +21,8 @@ import pytest
 from docsync_cli.errors import LocalEnvironmentError
 from docsync_cli.history import History
 from docsync_cli.locks import FileLocks
-from docsync_cli.report_search import local_collections
-from docsync_cli.report_status import open_history, read_local_record
+from docsync_cli.reports.search import local_collections
+from docsync_cli.reports.shared import open_history, read_local_record
 from docsync_cli.state import StateStore
 
 NOBODY = 65534

@@ -1,44 +1,24 @@
-"""The report commands behind ``docsync status``, ``explain``, ``preview`` and ``check``.
+"""``docsync explain``: everything docsync knows about one document, what the next run would do with it, and
+(the findability probe) whether a phrase from its own text finds it.
 
-* :func:`collect_status` / :func:`render_status` (:mod:`.report_status`): counts per status and what waits,
-  with a fixed number of ``maxSize=1`` requests however many documents there are;
-* :func:`explain_document` (here): everything docsync knows about one document, what the next run would do, and
-  (:func:`~.report_search.explain_probe`) whether a phrase from its own text finds it;
-* :func:`regenerate_preview` (here): render one document's preview again, upload it or write it to a file;
-* :func:`run_checks` (:mod:`.report_check`): validate config, keys, fields, collections, tools, state and lock.
-
-``status``, ``explain`` and ``check`` never write to EspoCRM or xAI (explain's probe only searches). Errors are
-:class:`~.errors.DocsyncError`
-(``cli.py`` turns them into advice and exit codes); nothing printed here contains a secret.
+Never writes to EspoCRM or xAI (the probe only searches) and makes no local writes. Errors are
+:class:`~..errors.DocsyncError` (``cli.py`` turns them into advice and exit codes); nothing printed contains a
+secret.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from .config import Settings
-from .errors import DocsyncError, LocalEnvironmentError, NotFoundError
-from .model import CrmDocument, DateiStatus, LocalRecord
-from .plan import why_work
-from .report_check import run_checks
-from .report_status import (
-    LinePrinter,
-    collect_status,
-    get_document,
-    read_local_record,
-    render_status,
-    report_services,
-)
-from .services import Services
-
-__all__ = ["collect_status", "explain_document", "regenerate_preview", "render_status", "run_checks"]
-
-
-# ---------------------------------------------------------------------------------------------- explain
+from ..config import Settings
+from ..errors import DocsyncError, NotFoundError
+from ..findability import CollectionProbe
+from ..model import CrmDocument, DateiStatus, LocalRecord
+from ..plan import why_work
+from ..services import Services
+from .probe import DocumentProbe, preview_service, probe_document, verdict
+from .search import Resolver, describe
+from .shared import LinePrinter, get_document, open_history, read_local_record, report_services
 
 
 def explain_document(settings: Settings, doc_id: str, console: Any, *, probe: bool = True) -> None:
@@ -47,14 +27,14 @@ def explain_document(settings: Settings, doc_id: str, console: Any, *, probe: bo
     Shows the document's docsync fields and hashes, the collections it needs and which rule gave each, what xAI
     holds (does the file exist, is it in each collection and in which processing state), this host's local
     record, the last errors (CRM field, local failure, preview), and the next run's decision (``nothing to do``
-    or the reason from :func:`~.plan.why_work`). Read-only: only ``GET`` requests, no local writes. Plain lines
+    or the reason from :func:`~..plan.why_work`). Read-only: only ``GET`` requests, no local writes. Plain lines
     (not tables), so ids are never cut and the output greps well.
 
     Raises :class:`~.errors.UsageError` when EspoCRM has no such document, and the usual run errors
     (:class:`~.errors.AuthError`, :class:`~.errors.ServiceUnreachable`) when EspoCRM cannot be asked. xAI
     problems are shown in the output instead (the CRM side is still worth seeing).
 
-    With ``probe`` (the default) it also runs the findability probe (:func:`~.report_search.explain_probe`):
+    With ``probe`` (the default) it also runs the findability probe (:func:`explain_probe`):
     a phrase from the document's own text is searched in each of its collections (one billed search call each).
     """
     out = LinePrinter(console, settings)
@@ -79,8 +59,6 @@ def explain_document(settings: Settings, doc_id: str, console: Any, *, probe: bo
         required = _required_collections(settings, services, doc, out)
         _print_xai(services, doc, required, local, out)
         if probe:
-            from .report_search import explain_probe
-
             explain_probe(settings, services, doc, out)
     _print_local(settings, doc, local, out)
     reason = why_work(doc, local, full=False, explicit=False)
@@ -149,8 +127,6 @@ def _print_xai(services: Services, doc: CrmDocument, required: dict[str, str], l
 
 
 def _print_local(settings: Settings, doc: CrmDocument, local: LocalRecord | None, out: LinePrinter) -> None:
-    from .report_status import open_history
-
     if local is None:
         out.line("Local record: none on this host (no run here has touched the document yet)")
     else:
@@ -175,60 +151,42 @@ def _print_local(settings: Settings, doc: CrmDocument, local: LocalRecord | None
     out.line("Last error: " + ("; ".join(errors) if errors else "none"))
 
 
-# ---------------------------------------------------------------------------------------------- preview
+
+# ---------------------------------------------------------------------------------------------- probe
 
 
-def regenerate_preview(settings: Settings, doc_id: str, out: Path | None) -> str:
-    """Render ``doc_id``'s preview again and return a one-line message for the user.
-
-    Downloads the document's file into a private temp file (removed afterwards), renders it with
-    :class:`~.preview.PreviewService` (limits from ``settings.preview``). With ``out`` the WebP is written there
-    (atomically) and nothing in EspoCRM changes; without ``out`` it is uploaded as an attachment and set as the
-    document's preview (``<preview>Id``), and a recorded preview error of the document is forgotten.
-
-    Raises :class:`~.errors.PreviewError` when the document has no file, the file is too large or it cannot be
-    rendered (cli prints it, exit 1); :class:`~.errors.UsageError` when EspoCRM has no such document.
-    """
-    from .findability import downloaded
-    from .preview import PreviewLimits, PreviewService
-
-    limits = PreviewLimits(timeout_seconds=settings.preview.timeout_seconds,
-                           memory_bytes=settings.preview.memory_mb * 1024 * 1024)
-    with report_services(settings) as services:
-        doc = get_document(services, doc_id)
-        with downloaded(services, doc, settings.xai.max_file_bytes) as path, \
-                PreviewService(limits, workers=1, private_root=settings.state_dir / "libreoffice") as service:
-            webp = service.render(path, doc.file_name or doc.name)
-        if out is not None:
-            _write_atomically(out, webp)
-            return f"preview of {doc.id} written to {out} ({len(webp)} bytes); EspoCRM unchanged"
-        name = f"{Path(doc.file_name or doc.name).stem or 'preview'}.webp"
-        attachment_id = services.espo.upload_preview(name, webp)
-        services.espo.update(doc.id, {services.espo.preview_attr: attachment_id})
-    _forget_preview_error(settings, doc.id)
-    return f"preview of {doc.id} uploaded (attachment {attachment_id}) and set on the document"
+def print_probe(result: DocumentProbe, resolver: Resolver, out: Any, top: int) -> None:
+    """The findability lines of ``docsync explain`` (``out`` has ``line(text, style=None)``)."""
+    out.line(f"Findability (a phrase from its own text, searched in each of its collections; top {top}):")
+    if not result.probed:
+        out.line(f"  not probed: {result.reason}")
+        return
+    out.line(f"  phrase: “{result.phrase}”")  # \w+ words joined by spaces: safe inside double quotes
+    out.line(f"  repeat: docsync search --id {result.doc.id} \"{result.phrase}\"")
+    for c in result.collections:
+        out.line(f"  {c.collection_id}: {verdict(c, top)}", style=None if c.found else "red")
+        if not c.found:
+            for line in _came_back(c, resolver):
+                out.line(f"      {line}")
 
 
-def _write_atomically(out: Path, data: bytes) -> None:
-    target = out.expanduser()
-    tmp: str | None = None
+
+def _came_back(c: CollectionProbe, resolver: Resolver) -> list[str]:
+    if c.error:
+        return []
+    if not c.others:
+        return ["nothing came back instead"]
+    return ["came back instead:"] + [f"{i}. {describe(resolver.owner(h), h.file_id)}  score {h.score:.3f}"
+                                     for i, h in enumerate(c.others, start=1)]
+
+
+def explain_probe(settings: Settings, services: Services, doc: CrmDocument, out: Any) -> None:
+    """Run the findability probe for ``docsync explain`` and print it; problems become output lines."""
+    top = settings.verify.top
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise LocalEnvironmentError(f"cannot write {target}: {exc.strerror or exc}; EspoCRM unchanged") from None
+        with preview_service(settings) as previews:
+            result = probe_document(settings, services, doc, previews, top)
+        print_probe(result, Resolver(settings, services), out, top)
+    except DocsyncError as exc:  # explain shows problems instead of failing: the rest is still worth seeing
+        out.line(f"Findability: cannot probe: {exc}", style="red")
 
-
-def _forget_preview_error(settings: Settings, doc_id: str) -> None:
-    from .report_status import open_history
-
-    history = open_history(settings.state_dir)
-    if history is not None:
-        with history:
-            history.clear_preview_error(doc_id)

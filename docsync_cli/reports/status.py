@@ -4,30 +4,22 @@ Everything here is read-only towards both services: EspoCRM is asked only with `
 (``maxSize=1`` per count, one ``maxSize=50`` page for the failed documents), xAI is not asked at all. The cost is
 a fixed number of requests whatever the number of documents. Local files are only read: a state directory that
 does not exist yet is not created.
-
-Also home of the small helpers the other report modules share (:func:`report_services`, :func:`where_equals`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from .config import Settings, redact
-from .errors import DocsyncError, NotFoundError, UsageError
-from .history import FILE_NAME as HISTORY_FILE
-from .history import History
-from .model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
-from .plan import why_work
-from .services import Services, open_services
-from .state import peek_installation_id
-from .statedir import state_file_exists
-from .transport import RetryPolicy
+from ..config import Settings, redact
+from ..errors import DocsyncError
+from ..model import CrmDocument, DateiStatus, SyncStatus
+from ..plan import why_work
+from ..services import Services
+from ..state import ReadOnlyState, peek_installation_id
+from .shared import open_history, read_local_records, report_services
 
 EMPTY = "(leer)"
 """The bucket of documents whose status field is empty (NULL or ``""``)."""
@@ -38,40 +30,6 @@ SYNC_STATUSES = (SyncStatus.PENDING.value, SyncStatus.SYNCING.value, SyncStatus.
                  SyncStatus.FAILED.value, EMPTY)
 FAILED_LIST_LIMIT = 50
 RUNS_SHOWN = 10
-STATE_FILE = "state.sqlite3"
-
-# Reports answer quickly: two tries, short waits (a sync uses the configured, patient policy).
-REPORT_RETRY = RetryPolicy(attempts=2, total_seconds=20.0, wait_initial=0.3, wait_max=2.0, max_retry_after=5.0)
-
-
-# ---------------------------------------------------------------------------------------------- shared helpers
-
-
-@contextlib.contextmanager
-def report_services(settings: Settings) -> Iterator[Services]:
-    """The service clients with the quick :data:`REPORT_RETRY` policy (reports must not hang for minutes)."""
-    with open_services(settings, retry=REPORT_RETRY) as services:
-        yield services
-
-
-def get_document(services: Services, doc_id: str) -> CrmDocument:
-    """The Document ``doc_id`` read with the CRM's real attribute names; a usage error when there is none."""
-    services.espo.learn()  # the attribute names that really exist (e.g. cDateiStatus); cached for the run
-    try:
-        return services.espo.get_document(doc_id)
-    except NotFoundError:
-        raise UsageError(f"EspoCRM has no Document with id {doc_id!r}") from None
-
-
-class LinePrinter:
-    """Prints literal (no markup), unwrapped, secret-free lines: the output of the report commands."""
-
-    def __init__(self, console: Any, settings: Settings) -> None:
-        self.console = console
-        self.settings = settings
-
-    def line(self, text: str, style: str | None = None) -> None:
-        self.console.print(redact(text, self.settings), markup=False, highlight=False, soft_wrap=True, style=style)
 
 
 def where_equals(attribute: str, value: str) -> dict[str, Any]:
@@ -80,52 +38,6 @@ def where_equals(attribute: str, value: str) -> dict[str, Any]:
         return {"type": "or", "value": [{"type": "isNull", "attribute": attribute},
                                         {"type": "equals", "attribute": attribute, "value": ""}]}
     return {"type": "equals", "attribute": attribute, "value": value}
-
-
-def read_local_record(state_dir: Path, doc_id: str) -> LocalRecord | None:
-    """This host's record of ``doc_id`` from ``state.sqlite3``; None when there is none (or no state file yet).
-
-    Opens the database read-only, so a report never creates or changes the state directory."""
-    return read_local_records(state_dir, [doc_id]).get(doc_id)
-
-
-def read_local_records(state_dir: Path, doc_ids: list[str]) -> dict[str, LocalRecord]:
-    """:func:`read_local_record` for several documents at once (missing ones are left out)."""
-    path = state_dir / STATE_FILE
-    if not doc_ids or not state_file_exists(path):
-        return {}
-    from .state import _record  # the one row → LocalRecord mapping; reused rather than copied
-
-    found: dict[str, LocalRecord] = {}
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            for doc_id in doc_ids:
-                row = db.execute(
-                    "SELECT doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
-                    " failure_transient, preview_sha, pending, preview_failed FROM documents WHERE doc_id = ?",
-                    (doc_id,)).fetchone()
-                if row is not None:
-                    found[doc_id] = _record(row)
-        finally:
-            db.close()
-    except sqlite3.Error:
-        # e.g. a read-only open of a WAL database whose -shm cannot be made: read it the ordinary way
-        from .state import StateStore
-
-        store = StateStore(state_dir)
-        try:
-            found = {doc_id: rec for doc_id in doc_ids if (rec := store.record(doc_id)) is not None}
-        finally:
-            store.close()
-    return found
-
-
-def open_history(state_dir: Path) -> History | None:
-    """The run history of ``state_dir``, or None when no run has written one yet (nothing is created)."""
-    if not state_file_exists(state_dir / HISTORY_FILE):
-        return None
-    return History(state_dir)
 
 
 def _now() -> str:
@@ -227,17 +139,10 @@ def _collect_local(settings: Settings, data: dict[str, Any]) -> None:
 
 def _collect_feeds(settings: Settings, data: dict[str, Any]) -> None:
     """The change-feed bookkeeping plain runs keep in ``state.sqlite3`` (read-only)."""
-    path = settings.state_dir / STATE_FILE
-    if not path.is_file():
+    state = ReadOnlyState(settings.state_dir)
+    if not state.exists():
         return
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return  # an older state file without the table, or unreadable: nothing recorded
+    meta = state.meta()  # empty: an older state file without the table, or unreadable: nothing recorded
     feeds = data["feeds"]
     feeds["watermark"] = meta.get("watermark")
     if meta.get("last_listing"):
@@ -354,7 +259,7 @@ def _name_preview_errors(services: Services, errors: list[dict[str, Any]]) -> No
 
 
 def _lock_status(settings: Settings) -> dict[str, Any]:
-    from .locks import make_locks
+    from ..locks import make_locks
 
     result: dict[str, Any] = {"backend": settings.lock.backend, "holder": None, "error": None}
     try:
@@ -428,7 +333,7 @@ def _cell(text: str) -> Any:
     """A table cell shown literally (CRM names and error texts may contain ``[...]``, which rich reads as markup)."""
     from rich.text import Text
 
-    from .secrets import printable, scrub
+    from ..secrets import printable, scrub
 
     return Text(scrub(printable(str(text), 2000)))  # no terminal escapes, no secrets
 

@@ -1,4 +1,4 @@
-"""``docsync search``, ``docsync verify`` and the findability part of ``docsync explain``.
+"""``docsync search``, and how a hit's file is mapped back to its CRM document (also for verify and explain).
 
 All three ask xAI's search (``POST /v1/documents/search``, xAI contract §10), which is billed per call, so
 none of them runs as part of ``sync``. Hits are shown as CRM documents: a hit's file is mapped back through the
@@ -11,28 +11,22 @@ Nothing printed contains a secret (every line goes through ``config.redact``); t
 are client data and are never logged.
 """
 
+
 from __future__ import annotations
 
-import json
 import logging
-import random
 import re
-import sqlite3
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
-from .errors import DocsyncError, NotFoundError, UsageError
-from .findability import CollectionProbe, TextReader, document_phrase, probe
-from .model import CrmDocument, DateiStatus
-from .report_status import STATE_FILE, LinePrinter, get_document, read_local_record, report_services
-from .services import Services
-from .state import peek_installation_id
-from .statedir import state_file_exists
-from .xai import MANAGED_BY, SEARCH_MAX_LIMIT, SearchHit
+from ..config import Settings
+from ..errors import NotFoundError, UsageError
+from ..model import CrmDocument
+from ..services import Services
+from ..state import ReadOnlyState, peek_installation_id
+from ..xai import MANAGED_BY, SEARCH_MAX_LIMIT, SearchHit
+from .shared import LinePrinter, get_document, read_local_record, report_services
 
 log = logging.getLogger("docsync.search")
 
@@ -117,35 +111,14 @@ class Resolver:
 
 def local_file_owners(state_dir: Path) -> dict[str, str]:
     """xAI file id → document id from this host's ``state.sqlite3`` (read-only; empty without one)."""
-    rows = _read_state(state_dir, "SELECT xai_file_id, doc_id FROM documents WHERE xai_file_id IS NOT NULL")
-    return {str(file_id): str(doc_id) for file_id, doc_id in rows}
+    state = ReadOnlyState(state_dir)
+    return state.file_owners() if state.exists() else {}
 
 
 def local_collections(state_dir: Path) -> set[str]:
     """Every collection this host's state says docsync put a document into."""
-    found: set[str] = set()
-    for (raw,) in _read_state(state_dir, "SELECT DISTINCT collections FROM documents"):
-        try:
-            value = json.loads(raw)
-        except (TypeError, ValueError):
-            continue
-        if isinstance(value, list):
-            found.update(c for c in value if isinstance(c, str) and c)
-    return found
-
-
-def _read_state(state_dir: Path, sql: str) -> list[tuple[Any, ...]]:
-    path = state_dir / STATE_FILE
-    if not state_file_exists(path):
-        return []
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            return list(db.execute(sql).fetchall())
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return []
+    state = ReadOnlyState(state_dir)
+    return state.collections() if state.exists() else set()
 
 
 # ---------------------------------------------------------------------------------------------- search
@@ -316,222 +289,3 @@ def describe(owner: Owner, file_id: str) -> str:
     return f"{owner.name!r} (document {owner.doc_id})"
 
 
-# ---------------------------------------------------------------------------------------------- probe
-
-
-@dataclass
-class DocumentProbe:
-    doc: CrmDocument
-    phrase: str | None
-    reason: str  # why it was not probed (no phrase, no collection)
-    collections: list[CollectionProbe] = field(default_factory=list)
-
-    @property
-    def probed(self) -> bool:
-        return bool(self.collections)
-
-    @property
-    def found(self) -> bool:
-        return self.probed and all(c.found for c in self.collections)
-
-
-def probe_document(settings: Settings, services: Services, doc: CrmDocument, previews: TextReader,
-                   top: int) -> DocumentProbe:
-    """Pick a phrase from ``doc``'s own text and search each of its collections for it."""
-    collections = list(doc.xai_collections)
-    if not doc.xai_file_id or not collections:
-        return DocumentProbe(doc, None, "it is in no xAI collection")
-    phrase = document_phrase(services, doc, previews, settings.xai.max_file_bytes)
-    if phrase.phrase is None:
-        return DocumentProbe(doc, None, phrase.reason)
-    return DocumentProbe(doc, phrase.phrase, "", probe(services.xai, phrase.phrase, doc.xai_file_id, collections,
-                                                       top))
-
-
-def _preview_service(settings: Settings) -> Any:
-    from .preview import PreviewLimits, PreviewService
-
-    limits = PreviewLimits(timeout_seconds=settings.preview.timeout_seconds,
-                           memory_bytes=settings.preview.memory_mb * 1024 * 1024)
-    # LibreOffice (only for office formats without XML text, e.g. .doc) gets docsync's private profile root
-    return PreviewService(limits, workers=1, private_root=settings.state_dir / "libreoffice")
-
-
-def print_probe(result: DocumentProbe, resolver: Resolver, out: Any, top: int) -> None:
-    """The findability lines of ``docsync explain`` (``out`` has ``line(text, style=None)``)."""
-    out.line(f"Findability (a phrase from its own text, searched in each of its collections; top {top}):")
-    if not result.probed:
-        out.line(f"  not probed: {result.reason}")
-        return
-    out.line(f"  phrase: “{result.phrase}”")  # \w+ words joined by spaces: safe inside double quotes
-    out.line(f"  repeat: docsync search --id {result.doc.id} \"{result.phrase}\"")
-    for c in result.collections:
-        out.line(f"  {c.collection_id}: {_verdict(c, top)}", style=None if c.found else "red")
-        if not c.found:
-            for line in _came_back(c, resolver):
-                out.line(f"      {line}")
-
-
-def _verdict(c: CollectionProbe, top: int) -> str:
-    if c.error:
-        return f"cannot search: {c.error}"
-    if c.found:
-        return f"found (rank {c.rank})"
-    if c.rank is not None:
-        return f"NOT in the top {top} (rank {c.rank})"
-    return "NOT found (the document is not among the results)"
-
-
-def _came_back(c: CollectionProbe, resolver: Resolver) -> list[str]:
-    if c.error:
-        return []
-    if not c.others:
-        return ["nothing came back instead"]
-    return ["came back instead:"] + [f"{i}. {describe(resolver.owner(h), h.file_id)}  score {h.score:.3f}"
-                                     for i, h in enumerate(c.others, start=1)]
-
-
-def explain_probe(settings: Settings, services: Services, doc: CrmDocument, out: Any) -> None:
-    """Run the findability probe for ``docsync explain`` and print it; problems become output lines."""
-    top = settings.verify.top
-    try:
-        with _preview_service(settings) as previews:
-            result = probe_document(settings, services, doc, previews, top)
-        print_probe(result, Resolver(settings, services), out, top)
-    except DocsyncError as exc:  # explain shows problems instead of failing: the rest is still worth seeing
-        out.line(f"Findability: cannot probe: {exc}", style="red")
-
-
-# ---------------------------------------------------------------------------------------------- verify
-
-
-@dataclass
-class VerifyReport:
-    top: int
-    threshold: float
-    wanted: int
-    candidates: int  # Gesynct documents with an xAI file
-    probes: list[DocumentProbe] = field(default_factory=list)
-    skipped: list[DocumentProbe] = field(default_factory=list)
-    # document id → collection id → what came back instead of it, with the owners resolved
-    instead: dict[str, dict[str, list[tuple[SearchHit, Owner]]]] = field(default_factory=dict)
-    duration_seconds: float = 0.0
-    finished_unixtime: float = 0.0
-
-    @property
-    def probed(self) -> list[DocumentProbe]:
-        return [p for p in self.probes if p.probed]
-
-    @property
-    def misses(self) -> list[DocumentProbe]:
-        return [p for p in self.probed if not p.found]
-
-    @property
-    def share(self) -> float | None:
-        """Found / probed (0..1), None when nothing could be probed."""
-        probed = self.probed
-        return (len(probed) - len(self.misses)) / len(probed) if probed else None
-
-    @property
-    def passed(self) -> bool:
-        share = self.share
-        return share is None or share * 100 >= self.threshold
-
-
-def _gesynct_where(settings: Settings, services: Services) -> list[dict[str, Any]]:
-    f = services.espo.attributes
-    return [{"type": "equals", "attribute": f["dateiStatus"], "value": DateiStatus.GESYNCT.value},
-            {"type": "isNotNull", "attribute": f["xaiFileId"]}]
-
-
-def sample_candidates(count: int, want: int, rng: random.Random) -> Iterable[int]:
-    """Offsets to try, in random order: every one when there are few, else a random draw of 4 x ``want``."""
-    if count <= want * 4:
-        offsets = list(range(count))
-        rng.shuffle(offsets)
-        return offsets
-    return rng.sample(range(count), want * 4)
-
-
-def run_verify(settings: Settings, sample: int | None = None, rng: random.Random | None = None) -> VerifyReport:
-    """Probe a random sample of Gesynct documents that have text (see :mod:`.findability`)."""
-    started = time.monotonic()
-    want = sample or settings.verify.sample
-    rng = rng or random.SystemRandom()
-    top = settings.verify.top
-    with report_services(settings) as services, _preview_service(settings) as previews:
-        services.espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
-        where = _gesynct_where(settings, services)
-        count = services.espo.count(where)
-        report = VerifyReport(top, settings.verify.min_found_percent, want, count)
-        for offset in sample_candidates(count, want, rng):
-            if len(report.probed) >= want:
-                break
-            doc = services.espo.document_at(where, offset)
-            if doc is None:
-                continue
-            result = probe_document(settings, services, doc, previews, top)
-            (report.probes if result.probed else report.skipped).append(result)
-        resolver = Resolver(settings, services)
-        for miss in report.misses:
-            report.instead[miss.doc.id] = {c.collection_id: [(h, resolver.owner(h)) for h in c.others]
-                                           for c in miss.collections if not c.found}
-    report.duration_seconds = time.monotonic() - started
-    report.finished_unixtime = time.time()
-    log.info("verify: %d probed, %d missed", len(report.probed), len(report.misses))
-    return report
-
-
-def render_verify(report: VerifyReport, console: Any, settings: Settings) -> None:
-    out = LinePrinter(console, settings)
-    probed = report.probed
-    share = report.share
-    if share is None:
-        out.line(f"docsync verify: nothing to probe ({report.candidates} Gesynct document(s) with an xAI file, "
-                 f"none with text to search for)", "bold")
-    else:
-        out.line(f"docsync verify: {len(probed) - len(report.misses)} of {len(probed)} probed documents found in "
-                 f"the top {report.top} ({share * 100:.1f} %); threshold {report.threshold:.1f} %"
-                 + ("" if report.passed else " — BELOW THRESHOLD"), "bold" if report.passed else "bold red")
-    for miss in report.misses:
-        out.line(f"  miss  {miss.doc.id}  {miss.doc.name!r}")
-        instead = report.instead.get(miss.doc.id, {})
-        for c in miss.collections:
-            if c.found:
-                continue
-            out.line(f"        {c.collection_id}: {_verdict(c, report.top)}")
-            others = instead.get(c.collection_id, [])
-            if others:
-                out.line("          came back instead: " + "; ".join(describe(o, h.file_id) for h, o in others))
-    if report.skipped:
-        reasons: dict[str, int] = {}
-        for skipped in report.skipped:
-            reasons[skipped.reason] = reasons.get(skipped.reason, 0) + 1
-        out.line(f"  skipped {len(report.skipped)} without a phrase to probe with (--json lists them): "
-                 + "; ".join(f"{n} × {reason}" for reason, n in sorted(reasons.items(), key=lambda r: -r[1])))
-    if report.misses:
-        out.line("  `docsync explain --id ID` shows one miss in detail, `docsync search QUERY --id ID` tries other "
-                 "words.")
-
-
-def verify_json(report: VerifyReport) -> dict[str, Any]:
-    """``docsync verify --json`` (stable keys, documented in README)."""
-    return {
-        "version": SEARCH_JSON_VERSION,
-        "top": report.top,
-        "threshold_percent": report.threshold,
-        "candidates": report.candidates,
-        "probed": len(report.probed),
-        "found": len(report.probed) - len(report.misses),
-        "found_share": report.share,
-        "passed": report.passed,
-        "misses": [{
-            "id": m.doc.id, "name": m.doc.name,
-            "collections": [{
-                "collection_id": c.collection_id, "rank": c.rank, "error": c.error,
-                "came_back": [{"file_id": h.file_id, "document_id": o.doc_id, "managed": o.managed}
-                              for h, o in report.instead.get(m.doc.id, {}).get(c.collection_id, [])],
-            } for c in m.collections if not c.found],
-        } for m in report.misses],
-        "skipped": [{"id": p.doc.id, "reason": p.reason} for p in report.skipped],
-    }

@@ -1,111 +1,24 @@
-"""``docsync check``: is this installation ready to sync? Every check prints one ✓/✗ line, and its fix.
-
-Only read requests go to the services: ``GET App/user`` and ``GET Metadata`` (EspoCRM), ``GET /v1/files?limit=1``
-(xAI Files), ``GET /v1/collections/{id}`` or ``GET /v1/collections?limit=1`` (xAI Management). The preview tools
-are looked up, not started (no LibreOffice launch). Collections named by linked records (one per client) are not
-checked: there may be thousands; ``docsync explain --id`` shows them for one document.
-
-Nothing printed contains a secret: every line goes through :func:`~.config.redact` once the settings are known,
-and configuration problems are already secret-free.
+"""``docsync check``'s service checks: EspoCRM (key, the API user's rights, Document fields, link fields, change
+feeds), the xAI Files key, the xAI Management key with each ``collections.static`` collection. Read requests only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import Settings, load_settings, redact
-from .errors import AuthError, ConfigError, DocsyncError, NotFoundError, ServiceUnreachable
-from .espocrm_fields import ACCOUNT, check_fields
-from .outcome import EXIT_OK, EXIT_REMOTE, EXIT_USAGE
-from .services import Services
+from ..config import Settings
+from ..errors import AuthError, DocsyncError, NotFoundError, ServiceUnreachable
+from ..espocrm_fields import ACCOUNT, check_fields
+from ..services import Services
 
-OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
-
-
-class _Report:
-    """Prints check lines and remembers whether any failed."""
-
-    def __init__(self, console: Any) -> None:
-        self.console = console
-        self.ok = True
-        self.unreachable = False  # a service that could not be reached or refused the key: exit 3, like sync
-        self.settings: Settings | None = None
-
-    def _print(self, text: str, style: str | None = None) -> None:
-        if self.settings is not None:
-            text = redact(text, self.settings)
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True, style=style)
-
-    def good(self, what: str, detail: str = "") -> None:
-        self._print(f"{OK} {what}" + (f": {detail}" if detail else ""), "green")
-
-    def bad(self, what: str, detail: str, fix: str, more: list[str] | None = None) -> None:
-        self.ok = False
-        self._print(f"{FAIL} {what}: {detail}", "red")
-        for line in more or []:
-            self._print(f"    • {line}")
-        self._print(f"    fix: {fix}")
-
-    def warn(self, what: str, detail: str, fix: str = "") -> None:
-        self._print(f"{WARN} {what}: {detail}" + (f"\n    fix: {fix}" if fix else ""), "yellow")
-
-    def skip(self, what: str, why: str) -> None:
-        self._print(f"{SKIP} {what}: skipped ({why})", "dim")
-
-
-def run_checks(config_path: Path | None, console: Any) -> int:
-    """Run every check, print one ✓/✗ line each (with the fix for each ✗), and return the exit code: 0 when all
-    passed, 3 when a service was unreachable or refused a key (as ``sync`` would exit), else 2.
-
-    Order: configuration (including the config file's permissions) → EspoCRM (key, API user's rights, Document
-    fields, link fields) → xAI Files key → xAI Management key and each ``collections.static`` collection →
-    preview tools → state directory → lock backend. A configuration that does not load stops the service
-    checks (they need it); the preview tools are still checked. Never raises for a failed check.
-    """
-    report = _Report(console)
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        report.bad("configuration", f"{len(exc.problems)} problem(s)",
-                   "correct the settings named above (see `docsync --help` and the README's Configure "
-                   "section); then run `docsync check` again", exc.problems)
-        _check_preview_tools(report, None)
-        return EXIT_USAGE
-    report.settings = settings
-    where = f"from {settings.config_path}" if settings.config_path else "from the environment (no config file)"
-    report.good("configuration", f"loaded {where}")
-
-    from .report_status import report_services
-
-    try:
-        with report_services(settings) as services:
-            if _check_espocrm(report, settings, services):
-                _check_document_fields(report, settings, services)
-                _check_link_fields(report, settings, services)
-                _check_change_feeds(report, services)
-            _check_xai_files(report, services)
-            _check_xai_management(report, settings, services)
-    except DocsyncError as exc:  # a client that cannot even be built; the checks above catch the rest
-        report.bad("services", str(exc), "check the URLs and keys in the configuration")
-    _check_preview_tools(report, settings)
-    _check_libreoffice_shared_cache(report)
-    if _check_state_dir(report, settings) or settings.lock.backend != "file":
-        _check_lock(report, settings)
-    else:
-        report.skip(f"lock backend ({settings.lock.backend})", "its lock files live in the state directory")
-    report._print("All checks passed." if report.ok else "Some checks failed; see the fixes above.",
-                  "bold green" if report.ok else "bold red")
-    return EXIT_OK if report.ok else EXIT_REMOTE if report.unreachable else EXIT_USAGE
+if TYPE_CHECKING:
+    from .check import CheckReport
 
 
 # ---------------------------------------------------------------------------------------------- EspoCRM
 
 
-def _check_espocrm(report: _Report, settings: Settings, services: Services) -> bool:
+def check_espocrm(report: CheckReport, settings: Settings, services: Services) -> bool:
     what = f"EspoCRM at {settings.espocrm.url}"
     try:
         answer = services.espo.app_user()
@@ -132,7 +45,7 @@ def _check_espocrm(report: _Report, settings: Settings, services: Services) -> b
     return True
 
 
-def _check_acl(report: _Report, answer: Any) -> None:
+def _check_acl(report: CheckReport, answer: Any) -> None:
     """Best effort: the API user's role must let it read and edit Documents and create Attachments."""
     acl = answer.get("acl") if isinstance(answer, dict) else None
     table = acl.get("table") if isinstance(acl, dict) else None
@@ -152,7 +65,7 @@ def _check_acl(report: _Report, answer: Any) -> None:
         report.good("EspoCRM API user rights", "Document read/edit and Attachment create allowed")
 
 
-def _check_document_fields(report: _Report, settings: Settings, services: Services) -> None:
+def check_document_fields(report: CheckReport, settings: Settings, services: Services) -> None:
     """The same required checks ``sync`` runs before its first write (``Engine.learn_fields``), plus hints."""
     try:
         schema = services.espo.learn()
@@ -181,7 +94,7 @@ def _check_document_fields(report: _Report, settings: Settings, services: Servic
                 "(App/user settings.recordListMaxSizeLimit)")
 
 
-def _check_link_fields(report: _Report, settings: Settings, services: Services) -> None:
+def check_link_fields(report: CheckReport, settings: Settings, services: Services) -> None:
     for rule in settings.collections.links:
         what = f"link {rule.link}:{rule.field}"
         try:
@@ -215,7 +128,7 @@ def _check_link_fields(report: _Report, settings: Settings, services: Services) 
             report.good(what, f"{entity}.{rule.field} exists")
 
 
-def _check_change_feeds(report: _Report, services: Services) -> None:
+def check_change_feeds(report: CheckReport, services: Services) -> None:
     """Which change feeds plain runs can use (contract §10.6, §10.7); neither is required."""
     espo = services.espo
     try:
@@ -246,7 +159,7 @@ def _check_change_feeds(report: _Report, services: Services) -> None:
 # ---------------------------------------------------------------------------------------------- xAI
 
 
-def _check_xai_files(report: _Report, services: Services) -> None:
+def check_xai_files(report: CheckReport, services: Services) -> None:
     what = "xAI Files API key"
     try:
         services.xai.files.json("GET", "/v1/files", params={"limit": 1})
@@ -263,7 +176,7 @@ def _check_xai_files(report: _Report, services: Services) -> None:
         report.good(what, "accepted")
 
 
-def _check_xai_management(report: _Report, settings: Settings, services: Services) -> None:
+def check_xai_management(report: CheckReport, settings: Settings, services: Services) -> None:
     what = "xAI Management API key"
     static = settings.collections.static
     try:
@@ -312,7 +225,7 @@ def _first_collection_id(listing: Any) -> str | None:
     return None
 
 
-def _check_document_permissions(report: _Report, services: Services, collection_id: str) -> None:
+def _check_document_permissions(report: CheckReport, services: Services, collection_id: str) -> None:
     """The management key's read permissions docsync uses (list and batch-get documents, xAI contract §15).
     Add, remove and update collection cannot be tested without writing; a key without them fails at the first
     document with exit 3."""
@@ -337,105 +250,4 @@ def _check_document_permissions(report: _Report, services: Services, collection_
         report.good(what, "list and batch-get documents allowed (add, remove and update collection cannot be "
                     "tested without writing)")
 
-
-# ---------------------------------------------------------------------------------------------- local
-
-
-def _check_preview_tools(report: _Report, settings: Settings | None) -> None:
-    if settings is not None and not settings.preview.enabled:
-        report.skip("preview tools", "previews are off (preview.enabled = false)")
-        return
-    try:
-        from .preview import PreviewService
-
-        with PreviewService(workers=1) as service:
-            status = service.tools_status()
-    except Exception as exc:  # noqa: BLE001 - a broken install shows as any import or library error
-        report.bad("preview tools", f"cannot load the preview libraries ({type(exc).__name__}: {exc})",
-                   "reinstall docsync with its dependencies (Pillow, pypdfium2), or set preview.enabled = false")
-        return
-    broken = {tool: text for tool, text in status.items() if not text.startswith("ok")}
-    hard = {tool: text for tool, text in broken.items() if tool != "fonts"}
-    if hard:
-        report.bad("preview tools", "; ".join(f"{tool}: {text}" for tool, text in hard.items()),
-                   "install what is named above (office previews need LibreOffice and python3-uno), or set "
-                   "preview.enabled = false")
-    else:
-        report.good("preview tools", ", ".join(f"{tool} {text.removeprefix('ok').strip(' ()')}".strip()
-                                               for tool, text in status.items() if tool not in broken))
-    if "fonts" in broken:
-        report.warn("preview fonts", broken["fonts"])
-
-
-def _check_state_dir(report: _Report, settings: Settings) -> bool:
-    """True when the state directory is usable (exists and writable, or can be created)."""
-    from .statedir import state_dir_problem, user_name
-
-    state_dir = settings.state_dir
-    what = f"state directory {state_dir}"
-    problem = state_dir_problem(state_dir)
-    if problem is not None:
-        detail, _, fix = problem.partition("; fix (as root): ")
-        report.bad(what, detail.replace(f"the state directory {state_dir} ", ""), f"as root: {fix}" if fix else
-                   "see above")
-        return False
-    if not state_dir.exists():
-        report.good(what, "does not exist yet; the first run creates it")
-        return True
-    try:
-        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".docsync-check-"):
-            pass
-    except OSError as exc:
-        report.bad(what, f"not writable ({exc.strerror or exc})",
-                   f"chown it to the user running docsync (uid {os.geteuid()}) and chmod 700 {state_dir}")
-        return False
-    owner = state_dir.stat().st_uid
-    if owner != os.geteuid():
-        report.warn(what, f"writable, but owned by {user_name(owner)}: files this run creates would be "
-                    f"{user_name(os.geteuid())}'s and could lock the owner out",
-                    f"run docsync as {user_name(owner)} (e.g. runuser -u {user_name(owner)} -- docsync check)")
-        return True
-    report.good(what, "writable")
-    from .state import peek_installation_id
-
-    ident = peek_installation_id(state_dir, settings.sync.installation_id)
-    report.good("installation id", ident or "not made yet; the first sync stores one in the state directory")
-    return True
-
-
-def _check_libreoffice_shared_cache(report: _Report) -> None:
-    """A shared LibreOffice extension cache the current user cannot read (left by a root LibreOffice started
-    under a private umask, e.g. by an older docsync) breaks every other LibreOffice of this user."""
-    from .preview.office import unreadable_shared_cache
-
-    bad = unreadable_shared_cache()
-    if bad is not None:
-        report.warn("LibreOffice shared extension cache", f"{bad} is not readable for "
-                    f"{os.environ.get('USER') or os.geteuid()}; docsync's own previews do not use it, but every "
-                    "other LibreOffice of this user aborts at start",
-                    "as root: chmod -R a+rX /var/spool/libreoffice")
-
-
-def _check_lock(report: _Report, settings: Settings) -> None:
-    from .locks import make_locks
-    from .statedir import state_dir_problem
-
-    what = f"lock backend ({settings.lock.backend})"
-    if settings.lock.backend == "file" and state_dir_problem(settings.state_dir) is not None:
-        report.skip(what, "the lock lives in the state directory; fix that first (above)")
-        return
-    locks = None
-    try:
-        locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds)
-        holder = locks.holder()
-    except DocsyncError as exc:
-        fix = ("start Redis or correct lock.url (DOCSYNC_LOCK__URL)" if settings.lock.backend == "redis"
-               else "keep the state directory on a local disk that supports flock()")
-        report.bad(what, str(exc), fix)
-        return
-    finally:
-        if locks is not None:
-            with contextlib.suppress(DocsyncError):
-                locks.close()
-    report.good(what, "reachable; " + (f"run lock held by {holder}" if holder else "no run in progress"))
 

@@ -1,0 +1,4 @@
+"""The read-only report commands: status, explain, check, search and verify (one module each), the findability
+probe verify and explain share (:mod:`.probe`), and the helpers they all share (:mod:`.shared`). They stand on the
+clients, the state and the planner's pure decisions, never on the engine or the reconciler
+(``tests/unit/test_import_layers.py``)."""

@@ -1,0 +1,214 @@
+"""``docsync check``: is this installation ready to sync? Every check prints one ✓/✗ line, and its fix.
+
+Only read requests go to the services: ``GET App/user`` and ``GET Metadata`` (EspoCRM), ``GET /v1/files?limit=1``
+(xAI Files), ``GET /v1/collections/{id}`` or ``GET /v1/collections?limit=1`` (xAI Management). The preview tools
+are looked up, not started (no LibreOffice launch). Collections named by linked records (one per client) are not
+checked: there may be thousands; ``docsync explain --id`` shows them for one document.
+
+Nothing printed contains a secret: every line goes through :func:`~.config.redact` once the settings are known,
+and configuration problems are already secret-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from ..config import Settings, redact
+from ..errors import ConfigError, DocsyncError
+from ..outcome import EXIT_OK, EXIT_REMOTE, EXIT_USAGE
+from .check_services import (
+    check_change_feeds,
+    check_document_fields,
+    check_espocrm,
+    check_link_fields,
+    check_xai_files,
+    check_xai_management,
+)
+from .shared import report_services
+
+OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
+
+
+class CheckReport:
+    """Prints check lines and remembers whether any failed."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.ok = True
+        self.unreachable = False  # a service that could not be reached or refused the key: exit 3, like sync
+        self.settings: Settings | None = None
+
+    def _print(self, text: str, style: str | None = None) -> None:
+        if self.settings is not None:
+            text = redact(text, self.settings)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True, style=style)
+
+    def good(self, what: str, detail: str = "") -> None:
+        self._print(f"{OK} {what}" + (f": {detail}" if detail else ""), "green")
+
+    def bad(self, what: str, detail: str, fix: str, more: list[str] | None = None) -> None:
+        self.ok = False
+        self._print(f"{FAIL} {what}: {detail}", "red")
+        for line in more or []:
+            self._print(f"    • {line}")
+        self._print(f"    fix: {fix}")
+
+    def warn(self, what: str, detail: str, fix: str = "") -> None:
+        self._print(f"{WARN} {what}: {detail}" + (f"\n    fix: {fix}" if fix else ""), "yellow")
+
+    def skip(self, what: str, why: str) -> None:
+        self._print(f"{SKIP} {what}: skipped ({why})", "dim")
+
+
+def run_checks(load_settings: Callable[[], Settings], console: Any) -> int:
+    """Run every check, print one ✓/✗ line each (with the fix for each ✗), and return the exit code: 0 when all
+    passed, 3 when a service was unreachable or refused a key (as ``sync`` would exit), else 2.
+
+    Order: configuration (including the config file's permissions) → EspoCRM (key, API user's rights, Document
+    fields, link fields) → xAI Files key → xAI Management key and each ``collections.static`` collection →
+    preview tools → state directory → lock backend. A configuration that does not load stops the service
+    checks (they need it); the preview tools are still checked. Never raises for a failed check.
+
+    ``load_settings`` is the command's own loader (``cli.Context.settings``, which also installs the log
+    redaction, as for every other command).
+    """
+    report = CheckReport(console)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        report.bad("configuration", f"{len(exc.problems)} problem(s)",
+                   "correct the settings named above (see `docsync --help` and the README's Configure "
+                   "section); then run `docsync check` again", exc.problems)
+        _check_preview_tools(report, None)
+        return EXIT_USAGE
+    report.settings = settings
+    where = f"from {settings.config_path}" if settings.config_path else "from the environment (no config file)"
+    report.good("configuration", f"loaded {where}")
+
+    try:
+        with report_services(settings) as services:
+            if check_espocrm(report, settings, services):
+                check_document_fields(report, settings, services)
+                check_link_fields(report, settings, services)
+                check_change_feeds(report, services)
+            check_xai_files(report, services)
+            check_xai_management(report, settings, services)
+    except DocsyncError as exc:  # a client that cannot even be built; the checks above catch the rest
+        report.bad("services", str(exc), "check the URLs and keys in the configuration")
+    _check_preview_tools(report, settings)
+    _check_libreoffice_shared_cache(report)
+    if _check_state_dir(report, settings) or settings.lock.backend != "file":
+        _check_lock(report, settings)
+    else:
+        report.skip(f"lock backend ({settings.lock.backend})", "its lock files live in the state directory")
+    report._print("All checks passed." if report.ok else "Some checks failed; see the fixes above.",
+                  "bold green" if report.ok else "bold red")
+    return EXIT_OK if report.ok else EXIT_REMOTE if report.unreachable else EXIT_USAGE
+
+
+
+# ---------------------------------------------------------------------------------------------- local
+
+
+def _check_preview_tools(report: CheckReport, settings: Settings | None) -> None:
+    if settings is not None and not settings.preview.enabled:
+        report.skip("preview tools", "previews are off (preview.enabled = false)")
+        return
+    try:
+        from ..preview import PreviewService
+
+        with PreviewService(workers=1) as service:
+            status = service.tools_status()
+    except Exception as exc:  # noqa: BLE001 - a broken install shows as any import or library error
+        report.bad("preview tools", f"cannot load the preview libraries ({type(exc).__name__}: {exc})",
+                   "reinstall docsync with its dependencies (Pillow, pypdfium2), or set preview.enabled = false")
+        return
+    broken = {tool: text for tool, text in status.items() if not text.startswith("ok")}
+    hard = {tool: text for tool, text in broken.items() if tool != "fonts"}
+    if hard:
+        report.bad("preview tools", "; ".join(f"{tool}: {text}" for tool, text in hard.items()),
+                   "install what is named above (office previews need LibreOffice and python3-uno), or set "
+                   "preview.enabled = false")
+    else:
+        report.good("preview tools", ", ".join(f"{tool} {text.removeprefix('ok').strip(' ()')}".strip()
+                                               for tool, text in status.items() if tool not in broken))
+    if "fonts" in broken:
+        report.warn("preview fonts", broken["fonts"])
+
+
+def _check_state_dir(report: CheckReport, settings: Settings) -> bool:
+    """True when the state directory is usable (exists and writable, or can be created)."""
+    from ..statedir import state_dir_problem, user_name
+
+    state_dir = settings.state_dir
+    what = f"state directory {state_dir}"
+    problem = state_dir_problem(state_dir)
+    if problem is not None:
+        detail, _, fix = problem.partition("; fix (as root): ")
+        report.bad(what, detail.replace(f"the state directory {state_dir} ", ""), f"as root: {fix}" if fix else
+                   "see above")
+        return False
+    if not state_dir.exists():
+        report.good(what, "does not exist yet; the first run creates it")
+        return True
+    try:
+        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".docsync-check-"):
+            pass
+    except OSError as exc:
+        report.bad(what, f"not writable ({exc.strerror or exc})",
+                   f"chown it to the user running docsync (uid {os.geteuid()}) and chmod 700 {state_dir}")
+        return False
+    owner = state_dir.stat().st_uid
+    if owner != os.geteuid():
+        report.warn(what, f"writable, but owned by {user_name(owner)}: files this run creates would be "
+                    f"{user_name(os.geteuid())}'s and could lock the owner out",
+                    f"run docsync as {user_name(owner)} (e.g. runuser -u {user_name(owner)} -- docsync check)")
+        return True
+    report.good(what, "writable")
+    from ..state import peek_installation_id
+
+    ident = peek_installation_id(state_dir, settings.sync.installation_id)
+    report.good("installation id", ident or "not made yet; the first sync stores one in the state directory")
+    return True
+
+
+def _check_libreoffice_shared_cache(report: CheckReport) -> None:
+    """A shared LibreOffice extension cache the current user cannot read (left by a root LibreOffice started
+    under a private umask, e.g. by an older docsync) breaks every other LibreOffice of this user."""
+    from ..preview.office import unreadable_shared_cache
+
+    bad = unreadable_shared_cache()
+    if bad is not None:
+        report.warn("LibreOffice shared extension cache", f"{bad} is not readable for "
+                    f"{os.environ.get('USER') or os.geteuid()}; docsync's own previews do not use it, but every "
+                    "other LibreOffice of this user aborts at start",
+                    "as root: chmod -R a+rX /var/spool/libreoffice")
+
+
+def _check_lock(report: CheckReport, settings: Settings) -> None:
+    from ..locks import make_locks
+    from ..statedir import state_dir_problem
+
+    what = f"lock backend ({settings.lock.backend})"
+    if settings.lock.backend == "file" and state_dir_problem(settings.state_dir) is not None:
+        report.skip(what, "the lock lives in the state directory; fix that first (above)")
+        return
+    locks = None
+    try:
+        locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds)
+        holder = locks.holder()
+    except DocsyncError as exc:
+        fix = ("start Redis or correct lock.url (DOCSYNC_LOCK__URL)" if settings.lock.backend == "redis"
+               else "keep the state directory on a local disk that supports flock()")
+        report.bad(what, str(exc), fix)
+        return
+    finally:
+        if locks is not None:
+            with contextlib.suppress(DocsyncError):
+                locks.close()
+    report.good(what, "reachable; " + (f"run lock held by {holder}" if holder else "no run in progress"))
+

@@ -1,0 +1,78 @@
+"""What the read-only report modules share: the quick service clients, one Document by id, this host's local
+record of a document and its run history (read-only: a state directory that does not exist yet is not created).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings, redact
+from ..errors import NotFoundError, UsageError
+from ..history import FILE_NAME as HISTORY_FILE
+from ..history import History
+from ..model import CrmDocument, LocalRecord
+from ..services import Services, open_services
+from ..state import ReadOnlyState
+from ..statedir import state_file_exists
+from ..transport import RetryPolicy
+
+# Reports answer quickly: two tries, short waits (a sync uses the configured, patient policy).
+REPORT_RETRY = RetryPolicy(attempts=2, total_seconds=20.0, wait_initial=0.3, wait_max=2.0, max_retry_after=5.0)
+
+
+# ---------------------------------------------------------------------------------------------- shared helpers
+
+
+@contextlib.contextmanager
+def report_services(settings: Settings) -> Iterator[Services]:
+    """The service clients with the quick :data:`REPORT_RETRY` policy (reports must not hang for minutes)."""
+    with open_services(settings, retry=REPORT_RETRY) as services:
+        yield services
+
+
+def get_document(services: Services, doc_id: str) -> CrmDocument:
+    """The Document ``doc_id`` read with the CRM's real attribute names; a usage error when there is none."""
+    services.espo.learn()  # the attribute names that really exist (e.g. cDateiStatus); cached for the run
+    try:
+        return services.espo.get_document(doc_id)
+    except NotFoundError:
+        raise UsageError(f"EspoCRM has no Document with id {doc_id!r}") from None
+
+
+class LinePrinter:
+    """Prints literal (no markup), unwrapped, secret-free lines: the output of the report commands."""
+
+    def __init__(self, console: Any, settings: Settings) -> None:
+        self.console = console
+        self.settings = settings
+
+    def line(self, text: str, style: str | None = None) -> None:
+        self.console.print(redact(text, self.settings), markup=False, highlight=False, soft_wrap=True, style=style)
+
+
+
+def read_local_record(state_dir: Path, doc_id: str) -> LocalRecord | None:
+    """This host's record of ``doc_id`` from ``state.sqlite3``; None when there is none (or no state file yet).
+
+    Opens the database read-only, so a report never creates or changes the state directory."""
+    return read_local_records(state_dir, [doc_id]).get(doc_id)
+
+
+def read_local_records(state_dir: Path, doc_ids: list[str]) -> dict[str, LocalRecord]:
+    """:func:`read_local_record` for several documents at once (missing ones are left out)."""
+    state = ReadOnlyState(state_dir)
+    if not doc_ids or not state.exists():
+        return {}
+    return state.records(doc_ids)
+
+
+def open_history(state_dir: Path) -> History | None:
+    """The run history of ``state_dir``, or None when no run has written one yet (nothing is created)."""
+    if not state_file_exists(state_dir / HISTORY_FILE):
+        return None
+    return History(state_dir)
+
+

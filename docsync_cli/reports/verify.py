@@ -1,0 +1,157 @@
+"""``docsync verify``: probe a random sample of Gesynct documents (is each found by a phrase from its own text?)
+and judge the found share against ``verify.min_found_percent``.
+
+Costs one xAI search call per collection probed, so it never runs as part of ``sync``. Nothing printed contains a
+secret (every line goes through ``config.redact``); the probe phrases are client data and are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Settings
+from ..model import DateiStatus
+from ..services import Services
+from ..xai import SearchHit
+from .probe import DocumentProbe, preview_service, probe_document, verdict
+from .search import SEARCH_JSON_VERSION, Owner, Resolver, describe
+from .shared import LinePrinter, report_services
+
+log = logging.getLogger("docsync.search")
+
+
+@dataclass
+class VerifyReport:
+    top: int
+    threshold: float
+    wanted: int
+    candidates: int  # Gesynct documents with an xAI file
+    probes: list[DocumentProbe] = field(default_factory=list)
+    skipped: list[DocumentProbe] = field(default_factory=list)
+    # document id → collection id → what came back instead of it, with the owners resolved
+    instead: dict[str, dict[str, list[tuple[SearchHit, Owner]]]] = field(default_factory=dict)
+    duration_seconds: float = 0.0
+    finished_unixtime: float = 0.0
+
+    @property
+    def probed(self) -> list[DocumentProbe]:
+        return [p for p in self.probes if p.probed]
+
+    @property
+    def misses(self) -> list[DocumentProbe]:
+        return [p for p in self.probed if not p.found]
+
+    @property
+    def share(self) -> float | None:
+        """Found / probed (0..1), None when nothing could be probed."""
+        probed = self.probed
+        return (len(probed) - len(self.misses)) / len(probed) if probed else None
+
+    @property
+    def passed(self) -> bool:
+        share = self.share
+        return share is None or share * 100 >= self.threshold
+
+
+def _gesynct_where(settings: Settings, services: Services) -> list[dict[str, Any]]:
+    f = services.espo.attributes
+    return [{"type": "equals", "attribute": f["dateiStatus"], "value": DateiStatus.GESYNCT.value},
+            {"type": "isNotNull", "attribute": f["xaiFileId"]}]
+
+
+def sample_candidates(count: int, want: int, rng: random.Random) -> Iterable[int]:
+    """Offsets to try, in random order: every one when there are few, else a random draw of 4 x ``want``."""
+    if count <= want * 4:
+        offsets = list(range(count))
+        rng.shuffle(offsets)
+        return offsets
+    return rng.sample(range(count), want * 4)
+
+
+def run_verify(settings: Settings, sample: int | None = None, rng: random.Random | None = None) -> VerifyReport:
+    """Probe a random sample of Gesynct documents that have text (see :mod:`.findability`)."""
+    started = time.monotonic()
+    want = sample or settings.verify.sample
+    rng = rng or random.SystemRandom()
+    top = settings.verify.top
+    with report_services(settings) as services, preview_service(settings) as previews:
+        services.espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
+        where = _gesynct_where(settings, services)
+        count = services.espo.count(where)
+        report = VerifyReport(top, settings.verify.min_found_percent, want, count)
+        for offset in sample_candidates(count, want, rng):
+            if len(report.probed) >= want:
+                break
+            doc = services.espo.document_at(where, offset)
+            if doc is None:
+                continue
+            result = probe_document(settings, services, doc, previews, top)
+            (report.probes if result.probed else report.skipped).append(result)
+        resolver = Resolver(settings, services)
+        for miss in report.misses:
+            report.instead[miss.doc.id] = {c.collection_id: [(h, resolver.owner(h)) for h in c.others]
+                                           for c in miss.collections if not c.found}
+    report.duration_seconds = time.monotonic() - started
+    report.finished_unixtime = time.time()
+    log.info("verify: %d probed, %d missed", len(report.probed), len(report.misses))
+    return report
+
+
+def render_verify(report: VerifyReport, console: Any, settings: Settings) -> None:
+    out = LinePrinter(console, settings)
+    probed = report.probed
+    share = report.share
+    if share is None:
+        out.line(f"docsync verify: nothing to probe ({report.candidates} Gesynct document(s) with an xAI file, "
+                 f"none with text to search for)", "bold")
+    else:
+        out.line(f"docsync verify: {len(probed) - len(report.misses)} of {len(probed)} probed documents found in "
+                 f"the top {report.top} ({share * 100:.1f} %); threshold {report.threshold:.1f} %"
+                 + ("" if report.passed else " — BELOW THRESHOLD"), "bold" if report.passed else "bold red")
+    for miss in report.misses:
+        out.line(f"  miss  {miss.doc.id}  {miss.doc.name!r}")
+        instead = report.instead.get(miss.doc.id, {})
+        for c in miss.collections:
+            if c.found:
+                continue
+            out.line(f"        {c.collection_id}: {verdict(c, report.top)}")
+            others = instead.get(c.collection_id, [])
+            if others:
+                out.line("          came back instead: " + "; ".join(describe(o, h.file_id) for h, o in others))
+    if report.skipped:
+        reasons: dict[str, int] = {}
+        for skipped in report.skipped:
+            reasons[skipped.reason] = reasons.get(skipped.reason, 0) + 1
+        out.line(f"  skipped {len(report.skipped)} without a phrase to probe with (--json lists them): "
+                 + "; ".join(f"{n} × {reason}" for reason, n in sorted(reasons.items(), key=lambda r: -r[1])))
+    if report.misses:
+        out.line("  `docsync explain --id ID` shows one miss in detail, `docsync search QUERY --id ID` tries other "
+                 "words.")
+
+
+def verify_json(report: VerifyReport) -> dict[str, Any]:
+    """``docsync verify --json`` (stable keys, documented in README)."""
+    return {
+        "version": SEARCH_JSON_VERSION,
+        "top": report.top,
+        "threshold_percent": report.threshold,
+        "candidates": report.candidates,
+        "probed": len(report.probed),
+        "found": len(report.probed) - len(report.misses),
+        "found_share": report.share,
+        "passed": report.passed,
+        "misses": [{
+            "id": m.doc.id, "name": m.doc.name,
+            "collections": [{
+                "collection_id": c.collection_id, "rank": c.rank, "error": c.error,
+                "came_back": [{"file_id": h.file_id, "document_id": o.doc_id, "managed": o.managed}
+                              for h, o in report.instead.get(m.doc.id, {}).get(c.collection_id, [])],
+            } for c in m.collections if not c.found],
+        } for m in report.misses],
+        "skipped": [{"id": p.doc.id, "reason": p.reason} for p in report.skipped],
+    }
