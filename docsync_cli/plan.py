@@ -20,6 +20,8 @@ from .errors import UnsafePlan
 from .model import (
     FAILED,
     PROCESSED,
+    UNFINISHED,
+    UNKNOWN_STATUS,
     Content,
     CrmDocument,
     DateiStatus,
@@ -28,6 +30,7 @@ from .model import (
     DocPlan,
     LocalRecord,
     Membership,
+    Reason,
     RemoteMember,
     RunPlan,
     SyncStatus,
@@ -35,52 +38,49 @@ from .model import (
     is_hex,
 )
 
-RETRY_FAILED = "failed earlier; retried (--retry-failed)"
-EXPLICIT_REASONS = frozenset({"requested with --id", RETRY_FAILED})  # re-checked under the lock as asked
-
 
 def why_work(doc: CrmDocument, local: LocalRecord | None, *, full: bool, explicit: bool,
              retry_failed: bool = False) -> str | None:
     """The reason a document needs work, or None when it is in step. Order of checks = order of importance."""
     status = doc.datei_status or ""
     if explicit:
-        return "requested with --id"
+        return Reason.EXPLICIT
     if local is not None and local.pending and status != DateiStatus.FEHLER:
-        return "uploaded earlier, xAI was still indexing it: finishing"
+        return Reason.FINISH_PENDING
     if status == DateiStatus.NEU:
-        return "new"
+        return Reason.NEW
     if status == DateiStatus.GEAENDERT:
-        return "changed"
+        return Reason.CHANGED
     if status == DateiStatus.FEHLER:
         if retry_failed:
-            return RETRY_FAILED
+            return Reason.RETRY_FAILED
         if local is None:
-            return "failed earlier; cause unknown to this host, retrying"
+            return Reason.FAILED_UNKNOWN_CAUSE
         if local.failure_transient:
-            return "failed earlier with a transient error; retrying"
+            return Reason.FAILED_TRANSIENT
         if local.crm_modified_at is not None and doc.modified_at != local.crm_modified_at:
-            return "failed earlier; the document changed since"
+            return Reason.FAILED_DOCUMENT_CHANGED
         if local.file_id != doc.file_id:
-            return "failed earlier; the file was replaced since"
+            return Reason.FAILED_FILE_REPLACED
         return None
     if status == DateiStatus.GESYNCT:
         if doc.xai_sync_status in (SyncStatus.SYNCING, SyncStatus.PENDING, SyncStatus.FAILED):
-            return f"unfinished ({doc.xai_sync_status})"
+            return UNFINISHED.format(doc.xai_sync_status)
         if not doc.xai_file_id and doc.xai_collections:
-            return "drifted: no xAI file recorded"
+            return Reason.NO_XAI_FILE
         if not is_hex(doc.sha, 64) or doc.sha != doc.xai_synced_hash:
-            return "drifted: hash differs from what xAI holds"
+            return Reason.HASH_DIFFERS
         if local is None:
-            return "not yet verified by this host"
+            return Reason.NOT_VERIFIED
         if local.file_id != doc.file_id:
-            return "drifted: the file was replaced"
+            return Reason.FILE_REPLACED
         if local.sha256 != doc.sha or local.xai_file_id != (doc.xai_file_id or None):
-            return "drifted: CRM fields differ from the last sync"
+            return Reason.FIELDS_DIFFER
         if full:
-            return "full check"
+            return Reason.FULL_CHECK
         return None
     # An empty or unknown status: documents created before docsync's field existed count as new.
-    return "new (no dateiStatus)" if not status else f"unknown dateiStatus {status!r}; treating as changed"
+    return Reason.NEW_NO_STATUS if not status else UNKNOWN_STATUS.format(status)
 
 
 def plan_run(
@@ -114,10 +114,10 @@ def plan_run(
         if reason is None and doc.id in touched and doc.datei_status != DateiStatus.FEHLER:
             work.append(WorkItem(doc, touched[doc.id], verify=True))
         elif reason is not None:
-            work.append(WorkItem(doc, reason, verify=reason == "full check"))
+            work.append(WorkItem(doc, reason, verify=reason is Reason.FULL_CHECK,
+                                 explicit=reason in (Reason.EXPLICIT, Reason.RETRY_FAILED)))
         elif doc.datei_status == DateiStatus.FEHLER:
-            held_back.append(WorkItem(doc, "permanent failure; waits until the document changes, --id or "
-                                           "--retry-failed"))
+            held_back.append(WorkItem(doc, Reason.HELD_BACK))
         else:
             unchanged += 1
     if limit is not None:
@@ -155,7 +155,7 @@ def link_drift(local: LocalRecord | None, expected: frozenset[str] | None) -> st
     if local is None or expected is None or local.failure_code is not None:
         return None
     if frozenset(local.collections) != expected:
-        return "linked records changed: it belongs in other collections now"
+        return Reason.LINKS_CHANGED
     return None
 
 
@@ -197,7 +197,7 @@ def edited_since_sync(doc: CrmDocument, local: LocalRecord | None) -> str | None
     write-back left): a PUT of ``accountsIds``, a field edit. It is checked once even if it looks in step."""
     if local is None or local.crm_modified_at is None or local.crm_modified_at == doc.modified_at:
         return None
-    return "edited in EspoCRM since the last sync"
+    return Reason.EDITED
 
 
 def plan_gone(gone: Iterable[LocalRecord], managed: int, limits: DeleteLimits) -> tuple[Deletion, ...]:
