@@ -173,6 +173,8 @@ class DocPlan:
     reason: str
     reindex: tuple[str, ...] = ()  # collections where the kept file's processing FAILED: ask xAI to index again
     also_retire: tuple[str, ...] = ()  # earlier uploads of this installation for this document (e.g. a pending one)
+    retire_from: tuple[str, ...] = ()  # every collection a retired file may sit in (``plan.candidate_collections``)
+    in_step: bool = False  # EspoCRM, xAI and the preview agree already: verify only, write nothing anywhere
 
 
 class Outcome(StrEnum):

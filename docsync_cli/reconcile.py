@@ -72,7 +72,15 @@ from .model import (
     SyncStatus,
     WorkItem,
 )
-from .plan import plan_document, why_work
+from .plan import (
+    candidate_collections,
+    cleanup_steps,
+    known_content,
+    plan_document,
+    preview_failed,
+    why_work,
+    write_back_values,
+)
 from .secrets import printable
 from .state import StateStore
 from .transport import short
@@ -197,21 +205,22 @@ class DocumentReconciler:
         rendering: Future[bytes] | None = None
         try:
             # A --full check of a document this host synced before needs no download: the hashes are known.
-            known = self._known_content(doc, local) if verify else None
+            known = known_content(doc, local) if verify else None
             content = known or self._download(doc, handle)
             handle.close()
             required = self.required_collections(doc)
             current = self._membership(doc, required, local)
             earlier = tuple(self.state.owned_files(doc.id))
-            doc_plan = plan_document(doc, content, required, current, earlier)
-            if self._in_step(doc, content, required, doc_plan, current, local):
+            previews = self.previews is not None
+            doc_plan = plan_document(doc, content, required, current, earlier, local=local, previews=previews)
+            if doc_plan.in_step:
                 self._remember(doc, content, required, doc.modified_at, local)
                 result.outcome, result.detail = Outcome.UNCHANGED, "verified: EspoCRM and xAI agree"
                 return
             if known is not None:  # something needs doing after all: now the file is needed
                 with path.open("w+b") as again:
                     content = self._download(doc, again)
-                doc_plan = plan_document(doc, content, required, current, earlier)
+                doc_plan = plan_document(doc, content, required, current, earlier, local=local, previews=previews)
             rendering = self._start_preview(doc, content, path, local, result)
             # "syncing" says a run works on it; it is written only where it can be taken back (the field accepts
             # the present value again: EspoCRM refuses "" and null where "" is not an option, contract §10.1).
@@ -221,7 +230,7 @@ class DocumentReconciler:
             file_id, uploaded = self._apply(doc, content, path, doc_plan, result)
             processing = self._wait_processed(file_id, required)
             preview_id = self._finish_preview(doc, rendering, result)
-            cleanup = self._cleanup_items(doc, file_id, doc_plan, required, local)
+            cleanup = cleanup_steps(doc_plan, file_id)
             self._write_back(doc, marked, content, file_id, uploaded, required, processing, preview_id, result,
                              cleanup, local)
             if result.outcome is Outcome.SYNCED:
@@ -231,34 +240,6 @@ class DocumentReconciler:
             if rendering is not None and not rendering.cancel():
                 rendering.exception()  # never delete the file under a running render: wait for it to end
             path.unlink(missing_ok=True)
-
-    @staticmethod
-    def _known_content(doc: CrmDocument, local: LocalRecord | None) -> Content | None:
-        if (local is None or local.file_id != doc.file_id or not local.sha256 or not local.md5
-                or local.sha256 != doc.sha or local.md5 != doc.md5):
-            return None
-        return Content(sha256=local.sha256, md5=local.md5, size=-1)
-
-    def _in_step(self, doc: CrmDocument, content: Content, required: frozenset[str], doc_plan: DocPlan,
-                 current: Membership | None, local: LocalRecord | None) -> bool:
-        """True when nothing needs writing anywhere: the check path of a host that has not seen the document
-        yet, and of ``--full`` runs. Makes zero write requests."""
-        if doc_plan.upload or doc_plan.add_to or doc_plan.remove_from or doc_plan.reindex or doc_plan.also_retire:
-            return False
-        if required:
-            if current is None or doc.xai_file_id != current.file_id:
-                return False
-            if any(status != PROCESSED for c, status in current.statuses.items() if c in required):
-                return False
-        elif doc.xai_file_id or doc_plan.retire:
-            return False
-        preview_ok = self.previews is None or (doc.preview_id is not None and (
-            local is None or local.preview_sha in (None, content.sha256))) or (
-            local is not None and local.preview_failed == content.sha256)  # recorded once, not retried
-        return (doc.datei_status == DateiStatus.GESYNCT and doc.xai_sync_status == SyncStatus.SYNCED
-                and not doc.xai_sync_error and doc.sha == content.sha256 and doc.md5 == content.md5
-                and doc.xai_synced_hash == content.sha256
-                and sorted(doc.xai_collections) == sorted(required) and preview_ok)
 
     def _remember(self, doc: CrmDocument, content: Content, required: frozenset[str], modified_at: str,
                   local: LocalRecord | None) -> None:
@@ -314,7 +295,7 @@ class DocumentReconciler:
         file_id = doc.xai_file_id
         if not file_id or not self.xai.file_exists(file_id):
             return None
-        candidates = set(required) | set(doc.xai_collections) | set(local.collections if local else ())
+        candidates = candidate_collections(doc, required, local)
         statuses: dict[str, str] = {}
         fields: dict[str, dict[str, Any]] = {}
         for collection_id in sorted(candidates):
@@ -504,21 +485,9 @@ class DocumentReconciler:
                     required: frozenset[str], processing: tuple[Indexing, str], preview_id: str | None,
                     result: DocResult, cleanup: list[tuple[str, str]], previous: LocalRecord | None) -> None:
         state, message = processing
-        values: dict[str, Any] = {"md5": content.md5, "sha": content.sha256}
-        if state is Indexing.PROCESSED:
-            values |= {"dateiStatus": DateiStatus.GESYNCT.value, "xaiSyncStatus": SyncStatus.SYNCED.value,
-                       "xaiSyncError": "", "xaiFileId": file_id, "xaiCollections": sorted(required),
-                       "xaiSyncedHash": content.sha256}
-        elif state is Indexing.PENDING:
-            # Not searchable everywhere yet: the record keeps pointing at what xAI fully holds (the old file,
-            # if any, stays in place); the next run adopts the upload from the journal and finishes. Where the
-            # field has no "pending" option, EspoClient writes "syncing"; this host's state says pending.
-            values |= {"xaiSyncStatus": SyncStatus.PENDING.value, "xaiSyncError": ""}
-        else:
-            values |= {"dateiStatus": DateiStatus.FEHLER.value, "xaiSyncStatus": SyncStatus.FAILED.value,
-                       "xaiSyncError": _clip(message)}
+        values = write_back_values(state, _clip(message), content, file_id, required)
         if preview_id:
-            values["preview"] = preview_id
+            values[self.espo.preview_attr] = preview_id  # the image field is written through its …Id attribute
         now = self.espo.get_document(doc.id)
         edited = (now.fingerprint != marked.fingerprint or now.modified_at != marked.modified_at
                   or now.file_id != doc.file_id)
@@ -527,8 +496,7 @@ class DocumentReconciler:
                 self.locks.check()
                 if state is Indexing.PROCESSED and cleanup:
                     self.state.cleanup_planned(doc.id, cleanup)  # before the write that makes them due
-                after = self.espo.update(doc.id, _attr(values, self.espo), version=marked.version,
-                                         file_id=doc.file_id)
+                after = self.espo.update(doc.id, values, version=marked.version, file_id=doc.file_id)
             except ConflictError:
                 edited = True
                 with contextlib.suppress(DocsyncError):
@@ -552,12 +520,12 @@ class DocumentReconciler:
             return
         preview_sha = content.sha256 if (preview_id or result.preview is Preview.UNCHANGED) else (
             previous.preview_sha if previous else None)
-        preview_failed = _preview_failed(result.preview, result.preview_failure, content, previous)
+        failed_preview = preview_failed(result.preview, result.preview_failure, content, previous)
         if state is Indexing.PROCESSED:
             self.state.save(LocalRecord(
                 doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
                 xai_file_id=file_id or None, collections=tuple(sorted(required)), crm_modified_at=after.modified_at,
-                preview_sha=preview_sha, preview_failed=preview_failed))
+                preview_sha=preview_sha, preview_failed=failed_preview))
             self.state.upload_settled(doc.id)
             result.outcome = Outcome.SYNCED
             return
@@ -567,7 +535,7 @@ class DocumentReconciler:
             sha256=previous.sha256 if previous else None, md5=previous.md5 if previous else None,
             xai_file_id=doc.xai_file_id, collections=doc.xai_collections, crm_modified_at=after.modified_at,
             failure_code="processing_failed" if state is Indexing.FAILED else None, failure_transient=False,
-            preview_sha=preview_sha, pending=state is Indexing.PENDING, preview_failed=preview_failed))
+            preview_sha=preview_sha, pending=state is Indexing.PENDING, preview_failed=failed_preview))
         result.outcome = Outcome.FAILED if state is Indexing.FAILED else Outcome.PENDING
         if state is Indexing.FAILED:
             result.error_code, result.detail = "processing_failed", message
@@ -583,17 +551,6 @@ class DocumentReconciler:
         self.xai.delete_file(file_id)
         self.state.disown(file_id)
         self.state.upload_settled(doc.id, content.sha256)
-
-    def _cleanup_items(self, doc: CrmDocument, file_id: str, doc_plan: DocPlan, required: frozenset[str],
-                       local: LocalRecord | None) -> list[tuple[str, str]]:
-        """The break half: (file, collection) removals and (file, "") deletions due once the CRM points at
-        ``file_id`` in ``required``."""
-        items = [(file_id, collection_id) for collection_id in doc_plan.remove_from]
-        everywhere = set(doc.xai_collections) | required | set(local.collections if local else ())
-        for old in dict.fromkeys(((doc_plan.retire,) if doc_plan.retire else ()) + doc_plan.also_retire):
-            if old != file_id:  # only files this installation uploaded for this document (plan_document)
-                items += [(old, collection_id) for collection_id in sorted(everywhere)] + [(old, "")]
-        return items
 
     def _break(self, doc: CrmDocument, cleanup: list[tuple[str, str]], result: DocResult) -> None:
         """After the CRM points at the new state: leave stale collections, retire the superseded file."""
@@ -651,16 +608,6 @@ def _check_ids(doc: CrmDocument) -> None:
                                      "collection id; clear the field in EspoCRM", "bad_collection_id")
 
 
-def _preview_failed(preview: str | None, failure: PreviewFailure | None, content: Content,
-                    previous: LocalRecord | None) -> str | None:
-    """The content hash to remember as "no preview possible": a rendering failure (not an upload hiccup)."""
-    if preview is Preview.KNOWN_FAILURE or failure is PreviewFailure.RENDER:
-        return content.sha256
-    if preview in (Preview.WRITTEN, Preview.UNCHANGED):
-        return None
-    return previous.preview_failed if previous is not None else None
-
-
 def _as_document_error(exc: HttpError) -> DocumentError:
     if isinstance(exc, TransientHttpError | AmbiguousWriteError):
         return TransientDocumentError(str(exc), "transient")
@@ -673,14 +620,6 @@ def _as_document_error(exc: HttpError) -> DocumentError:
         # content: a refusal there is the setup's or docsync's, healed by a later run.
         return TransientDocumentError(str(exc), "xai_rejected")
     return PermanentDocumentError(str(exc), "rejected")  # the Files API refused the content itself
-
-
-def _attr(values: dict[str, Any], espo: EspoClient) -> dict[str, Any]:
-    """Logical names → update body (the preview image field is written through its ``…Id`` attribute)."""
-    body = dict(values)
-    if "preview" in body:
-        body[espo.preview_attr] = body.pop("preview")
-    return body
 
 
 def _clip(text: str) -> str:
