@@ -38,6 +38,7 @@ from .model import (
     EngineSettings,
     LinkRule,
     LocalRecord,
+    Outcome,
     Previewer,
     RemoteMember,
     RunPlan,
@@ -81,7 +82,7 @@ class RunSummary:
                                   "deleted": len(self.deleted)}
         for result in self.results:
             counts[result.outcome] = counts.get(result.outcome, 0) + 1
-            if result.preview not in (None, "written", "unchanged", "off", "known_failure"):
+            if result.preview_failure is not None:
                 counts["preview_failed"] = counts.get("preview_failed", 0) + 1
         return counts
 
@@ -238,7 +239,7 @@ class Engine:
             docs = self.gather(options)
         for missing in sorted((options.ids or frozenset()) - {doc.id for doc in docs}):
             # Asked for by id but not there: a failure of the run (exit 1) that names it.
-            summary.results.append(DocResult(missing, "", "failed", detail="no such document in EspoCRM",
+            summary.results.append(DocResult(missing, "", Outcome.FAILED, detail="no such document in EspoCRM",
                                              error_code="not_found"))
         local = self.state.records()
         remote: list[RemoteMember] | None = None

@@ -80,11 +80,42 @@ class LocalRecord:
     preview_failed: str | None = None  # content hash whose preview could not be made (not retried until it changes)
 
 
+class Reason(StrEnum):
+    """Why a document needs work (``plan.why_work``). The value is the text shown to people; decisions use the
+    member (or the structured fields of :class:`WorkItem`), never the text. Two reasons carry a value and are
+    formatted from :data:`UNFINISHED` and :data:`UNKNOWN_STATUS` instead."""
+
+    EXPLICIT = "requested with --id"
+    FINISH_PENDING = "uploaded earlier, xAI was still indexing it: finishing"
+    NEW = "new"
+    CHANGED = "changed"
+    RETRY_FAILED = "failed earlier; retried (--retry-failed)"
+    FAILED_UNKNOWN_CAUSE = "failed earlier; cause unknown to this host, retrying"
+    FAILED_TRANSIENT = "failed earlier with a transient error; retrying"
+    FAILED_DOCUMENT_CHANGED = "failed earlier; the document changed since"
+    FAILED_FILE_REPLACED = "failed earlier; the file was replaced since"
+    NO_XAI_FILE = "drifted: no xAI file recorded"
+    HASH_DIFFERS = "drifted: hash differs from what xAI holds"
+    NOT_VERIFIED = "not yet verified by this host"
+    FILE_REPLACED = "drifted: the file was replaced"
+    FIELDS_DIFFER = "drifted: CRM fields differ from the last sync"
+    FULL_CHECK = "full check"
+    NEW_NO_STATUS = "new (no dateiStatus)"
+    HELD_BACK = "permanent failure; waits until the document changes, --id or --retry-failed"
+    LINKS_CHANGED = "linked records changed: it belongs in other collections now"
+    EDITED = "edited in EspoCRM since the last sync"
+
+
+UNFINISHED = "unfinished ({})"  # a Gesynct record whose xaiSyncStatus says a run did not finish
+UNKNOWN_STATUS = "unknown dateiStatus {!r}; treating as changed"
+
+
 @dataclass(frozen=True)
 class WorkItem:
     doc: CrmDocument
-    reason: str
+    reason: str  # for people: a :class:`Reason` or one formatted from UNFINISHED/UNKNOWN_STATUS
     verify: bool = False  # check collections and xAI even if the record looks in step (full check, link change)
+    explicit: bool = False  # asked for (--id, --retry-failed): worked on under the lock even if it looks in step
 
 
 @dataclass(frozen=True)
@@ -142,17 +173,58 @@ class DocPlan:
     reason: str
     reindex: tuple[str, ...] = ()  # collections where the kept file's processing FAILED: ask xAI to index again
     also_retire: tuple[str, ...] = ()  # earlier uploads of this installation for this document (e.g. a pending one)
+    retire_from: tuple[str, ...] = ()  # every collection a retired file may sit in (``plan.candidate_collections``)
+    in_step: bool = False  # EspoCRM, xAI and the preview agree already: verify only, write nothing anywhere
+
+
+class Outcome(StrEnum):
+    """What became of one document in a run (the value is what summaries, history and JSON output show)."""
+
+    SYNCED = "synced"
+    UNCHANGED = "unchanged"
+    PENDING = "pending"  # uploaded and added; xAI still processing it: the next run finishes it
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not worked on: another run holds it, or it is gone from EspoCRM
+    DEFERRED = "deferred"  # edited while docsync worked on it, or the run stopped: picked up again next run
+
+
+class Indexing(StrEnum):
+    """Where xAI's processing of an upload stands after the bounded wait (all required collections)."""
+
+    PROCESSED = "processed"  # searchable everywhere it belongs
+    PENDING = "pending"  # still processing when the wait ended: the next run finishes it
+    FAILED = "failed"  # xAI could not process the file
+
+
+class Preview(StrEnum):
+    """What became of a document's preview. ``DocResult.preview`` holds one of these, or (for a failure) the
+    failure's text, with :attr:`DocResult.preview_failure` saying which kind of failure it was."""
+
+    WRITTEN = "written"
+    UNCHANGED = "unchanged"
+    OFF = "off"  # this run makes no previews
+    KNOWN_FAILURE = "known_failure"  # this content's preview failed before; not tried again until it changes
+
+
+class PreviewFailure(StrEnum):
+    RENDER = "render"  # the content cannot be previewed: remembered, not retried until the content changes
+    UPLOAD = "upload"  # the preview was made, its upload to EspoCRM failed: retried next time
+
+
+KNOWN_FAILURE = Preview.KNOWN_FAILURE
 
 
 @dataclass
 class DocResult:
     doc_id: str
     name: str
-    outcome: str  # synced | unchanged | pending | failed | skipped | deferred
-    detail: str = ""
+    outcome: Outcome
+    detail: str = ""  # for people
     error_code: str | None = None
     actions: list[str] = field(default_factory=list)
-    preview: str | None = None  # "written", "unchanged", or a failure reason
+    preview: str | None = None  # a :class:`Preview`, or the text of a failure (see ``preview_failure``)
+    busy_holder: str | None = None  # skipped because this lock holder has the document right now
+    preview_failure: PreviewFailure | None = None
 
 
 # ---------------------------------------------------------------------------------------------------

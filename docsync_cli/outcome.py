@@ -19,6 +19,7 @@ from .errors import (
     SetupError,
     UsageError,
 )
+from .model import Outcome
 
 if TYPE_CHECKING:
     from .engine import RunSummary
@@ -60,11 +61,11 @@ def run_code(summary: RunSummary, *, dry_run: bool = False, ids_requested: bool 
     if summary.fatal is not None:
         return error_code(summary.fatal)
     code = EXIT_OK
-    if summary.stopped or any(r.outcome == "failed" for r in summary.results):
+    if summary.stopped or any(r.outcome == Outcome.FAILED for r in summary.results):
         code = EXIT_PARTIAL
     if dry_run and summary.plan and (summary.plan.work or summary.plan.deletions):
         code = max(code, EXIT_PARTIAL)
-    busy = [r for r in summary.results if r.outcome == "skipped" and r.detail.startswith("busy")]
+    busy = [r for r in summary.results if r.outcome == Outcome.SKIPPED and r.busy_holder is not None]
     if ids_requested and busy and code == EXIT_OK:
         code = EXIT_LOCKED  # an admin asked for these documents; another run has them right now
     return code

@@ -7,27 +7,37 @@ Two decisions live here:
   which remote files to delete because their CRM document is gone or points at another file. Each branch says
   why in plain words.
 * :func:`plan_document` — for one document, once its content hash and required collections are known: upload or
-  keep, which collections to join and leave, and which superseded file to retire after the write-back
-  (make-before-break).
+  keep, which collections to join and leave, which superseded file to retire after the write-back
+  (make-before-break), and whether everything is in step already (verify only). What follows from it, once the
+  work is done, is decided here too: :func:`cleanup_steps`, :func:`write_back_values`, :func:`preview_failed`;
+  and :func:`candidate_collections` is the one answer to "which collections may hold this document's file".
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .errors import UnsafePlan
 from .model import (
     FAILED,
     PROCESSED,
+    UNFINISHED,
+    UNKNOWN_STATUS,
     Content,
     CrmDocument,
     DateiStatus,
     DeleteLimits,
     Deletion,
     DocPlan,
+    Indexing,
     LocalRecord,
     Membership,
+    Preview,
+    PreviewFailure,
+    Reason,
     RemoteMember,
     RunPlan,
     SyncStatus,
@@ -35,52 +45,49 @@ from .model import (
     is_hex,
 )
 
-RETRY_FAILED = "failed earlier; retried (--retry-failed)"
-EXPLICIT_REASONS = frozenset({"requested with --id", RETRY_FAILED})  # re-checked under the lock as asked
-
 
 def why_work(doc: CrmDocument, local: LocalRecord | None, *, full: bool, explicit: bool,
              retry_failed: bool = False) -> str | None:
     """The reason a document needs work, or None when it is in step. Order of checks = order of importance."""
     status = doc.datei_status or ""
     if explicit:
-        return "requested with --id"
+        return Reason.EXPLICIT
     if local is not None and local.pending and status != DateiStatus.FEHLER:
-        return "uploaded earlier, xAI was still indexing it: finishing"
+        return Reason.FINISH_PENDING
     if status == DateiStatus.NEU:
-        return "new"
+        return Reason.NEW
     if status == DateiStatus.GEAENDERT:
-        return "changed"
+        return Reason.CHANGED
     if status == DateiStatus.FEHLER:
         if retry_failed:
-            return RETRY_FAILED
+            return Reason.RETRY_FAILED
         if local is None:
-            return "failed earlier; cause unknown to this host, retrying"
+            return Reason.FAILED_UNKNOWN_CAUSE
         if local.failure_transient:
-            return "failed earlier with a transient error; retrying"
+            return Reason.FAILED_TRANSIENT
         if local.crm_modified_at is not None and doc.modified_at != local.crm_modified_at:
-            return "failed earlier; the document changed since"
+            return Reason.FAILED_DOCUMENT_CHANGED
         if local.file_id != doc.file_id:
-            return "failed earlier; the file was replaced since"
+            return Reason.FAILED_FILE_REPLACED
         return None
     if status == DateiStatus.GESYNCT:
         if doc.xai_sync_status in (SyncStatus.SYNCING, SyncStatus.PENDING, SyncStatus.FAILED):
-            return f"unfinished ({doc.xai_sync_status})"
+            return UNFINISHED.format(doc.xai_sync_status)
         if not doc.xai_file_id and doc.xai_collections:
-            return "drifted: no xAI file recorded"
+            return Reason.NO_XAI_FILE
         if not is_hex(doc.sha, 64) or doc.sha != doc.xai_synced_hash:
-            return "drifted: hash differs from what xAI holds"
+            return Reason.HASH_DIFFERS
         if local is None:
-            return "not yet verified by this host"
+            return Reason.NOT_VERIFIED
         if local.file_id != doc.file_id:
-            return "drifted: the file was replaced"
+            return Reason.FILE_REPLACED
         if local.sha256 != doc.sha or local.xai_file_id != (doc.xai_file_id or None):
-            return "drifted: CRM fields differ from the last sync"
+            return Reason.FIELDS_DIFFER
         if full:
-            return "full check"
+            return Reason.FULL_CHECK
         return None
     # An empty or unknown status: documents created before docsync's field existed count as new.
-    return "new (no dateiStatus)" if not status else f"unknown dateiStatus {status!r}; treating as changed"
+    return Reason.NEW_NO_STATUS if not status else UNKNOWN_STATUS.format(status)
 
 
 def plan_run(
@@ -114,10 +121,10 @@ def plan_run(
         if reason is None and doc.id in touched and doc.datei_status != DateiStatus.FEHLER:
             work.append(WorkItem(doc, touched[doc.id], verify=True))
         elif reason is not None:
-            work.append(WorkItem(doc, reason, verify=reason == "full check"))
+            work.append(WorkItem(doc, reason, verify=reason is Reason.FULL_CHECK,
+                                 explicit=reason in (Reason.EXPLICIT, Reason.RETRY_FAILED)))
         elif doc.datei_status == DateiStatus.FEHLER:
-            held_back.append(WorkItem(doc, "permanent failure; waits until the document changes, --id or "
-                                           "--retry-failed"))
+            held_back.append(WorkItem(doc, Reason.HELD_BACK))
         else:
             unchanged += 1
     if limit is not None:
@@ -155,7 +162,7 @@ def link_drift(local: LocalRecord | None, expected: frozenset[str] | None) -> st
     if local is None or expected is None or local.failure_code is not None:
         return None
     if frozenset(local.collections) != expected:
-        return "linked records changed: it belongs in other collections now"
+        return Reason.LINKS_CHANGED
     return None
 
 
@@ -197,7 +204,7 @@ def edited_since_sync(doc: CrmDocument, local: LocalRecord | None) -> str | None
     write-back left): a PUT of ``accountsIds``, a field edit. It is checked once even if it looks in step."""
     if local is None or local.crm_modified_at is None or local.crm_modified_at == doc.modified_at:
         return None
-    return "edited in EspoCRM since the last sync"
+    return Reason.EDITED
 
 
 def plan_gone(gone: Iterable[LocalRecord], managed: int, limits: DeleteLimits) -> tuple[Deletion, ...]:
@@ -261,20 +268,46 @@ def plan_deletions(docs: list[CrmDocument], remote: list[RemoteMember], limits: 
     return tuple(deletions)
 
 
+def candidate_collections(doc: CrmDocument, required: Iterable[str], local: LocalRecord | None) -> frozenset[str]:
+    """Every collection a document's xAI file may sit in: the ones it belongs in now, the ones EspoCRM records
+    (``xaiCollections``) and the ones this host last synced it into."""
+    return frozenset(required) | frozenset(doc.xai_collections) | frozenset(local.collections if local else ())
+
+
+def known_content(doc: CrmDocument, local: LocalRecord | None) -> Content | None:
+    """The content a ``--full`` check may take as known without a download: this host synced exactly this file
+    with exactly these hashes (``size`` is unknown: -1). None when the file has to be downloaded."""
+    if (local is None or local.file_id != doc.file_id or not local.sha256 or not local.md5
+            or local.sha256 != doc.sha or local.md5 != doc.md5):
+        return None
+    return Content(sha256=local.sha256, md5=local.md5, size=-1)
+
+
 def plan_document(
     doc: CrmDocument,
     content: Content,
     required: frozenset[str],
     current: Membership | None,
     earlier: Iterable[str] = (),
+    *,
+    local: LocalRecord | None = None,
+    previews: bool = False,
 ) -> DocPlan:
     """What one document needs, given its downloaded content and where its current xAI file sits.
 
     ``current`` describes ``doc.xai_file_id`` on xAI when it exists and is this installation's upload for this
     very document (None otherwise: a file that is not ours is never reused, removed or retired). ``earlier``: other
     files this installation uploaded for the document (a pending upload, a crash leftover); they are retired once
-    the document points at its new state.
+    the document points at its new state. ``local`` is this host's record of the document and ``previews`` whether
+    this run makes previews: together they decide :attr:`DocPlan.in_step`.
     """
+    plan = _plan_document(doc, content, required, current, earlier)
+    plan = replace(plan, retire_from=tuple(sorted(candidate_collections(doc, required, local))))
+    return replace(plan, in_step=in_step(doc, content, required, plan, current, local, previews=previews))
+
+
+def _plan_document(doc: CrmDocument, content: Content, required: frozenset[str], current: Membership | None,
+                   earlier: Iterable[str]) -> DocPlan:
     others = tuple(sorted(set(earlier) - {current.file_id if current is not None else ""}))
     if not required:
         # In no collection: nothing to index. A file it had is retired after the write-back.
@@ -297,3 +330,62 @@ def plan_document(
     reason = "new content" if current is not None else "first upload"
     return DocPlan(upload=True, keep_file_id=None, add_to=tuple(sorted(required)), remove_from=(),
                    retire=current.file_id if current is not None else None, reason=reason, also_retire=others)
+
+
+def in_step(doc: CrmDocument, content: Content, required: frozenset[str], doc_plan: DocPlan,
+            current: Membership | None, local: LocalRecord | None, *, previews: bool) -> bool:
+    """True when nothing needs writing anywhere: the check path of a host that has not seen the document yet,
+    and of ``--full`` runs (zero write requests)."""
+    if doc_plan.upload or doc_plan.add_to or doc_plan.remove_from or doc_plan.reindex or doc_plan.also_retire:
+        return False
+    if required:
+        if current is None or doc.xai_file_id != current.file_id:
+            return False
+        if any(status != PROCESSED for c, status in current.statuses.items() if c in required):
+            return False
+    elif doc.xai_file_id or doc_plan.retire:
+        return False
+    preview_ok = not previews or (doc.preview_id is not None and (
+        local is None or local.preview_sha in (None, content.sha256))) or (
+        local is not None and local.preview_failed == content.sha256)  # recorded once, not retried
+    return (doc.datei_status == DateiStatus.GESYNCT and doc.xai_sync_status == SyncStatus.SYNCED
+            and not doc.xai_sync_error and doc.sha == content.sha256 and doc.md5 == content.md5
+            and doc.xai_synced_hash == content.sha256
+            and sorted(doc.xai_collections) == sorted(required) and preview_ok)
+
+
+def cleanup_steps(doc_plan: DocPlan, file_id: str) -> list[tuple[str, str]]:
+    """The break half: (file, collection) removals and (file, "") deletions, due once EspoCRM points at
+    ``file_id`` (the kept, adopted or new file; "" when the document is in no collection)."""
+    steps = [(file_id, collection_id) for collection_id in doc_plan.remove_from]
+    for old in dict.fromkeys(((doc_plan.retire,) if doc_plan.retire else ()) + doc_plan.also_retire):
+        if old != file_id:  # an adopted earlier upload is the document's file now, not a file to retire
+            steps += [(old, collection_id) for collection_id in doc_plan.retire_from] + [(old, "")]
+    return steps
+
+
+def write_back_values(indexing: Indexing, error_text: str, content: Content, file_id: str,
+                      required: frozenset[str]) -> dict[str, Any]:
+    """The one conditional update after the work (logical field names; the preview is added by its writer)."""
+    values: dict[str, Any] = {"md5": content.md5, "sha": content.sha256}
+    if indexing is Indexing.PROCESSED:
+        return values | {"dateiStatus": DateiStatus.GESYNCT.value, "xaiSyncStatus": SyncStatus.SYNCED.value,
+                         "xaiSyncError": "", "xaiFileId": file_id, "xaiCollections": sorted(required),
+                         "xaiSyncedHash": content.sha256}
+    if indexing is Indexing.PENDING:
+        # Not searchable everywhere yet: the record keeps pointing at what xAI fully holds (the old file, if
+        # any, stays in place); the next run adopts the upload from the journal and finishes. Where the field
+        # has no "pending" option, EspoClient writes "syncing"; this host's state says pending.
+        return values | {"xaiSyncStatus": SyncStatus.PENDING.value, "xaiSyncError": ""}
+    return values | {"dateiStatus": DateiStatus.FEHLER.value, "xaiSyncStatus": SyncStatus.FAILED.value,
+                     "xaiSyncError": error_text}
+
+
+def preview_failed(preview: str | None, failure: PreviewFailure | None, content: Content,
+                   previous: LocalRecord | None) -> str | None:
+    """The content hash to remember as "no preview possible": a rendering failure (not an upload hiccup)."""
+    if preview == Preview.KNOWN_FAILURE or failure is PreviewFailure.RENDER:
+        return content.sha256
+    if preview in (Preview.WRITTEN, Preview.UNCHANGED):
+        return None
+    return previous.preview_failed if previous is not None else None

@@ -62,13 +62,25 @@ from .model import (
     DocResult,
     DocumentLocks,
     EngineSettings,
+    Indexing,
     LocalRecord,
     Membership,
+    Outcome,
+    Preview,
     Previewer,
+    PreviewFailure,
     SyncStatus,
     WorkItem,
 )
-from .plan import EXPLICIT_REASONS, plan_document, why_work
+from .plan import (
+    candidate_collections,
+    cleanup_steps,
+    known_content,
+    plan_document,
+    preview_failed,
+    why_work,
+    write_back_values,
+)
 from .secrets import printable
 from .state import StateStore
 from .transport import short
@@ -116,9 +128,9 @@ class DocumentReconciler:
         """A circuit breaker: after ``OUTAGE_STREAK`` documents in a row failed transiently (the services keep
         answering 5xx/timeouts even after retries), stop the run instead of marking every document."""
         with self._fatal_lock:
-            if result.outcome == "failed" and result.error_code in ("transient", "membership_lost"):
+            if result.outcome is Outcome.FAILED and result.error_code in ("transient", "membership_lost"):
                 self._transient_streak += 1
-            elif result.outcome in ("synced", "unchanged", "pending"):
+            elif result.outcome in (Outcome.SYNCED, Outcome.UNCHANGED, Outcome.PENDING):
                 self._transient_streak = 0
             tripped = self._transient_streak >= OUTAGE_STREAK
         if tripped:
@@ -135,28 +147,28 @@ class DocumentReconciler:
 
     def process(self, item: WorkItem) -> DocResult:
         doc = item.doc
-        result = DocResult(doc.id, doc.name, "failed", detail=item.reason)
+        result = DocResult(doc.id, doc.name, Outcome.FAILED, detail=item.reason)
         try:
             with self.locks.document(doc.id):
-                self._process(doc, item.reason, item.reason in EXPLICIT_REASONS, result, item.verify)
+                self._process(doc, item.explicit, result, item.verify)
         except LockHeld as exc:
-            result.outcome, result.detail = "skipped", f"busy: {exc.holder}"
+            result.outcome, result.detail, result.busy_holder = Outcome.SKIPPED, f"busy: {exc.holder}", exc.holder
         except RunFatal as exc:
             self._set_fatal(exc)
-            result.outcome, result.detail, result.error_code = "deferred", f"run stopped: {exc}", "run_fatal"
+            result.outcome, result.detail, result.error_code = Outcome.DEFERRED, f"run stopped: {exc}", "run_fatal"
             self._restore_status(doc, exc)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
                 fatal = LocalEnvironmentError(f"local disk problem: {exc.strerror}")
                 self._set_fatal(fatal)
-                result.outcome, result.detail, result.error_code = "deferred", str(fatal), "run_fatal"
+                result.outcome, result.detail, result.error_code = Outcome.DEFERRED, str(fatal), "run_fatal"
                 self._restore_status(doc, fatal)
             else:
                 self._fail(doc, result, TransientDocumentError(f"local error: {exc}", "local_error"))
         except DocumentError as exc:
             self._fail(doc, result, exc)
         except ConflictError:
-            result.outcome = "deferred"
+            result.outcome = Outcome.DEFERRED
             result.detail = "edited in EspoCRM while docsync worked on it; picked up again next run"
         except HttpError as exc:
             self._fail(doc, result, _as_document_error(exc))
@@ -171,20 +183,18 @@ class DocumentReconciler:
                  f" [{', '.join(result.actions)}]" if result.actions else "")
         return result
 
-    def _process(self, listed: CrmDocument, reason: str, explicit: bool, result: DocResult,
-                 verify: bool = False) -> None:
+    def _process(self, listed: CrmDocument, explicit: bool, result: DocResult, verify: bool) -> None:
         self.locks.check()
         # Re-read under the document lock: another run (a second host, an admin's --id) or a person may have
         # changed the record since the listing.
         try:
             doc = self.espo.get_document(listed.id)
         except NotFoundError:
-            result.outcome, result.detail = "skipped", "deleted in EspoCRM since the listing"
+            result.outcome, result.detail = Outcome.SKIPPED, "deleted in EspoCRM since the listing"
             return
         local = self.state.record(doc.id)
-        verify = verify or reason == "full check"
         if not explicit and why_work(doc, local, full=verify, explicit=False) is None:
-            result.outcome, result.detail = "unchanged", "already in step (done by another run)"
+            result.outcome, result.detail = Outcome.UNCHANGED, "already in step (done by another run)"
             return
         if doc.problems:
             raise PermanentDocumentError("unexpected field values: " + "; ".join(doc.problems), "bad_fields")
@@ -195,21 +205,22 @@ class DocumentReconciler:
         rendering: Future[bytes] | None = None
         try:
             # A --full check of a document this host synced before needs no download: the hashes are known.
-            known = self._known_content(doc, local) if verify else None
+            known = known_content(doc, local) if verify else None
             content = known or self._download(doc, handle)
             handle.close()
             required = self.required_collections(doc)
             current = self._membership(doc, required, local)
             earlier = tuple(self.state.owned_files(doc.id))
-            doc_plan = plan_document(doc, content, required, current, earlier)
-            if self._in_step(doc, content, required, doc_plan, current, local):
+            previews = self.previews is not None
+            doc_plan = plan_document(doc, content, required, current, earlier, local=local, previews=previews)
+            if doc_plan.in_step:
                 self._remember(doc, content, required, doc.modified_at, local)
-                result.outcome, result.detail = "unchanged", "verified: EspoCRM and xAI agree"
+                result.outcome, result.detail = Outcome.UNCHANGED, "verified: EspoCRM and xAI agree"
                 return
             if known is not None:  # something needs doing after all: now the file is needed
                 with path.open("w+b") as again:
                     content = self._download(doc, again)
-                doc_plan = plan_document(doc, content, required, current, earlier)
+                doc_plan = plan_document(doc, content, required, current, earlier, local=local, previews=previews)
             rendering = self._start_preview(doc, content, path, local, result)
             # "syncing" says a run works on it; it is written only where it can be taken back (the field accepts
             # the present value again: EspoCRM refuses "" and null where "" is not an option, contract §10.1).
@@ -219,44 +230,16 @@ class DocumentReconciler:
             file_id, uploaded = self._apply(doc, content, path, doc_plan, result)
             processing = self._wait_processed(file_id, required)
             preview_id = self._finish_preview(doc, rendering, result)
-            cleanup = self._cleanup_items(doc, file_id, doc_plan, required, local)
+            cleanup = cleanup_steps(doc_plan, file_id)
             self._write_back(doc, marked, content, file_id, uploaded, required, processing, preview_id, result,
                              cleanup, local)
-            if result.outcome == "synced":
+            if result.outcome is Outcome.SYNCED:
                 self._break(doc, cleanup, result)
         finally:
             handle.close()
             if rendering is not None and not rendering.cancel():
                 rendering.exception()  # never delete the file under a running render: wait for it to end
             path.unlink(missing_ok=True)
-
-    @staticmethod
-    def _known_content(doc: CrmDocument, local: LocalRecord | None) -> Content | None:
-        if (local is None or local.file_id != doc.file_id or not local.sha256 or not local.md5
-                or local.sha256 != doc.sha or local.md5 != doc.md5):
-            return None
-        return Content(sha256=local.sha256, md5=local.md5, size=-1)
-
-    def _in_step(self, doc: CrmDocument, content: Content, required: frozenset[str], doc_plan: DocPlan,
-                 current: Membership | None, local: LocalRecord | None) -> bool:
-        """True when nothing needs writing anywhere: the check path of a host that has not seen the document
-        yet, and of ``--full`` runs. Makes zero write requests."""
-        if doc_plan.upload or doc_plan.add_to or doc_plan.remove_from or doc_plan.reindex or doc_plan.also_retire:
-            return False
-        if required:
-            if current is None or doc.xai_file_id != current.file_id:
-                return False
-            if any(status != PROCESSED for c, status in current.statuses.items() if c in required):
-                return False
-        elif doc.xai_file_id or doc_plan.retire:
-            return False
-        preview_ok = self.previews is None or (doc.preview_id is not None and (
-            local is None or local.preview_sha in (None, content.sha256))) or (
-            local is not None and local.preview_failed == content.sha256)  # recorded once, not retried
-        return (doc.datei_status == DateiStatus.GESYNCT and doc.xai_sync_status == SyncStatus.SYNCED
-                and not doc.xai_sync_error and doc.sha == content.sha256 and doc.md5 == content.md5
-                and doc.xai_synced_hash == content.sha256
-                and sorted(doc.xai_collections) == sorted(required) and preview_ok)
 
     def _remember(self, doc: CrmDocument, content: Content, required: frozenset[str], modified_at: str,
                   local: LocalRecord | None) -> None:
@@ -312,7 +295,7 @@ class DocumentReconciler:
         file_id = doc.xai_file_id
         if not file_id or not self.xai.file_exists(file_id):
             return None
-        candidates = set(required) | set(doc.xai_collections) | set(local.collections if local else ())
+        candidates = candidate_collections(doc, required, local)
         statuses: dict[str, str] = {}
         fields: dict[str, dict[str, Any]] = {}
         for collection_id in sorted(candidates):
@@ -431,10 +414,10 @@ class DocumentReconciler:
         self.state.upload_done(doc.id, content.sha256, keep)
         return keep
 
-    def _wait_processed(self, file_id: str, required: frozenset[str]) -> tuple[str, str]:
-        """("processed" | "pending" | "failed", error message), polling within the configured bound."""
+    def _wait_processed(self, file_id: str, required: frozenset[str]) -> tuple[Indexing, str]:
+        """(where indexing stands, xAI's error message), polling within the configured bound."""
         if not required:
-            return "processed", ""
+            return Indexing.PROCESSED, ""
         deadline = self.clock() + self.settings.processing_wait_seconds
         while True:
             waiting = False
@@ -442,16 +425,17 @@ class DocumentReconciler:
                 status, message = self.xai.statuses(collection_id, [file_id]).get(
                     file_id, ("DOCUMENT_STATUS_MISSING", ""))
                 if status == FAILED:
-                    return "failed", f"xAI could not process the file in {collection_id}: {message or 'no reason'}"
+                    why = message or "no reason"
+                    return Indexing.FAILED, f"xAI could not process the file in {collection_id}: {why}"
                 if status == "DOCUMENT_STATUS_MISSING":
                     raise TransientDocumentError(f"the file vanished from {collection_id} after being added",
                                                  "membership_lost")
                 if status != PROCESSED:
                     waiting = True  # PROCESSING, UNKNOWN and any new status all mean "not yet"
             if not waiting:
-                return "processed", ""
+                return Indexing.PROCESSED, ""
             if self.clock() >= deadline or self.stop.is_set():
-                return "pending", ""
+                return Indexing.PENDING, ""
             self.sleep(self.settings.poll_interval_seconds)
 
     def _start_preview(self, doc: CrmDocument, content: Content, path: Path, local: LocalRecord | None,
@@ -459,13 +443,13 @@ class DocumentReconciler:
         """Start rendering right after the download, so rendering (CPU) overlaps upload and indexing
         (network). None when no preview is needed."""
         if self.previews is None:
-            result.preview = "off"
+            result.preview = Preview.OFF
             return None
         if doc.preview_id and local is not None and local.preview_sha == content.sha256:
-            result.preview = "unchanged"
+            result.preview = Preview.UNCHANGED
             return None
         if local is not None and local.preview_failed == content.sha256:
-            result.preview = KNOWN_FAILURE  # retried when the file changes, or with `docsync preview`
+            result.preview = Preview.KNOWN_FAILURE  # retried when the file changes, or with `docsync preview`
             return None
         with self._render_pool_lock:
             if self._render_pool is None:
@@ -481,14 +465,14 @@ class DocumentReconciler:
             self.locks.check()
             preview_id = self.espo.upload_preview(f"{Path(doc.file_name or doc.name).stem or 'preview'}.webp", webp)
         except PreviewError as exc:
-            result.preview = f"{exc.code}: {exc}"
+            result.preview, result.preview_failure = f"{exc.code}: {exc}", PreviewFailure.RENDER
             log.warning("%s preview failed: %s", doc.id, result.preview)
             return None
         except (RejectedError, TransientHttpError, AmbiguousWriteError) as exc:
-            result.preview = f"upload_failed: {exc}"
+            result.preview, result.preview_failure = f"upload_failed: {exc}", PreviewFailure.UPLOAD
             log.warning("%s preview upload failed: %s", doc.id, exc)
             return None
-        result.preview = "written"
+        result.preview = Preview.WRITTEN
         return preview_id
 
     def close(self) -> None:
@@ -498,34 +482,21 @@ class DocumentReconciler:
                 self._render_pool = None
 
     def _write_back(self, doc: CrmDocument, marked: CrmDocument, content: Content, file_id: str, uploaded: bool,
-                    required: frozenset[str], processing: tuple[str, str], preview_id: str | None,
+                    required: frozenset[str], processing: tuple[Indexing, str], preview_id: str | None,
                     result: DocResult, cleanup: list[tuple[str, str]], previous: LocalRecord | None) -> None:
         state, message = processing
-        values: dict[str, Any] = {"md5": content.md5, "sha": content.sha256}
-        if state == "processed":
-            values |= {"dateiStatus": DateiStatus.GESYNCT.value, "xaiSyncStatus": SyncStatus.SYNCED.value,
-                       "xaiSyncError": "", "xaiFileId": file_id, "xaiCollections": sorted(required),
-                       "xaiSyncedHash": content.sha256}
-        elif state == "pending":
-            # Not searchable everywhere yet: the record keeps pointing at what xAI fully holds (the old file,
-            # if any, stays in place); the next run adopts the upload from the journal and finishes. Where the
-            # field has no "pending" option, EspoClient writes "syncing"; this host's state says pending.
-            values |= {"xaiSyncStatus": SyncStatus.PENDING.value, "xaiSyncError": ""}
-        else:
-            values |= {"dateiStatus": DateiStatus.FEHLER.value, "xaiSyncStatus": SyncStatus.FAILED.value,
-                       "xaiSyncError": _clip(message)}
+        values = write_back_values(state, _clip(message), content, file_id, required)
         if preview_id:
-            values["preview"] = preview_id
+            values[self.espo.preview_attr] = preview_id  # the image field is written through its …Id attribute
         now = self.espo.get_document(doc.id)
         edited = (now.fingerprint != marked.fingerprint or now.modified_at != marked.modified_at
                   or now.file_id != doc.file_id)
         if not edited:
             try:
                 self.locks.check()
-                if state == "processed" and cleanup:
+                if state is Indexing.PROCESSED and cleanup:
                     self.state.cleanup_planned(doc.id, cleanup)  # before the write that makes them due
-                after = self.espo.update(doc.id, _attr(values, self.espo), version=marked.version,
-                                         file_id=doc.file_id)
+                after = self.espo.update(doc.id, values, version=marked.version, file_id=doc.file_id)
             except ConflictError:
                 edited = True
                 with contextlib.suppress(DocsyncError):
@@ -538,7 +509,7 @@ class DocumentReconciler:
                         self._roll_back(file_id, required, doc, content)
                 raise
         if edited:
-            result.outcome = "deferred"
+            result.outcome = Outcome.DEFERRED
             result.detail = "edited in EspoCRM while docsync worked on it; picked up again next run"
             if uploaded and now.file_id != doc.file_id:
                 self._roll_back(file_id, required, doc, content)
@@ -547,25 +518,26 @@ class DocumentReconciler:
             with contextlib.suppress(ConflictError, NotFoundError):
                 self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.PENDING.value})
             return
-        preview_sha = content.sha256 if (preview_id or result.preview == "unchanged") else (
+        preview_sha = content.sha256 if (preview_id or result.preview is Preview.UNCHANGED) else (
             previous.preview_sha if previous else None)
-        preview_failed = _preview_failed(result.preview, content, previous)
-        if state == "processed":
+        failed_preview = preview_failed(result.preview, result.preview_failure, content, previous)
+        if state is Indexing.PROCESSED:
             self.state.save(LocalRecord(
                 doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
                 xai_file_id=file_id or None, collections=tuple(sorted(required)), crm_modified_at=after.modified_at,
-                preview_sha=preview_sha, preview_failed=preview_failed))
+                preview_sha=preview_sha, preview_failed=failed_preview))
             self.state.upload_settled(doc.id)
-            result.outcome = "synced"
+            result.outcome = Outcome.SYNCED
             return
         self.state.save(LocalRecord(
-            doc_id=doc.id, file_id=doc.file_id if state == "failed" else (previous.file_id if previous else None),
+            doc_id=doc.id,
+            file_id=doc.file_id if state is Indexing.FAILED else (previous.file_id if previous else None),
             sha256=previous.sha256 if previous else None, md5=previous.md5 if previous else None,
             xai_file_id=doc.xai_file_id, collections=doc.xai_collections, crm_modified_at=after.modified_at,
-            failure_code="processing_failed" if state == "failed" else None, failure_transient=False,
-            preview_sha=preview_sha, pending=state == "pending", preview_failed=preview_failed))
-        result.outcome = state
-        if state == "failed":
+            failure_code="processing_failed" if state is Indexing.FAILED else None, failure_transient=False,
+            preview_sha=preview_sha, pending=state is Indexing.PENDING, preview_failed=failed_preview))
+        result.outcome = Outcome.FAILED if state is Indexing.FAILED else Outcome.PENDING
+        if state is Indexing.FAILED:
             result.error_code, result.detail = "processing_failed", message
             if uploaded:
                 # xAI could not parse this upload: it would sit in the collections unsearchable. The old file
@@ -579,17 +551,6 @@ class DocumentReconciler:
         self.xai.delete_file(file_id)
         self.state.disown(file_id)
         self.state.upload_settled(doc.id, content.sha256)
-
-    def _cleanup_items(self, doc: CrmDocument, file_id: str, doc_plan: DocPlan, required: frozenset[str],
-                       local: LocalRecord | None) -> list[tuple[str, str]]:
-        """The break half: (file, collection) removals and (file, "") deletions due once the CRM points at
-        ``file_id`` in ``required``."""
-        items = [(file_id, collection_id) for collection_id in doc_plan.remove_from]
-        everywhere = set(doc.xai_collections) | required | set(local.collections if local else ())
-        for old in dict.fromkeys(((doc_plan.retire,) if doc_plan.retire else ()) + doc_plan.also_retire):
-            if old != file_id:  # only files this installation uploaded for this document (plan_document)
-                items += [(old, collection_id) for collection_id in sorted(everywhere)] + [(old, "")]
-        return items
 
     def _break(self, doc: CrmDocument, cleanup: list[tuple[str, str]], result: DocResult) -> None:
         """After the CRM points at the new state: leave stale collections, retire the superseded file."""
@@ -611,7 +572,7 @@ class DocumentReconciler:
             log.warning("%s: cleanup incomplete (%s); the next run finishes it", doc.id, exc)
 
     def _fail(self, doc: CrmDocument, result: DocResult, exc: DocumentError) -> None:
-        result.outcome, result.detail, result.error_code = "failed", str(exc), exc.code
+        result.outcome, result.detail, result.error_code = Outcome.FAILED, str(exc), exc.code
         try:
             after = self.espo.update(doc.id, {"dateiStatus": DateiStatus.FEHLER.value,
                                               "xaiSyncStatus": SyncStatus.FAILED.value,
@@ -647,19 +608,6 @@ def _check_ids(doc: CrmDocument) -> None:
                                      "collection id; clear the field in EspoCRM", "bad_collection_id")
 
 
-KNOWN_FAILURE = "known_failure"  # DocResult.preview: this content's preview failed before; not tried again
-
-
-def _preview_failed(outcome: str | None, content: Content, previous: LocalRecord | None) -> str | None:
-    """The content hash to remember as "no preview possible": a rendering failure (not an upload hiccup)."""
-    if outcome == KNOWN_FAILURE or (outcome is not None and outcome not in ("written", "unchanged", "off")
-                                    and not outcome.startswith("upload_failed")):
-        return content.sha256
-    if outcome in ("written", "unchanged"):
-        return None
-    return previous.preview_failed if previous is not None else None
-
-
 def _as_document_error(exc: HttpError) -> DocumentError:
     if isinstance(exc, TransientHttpError | AmbiguousWriteError):
         return TransientDocumentError(str(exc), "transient")
@@ -672,14 +620,6 @@ def _as_document_error(exc: HttpError) -> DocumentError:
         # content: a refusal there is the setup's or docsync's, healed by a later run.
         return TransientDocumentError(str(exc), "xai_rejected")
     return PermanentDocumentError(str(exc), "rejected")  # the Files API refused the content itself
-
-
-def _attr(values: dict[str, Any], espo: EspoClient) -> dict[str, Any]:
-    """Logical names → update body (the preview image field is written through its ``…Id`` attribute)."""
-    body = dict(values)
-    if "preview" in body:
-        body[espo.preview_attr] = body.pop("preview")
-    return body
 
 
 def _clip(text: str) -> str:

@@ -27,8 +27,7 @@ from .engine import Engine, RunOptions, RunSummary
 from .errors import DocsyncError, LocalEnvironmentError
 from .history import History, RunRecord
 from .locks import Locks, make_locks, pid_alive
-from .model import DocResult, RunPlan
-from .reconcile import KNOWN_FAILURE
+from .model import KNOWN_FAILURE, DocResult, RunPlan
 from .services import engine_settings, open_services
 from .state import StateStore, installation_id, remember_installation_id
 from .statedir import foreign_owner_warning, state_dir_problem

@@ -60,7 +60,8 @@ def test_a_dry_run_with_work_exits_1_and_one_without_exits_0() -> None:
 
 
 def test_documents_asked_for_by_id_that_another_run_holds_exit_75() -> None:
-    busy = RunSummary(results=[DocResult("d1", "Doc", "skipped", "busy: another run holds it")])
+    busy = RunSummary(results=[DocResult("d1", "Doc", "skipped", "busy: another run holds it",
+                                         busy_holder="another run")])
     assert outcome.run_code(busy, ids_requested=True) == 75
     assert outcome.run_code(busy) == 0  # the scheduled run skips it quietly; the next run takes it
     failed_too = RunSummary(results=[*busy.results, DocResult("d2", "Doc", "failed")])

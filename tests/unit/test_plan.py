@@ -10,8 +10,30 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from docsync_cli.errors import UnsafePlan
-from docsync_cli.model import Content, CrmDocument, LocalRecord, Membership, RemoteMember
-from docsync_cli.plan import DeleteLimits, plan_deletions, plan_document, plan_run, why_work
+from docsync_cli.model import (
+    Content,
+    CrmDocument,
+    Indexing,
+    LocalRecord,
+    Membership,
+    Preview,
+    PreviewFailure,
+    Reason,
+    RemoteMember,
+)
+from docsync_cli.plan import (
+    DeleteLimits,
+    candidate_collections,
+    cleanup_steps,
+    in_step,
+    known_content,
+    plan_deletions,
+    plan_document,
+    plan_run,
+    preview_failed,
+    why_work,
+    write_back_values,
+)
 
 SHA = "a" * 64
 OTHER_SHA = "b" * 64
@@ -372,3 +394,110 @@ def test_a_typed_xai_file_id_never_costs_a_document_its_file() -> None:
     mine = member("doc1", "file_1")
     plan = plan_run([typed], {typed.id: local_for(synced_doc())}, remote=[mine])
     assert plan.deletions == ()
+
+
+# -- structured reasons ----------------------------------------------------------------------------------
+
+
+def test_explicit_and_full_check_are_fields_of_the_work_item_not_its_text() -> None:
+    doc = synced_doc()
+    asked = plan_run([doc], {doc.id: local_for(doc)}, ids=frozenset({doc.id})).work[0]
+    assert (asked.reason, asked.explicit, asked.verify) == (Reason.EXPLICIT, True, False)
+    retried = synced_doc(datei_status="Fehler")
+    again = plan_run([retried], {doc.id: failed_local(retried)}, retry_failed=True).work[0]
+    assert (again.reason, again.explicit) == (Reason.RETRY_FAILED, True)
+    full = plan_run([doc], {doc.id: local_for(doc)}, full=True).work[0]
+    assert (full.reason, full.explicit, full.verify) == ("full check", False, True)
+    new = plan_run([synced_doc(datei_status="Neu")], {}).work[0]
+    assert (new.explicit, new.verify) == (False, False)
+
+
+# -- the per-document decisions reconcile follows ----------------------------------------------------------
+
+
+def test_candidate_collections_are_required_recorded_and_remembered() -> None:
+    doc = synced_doc(xai_collections=("col_crm",))
+    local = local_for(doc, collections=("col_host",))
+    assert candidate_collections(doc, {"col_new"}, local) == {"col_new", "col_crm", "col_host"}
+    assert candidate_collections(doc, (), None) == {"col_crm"}
+
+
+def test_known_content_only_when_this_host_synced_exactly_this_file() -> None:
+    doc = synced_doc()
+    assert known_content(doc, local_for(doc)) == Content(sha256=SHA, md5="m" * 32, size=-1)
+    assert known_content(doc, None) is None
+    assert known_content(doc, local_for(doc, file_id="att_other")) is None
+    assert known_content(doc, local_for(doc, sha256=OTHER_SHA)) is None
+    assert known_content(doc, local_for(doc, md5=None)) is None
+    assert known_content(synced_doc(md5="n" * 32), local_for(doc)) is None
+
+
+def test_a_document_in_step_everywhere_is_planned_as_verify_only() -> None:
+    doc = synced_doc()
+    current = Membership("file_1", {"col_a": PROCESSED})
+    assert plan_document(doc, content(), frozenset({"col_a"}), current, local=local_for(doc)).in_step
+    processing = Membership("file_1", {"col_a": "DOCUMENT_STATUS_PROCESSING"})
+    assert not plan_document(doc, content(), frozenset({"col_a"}), processing).in_step
+    assert not plan_document(doc, content(OTHER_SHA), frozenset({"col_a"}), current).in_step
+    assert not plan_document(synced_doc(xai_sync_status="pending"), content(), frozenset({"col_a"}), current).in_step
+    assert not plan_document(doc, content(), frozenset({"col_a"}), current, ("file_old",)).in_step  # retires one
+
+
+def test_in_step_asks_for_a_preview_only_when_the_run_makes_previews() -> None:
+    doc = synced_doc()
+    current = Membership("file_1", {"col_a": PROCESSED})
+    plan = plan_document(doc, content(), frozenset({"col_a"}), current)
+    assert in_step(doc, content(), frozenset({"col_a"}), plan, current, None, previews=False)
+    assert not in_step(doc, content(), frozenset({"col_a"}), plan, current, None, previews=True)
+    with_preview = synced_doc(preview_id="att_preview")
+    assert in_step(with_preview, content(), frozenset({"col_a"}), plan, current, None, previews=True)
+    stale = local_for(doc, preview_sha=OTHER_SHA)
+    assert not in_step(with_preview, content(), frozenset({"col_a"}), plan, current, stale, previews=True)
+    failed_before = local_for(doc, preview_failed=SHA)  # recorded once, not retried
+    assert in_step(doc, content(), frozenset({"col_a"}), plan, current, failed_before, previews=True)
+
+
+def test_in_step_in_no_collection_means_no_file_at_all() -> None:
+    none = synced_doc(xai_file_id=None, xai_collections=())
+    plan = plan_document(none, content(), frozenset(), None)
+    assert plan.in_step
+    assert not plan_document(synced_doc(xai_collections=()), content(), frozenset(), None).in_step
+
+
+def test_cleanup_leaves_stale_collections_and_retires_old_files_everywhere_they_may_be() -> None:
+    doc = synced_doc(xai_collections=("col_a", "col_old"))
+    current = Membership("file_1", {"col_a": PROCESSED, "col_old": PROCESSED})
+    kept = plan_document(doc, content(), frozenset({"col_a"}), current, ("file_1", "file_pending"))
+    assert cleanup_steps(kept, "file_1") == [("file_1", "col_old"), ("file_pending", "col_a"),
+                                             ("file_pending", "col_old"), ("file_pending", "")]
+    replaced = plan_document(doc, content(OTHER_SHA), frozenset({"col_a"}), current, ("file_pending",),
+                             local=local_for(doc, collections=("col_host",)))
+    assert cleanup_steps(replaced, "file_new") == [
+        ("file_1", "col_a"), ("file_1", "col_host"), ("file_1", "col_old"), ("file_1", ""),
+        ("file_pending", "col_a"), ("file_pending", "col_host"), ("file_pending", "col_old"), ("file_pending", "")]
+    # the upload was adopted: the earlier pending file is the document's file now, never retired
+    assert ("file_pending", "") not in cleanup_steps(replaced, "file_pending")
+
+
+def test_write_back_values_by_where_indexing_stands() -> None:
+    done = write_back_values(Indexing.PROCESSED, "", content(), "file_9", frozenset({"col_b", "col_a"}))
+    assert done == {"md5": "m" * 32, "sha": SHA, "dateiStatus": "Gesynct", "xaiSyncStatus": "synced",
+                    "xaiSyncError": "", "xaiFileId": "file_9", "xaiCollections": ["col_a", "col_b"],
+                    "xaiSyncedHash": SHA}
+    pending = write_back_values(Indexing.PENDING, "", content(), "file_9", frozenset({"col_a"}))
+    assert pending == {"md5": "m" * 32, "sha": SHA, "xaiSyncStatus": "pending", "xaiSyncError": ""}
+    failed = write_back_values(Indexing.FAILED, "cannot parse", content(), "file_9", frozenset({"col_a"}))
+    assert failed == {"md5": "m" * 32, "sha": SHA, "dateiStatus": "Fehler", "xaiSyncStatus": "failed",
+                      "xaiSyncError": "cannot parse"}
+
+
+def test_a_preview_that_cannot_be_made_is_remembered_an_upload_hiccup_is_not() -> None:
+    doc = synced_doc()
+    before = local_for(doc, preview_failed=OTHER_SHA)
+    assert preview_failed("render_failed: boom", PreviewFailure.RENDER, content(), before) == SHA
+    assert preview_failed(Preview.KNOWN_FAILURE, None, content(), before) == SHA
+    assert preview_failed(Preview.WRITTEN, None, content(), before) is None
+    assert preview_failed(Preview.UNCHANGED, None, content(), before) is None
+    assert preview_failed("upload_failed: 503", PreviewFailure.UPLOAD, content(), before) == OTHER_SHA
+    assert preview_failed(Preview.OFF, None, content(), before) == OTHER_SHA
+    assert preview_failed(None, None, content(), None) is None
