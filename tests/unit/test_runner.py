@@ -23,8 +23,7 @@ from docsync_cli.engine import RunOptions, RunSummary
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
 from docsync_cli.history import History
 from docsync_cli.locks import FileLocks
-from docsync_cli.model import DocResult
-from docsync_cli.reconcile import KNOWN_FAILURE
+from docsync_cli.model import KNOWN_FAILURE, DocResult
 from docsync_cli.runner import PreviewNote, SyncRun, preview_note, remember_previews, sweep_temp
 from docsync_cli.state import INSTALLATION_FILE, installation_id
 from docsync_cli.timestamps import parse_timestamp
