@@ -211,8 +211,6 @@ class PreviewFailure(StrEnum):
     UPLOAD = "upload"  # the preview was made, its upload to EspoCRM failed: retried next time
 
 
-KNOWN_FAILURE = Preview.KNOWN_FAILURE
-
 
 @dataclass
 class DocResult:

@@ -27,16 +27,13 @@ from .engine import Engine, RunOptions, RunSummary
 from .errors import DocsyncError, LocalEnvironmentError
 from .history import History, RunRecord
 from .locks import Locks, make_locks, pid_alive
-from .model import KNOWN_FAILURE, DocResult, RunPlan
+from .model import DocResult, Preview, RunPlan
 from .services import engine_settings, open_services
 from .state import StateStore, installation_id, remember_installation_id
 from .statedir import foreign_owner_warning, state_dir_problem
 from .timestamps import timestamp_to_unix, utc_timestamp
 
 log = logging.getLogger("docsync.run")
-
-PREVIEW_OK = (None, "written", "unchanged", "off")
-
 
 class PreviewNote(Enum):
     """What a document's result changes in the run history's preview failures (``docsync status`` shows them)."""
@@ -46,17 +43,17 @@ class PreviewNote(Enum):
     RECORD = "record"  # the preview failed now: remember why
 
 
-def preview_note(preview: str | None) -> PreviewNote:
-    """The change to the preview failures for a result's ``DocResult.preview``."""
-    if preview == KNOWN_FAILURE:
+def preview_note(result: DocResult) -> PreviewNote:
+    """The change to the preview failures for one document's result."""
+    if result.preview == Preview.KNOWN_FAILURE:
         return PreviewNote.KEEP
-    return PreviewNote.CLEAR if preview in PREVIEW_OK else PreviewNote.RECORD
+    return PreviewNote.CLEAR if result.preview_failure is None else PreviewNote.RECORD
 
 
 def remember_previews(history: History, results: Iterable[DocResult]) -> None:
     """Apply each result's :func:`preview_note` to the run history."""
     for result in results:
-        note = preview_note(result.preview)
+        note = preview_note(result)
         if note is PreviewNote.CLEAR:
             history.clear_preview_error(result.doc_id)
         elif note is PreviewNote.RECORD:

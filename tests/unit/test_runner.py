@@ -23,7 +23,7 @@ from docsync_cli.engine import RunOptions, RunSummary
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
 from docsync_cli.history import History
 from docsync_cli.locks import FileLocks
-from docsync_cli.model import KNOWN_FAILURE, DocResult
+from docsync_cli.model import DocResult, Outcome, Preview, PreviewFailure
 from docsync_cli.runner import PreviewNote, SyncRun, preview_note, remember_previews, sweep_temp
 from docsync_cli.state import INSTALLATION_FILE, installation_id
 from docsync_cli.timestamps import parse_timestamp
@@ -53,8 +53,9 @@ def dead_pid() -> int:
     return child.pid
 
 
-def result(doc_id: str, preview: str | None) -> DocResult:
-    return DocResult(doc_id=doc_id, name=f"{doc_id}.pdf", outcome="synced", preview=preview)
+def result(doc_id: str, preview: str | None, failure: PreviewFailure | None = None) -> DocResult:
+    return DocResult(doc_id=doc_id, name=f"{doc_id}.pdf", outcome=Outcome.SYNCED, preview=preview,
+                     preview_failure=failure)
 
 
 # ---------------------------------------------------------------------------------------------- temp sweep
@@ -108,17 +109,18 @@ def test_sweep_creates_a_missing_state_dir_privately(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- previews
 
 
-@pytest.mark.parametrize(("preview", "note"), [
-    (None, PreviewNote.CLEAR),
-    ("written", PreviewNote.CLEAR),
-    ("unchanged", PreviewNote.CLEAR),
-    ("off", PreviewNote.CLEAR),
-    (KNOWN_FAILURE, PreviewNote.KEEP),
-    ("corrupt", PreviewNote.RECORD),
-    ("upload_failed: HTTP 503", PreviewNote.RECORD),
+@pytest.mark.parametrize(("preview", "failure", "note"), [
+    (None, None, PreviewNote.CLEAR),
+    (Preview.WRITTEN, None, PreviewNote.CLEAR),
+    (Preview.UNCHANGED, None, PreviewNote.CLEAR),
+    (Preview.OFF, None, PreviewNote.CLEAR),
+    (Preview.KNOWN_FAILURE, None, PreviewNote.KEEP),
+    ("corrupt: not a PDF", PreviewFailure.RENDER, PreviewNote.RECORD),
+    ("upload_failed: HTTP 503", PreviewFailure.UPLOAD, PreviewNote.RECORD),
 ])
-def test_what_a_result_changes_in_the_preview_failures(preview: str | None, note: PreviewNote) -> None:
-    assert preview_note(preview) is note
+def test_what_a_result_changes_in_the_preview_failures(preview: str | None, failure: PreviewFailure | None,
+                                                       note: PreviewNote) -> None:
+    assert preview_note(result("d1", preview, failure)) is note
 
 
 def test_preview_failures_are_remembered_cleared_and_kept(tmp_path: Path) -> None:
@@ -126,8 +128,8 @@ def test_preview_failures_are_remembered_cleared_and_kept(tmp_path: Path) -> Non
     try:
         history.set_preview_error("known", "timeout")
         history.set_preview_error("fixed", "corrupt")
-        remember_previews(history, [result("known", KNOWN_FAILURE), result("fixed", "written"),
-                                    result("new", "encrypted"), result("plain", None)])
+        remember_previews(history, [result("known", Preview.KNOWN_FAILURE), result("fixed", Preview.WRITTEN),
+                                    result("new", "encrypted", PreviewFailure.RENDER), result("plain", None)])
         assert history.preview_errors() == {"known": "timeout", "new": "encrypted"}
     finally:
         history.close()
@@ -211,7 +213,7 @@ def test_hosts_sharing_redis_take_the_first_hosts_id(tmp_path: Path) -> None:
 
 
 def test_a_run_is_recorded_in_the_history(settings: Settings) -> None:
-    summary = RunSummary(results=[result("d1", "written"), result("d2", "corrupt")])
+    summary = RunSummary(results=[result("d1", Preview.WRITTEN), result("d2", "corrupt", PreviewFailure.RENDER)])
     with SyncRun(settings, RunOptions(), command="sync --full") as run:
         record = run.record(1, summary, None)
     assert record.command == "sync --full" and record.exit_code == 1
