@@ -80,6 +80,7 @@ class RunRecord:
         """``finished_at`` as seconds since the epoch."""
         return timestamp_to_unix(self.finished_at)
 
+
 class History:
     """The run history and preview failures of one state directory.
 

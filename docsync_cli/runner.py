@@ -35,6 +35,7 @@ from .timestamps import timestamp_to_unix, utc_timestamp
 
 log = logging.getLogger("docsync.run")
 
+
 class PreviewNote(Enum):
     """What a document's result changes in the run history's preview failures (``docsync status`` shows them)."""
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _DEFAULT_RULES = EngineSettings().links  # the engine's default link rules are the configured default
 
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
 

@@ -375,7 +375,6 @@ def _url_passwords(node: Any) -> Iterator[str]:
             yield password
 
 
-
 def _iter_problems(loader: _Loader) -> Iterator[str]:
     secrets = variants(loader.seen_secrets)
     for problem in loader.problems:
