@@ -1129,11 +1129,6 @@ class EspoEmulator(EmulatorBase):
                                            "createdAt": now, "modifiedAt": now}
         return record_id
 
-    def add_attachment(self, name: str, content: bytes, mime: str | None = None, field: str = "file") -> str:
-        """An uploaded, not yet related attachment for ``Document.<field>``."""
-        with self.lock:
-            return self._store_attachment(name, content, mime or guess_mime(name), field)
-
     def add_document(self, name: str, content: bytes | None, file_name: str | None = None, *,
                      mime: str | None = None, datei_status: str = "Neu", accounts: Iterable[str] = (),
                      contacts: Iterable[str] = (), **attributes: Any) -> str:
@@ -1279,13 +1274,6 @@ class EspoEmulator(EmulatorBase):
         with self.lock:
             self.accounts_load = load
             self.entities = self._build_entities()
-
-    def rebuild_index(self, *, use: bool | None = None) -> None:
-        """Rebuild the Document index (after editing ``records`` directly); ``use`` turns its use on/off."""
-        with self.lock:
-            self.index.build(self.records["Document"].values())
-            if use is not None:
-                self.use_index = use
 
     def bulk_seed(self, count: int, *, accounts: Sequence[str] = (), modified_at: str | None = None,
                   values: Callable[[int, str], dict[str, Any]] | None = None) -> list[str]:
