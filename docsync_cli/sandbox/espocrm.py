@@ -17,7 +17,8 @@ Emulated:
   saver of §5.3 (relating the new attachment, deleting the previous one).
 * §6.3 ``GET Metadata[?key=dot.path]`` and ``GET App/user``.
 
-Decisions on points the contract marks [I] (or leaves open):
+Decisions where ``docs/contracts.md`` and the public EspoCRM source leave room (emulator decisions, marked [I]
+where the tests cite them):
 
 * Records carry ``"deleted": false``; deleted records are invisible to the API user (not admin) → 404.
 * Malformed JSON body → 500 without ``X-Status-Reason``; an empty JSON body is ``{}``.
@@ -363,7 +364,7 @@ class EspoEmulator(EmulatorBase):
         return "preview"
 
     @property
-    def url(self) -> str:  # type: ignore[override]  # the brief wants a property; one listener only
+    def url(self) -> str:  # type: ignore[override]  # one listener only, so a property, not url(listener)
         return self.listeners["espocrm"].url
 
     def start(self, host: str = "127.0.0.1", ports: dict[str, int] | None = None) -> EspoEmulator:
