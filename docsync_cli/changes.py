@@ -31,12 +31,12 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import AuthError, DocsyncError, HttpError, RunFatal
-from .espocrm import EspoClient
+from .espocrm import EspoClient, id_range
 from .model import CrmDocument, DateiStatus, EngineSettings, LocalRecord, SyncStatus
 from .plan import edited_since_sync, feed_since, link_drift, listing_due, why_work
 from .state import StateStore
@@ -118,22 +118,13 @@ class ChangeFeed:
 
     # -- feeds -----------------------------------------------------------------------------------------
 
-    def _need_work_where(self) -> dict[str, Any]:
-        status = self.espo.attributes["dateiStatus"]
-        waiting = [DateiStatus.NEU.value, DateiStatus.GEAENDERT.value, DateiStatus.FEHLER.value, ""]
-        unfinished = [s.value for s in SyncStatus if s is not SyncStatus.SYNCED]
-        return {"type": "or", "value": [
-            {"type": "in", "attribute": status, "value": waiting},
-            {"type": "isNull", "attribute": status},
-            {"type": "in", "attribute": self.espo.attributes["xaiSyncStatus"], "value": unfinished}]}
-
     def _document_feed(self, changes: Changes, watermark: str) -> None:
         since = feed_since(watermark, None)
         first = True
         while True:
             where = [{"type": "or", "value": [
                 {"type": "greaterThanOrEquals", "attribute": "modifiedAt", "value": since},
-                self._need_work_where()]}]
+                need_work_where(self.espo.attributes)]}]
             stepped = False
             for record in self.espo.iter_keyset("Document", where, self.espo.list_attributes, by="modifiedAt"):
                 if first:
@@ -342,13 +333,8 @@ class ChangeFeed:
         if crm_n == local_n:
             return  # (a deletion and a creation in the same range cancel out: the next listing pass sees it)
         if crm_n <= self.espo.page_size or local_n <= 1:
-            where = []
-            if low is not None:
-                where.append({"type": "greaterThanOrEquals", "attribute": "id", "value": low})
-            if high is not None:
-                where.append({"type": "lessThan", "attribute": "id", "value": high})
-            remote = {str(r["id"]) for r in self.espo.iter_keyset("Document", where, [])}
-            mine = set(self.state.ids_between(low, high)) | set(_in_range(extra, low, high))
+            remote = {str(r["id"]) for r in self.espo.iter_keyset("Document", id_range(low, high), [])}
+            mine = set(self.state.ids_between(low, high)) | set(in_range(extra, low, high))
             gone += sorted(mine - remote)
             unseen += sorted(remote - mine)
             return
@@ -356,9 +342,9 @@ class ChangeFeed:
         if stored >= 2:
             middle = self.state.ids_between(low, high, offset=stored // 2, limit=1)[0]
         else:
-            merged = sorted(set(self.state.ids_between(low, high)) | set(_in_range(extra, low, high)))
+            merged = sorted(set(self.state.ids_between(low, high)) | set(in_range(extra, low, high)))
             middle = merged[len(merged) // 2]
-        left_local = self.state.count_between(low, middle) + len(_in_range(extra, low, middle))
+        left_local = self.state.count_between(low, middle) + len(in_range(extra, low, middle))
         left_crm = self.espo.count_between(low, middle)
         self._bisect(low, middle, left_crm, left_local, extra, gone, unseen)
         self._bisect(middle, high, crm_n - left_crm, local_n - left_local, extra, gone, unseen)
@@ -370,7 +356,20 @@ class ChangeFeed:
         return self.state.owner(record.xai_file_id) == record.doc_id
 
 
-def _in_range(ids: list[str], low: str | None, high: str | None) -> list[str]:
+def need_work_where(attributes: Mapping[str, str]) -> dict[str, Any]:
+    """The records that say they need work (``attributes``: this CRM's attribute names): ``dateiStatus`` Neu,
+    Geändert, Fehler or empty, or an ``xaiSyncStatus`` other than synced."""
+    status = attributes["dateiStatus"]
+    waiting = [DateiStatus.NEU.value, DateiStatus.GEAENDERT.value, DateiStatus.FEHLER.value, ""]
+    unfinished = [s.value for s in SyncStatus if s is not SyncStatus.SYNCED]
+    return {"type": "or", "value": [
+        {"type": "in", "attribute": status, "value": waiting},
+        {"type": "isNull", "attribute": status},
+        {"type": "in", "attribute": attributes["xaiSyncStatus"], "value": unfinished}]}
+
+
+def in_range(ids: list[str], low: str | None, high: str | None) -> list[str]:
+    """The ids of the sorted ``ids`` with ``low <= id < high`` (None: an open end)."""
     start = bisect.bisect_left(ids, low) if low is not None else 0
     stop = bisect.bisect_left(ids, high) if high is not None else len(ids)
     return ids[start:stop]

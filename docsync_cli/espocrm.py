@@ -199,12 +199,8 @@ class EspoClient:
 
     def count_between(self, low: str | None, high: str | None) -> int:
         """How many Documents have ``low <= id < high`` (None = open end): a count-only request."""
-        where = []
-        if low is not None:
-            where.append({"type": "greaterThanOrEquals", "attribute": "id", "value": low})
-        if high is not None:
-            where.append({"type": "lessThan", "attribute": "id", "value": high})
-        params = {"maxSize": 1, "offset": 0, "orderBy": "id", "order": "asc", "select": ["id"], "where": where}
+        params = {"maxSize": 1, "offset": 0, "orderBy": "id", "order": "asc", "select": ["id"],
+                  "where": id_range(low, high)}
         _, total = self.search("Document", params, no_total=False)
         if not isinstance(total, int) or isinstance(total, bool) or total < 0:
             raise RejectedError("espocrm", "GET", "Document", 200, "answer has no total")
@@ -374,6 +370,16 @@ class EspoClient:
         return str(record["id"])
 
 
+def id_range(low: str | None, high: str | None) -> list[dict[str, Any]]:
+    """The ``where`` of the records with ``low <= id < high`` (None: an open end)."""
+    where = []
+    if low is not None:
+        where.append({"type": "greaterThanOrEquals", "attribute": "id", "value": low})
+    if high is not None:
+        where.append({"type": "lessThan", "attribute": "id", "value": high})
+    return where
+
+
 def _list_of(page: Any, what: str) -> list[dict[str, Any]]:
     if not isinstance(page, dict) or not isinstance(page.get("list"), list):
         raise RejectedError("espocrm", "GET", what, 200, "answer has no 'list'")
@@ -383,4 +389,4 @@ def _list_of(page: Any, what: str) -> list[dict[str, Any]]:
     return list(records)
 
 
-__all__ = ["ApiKeyAuth", "EspoClient", "build_http_client"]
+__all__ = ["ApiKeyAuth", "EspoClient", "build_http_client", "id_range"]

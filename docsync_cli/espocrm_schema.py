@@ -4,10 +4,10 @@
 the preview field's type, the list page cap, the ``App/user`` answer) and uses it: a CRM record becomes a
 :class:`~docsync_cli.model.CrmDocument` (:meth:`~LearnedSchema.to_document`), docsync's values become an
 update body every enum field accepts (:meth:`~LearnedSchema.writable`). Until something is learned the
-configured names and the design document's options are assumed, so nothing a field might refuse is ever
-written. No I/O: ``espocrm.py`` reads the two answers and hands them over; this module imports only
-``espocrm_fields``, ``errors``, ``model`` and ``secrets``. "Contract §n" is EspoCRM contract §n in
-``docs/contracts.md``.
+configured names and the design document's options (``espocrm_fields.FALLBACK_OPTIONS``) are assumed, so
+nothing a field might refuse is ever written. No I/O: ``espocrm.py`` reads the two answers and hands them over;
+this module imports only ``espocrm_fields``, ``errors``, ``model`` and ``secrets``. "Contract §n" is EspoCRM
+contract §n in ``docs/contracts.md``.
 """
 
 from __future__ import annotations

@@ -124,6 +124,11 @@ class _DeadlineExceeded(Exception):
     pass
 
 
+class ConnectFailed(TransientHttpError):
+    """Nothing reached the server (refused, no route, connect timeout): safe to repeat whatever the method; when
+    the attempts run out, the service is unreachable (:class:`ServiceUnreachable`)."""
+
+
 class ServiceClient:
     """Sends requests for one service (``name`` shows in messages) through an injected ``httpx.Client``."""
 
@@ -193,10 +198,8 @@ class ServiceClient:
             ):
                 with attempt:
                     return self._while_rate_limited(send)
-        except TransientHttpError as exc:
-            if exc.status is None and exc.detail.startswith(CONNECT_FAILED):
-                raise ServiceUnreachable(f"{self.name} is unreachable: {exc.detail}") from exc
-            raise
+        except ConnectFailed as exc:  # still nothing reached the server after the last attempt
+            raise ServiceUnreachable(f"{self.name} is unreachable: {exc.detail}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _while_rate_limited(self, send: Callable[[], Answer]) -> Answer:
@@ -252,8 +255,7 @@ class ServiceClient:
                 answer = self._send(out)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # Nothing reached the server: safe to repeat any method.
-            raise TransientHttpError(self.name, method, path, None, f"{CONNECT_FAILED} ({short(str(exc), 80)})"
-                                     ) from exc
+            raise ConnectFailed(self.name, method, path, None, f"{CONNECT_FAILED} ({short(str(exc), 80)})") from exc
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, _DeadlineExceeded) as exc:
             timed_out = isinstance(exc, httpx.TimeoutException | _DeadlineExceeded)
             reason = "timed out" if timed_out else f"connection lost ({type(exc).__name__})"

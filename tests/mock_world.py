@@ -84,7 +84,8 @@ class MockWorld:
                 **values: Any) -> dict[str, Any]:
         file_id = f"att-{doc_id}"
         self.attachments[file_id] = content
-        self.accounts[doc_id] = [{"id": f"acc-{doc_id}-{c}", "xaiCollectionId": c} for c in collections]
+        self.accounts[doc_id] = [{"id": f"acc-{doc_id}-{c}", "name": f"Account {c}", "xaiCollectionId": c}
+                                 for c in collections]
         for c in collections:
             self.collections.setdefault(c, {"field_definitions": [], "docs": {}})
         record = {"id": doc_id, "name": f"Doc {doc_id}", "modifiedAt": self.tick(), "fileId": file_id,
@@ -166,7 +167,9 @@ class MockWorld:
                 if attr in sent.body and (None if sent.body[attr] == "" else sent.body[attr]) not in options:
                     return httpx.Response(400, headers={
                         "X-Status-Reason": f"Field validation failure; entityType: Document, field: {attr}, "
-                                           "type: valid."})
+                                           "type: valid."}, json={"messageTranslation": {
+                                               "label": "validationFailure", "scope": None,
+                                               "data": {"field": attr, "type": "valid"}}})
         if path == "Document" and method == "GET":
             params = json.loads(request.url.params["searchParams"])
             self.list_sizes.append(params["maxSize"])
@@ -202,7 +205,7 @@ class MockWorld:
         if m := re.fullmatch(r"Attachment/file/([^/]+)", path):
             data = self.attachments.get(m[1])
             if data is None:
-                return httpx.Response(404, headers={"X-Status-Reason": f"Record {m[1]} does not exist."})
+                return httpx.Response(404)  # the emulator gives no reason here
             return httpx.Response(200, content=data, headers={"Content-Type": "application/pdf"})
         return httpx.Response(404, headers={"X-Status-Reason": "Controller does not exist."})
 
@@ -237,6 +240,10 @@ class MockWorld:
     def _mgmt(self, request: httpx.Request, sent: Sent) -> httpx.Response:
         path, method = sent.path, request.method
         not_found = httpx.Response(404, json={"code": "Some requested entity was not found", "error": "not found"})
+        if path == "/v1/collections" and method == "GET":  # the listing (docsync asks it after a collection's 404)
+            return httpx.Response(200, json={"collections": [
+                {"collection_id": cid, "field_definitions": col["field_definitions"]}
+                for cid, col in self.collections.items()]})
         m = re.fullmatch(r"/v1/collections/([^/:]+)(?:/documents(?::batchGet|/([^/]+))?)?", path)
         if m is None or m[1] not in self.collections:
             return not_found

@@ -35,7 +35,6 @@ class PreviewService:
     def __init__(self, limits: PreviewLimits = _DEFAULT_LIMITS, *, office: bool = True,
                  workers: int | None = None, private_root: Path | None = None) -> None:
         self.limits = limits
-        self._office_enabled = office
         count = workers if workers is not None else min(2, os.cpu_count() or 1)
         self._pool: queue.LifoQueue[RenderWorker] = queue.LifoQueue()
         self._workers = [RenderWorker() for _ in range(max(1, count))]

@@ -16,7 +16,6 @@ HEAD_BYTES = 8192
 PDF_EXTS = frozenset({"pdf"})
 OFFICE_EXTS = frozenset({"docx", "doc", "odt", "rtf", "xlsx", "xls", "ods", "pptx", "ppt", "odp"})
 IMAGE_EXTS = frozenset({"jpg", "jpeg", "jpe", "png", "gif", "tif", "tiff", "bmp", "webp"})
-TEXT_EXTS = frozenset({"txt", "md", "markdown", "csv", "tsv", "text", "log"})
 #: Names that promise content we render: if the bytes say otherwise the file is corrupt.
 CLAIMED_EXTS = PDF_EXTS | OFFICE_EXTS | IMAGE_EXTS
 

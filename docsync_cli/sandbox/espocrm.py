@@ -17,7 +17,8 @@ Emulated:
   saver of §5.3 (relating the new attachment, deleting the previous one).
 * §6.3 ``GET Metadata[?key=dot.path]`` and ``GET App/user``.
 
-Decisions on points the contract marks [I] (or leaves open):
+Decisions where ``docs/contracts.md`` and the public EspoCRM source leave room (emulator decisions, marked [I]
+where the tests cite them):
 
 * Records carry ``"deleted": false``; deleted records are invisible to the API user (not admin) → 404.
 * Malformed JSON body → 500 without ``X-Status-Reason``; an empty JSON body is ``{}``.
@@ -363,7 +364,7 @@ class EspoEmulator(EmulatorBase):
         return "preview"
 
     @property
-    def url(self) -> str:  # type: ignore[override]  # the brief wants a property; one listener only
+    def url(self) -> str:  # type: ignore[override]  # one listener only, so a property, not url(listener)
         return self.listeners["espocrm"].url
 
     def start(self, host: str = "127.0.0.1", ports: dict[str, int] | None = None) -> EspoEmulator:
@@ -1129,11 +1130,6 @@ class EspoEmulator(EmulatorBase):
                                            "createdAt": now, "modifiedAt": now}
         return record_id
 
-    def add_attachment(self, name: str, content: bytes, mime: str | None = None, field: str = "file") -> str:
-        """An uploaded, not yet related attachment for ``Document.<field>``."""
-        with self.lock:
-            return self._store_attachment(name, content, mime or guess_mime(name), field)
-
     def add_document(self, name: str, content: bytes | None, file_name: str | None = None, *,
                      mime: str | None = None, datei_status: str = "Neu", accounts: Iterable[str] = (),
                      contacts: Iterable[str] = (), **attributes: Any) -> str:
@@ -1279,13 +1275,6 @@ class EspoEmulator(EmulatorBase):
         with self.lock:
             self.accounts_load = load
             self.entities = self._build_entities()
-
-    def rebuild_index(self, *, use: bool | None = None) -> None:
-        """Rebuild the Document index (after editing ``records`` directly); ``use`` turns its use on/off."""
-        with self.lock:
-            self.index.build(self.records["Document"].values())
-            if use is not None:
-                self.use_index = use
 
     def bulk_seed(self, count: int, *, accounts: Sequence[str] = (), modified_at: str | None = None,
                   values: Callable[[int, str], dict[str, Any]] | None = None) -> list[str]:

@@ -7,7 +7,7 @@ every record, which is fine for tests and far too slow for the 1,000,000-documen
 is the same as one without it (tested in ``tests/sandbox``).
 
 The index is maintained by the emulator's own mutations (saves, seeds, deletes, restores). Code that edits
-``emulator.records`` directly must call :meth:`EspoEmulator.rebuild_index` afterwards.
+``emulator.records`` directly must rebuild it: ``emulator.index.build(emulator.records["Document"].values())``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from typing import Any
 
 Key = tuple[bool, str, tuple[Any, ...]]  # (live, modifiedAt, the indexed enum attributes' values)
 NULL = object()  # the index entry of a null value (``isNull``)
-LOWER = ("greaterThan", "after", "greaterThanOrEquals")
-UPPER = ("lessThan", "before", "lessThanOrEquals")
 
 
 class DocumentIndex:

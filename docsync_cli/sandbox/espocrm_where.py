@@ -3,7 +3,7 @@
 Follows EspoCRM contract §2.4 (``docs/contracts.md``). Items are validated eagerly (so a bad item fails even when no
 record would be visited) and compiled into a predicate over a record's value map.
 
-Decisions on the contract's [I] points and on behaviour the contract leaves open:
+Emulator decisions ([I]) where the contract and the public source leave the behaviour open:
 
 * SQL ``NULL`` semantics: a comparison with a ``NULL`` attribute is false (``notEquals``, ``notIn``, ``notLike``,
   ``notContains`` do not match ``NULL`` rows); ``not``/``subQueryNotIn`` are row complements (``id NOT IN``), and

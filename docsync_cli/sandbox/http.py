@@ -17,7 +17,6 @@ Pieces:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 import socket
@@ -100,10 +99,8 @@ class JournalEntry:
     raw_path: str
     headers: dict[str, str]
     body: bytes
-    body_sha256: str
     status: int | None  # None when the connection was dropped without an answer
     started: float
-    applied: bool  # False when a fault answered before the handler ran
 
     @property
     def is_write(self) -> bool:
@@ -343,10 +340,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             raw_path=request.raw_path,
             headers={k: v for k, v in self.headers.items()},
             body=body[:1_048_576],
-            body_sha256=hashlib.sha256(body).hexdigest(),
             status=None,
             started=time.time(),
-            applied=False,
         )
         with app.journal_lock:
             app.journal.append(entry)
@@ -376,7 +371,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
             response.headers["Retry-After"] = retry
         if response is None:
             response = app.dispatch(request)
-            entry.applied = True
         for action in actions:
             if isinstance(action, Callback) and action.when == "after":
                 action.fn(request)

@@ -10,7 +10,9 @@ It follows the xAI contract in ``docs/contracts.md`` (cited below as §n). Two l
 Each listener accepts only its own key. Errors use ``{"code": "<gRPC description>", "error": "<message>"}`` on both
 hosts (§3), including the rate limiter's 429.
 
-Decisions where the contract is [I]/[?] (each one is a choice, not a fact about xAI):
+Decisions where ``docs/contracts.md`` and xAI's public documentation are silent or vague, marked [I] (an
+emulator decision: a choice, not a fact about xAI; [?→I]: an open question decided this way). The tests cite the
+same marks:
 
 * Wrong key on the api host → **400** ``{"code": "Client specified an invalid argument", "error": "Incorrect API
   key provided: xa***yz. You can obtain an API key from https://console.x.ai."}`` (§15); on the management host

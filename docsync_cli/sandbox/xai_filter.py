@@ -20,7 +20,7 @@ What a comparison means depends on the *kind* of the field, which the caller sup
 
 A ``None`` value means "unset": it only matches ``= null`` (and ``!= <anything but null>``).
 The lookup raises :class:`FilterError` for a field the listing does not support, which the emulator turns
-into a 400. Range syntax (``field:10..20``) is not supported [I].
+into a 400. Range syntax (``field:10..20``) is not supported ([I]: an emulator decision, see ``xai.py``).
 """
 
 from __future__ import annotations

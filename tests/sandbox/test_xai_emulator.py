@@ -1,4 +1,5 @@
-"""Contract tests for the xAI emulator: real HTTP on loopback, checked against the xAI contract (docs/contracts.md)."""
+"""Contract tests for the xAI emulator: real HTTP on loopback, checked against the xAI contract (docs/contracts.md).
+[I] marks an emulator decision where the contract is silent (listed in ``docsync_cli/sandbox/xai.py``)."""
 
 from __future__ import annotations
 

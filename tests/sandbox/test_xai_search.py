@@ -2,7 +2,8 @@
 
 Real HTTP on loopback. The emulator must behave like a search service: keyword scoring over the text it
 extracted at "processing" (PDF pages, office XML, plain text; images none), ``limit``, ``source.collection_ids``
-required, chunks with ``page_number``, the ``{"code", "error"}`` envelope.
+required, chunks with ``page_number``, the ``{"code", "error"}`` envelope. [I] marks an emulator decision where
+the contract is silent (listed in ``docsync_cli/sandbox/xai.py``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from pytest_httpx import HTTPXMock
 
 from docsync_cli.config import FieldNames
 from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError
-from docsync_cli.espocrm import EspoClient, build_http_client
+from docsync_cli.espocrm import EspoClient, build_http_client, id_range
 from docsync_cli.espocrm_reasons import espo_detail
 from docsync_cli.outcome import error_code
 from docsync_cli.transport import RetryPolicy, ServiceClient
@@ -140,6 +140,13 @@ def test_listing_without_a_list_is_rejected(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=DOC_LIST, json={"total": 0})
     with pytest.raises(RejectedError, match="no 'list'"):
         list(make_espo().iter_documents())
+
+
+def test_an_id_range_is_at_least_low_and_below_high() -> None:
+    assert id_range(None, None) == []
+    assert id_range("a", "m") == [{"type": "greaterThanOrEquals", "attribute": "id", "value": "a"},
+                                  {"type": "lessThan", "attribute": "id", "value": "m"}]
+    assert id_range(None, "m") == [{"type": "lessThan", "attribute": "id", "value": "m"}]
 
 
 def test_count_reads_total_with_a_one_record_page(httpx_mock: HTTPXMock) -> None:

@@ -1,5 +1,5 @@
-"""Issue 11, unit level: the one secret scrubber, printable names, id checks and path escaping, the installation
-id, state files that are symlinks, key files others can read, the renderer children's environment."""
+"""Safety at the unit level: the one secret scrubber, printable names, id checks and path escaping, the
+installation id, state files that are symlinks, key files others can read, the renderer children's environment."""
 
 from __future__ import annotations
 
