@@ -15,7 +15,6 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable
-from typing import Any
 
 from ..config import Settings, redact
 from ..errors import ConfigError, DocsyncError
@@ -28,16 +27,16 @@ from .check_services import (
     check_xai_files,
     check_xai_management,
 )
-from .shared import report_services
+from .shared import Lines, report_services
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
 
 
 class CheckReport:
-    """Prints check lines and remembers whether any failed."""
+    """Writes check lines to ``out`` and remembers whether any failed."""
 
-    def __init__(self, console: Any) -> None:
-        self.console = console
+    def __init__(self, out: Lines) -> None:
+        self.out = out
         self.ok = True
         self.unreachable = False  # a service that could not be reached or refused the key: exit 3, like sync
         self.settings: Settings | None = None
@@ -45,7 +44,7 @@ class CheckReport:
     def _print(self, text: str, style: str | None = None) -> None:
         if self.settings is not None:
             text = redact(text, self.settings)
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True, style=style)
+        self.out.line(text, style)
 
     def good(self, what: str, detail: str = "") -> None:
         self._print(f"{OK} {what}" + (f": {detail}" if detail else ""), "green")
@@ -64,7 +63,7 @@ class CheckReport:
         self._print(f"{SKIP} {what}: skipped ({why})", "dim")
 
 
-def run_checks(load_settings: Callable[[], Settings], console: Any) -> int:
+def run_checks(load_settings: Callable[[], Settings], out: Lines) -> int:
     """Run every check, print one ✓/✗ line each (with the fix for each ✗), and return the exit code: 0 when all
     passed, 3 when a service was unreachable or refused a key (as ``sync`` would exit), else 2.
 
@@ -76,7 +75,7 @@ def run_checks(load_settings: Callable[[], Settings], console: Any) -> int:
     ``load_settings`` is the command's own loader (``cli.Context.settings``, which also installs the log
     redaction, as for every other command).
     """
-    report = CheckReport(console)
+    report = CheckReport(out)
     try:
         settings = load_settings()
     except ConfigError as exc:
