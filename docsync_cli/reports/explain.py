@@ -12,7 +12,7 @@ from ..config import Settings
 from ..errors import DocsyncError, NotFoundError
 from ..findability import CollectionProbe
 from ..model import CrmDocument, DateiStatus, LocalRecord
-from ..plan import why_work
+from ..plan import candidate_collections, why_work
 from ..services import Services
 from .probe import DocumentProbe, preview_service, probe_document, verdict
 from .search import Resolver, describe
@@ -106,7 +106,7 @@ def _print_xai(services: Services, doc: CrmDocument, required: dict[str, str], l
     out.line(f"  file {file_id} {'exists' if exists else 'does not exist'}")
     if not exists:
         return
-    candidates = set(required) | set(doc.xai_collections) | set(local.collections if local else ())
+    candidates = candidate_collections(doc, required, local)
     for collection_id in sorted(candidates):
         try:
             member = services.xai.document(collection_id, file_id)

@@ -47,10 +47,9 @@ def probe_document(settings: Settings, services: Services, doc: CrmDocument, pre
 
 def preview_service(settings: Settings) -> PreviewService:
     """A one-worker preview service for reading a document's first text (limits from ``settings.preview``)."""
-    from ..preview import PreviewLimits, PreviewService
+    from ..preview import PreviewService
 
-    limits = PreviewLimits(timeout_seconds=settings.preview.timeout_seconds,
-                           memory_bytes=settings.preview.memory_mb * 1024 * 1024)
+    limits = settings.preview.limits()
     # LibreOffice (only for office formats without XML text, e.g. .doc) gets docsync's private profile root
     return PreviewService(limits, workers=1, private_root=settings.state_dir / "libreoffice")
 

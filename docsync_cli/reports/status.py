@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Settings, redact
@@ -19,6 +18,7 @@ from ..model import CrmDocument, DateiStatus, SyncStatus
 from ..plan import why_work
 from ..services import Services
 from ..state import ReadOnlyState, peek_installation_id
+from ..timestamps import unix_to_timestamp, utc_timestamp
 from .shared import open_history, read_local_records, report_services
 
 EMPTY = "(leer)"
@@ -38,10 +38,6 @@ def where_equals(attribute: str, value: str) -> dict[str, Any]:
         return {"type": "or", "value": [{"type": "isNull", "attribute": attribute},
                                         {"type": "equals", "attribute": attribute, "value": ""}]}
     return {"type": "equals", "attribute": attribute, "value": value}
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------------------------------------- collect
@@ -96,7 +92,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         listing carries ``accountsIds`` (``noLoad: false``).
     """
     data: dict[str, Any] = {
-        "generated_at": _now(),
+        "generated_at": utc_timestamp(),
         "state_dir": str(settings.state_dir),
         "installation_id": peek_installation_id(settings.state_dir, settings.sync.installation_id),
         "espocrm": {"reachable": False, "error": None},
@@ -146,7 +142,7 @@ def _collect_feeds(settings: Settings, data: dict[str, Any]) -> None:
     feeds = data["feeds"]
     feeds["watermark"] = meta.get("watermark")
     if meta.get("last_listing"):
-        feeds["last_listing"] = datetime.fromtimestamp(float(meta["last_listing"]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        feeds["last_listing"] = unix_to_timestamp(float(meta["last_listing"]))
     if meta.get("note_cursor"):
         feeds["note_cursor"] = int(meta["note_cursor"])
     with contextlib.suppress(ValueError, TypeError):
