@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import Settings, redact
 from ..errors import DocsyncError
-from ..model import CrmDocument, DateiStatus, SyncStatus
+from ..model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
 from ..plan import why_work
 from ..services import Services
 from ..state import ReadOnlyState, peek_installation_id
@@ -207,21 +207,29 @@ def _collect_remote(settings: Settings, services: Services, data: dict[str, Any]
                               "value": [SyncStatus.PENDING.value, SyncStatus.SYNCING.value,
                                         SyncStatus.FAILED.value]}])
     local = read_local_records(settings.state_dir, [d.id for d in failed_docs])
-    retry = sum(1 for d in failed_docs if why_work(d, local.get(d.id), full=False, explicit=False) is not None)
-    held_back = failed_total - retry
-    counts = documents["dateiStatus"]
-    waiting = {
-        "new": counts[DateiStatus.NEU.value],
-        "changed": counts[DateiStatus.GEAENDERT.value],
-        "no_status": counts[EMPTY] + documents["other_dateiStatus"],
+    data["waiting"] = waiting_counts(documents["dateiStatus"], documents["other_dateiStatus"], unfinished,
+                                     failed_total, failed_docs, local)
+
+
+def waiting_counts(datei_counts: dict[str, int], other: int, unfinished: int, failed_total: int,
+                   failed_listed: list[CrmDocument], local: dict[str, LocalRecord]) -> dict[str, Any]:
+    """What the next plain ``docsync sync`` would at least work on (the ``waiting`` part of the report), from the
+    counts per dateiStatus, the ``other`` values, the Gesynct documents xAI has not finished, and the listed
+    Fehler documents with their local records (which of them :func:`~..plan.why_work` would retry). The Fehler
+    documents beyond the listed ones count as held back, and the numbers are then ``approximate``."""
+    retry = sum(1 for d in failed_listed if why_work(d, local.get(d.id), full=False, explicit=False) is not None)
+    waiting: dict[str, Any] = {
+        "new": datei_counts[DateiStatus.NEU.value],
+        "changed": datei_counts[DateiStatus.GEAENDERT.value],
+        "no_status": datei_counts[EMPTY] + other,
         "unfinished": unfinished,
         "failed_retry": retry,
-        "failed_held_back": held_back,
-        "approximate": failed_total > len(failed_docs),
+        "failed_held_back": failed_total - retry,
+        "approximate": failed_total > len(failed_listed),
     }
     waiting["next_run"] = (waiting["new"] + waiting["changed"] + waiting["no_status"] + waiting["unfinished"]
                            + waiting["failed_retry"])
-    data["waiting"] = waiting
+    return waiting
 
 
 def _failed_documents(services: Services, status_attr: str) -> list[CrmDocument]:
