@@ -126,17 +126,24 @@ def _check_preview_tools(report: CheckReport, settings: Settings | None) -> None
         report.bad("preview tools", f"cannot load the preview libraries ({type(exc).__name__}: {exc})",
                    "reinstall docsync with its dependencies (Pillow, pypdfium2), or set preview.enabled = false")
         return
-    broken = {tool: text for tool, text in status.items() if not text.startswith("ok")}
-    hard = {tool: text for tool, text in broken.items() if tool != "fonts"}
-    if hard:
-        report.bad("preview tools", "; ".join(f"{tool}: {text}" for tool, text in hard.items()),
-                   "install what is named above (office previews need LibreOffice and python3-uno), or set "
-                   "preview.enabled = false")
+    missing, working, fonts = judge_preview_tools(status)
+    if missing:
+        report.bad("preview tools", missing, "install what is named above (office previews need LibreOffice and "
+                   "python3-uno), or set preview.enabled = false")
     else:
-        report.good("preview tools", ", ".join(f"{tool} {text.removeprefix('ok').strip(' ()')}".strip()
-                                               for tool, text in status.items() if tool not in broken))
-    if "fonts" in broken:
-        report.warn("preview fonts", broken["fonts"])
+        report.good("preview tools", working)
+    if fonts is not None:
+        report.warn("preview fonts", fonts)
+
+
+def judge_preview_tools(status: dict[str, str]) -> tuple[str, str, str | None]:
+    """(what is missing, "" when nothing; the working tools with their versions; the fonts problem or None) from
+    ``PreviewService.tools_status()`` (tool → ``ok (version)`` or what is wrong). Missing fonts only warn."""
+    broken = {tool: text for tool, text in status.items() if not text.startswith("ok")}
+    missing = "; ".join(f"{tool}: {text}" for tool, text in broken.items() if tool != "fonts")
+    working = ", ".join(f"{tool} {text.removeprefix('ok').strip(' ()')}".strip()
+                        for tool, text in status.items() if tool not in broken)
+    return missing, working, broken.get("fonts")
 
 
 def _check_state_dir(report: CheckReport, settings: Settings) -> bool:
