@@ -7,8 +7,6 @@ starts fast.
 
 from __future__ import annotations
 
-import logging
-import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ from .outcome import (
     error_code,
     run_code,
 )
+from .stopping import stop_on_signals
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -42,9 +41,6 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(help="Local EspoCRM and xAI emulators for trying docsync safely.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
-
-log = logging.getLogger("docsync")
-
 
 class Context:
     def __init__(self, config: Path | None, verbose: int, log_format: str) -> None:
@@ -106,18 +102,7 @@ def report_error(exc: DocsyncError) -> int:
 # sync / prune
 
 
-SYNC_EXAMPLES = """Examples:
-
-\b
-  docsync sync               the scheduled job: everything that needs work
-  docsync sync --dry-run     show the plan, write nothing (exit 1 when there is work)
-  docsync sync --id ID       one document now (also one held back after a failure)
-  docsync sync --full        also check every document's collections; prune deleted ones
-  docsync sync --retry-failed  also retry documents held back as permanent failures
-"""
-
-
-@app.command(epilog=SYNC_EXAMPLES)
+@app.command(epilog=ui.SYNC_EXAMPLES)
 def sync(
     ctx: typer.Context,
     ids: Annotated[list[str] | None, typer.Option("--id", metavar="<id>", help="Only this document (repeatable); "
@@ -171,7 +156,7 @@ def _run(obj: Context, options: RunOptions, command: str, concurrency: int | Non
     from .runner import SyncRun
 
     stop = threading.Event()
-    _on_sigterm(stop)
+    stop_on_signals(stop)
     with SyncRun(obj.settings(), options, command=command, wait=wait, concurrency=concurrency,
                  previews=previews_on, metrics_file=metrics_file) as run:
         summary: RunSummary | None = None
@@ -401,19 +386,6 @@ def demo(
 
 # ---------------------------------------------------------------------------------------------------
 # plumbing
-
-
-def _on_sigterm(stop: threading.Event) -> None:
-    """SIGTERM (systemd stop): start no new document, finish the ones in hand, release the lock, exit."""
-    def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        log.warning("stop requested (signal %d): finishing the documents in hand", signum)
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
 
 
 # Logging (one handler for docsync's and third-party loggers, text or JSON, redacted) lives in logs.py.

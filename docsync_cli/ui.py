@@ -145,6 +145,18 @@ def advise(exc: DocsyncError) -> None:
 # ---------------------------------------------------------------------------------------------- sync
 
 
+SYNC_EXAMPLES = """Examples:
+
+\b
+  docsync sync               the scheduled job: everything that needs work
+  docsync sync --dry-run     show the plan, write nothing (exit 1 when there is work)
+  docsync sync --id ID       one document now (also one held back after a failure)
+  docsync sync --full        also check every document's collections; prune deleted ones
+  docsync sync --retry-failed  also retry documents held back as permanent failures
+"""
+"""``docsync sync --help``'s examples (``\\b`` keeps click from rewrapping them)."""
+
+
 class SyncProgress:
     """A rich progress bar on a terminal with text logs; otherwise nothing (the engine logs one line per
     document)."""
