@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ..config import Settings, redact
-from ..errors import DocsyncError
+from ..errors import DocsyncError, RejectedError
 from ..model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
 from ..plan import why_work
 from ..services import Services
@@ -239,12 +239,11 @@ def _failed_documents(services: Services, status_attr: str) -> list[CrmDocument]
               espo.attributes["xaiSyncError"]]
     params = {"maxSize": FAILED_LIST_LIMIT, "offset": 0, "orderBy": "modifiedAt", "order": "desc",
               "select": select, "where": [where_equals(status_attr, DateiStatus.FEHLER.value)]}
-    page = espo.service.json("GET", "Document", params={"searchParams": json.dumps(params)},
-                             headers={"X-No-Total": "true"})
-    records = page.get("list") if isinstance(page, dict) else None
-    if not isinstance(records, list):
+    try:
+        records, _ = espo.search("Document", params)
+    except RejectedError:  # an answer without a list of records: none to show
         return []
-    return [espo.to_document(record) for record in records if isinstance(record, dict)]
+    return [espo.to_document(record) for record in records]
 
 
 def _name_preview_errors(services: Services, errors: list[dict[str, Any]]) -> None:
@@ -254,10 +253,11 @@ def _name_preview_errors(services: Services, errors: list[dict[str, Any]]) -> No
         return
     params = {"maxSize": len(ids), "offset": 0, "select": ["id", "name"],
               "where": [{"type": "in", "attribute": "id", "value": ids}]}
-    page = services.espo.service.json("GET", "Document", params={"searchParams": json.dumps(params)},
-                                      headers={"X-No-Total": "true"})
-    records = page.get("list") if isinstance(page, dict) else None
-    names = {str(r.get("id")): str(r.get("name") or "") for r in records or [] if isinstance(r, dict)}
+    try:
+        records, _ = services.espo.search("Document", params)
+    except RejectedError:  # an answer without a list of records: the names stay unknown
+        records = []
+    names = {str(r.get("id")): str(r.get("name") or "") for r in records}
     for item in errors:
         item["name"] = names.get(item["id"])
 
