@@ -6,7 +6,7 @@ verify also ``config.redact`` (``ui.LinePrinter``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .ui import LinePrinter, Scrubbed
 
@@ -15,13 +15,14 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .reports.search import SearchResult
+    from .reports.status import Previews, RunRow, StatusReport, Waiting
     from .reports.verify import VerifyReport
 
 
 # ---------------------------------------------------------------------------------------------- status
 
 
-def render_status(data: dict[str, Any], console: Scrubbed) -> None:
+def render_status(data: StatusReport, console: Scrubbed) -> None:
     """Print ``reports.status.collect_status``'s data as rich tables (status names exactly as in the CRM)."""
     from rich.table import Table
 
@@ -81,7 +82,7 @@ def _cell(text: str) -> Text:
     return Text(scrub(printable(str(text), 2000)))  # no terminal escapes, no secrets
 
 
-def _render_waiting(waiting: dict[str, Any], console: Scrubbed) -> None:
+def _render_waiting(waiting: Waiting, console: Scrubbed) -> None:
     about = "about " if waiting["approximate"] else "at least "
     parts = [f"{waiting['new']} Neu", f"{waiting['changed']} Geändert"]
     if waiting["no_status"]:
@@ -100,7 +101,7 @@ def _render_waiting(waiting: dict[str, Any], console: Scrubbed) -> None:
     console.print(line, markup=False, soft_wrap=True)
 
 
-def _render_previews(previews: dict[str, Any], console: Scrubbed) -> None:
+def _render_previews(previews: Previews, console: Scrubbed) -> None:
     from rich.table import Table
 
     if previews["missing"] is not None:
@@ -116,7 +117,7 @@ def _render_previews(previews: dict[str, Any], console: Scrubbed) -> None:
         console.print(table)
 
 
-def _render_runs(runs: list[dict[str, Any]], console: Scrubbed) -> None:
+def _render_runs(runs: list[RunRow], console: Scrubbed) -> None:
     from rich.table import Table
 
     if not runs:

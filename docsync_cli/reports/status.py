@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
+from typing import Any, TypedDict
 
 from ..config import Settings, redact
 from ..errors import DocsyncError, RejectedError
@@ -32,6 +32,100 @@ FAILED_LIST_LIMIT = 50
 RUNS_SHOWN = 10
 
 
+# The report's values: ``docsync status --json`` prints them as they are (see :func:`collect_status`); keys
+# named like the CRM's fields (dateiStatus, modifiedAt, ...) are the JSON's keys.
+
+
+class EspoState(TypedDict):
+    reachable: bool
+    error: str | None
+
+
+class Documents(TypedDict):
+    total: int | None
+    dateiStatus: dict[str, int | None]
+    xaiSyncStatus: dict[str, int | None]
+    other_dateiStatus: int | None
+
+
+class FailedDocument(TypedDict):
+    id: str
+    name: str
+    xaiSyncStatus: str | None
+    error: str | None
+    modifiedAt: str
+
+
+class Failed(TypedDict):
+    total: int | None
+    documents: list[FailedDocument]
+    truncated: bool
+
+
+class PreviewErrorRow(TypedDict):
+    id: str
+    name: str | None
+    reason: str
+
+
+class Previews(TypedDict):
+    missing: int | None
+    errors: list[PreviewErrorRow]
+
+
+class Waiting(TypedDict):
+    new: int | None
+    changed: int | None
+    no_status: int | None
+    unfinished: int | None
+    failed_retry: int | None
+    failed_held_back: int | None
+    approximate: bool
+    next_run: int | None
+
+
+class RunRow(TypedDict):
+    started_at: str
+    finished_at: str
+    duration_seconds: float
+    command: str
+    exit_code: int
+    counts: dict[str, int]
+    host: str
+    pid: int
+    error: str | None
+
+
+class LockState(TypedDict):
+    backend: str
+    holder: str | None
+    error: str | None
+
+
+class Feeds(TypedDict):
+    enabled: bool
+    watermark: str | None
+    last_listing: str | None
+    listing_interval_seconds: float
+    stream: str | None
+    accounts_override: bool | None
+    note_cursor: int | None
+
+
+class StatusReport(TypedDict):
+    generated_at: str
+    state_dir: str
+    installation_id: str | None
+    espocrm: EspoState
+    documents: Documents
+    failed: Failed
+    previews: Previews
+    waiting: Waiting
+    runs: list[RunRow]
+    lock: LockState
+    feeds: Feeds
+
+
 def where_equals(attribute: str, value: str) -> dict[str, Any]:
     """An EspoCRM where item: ``attribute`` equals ``value``; :data:`EMPTY` means NULL or empty text."""
     if value == EMPTY:
@@ -43,7 +137,7 @@ def where_equals(attribute: str, value: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- collect
 
 
-def collect_status(settings: Settings) -> dict[str, Any]:
+def collect_status(settings: Settings) -> StatusReport:
     """Gather the status report as plain JSON-able data (``docsync status --json`` prints exactly this).
 
     Keys (stable; new keys may be added, none removed or renamed):
@@ -91,7 +185,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         can read GlobalStream (link changes then count from the next run); ``accounts_override`` whether the
         listing carries ``accountsIds`` (``noLoad: false``).
     """
-    data: dict[str, Any] = {
+    data: StatusReport = {
         "generated_at": utc_timestamp(),
         "state_dir": str(settings.state_dir),
         "installation_id": peek_installation_id(settings.state_dir, settings.sync.installation_id),
@@ -120,7 +214,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     return data
 
 
-def _collect_local(settings: Settings, data: dict[str, Any]) -> None:
+def _collect_local(settings: Settings, data: StatusReport) -> None:
     history = open_history(settings.state_dir)
     if history is None:
         return
@@ -133,7 +227,7 @@ def _collect_local(settings: Settings, data: dict[str, Any]) -> None:
                                       for doc_id, reason in history.preview_errors().items()]
 
 
-def _collect_feeds(settings: Settings, data: dict[str, Any]) -> None:
+def _collect_feeds(settings: Settings, data: StatusReport) -> None:
     """The change-feed bookkeeping plain runs keep in ``state.sqlite3`` (read-only)."""
     state = ReadOnlyState(settings.state_dir)
     if not state.exists():
@@ -151,7 +245,7 @@ def _collect_feeds(settings: Settings, data: dict[str, Any]) -> None:
         feeds["accounts_override"] = seen.get("accounts_override")
 
 
-def feeds_explained(feeds: dict[str, Any]) -> list[str]:
+def feeds_explained(feeds: Feeds) -> list[str]:
     """What the feeds mean for how fast each kind of change is noticed (the status text)."""
     minutes = f"{feeds['listing_interval_seconds'] / 60:g} min"
     if not feeds["enabled"]:
@@ -178,20 +272,20 @@ def feeds_explained(feeds: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _collect_remote(settings: Settings, services: Services, data: dict[str, Any]) -> None:
+def _collect_remote(settings: Settings, services: Services, data: StatusReport) -> None:
     espo = services.espo
     espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
     status_attr, sync_attr = espo.attributes["dateiStatus"], espo.attributes["xaiSyncStatus"]
     documents = data["documents"]
-    documents["total"] = espo.count([])
-    for value in DATEI_STATUSES:
-        documents["dateiStatus"][value] = espo.count([where_equals(status_attr, value)])
+    total = documents["total"] = espo.count([])
+    datei = {value: espo.count([where_equals(status_attr, value)]) for value in DATEI_STATUSES}
+    documents["dateiStatus"].update(datei)
     for value in SYNC_STATUSES:
         documents["xaiSyncStatus"][value] = espo.count([where_equals(sync_attr, value)])
-    documents["other_dateiStatus"] = max(0, documents["total"] - sum(documents["dateiStatus"].values()))
+    other = documents["other_dateiStatus"] = max(0, total - sum(datei.values()))
 
     failed_docs = _failed_documents(services, status_attr)
-    failed_total = documents["dateiStatus"][DateiStatus.FEHLER.value]
+    failed_total = datei[DateiStatus.FEHLER.value]
     data["failed"] = {
         "total": failed_total,
         "documents": [{"id": d.id, "name": d.name, "xaiSyncStatus": d.xai_sync_status, "error": d.xai_sync_error,
@@ -207,29 +301,21 @@ def _collect_remote(settings: Settings, services: Services, data: dict[str, Any]
                               "value": [SyncStatus.PENDING.value, SyncStatus.SYNCING.value,
                                         SyncStatus.FAILED.value]}])
     local = read_local_records(settings.state_dir, [d.id for d in failed_docs])
-    data["waiting"] = waiting_counts(documents["dateiStatus"], documents["other_dateiStatus"], unfinished,
-                                     failed_total, failed_docs, local)
+    data["waiting"] = waiting_counts(datei, other, unfinished, failed_total, failed_docs, local)
 
 
 def waiting_counts(datei_counts: dict[str, int], other: int, unfinished: int, failed_total: int,
-                   failed_listed: list[CrmDocument], local: dict[str, LocalRecord]) -> dict[str, Any]:
+                   failed_listed: list[CrmDocument], local: dict[str, LocalRecord]) -> Waiting:
     """What the next plain ``docsync sync`` would at least work on (the ``waiting`` part of the report), from the
     counts per dateiStatus, the ``other`` values, the Gesynct documents xAI has not finished, and the listed
     Fehler documents with their local records (which of them :func:`~..plan.why_work` would retry). The Fehler
     documents beyond the listed ones count as held back, and the numbers are then ``approximate``."""
     retry = sum(1 for d in failed_listed if why_work(d, local.get(d.id), full=False, explicit=False) is not None)
-    waiting: dict[str, Any] = {
-        "new": datei_counts[DateiStatus.NEU.value],
-        "changed": datei_counts[DateiStatus.GEAENDERT.value],
-        "no_status": datei_counts[EMPTY] + other,
-        "unfinished": unfinished,
-        "failed_retry": retry,
-        "failed_held_back": failed_total - retry,
-        "approximate": failed_total > len(failed_listed),
-    }
-    waiting["next_run"] = (waiting["new"] + waiting["changed"] + waiting["no_status"] + waiting["unfinished"]
-                           + waiting["failed_retry"])
-    return waiting
+    new, changed, no_status = (datei_counts[DateiStatus.NEU.value], datei_counts[DateiStatus.GEAENDERT.value],
+                               datei_counts[EMPTY] + other)
+    return {"new": new, "changed": changed, "no_status": no_status, "unfinished": unfinished, "failed_retry": retry,
+            "failed_held_back": failed_total - retry, "approximate": failed_total > len(failed_listed),
+            "next_run": new + changed + no_status + unfinished + retry}
 
 
 def _failed_documents(services: Services, status_attr: str) -> list[CrmDocument]:
@@ -246,7 +332,7 @@ def _failed_documents(services: Services, status_attr: str) -> list[CrmDocument]
     return [espo.to_document(record) for record in records]
 
 
-def _name_preview_errors(services: Services, errors: list[dict[str, Any]]) -> None:
+def _name_preview_errors(services: Services, errors: list[PreviewErrorRow]) -> None:
     """Fill in the document names of the first :data:`FAILED_LIST_LIMIT` preview errors (one request)."""
     ids = [item["id"] for item in errors[:FAILED_LIST_LIMIT]]
     if not ids:
@@ -262,10 +348,10 @@ def _name_preview_errors(services: Services, errors: list[dict[str, Any]]) -> No
         item["name"] = names.get(item["id"])
 
 
-def _lock_status(settings: Settings) -> dict[str, Any]:
+def _lock_status(settings: Settings) -> LockState:
     from ..locks import make_locks
 
-    result: dict[str, Any] = {"backend": settings.lock.backend, "holder": None, "error": None}
+    result: LockState = {"backend": settings.lock.backend, "holder": None, "error": None}
     try:
         locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds)
     except DocsyncError as exc:
