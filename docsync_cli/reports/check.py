@@ -1,11 +1,11 @@
-"""``docsync check``: is this installation ready to sync? Every check prints one ✓/✗ line, and its fix.
+"""``docsync check``: is this installation ready to sync? Every check writes one ✓/✗ line, and its fix.
 
 Only read requests go to the services: ``GET App/user`` and ``GET Metadata`` (EspoCRM), ``GET /v1/files?limit=1``
 (xAI Files), ``GET /v1/collections/{id}`` or ``GET /v1/collections?limit=1`` (xAI Management). The preview tools
 are looked up, not started (no LibreOffice launch). Collections named by linked records (one per client) are not
 checked: there may be thousands; ``docsync explain --id`` shows them for one document.
 
-Nothing printed contains a secret: every line goes through :func:`~.config.redact` once the settings are known,
+Nothing written contains a secret: every line goes through :func:`~..config.redact` once the settings are known,
 and configuration problems are already secret-free.
 """
 
