@@ -1,4 +1,5 @@
-"""The command line: thin Typer commands, and the one place where errors become advice and exit codes.
+"""The command line: thin Typer commands, and the one place where errors become advice (``ui.advise``) and exit
+codes. What they print is rendered by ``ui.py`` and ``ui_reports.py``.
 
 Heavy modules (httpx, pydantic, the engine, Pillow) are imported inside the commands so that ``docsync --help``
 starts fast.
@@ -6,31 +7,15 @@ starts fast.
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import signal
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from . import __version__, logs
-from .errors import (
-    AuthError,
-    ConfigError,
-    DocsyncError,
-    LockHeld,
-    NotFoundError,
-    RunFatal,
-    ServiceUnreachable,
-    SetupError,
-    UnsafePlan,
-    UsageError,
-)
+from . import __version__, logs, ui, ui_reports
+from .errors import ConfigError, DocsyncError, UsageError
 from .outcome import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
@@ -40,10 +25,11 @@ from .outcome import (
     error_code,
     run_code,
 )
+from .stopping import stop_on_signals
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .engine import RunSummary
+    from .engine import RunOptions, RunSummary
 
 
 app = typer.Typer(
@@ -55,9 +41,6 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(help="Local EspoCRM and xAI emulators for trying docsync safely.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
-
-log = logging.getLogger("docsync")
-
 
 class Context:
     def __init__(self, config: Path | None, verbose: int, log_format: str) -> None:
@@ -97,9 +80,6 @@ def main_options(
     _setup_logging(verbose, log_format)
 
 
-T = TypeVar("T")
-
-
 def _guard(fn: Callable[[], int]) -> None:
     """Run a command body; translate every docsync error into advice (the only place) and its exit code."""
     try:
@@ -112,49 +92,9 @@ def _guard(fn: Callable[[], int]) -> None:
     raise typer.Exit(code)
 
 
-_URL_SETTINGS = {"espocrm": "ESPOCRM_URL (espocrm.url): the EspoCRM site URL, without /api/v1",
-                 "xai": "XAI_API_URL (xai.api_url)", "xai-management": "XAI_MANAGEMENT_URL (xai.management_url)"}
-
-
 def report_error(exc: DocsyncError) -> int:
-    """Print ``exc`` as advice on stderr; return its exit code (``outcome.error_code``)."""
-    err = _stderr()
-    if isinstance(exc, ConfigError):
-        err.print("[bold red]configuration problems:[/]")
-        for problem in exc.problems:
-            err.print(f"  • {problem}", markup=False, highlight=False)
-        err.print("See `docsync --help` and the README's Configure section.")
-    elif isinstance(exc, UsageError):
-        err.print(f"usage error: {exc}", markup=False, highlight=False)
-    elif isinstance(exc, LockHeld):
-        err.print(f"docsync: skipped, {exc}; try again later or pass --wait SECONDS", markup=False,
-                  highlight=False)
-    elif isinstance(exc, AuthError):
-        which = "ESPOCRM_API_KEY (and ESPOCRM_SECRET_KEY for HMAC)" if exc.service == "espocrm" else (
-            "XAI_API_KEY" if exc.service == "xai" else "XAI_MANAGEMENT_KEY")
-        hint = ("check " + which + "; for 403 also the API user's role (EspoCRM) or the key's permissions "
-                "(xAI console)")
-        err.print(f"docsync: run aborted: {exc}\n  fix: {hint}. Documents not reached keep their status.",
-                  markup=False, highlight=False)
-    elif isinstance(exc, ServiceUnreachable):
-        err.print(f"docsync: run aborted: {exc}\n  fix: check the URL and the network; the next run retries.",
-                  markup=False, highlight=False)
-    elif isinstance(exc, SetupError):
-        err.print(f"docsync: refused: {exc}", markup=False, highlight=False)
-        if exc.advice:
-            err.print(f"  fix: {exc.advice}", markup=False, highlight=False)
-    elif isinstance(exc, UnsafePlan):
-        err.print(f"docsync: refused: {exc}", markup=False, highlight=False)
-    elif isinstance(exc, RunFatal):
-        err.print(f"docsync: run aborted: {exc}", markup=False, highlight=False)
-    elif isinstance(exc, NotFoundError):
-        # A 404 no caller expected (missing records are handled where they are asked for): the URL does not
-        # lead to the service's API, e.g. ESPOCRM_URL naming another server. A configuration error, like check.
-        setting = _URL_SETTINGS.get(exc.service, "the service URLs")
-        err.print(f"docsync: {exc}\n  fix: check {setting}; `docsync check` tests it", markup=False,
-                  highlight=False)
-    else:
-        err.print(f"docsync: {exc}", markup=False, highlight=False)
+    """Print ``exc`` as advice on stderr (``ui.advise``); return its exit code (``outcome.error_code``)."""
+    ui.advise(exc)
     return error_code(exc)
 
 
@@ -162,18 +102,7 @@ def report_error(exc: DocsyncError) -> int:
 # sync / prune
 
 
-SYNC_EXAMPLES = """Examples:
-
-\b
-  docsync sync               the scheduled job: everything that needs work
-  docsync sync --dry-run     show the plan, write nothing (exit 1 when there is work)
-  docsync sync --id ID       one document now (also one held back after a failure)
-  docsync sync --full        also check every document's collections; prune deleted ones
-  docsync sync --retry-failed  also retry documents held back as permanent failures
-"""
-
-
-@app.command(epilog=SYNC_EXAMPLES)
+@app.command(epilog=ui.SYNC_EXAMPLES)
 def sync(
     ctx: typer.Context,
     ids: Annotated[list[str] | None, typer.Option("--id", metavar="<id>", help="Only this document (repeatable); "
@@ -222,17 +151,17 @@ def prune(
     _guard(lambda: _run(ctx.obj, options, "prune" + (" --dry-run" if dry_run else ""), None, wait, False, None))
 
 
-def _run(obj: Context, options: Any, command: str, concurrency: int | None, wait: float | None,
+def _run(obj: Context, options: RunOptions, command: str, concurrency: int | None, wait: float | None,
          previews_on: bool, metrics_file: Path | None) -> int:
     from .runner import SyncRun
 
     stop = threading.Event()
-    _on_sigterm(stop)
+    stop_on_signals(stop)
     with SyncRun(obj.settings(), options, command=command, wait=wait, concurrency=concurrency,
                  previews=previews_on, metrics_file=metrics_file) as run:
         summary: RunSummary | None = None
         error: DocsyncError | None = None
-        progress = _Progress(obj)
+        progress = ui.SyncProgress(obj.log_format)
         try:
             with progress:
                 summary = run.execute(on_result=progress.advance, on_plan=progress.planned, stop=stop)
@@ -243,83 +172,14 @@ def _run(obj: Context, options: Any, command: str, concurrency: int | None, wait
         return code
 
 
-def _outcome(summary: RunSummary | None, error: DocsyncError | None, options: Any) -> int:
+def _outcome(summary: RunSummary | None, error: DocsyncError | None, options: RunOptions) -> int:
     """Print the run's result; its exit code is ``outcome.run_code``'s."""
     if error is not None or summary is None:
         return report_error(error) if error is not None else EXIT_PARTIAL
-    _print_summary(summary, options.dry_run)
+    ui.print_summary(summary, options.dry_run)
     if summary.fatal is not None:
         return report_error(summary.fatal)
     return run_code(summary, dry_run=options.dry_run, ids_requested=bool(options.ids))
-
-
-class _Progress:
-    """A rich progress bar on a terminal; otherwise nothing (the engine logs one line per document)."""
-
-    def __init__(self, obj: Context) -> None:
-        self.enabled = sys.stderr.isatty() and obj.log_format == "text"
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                      console=_stderr().console, transient=True)
-            self._progress.__enter__()
-            self._task = self._progress.add_task("sync", total=None)
-        return self
-
-    def planned(self, plan: Any) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, total=len(plan.work))
-
-    def advance(self, result: Any) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, advance=1)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(None, None, None)
-
-
-def _print_summary(summary: RunSummary, dry_run: bool) -> None:
-    out = _stdout()
-    plan = summary.plan
-    if plan is None:
-        return
-    if dry_run:
-        if not plan.work and not plan.deletions:
-            out.print(f"Nothing to do ({plan.unchanged} documents in step).")
-        for item in plan.work:
-            out.print(f"would sync  {item.doc.id}  {item.doc.name!r}: {item.reason}", markup=False, highlight=False)
-        for deletion in plan.deletions:
-            m = deletion.member
-            out.print(f"would delete  {m.file_id} from {m.collection_id} (document {m.crm_document_id}): "
-                      f"{deletion.reason}", markup=False, highlight=False)
-        for item in plan.held_back:
-            out.print(f"held back  {item.doc.id}  {item.doc.name!r}: {item.reason}", markup=False, highlight=False)
-        return
-    counts = summary.counts()
-    parts = [f"{counts.get(k, 0)} {k}" for k in ("synced", "pending", "failed", "deferred", "skipped")
-             if counts.get(k)]
-    parts.append(f"{counts.get('unchanged', 0)} unchanged")  # the planned and the verified-unchanged ones
-    if summary.deleted:
-        parts.append(f"{len(summary.deleted)} deleted")
-    if counts.get("preview_failed"):
-        parts.append(f"{counts['preview_failed']} previews failed")
-    out.print("docsync: " + ", ".join(parts), markup=False, highlight=False)
-    for result in summary.results:
-        if result.outcome in ("failed", "skipped", "deferred"):
-            out.print(f"  {result.outcome}  {result.doc_id}  {result.name!r}: {result.detail}", markup=False,
-                      highlight=False)
-    for note in summary.notes:
-        out.print(f"  note: {note}", markup=False, highlight=False)
-    if summary.stopped:
-        not_started = len(plan.work) - len(summary.results)
-        out.print(f"  stopped by a signal: {not_started} planned documents not started; the next run does them",
-                  markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -333,16 +193,14 @@ def status(
 ) -> None:
     """Report: documents per status, failures, missing previews, recent runs, the lock holder."""
     def body() -> int:
-        from .reports.status import collect_status, render_status
+        from .reports.status import collect_status
 
         settings = ctx.obj.settings()
         data = collect_status(settings)
         if as_json:
-            from .secrets import scrub
-
-            typer.echo(scrub(json.dumps(data, indent=2, ensure_ascii=False)))
+            ui.print_json(data)
         else:
-            render_status(data, _stdout())
+            ui_reports.render_status(data, ui.stdout())
         return EXIT_OK
 
     _guard(body)
@@ -360,7 +218,8 @@ def explain(
     def body() -> int:
         from .reports.explain import explain_document
 
-        explain_document(ctx.obj.settings(), doc_id, _stdout(), probe=not no_probe)
+        settings = ctx.obj.settings()
+        explain_document(settings, doc_id, ui.LinePrinter(ui.stdout(), settings), probe=not no_probe)
         return EXIT_OK
 
     _guard(body)
@@ -379,14 +238,14 @@ def search(
 ) -> None:
     """Ask xAI's search what it returns, shown as CRM documents (default: every collection docsync manages)."""
     def body() -> int:
-        from .reports.search import render_search, run_search, search_json
+        from .reports.search import run_search, search_json
 
         settings = ctx.obj.settings()
         result = run_search(settings, query, account=account, collection=collection, doc_id=doc_id, limit=limit)
         if as_json:
-            typer.echo(_redacted(json.dumps(search_json(result), indent=2, ensure_ascii=False), settings))
+            ui.print_json(search_json(result), settings)
         else:
-            render_search(result, _stdout(), settings)
+            ui_reports.render_search(result, ui.stdout(), settings)
         return EXIT_OK
 
     _guard(body)
@@ -406,14 +265,14 @@ def verify(
     def body() -> int:
         from .errors import LocalEnvironmentError
         from .metrics import write_verify_metrics
-        from .reports.verify import render_verify, run_verify, verify_json
+        from .reports.verify import run_verify, verify_json
 
         settings = ctx.obj.settings()
         report = run_verify(settings, sample)
         if as_json:
-            typer.echo(_redacted(json.dumps(verify_json(report), indent=2, ensure_ascii=False), settings))
+            ui.print_json(verify_json(report), settings)
         else:
-            render_verify(report, _stdout(), settings)
+            ui_reports.render_verify(report, ui.stdout(), settings)
         if metrics_file is not None:
             try:
                 write_verify_metrics(metrics_file, report.share, len(report.probed), len(report.misses),
@@ -447,7 +306,7 @@ def check(ctx: typer.Context) -> None:
     def body() -> int:
         from .reports.check import run_checks
 
-        return run_checks(ctx.obj.settings, _stdout())  # 0, EXIT_USAGE, or EXIT_REMOTE (unreachable)
+        return run_checks(ctx.obj.settings, ui.LinePrinter(ui.stdout()))  # 0, EXIT_USAGE, or EXIT_REMOTE (unreachable)
 
     _guard(body)
 
@@ -460,7 +319,7 @@ def espocrm_fields(
     """Print the EspoCRM entityDefs JSON that creates docsync's custom Document fields."""
     def body() -> int:
         from .config import FieldNames
-        from .espocrm_fields import LANGUAGES, entity_defs, i18n_labels, with_accounts_override
+        from .espocrm_fields import LANGUAGES
 
         if language not in LANGUAGES:
             raise UsageError(f"no labels for --language {language!r}; choose one of {', '.join(LANGUAGES)}")
@@ -468,14 +327,7 @@ def espocrm_fields(
             names = ctx.obj.settings().espocrm.fields.model_dump()
         except ConfigError:
             names = FieldNames().model_dump()
-        typer.echo("// custom/Espo/Custom/Resources/metadata/entityDefs/Document.json")
-        typer.echo(json.dumps(with_accounts_override(entity_defs(names)), indent=4, ensure_ascii=False))
-        typer.echo("// \"accounts\": {\"noLoad\": false} is optional and changes a standard field: EspoCRM then lists")
-        typer.echo("// each document's accountsIds (one extra SQL query per row), so docsync's hourly listing pass")
-        typer.echo("// sees link changes without one request per account. Leave it out if you do not want that.")
-        typer.echo(f"// custom/Espo/Custom/Resources/i18n/{language}/Document.json")
-        typer.echo(json.dumps(i18n_labels(names, language), indent=4, ensure_ascii=False))
-        typer.echo("// then: Administration > Rebuild (or `php command.php rebuild`)")
+        ui.print_field_definitions(names, language)
         return EXIT_OK
 
     _guard(body)
@@ -510,10 +362,7 @@ def sandbox_serve(
         with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port),
                      crm=crm) as sandbox:
             sandbox.seed_firm(corpus_dir())
-            typer.echo("# Emulators running; paste this into your shell, then run `docsync sync`:")
-            for key, value in sandbox.environment(Path.cwd() / ".docsync-sandbox-state").items():
-                typer.echo(f"export {key}={value}")
-            typer.echo(f"# Ctrl-C or `kill {os.getpid()}` (SIGTERM) stops the emulators.")
+            ui.print_sandbox_environment(sandbox.environment(Path.cwd() / ".docsync-sandbox-state"))
             signum = stop.wait()
     except OSError as exc:  # e.g. a --*-port another program listens on
         stop.restore()
@@ -532,58 +381,11 @@ def demo(
     """Start the emulators, seed a firm, run a real `docsync sync` against them, and show the result."""
     from .sandbox.demo import run_demo
 
-    raise typer.Exit(run_demo(keep_running=keep_running, contact_sheet=contact_sheet))
+    raise typer.Exit(run_demo(ui.DemoConsole(), keep_running=keep_running, contact_sheet=contact_sheet))
 
 
 # ---------------------------------------------------------------------------------------------------
 # plumbing
-
-
-def _redacted(text: str, settings: Settings) -> str:
-    from .config import redact
-
-    return redact(text, settings)
-
-
-class _Scrubbed:
-    """A rich console whose every printed string passes the one secret scrubber first (the output boundary)."""
-
-    def __init__(self, console: Any) -> None:
-        self.console = console
-
-    def print(self, *objects: Any, **kwargs: Any) -> None:
-        from .secrets import scrub
-
-        self.console.print(*(scrub(o) if isinstance(o, str) else o for o in objects), **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.console, name)
-
-
-def _stdout() -> Any:
-    from rich.console import Console
-
-    return _Scrubbed(Console(highlight=False, soft_wrap=True))
-
-
-def _stderr() -> Any:
-    from rich.console import Console
-
-    # soft_wrap: one message stays one line in journald and cron mail, whatever the terminal width
-    return _Scrubbed(Console(stderr=True, highlight=False, soft_wrap=True))
-
-
-def _on_sigterm(stop: threading.Event) -> None:
-    """SIGTERM (systemd stop): start no new document, finish the ones in hand, release the lock, exit."""
-    def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        log.warning("stop requested (signal %d): finishing the documents in hand", signum)
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
 
 
 # Logging (one handler for docsync's and third-party loggers, text or JSON, redacted) lives in logs.py.

@@ -27,10 +27,9 @@ def regenerate_preview(settings: Settings, doc_id: str, out: Path | None) -> str
     rendered (cli prints it, exit 1); :class:`~.errors.UsageError` when EspoCRM has no such document.
     """
     from .findability import downloaded
-    from .preview import PreviewLimits, PreviewService
+    from .preview import PreviewService
 
-    limits = PreviewLimits(timeout_seconds=settings.preview.timeout_seconds,
-                           memory_bytes=settings.preview.memory_mb * 1024 * 1024)
+    limits = settings.preview.limits()
     with report_services(settings) as services:
         doc = get_document(services, doc_id)
         with downloaded(services, doc, settings.xai.max_file_bytes) as path, \

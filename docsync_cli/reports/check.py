@@ -1,11 +1,11 @@
-"""``docsync check``: is this installation ready to sync? Every check prints one ✓/✗ line, and its fix.
+"""``docsync check``: is this installation ready to sync? Every check writes one ✓/✗ line, and its fix.
 
 Only read requests go to the services: ``GET App/user`` and ``GET Metadata`` (EspoCRM), ``GET /v1/files?limit=1``
 (xAI Files), ``GET /v1/collections/{id}`` or ``GET /v1/collections?limit=1`` (xAI Management). The preview tools
 are looked up, not started (no LibreOffice launch). Collections named by linked records (one per client) are not
 checked: there may be thousands; ``docsync explain --id`` shows them for one document.
 
-Nothing printed contains a secret: every line goes through :func:`~.config.redact` once the settings are known,
+Nothing written contains a secret: every line goes through :func:`~..config.redact` once the settings are known,
 and configuration problems are already secret-free.
 """
 
@@ -15,7 +15,6 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable
-from typing import Any
 
 from ..config import Settings, redact
 from ..errors import ConfigError, DocsyncError
@@ -28,16 +27,16 @@ from .check_services import (
     check_xai_files,
     check_xai_management,
 )
-from .shared import report_services
+from .shared import Lines, report_services
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
 
 
 class CheckReport:
-    """Prints check lines and remembers whether any failed."""
+    """Writes check lines to ``out`` and remembers whether any failed."""
 
-    def __init__(self, console: Any) -> None:
-        self.console = console
+    def __init__(self, out: Lines) -> None:
+        self.out = out
         self.ok = True
         self.unreachable = False  # a service that could not be reached or refused the key: exit 3, like sync
         self.settings: Settings | None = None
@@ -45,7 +44,7 @@ class CheckReport:
     def _print(self, text: str, style: str | None = None) -> None:
         if self.settings is not None:
             text = redact(text, self.settings)
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True, style=style)
+        self.out.line(text, style)
 
     def good(self, what: str, detail: str = "") -> None:
         self._print(f"{OK} {what}" + (f": {detail}" if detail else ""), "green")
@@ -64,7 +63,7 @@ class CheckReport:
         self._print(f"{SKIP} {what}: skipped ({why})", "dim")
 
 
-def run_checks(load_settings: Callable[[], Settings], console: Any) -> int:
+def run_checks(load_settings: Callable[[], Settings], out: Lines) -> int:
     """Run every check, print one ✓/✗ line each (with the fix for each ✗), and return the exit code: 0 when all
     passed, 3 when a service was unreachable or refused a key (as ``sync`` would exit), else 2.
 
@@ -76,7 +75,7 @@ def run_checks(load_settings: Callable[[], Settings], console: Any) -> int:
     ``load_settings`` is the command's own loader (``cli.Context.settings``, which also installs the log
     redaction, as for every other command).
     """
-    report = CheckReport(console)
+    report = CheckReport(out)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -127,17 +126,24 @@ def _check_preview_tools(report: CheckReport, settings: Settings | None) -> None
         report.bad("preview tools", f"cannot load the preview libraries ({type(exc).__name__}: {exc})",
                    "reinstall docsync with its dependencies (Pillow, pypdfium2), or set preview.enabled = false")
         return
-    broken = {tool: text for tool, text in status.items() if not text.startswith("ok")}
-    hard = {tool: text for tool, text in broken.items() if tool != "fonts"}
-    if hard:
-        report.bad("preview tools", "; ".join(f"{tool}: {text}" for tool, text in hard.items()),
-                   "install what is named above (office previews need LibreOffice and python3-uno), or set "
-                   "preview.enabled = false")
+    missing, working, fonts = judge_preview_tools(status)
+    if missing:
+        report.bad("preview tools", missing, "install what is named above (office previews need LibreOffice and "
+                   "python3-uno), or set preview.enabled = false")
     else:
-        report.good("preview tools", ", ".join(f"{tool} {text.removeprefix('ok').strip(' ()')}".strip()
-                                               for tool, text in status.items() if tool not in broken))
-    if "fonts" in broken:
-        report.warn("preview fonts", broken["fonts"])
+        report.good("preview tools", working)
+    if fonts is not None:
+        report.warn("preview fonts", fonts)
+
+
+def judge_preview_tools(status: dict[str, str]) -> tuple[str, str, str | None]:
+    """(what is missing, "" when nothing; the working tools with their versions; the fonts problem or None) from
+    ``PreviewService.tools_status()`` (tool → ``ok (version)`` or what is wrong). Missing fonts only warn."""
+    broken = {tool: text for tool, text in status.items() if not text.startswith("ok")}
+    missing = "; ".join(f"{tool}: {text}" for tool, text in broken.items() if tool != "fonts")
+    working = ", ".join(f"{tool} {text.removeprefix('ok').strip(' ()')}".strip()
+                        for tool, text in status.items() if tool not in broken)
+    return missing, working, broken.get("fonts")
 
 
 def _check_state_dir(report: CheckReport, settings: Settings) -> bool:

@@ -38,25 +38,40 @@ def check_espocrm(report: CheckReport, settings: Settings, services: Services) -
     except DocsyncError as exc:
         report.bad(what, str(exc), "check ESPOCRM_URL: it must be the EspoCRM site URL (without /api/v1)")
         return False
-    user = answer.get("user") if isinstance(answer, dict) else None
-    name = str(user.get("userName") or user.get("name") or "?") if isinstance(user, dict) else "?"
-    report.good(what, f"reachable, key accepted (API user {name})")
+    report.good(what, f"reachable, key accepted (API user {api_user_name(answer)})")
     _check_acl(report, answer)
     return True
 
 
-def _check_acl(report: CheckReport, answer: Any) -> None:
-    """Best effort: the API user's role must let it read and edit Documents and create Attachments."""
+def api_user_name(answer: Any) -> str:
+    """The API user's name from EspoCRM's ``App/user`` answer (``?`` when it names none)."""
+    user = answer.get("user") if isinstance(answer, dict) else None
+    return str(user.get("userName") or user.get("name") or "?") if isinstance(user, dict) else "?"
+
+
+ACL_NEEDS = (("Document", "read"), ("Document", "edit"), ("Attachment", "create"))
+
+
+def acl_missing(answer: Any) -> list[str] | None:
+    """The rights of :data:`ACL_NEEDS` that the ``App/user`` answer's ACL table denies (e.g. ``Document edit``);
+    None when the answer carries no table to judge (then nothing is said)."""
     acl = answer.get("acl") if isinstance(answer, dict) else None
     table = acl.get("table") if isinstance(acl, dict) else None
     if not isinstance(table, dict):
-        return
-    needs = [("Document", "read"), ("Document", "edit"), ("Attachment", "create")]
+        return None
     missing = []
-    for scope, action in needs:
+    for scope, action in ACL_NEEDS:
         rights = table.get(scope)
         if isinstance(rights, dict) and rights.get(action) in ("no", False):
             missing.append(f"{scope} {action}")
+    return missing
+
+
+def _check_acl(report: CheckReport, answer: Any) -> None:
+    """Best effort: the API user's role must let it read and edit Documents and create Attachments."""
+    missing = acl_missing(answer)
+    if missing is None:
+        return
     if missing:
         report.bad("EspoCRM API user rights", "the role does not allow " + ", ".join(missing),
                    "Administration > Roles: give the API user's role Document read+edit (all) and Attachment "
@@ -115,17 +130,22 @@ def check_link_fields(report: CheckReport, settings: Settings, services: Service
                        f"add a varchar field {rule.field} to {entity} (Administration > Entity Manager > {entity} > "
                        "Fields) holding the xAI collection id, or correct collections.links")
             continue
-        if entity == ACCOUNT:
-            problems = check_fields({rule.field: definition}, {"xaiCollectionId": rule.field}, ACCOUNT)
-        elif definition.get("type") not in ("varchar", "text", "enum", "url"):
-            problems = [f"{entity} field {rule.field} has type {definition.get('type')!r}; a collection id needs a "
-                        "text field (varchar)"]
-        else:
-            problems = []
+        problems = link_field_problems(entity, rule.field, definition)
         if problems:
             report.bad(what, "; ".join(problems), "correct the field or collections.links")
         else:
             report.good(what, f"{entity}.{rule.field} exists")
+
+
+def link_field_problems(entity: str, field: str, definition: dict[str, Any]) -> list[str]:
+    """What is wrong with the field a ``collections.links`` rule reads the collection id from: on Account the
+    design document's definition (``espocrm_fields.check_fields``), elsewhere any text-like type."""
+    if entity == ACCOUNT:
+        return check_fields({field: definition}, {"xaiCollectionId": field}, ACCOUNT)
+    if definition.get("type") not in ("varchar", "text", "enum", "url"):
+        return [f"{entity} field {field} has type {definition.get('type')!r}; a collection id needs a text field "
+                "(varchar)"]
+    return []
 
 
 def check_change_feeds(report: CheckReport, services: Services) -> None:

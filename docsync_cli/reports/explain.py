@@ -8,21 +8,19 @@ secret.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..config import Settings
 from ..errors import DocsyncError, NotFoundError
 from ..findability import CollectionProbe
 from ..model import CrmDocument, DateiStatus, LocalRecord
-from ..plan import why_work
+from ..plan import candidate_collections, why_work
 from ..services import Services
 from .probe import DocumentProbe, preview_service, probe_document, verdict
 from .search import Resolver, describe
-from .shared import LinePrinter, get_document, open_history, read_local_record, report_services
+from .shared import Lines, get_document, open_history, read_local_record, report_services
 
 
-def explain_document(settings: Settings, doc_id: str, console: Any, *, probe: bool = True) -> None:
-    """Print what docsync knows about ``doc_id`` and what the next ``docsync sync`` would do with it.
+def explain_document(settings: Settings, doc_id: str, out: Lines, *, probe: bool = True) -> None:
+    """Write to ``out`` what docsync knows about ``doc_id`` and what the next ``docsync sync`` would do with it.
 
     Shows the document's docsync fields and hashes, the collections it needs and which rule gave each, what xAI
     holds (does the file exist, is it in each collection and in which processing state), this host's local
@@ -37,7 +35,6 @@ def explain_document(settings: Settings, doc_id: str, console: Any, *, probe: bo
     With ``probe`` (the default) it also runs the findability probe (:func:`explain_probe`):
     a phrase from the document's own text is searched in each of its collections (one billed search call each).
     """
-    out = LinePrinter(console, settings)
     with report_services(settings) as services:
         doc = get_document(services, doc_id)
         local = read_local_record(settings.state_dir, doc.id)
@@ -71,7 +68,7 @@ def explain_document(settings: Settings, doc_id: str, console: Any, *, probe: bo
         out.line(f"Next run: would sync it: {reason}", style="bold")
 
 
-def _required_collections(settings: Settings, services: Services, doc: CrmDocument, out: LinePrinter
+def _required_collections(settings: Settings, services: Services, doc: CrmDocument, out: Lines
                           ) -> dict[str, str]:
     """collection id → which rule requires it (``collections.static`` or ``link <link>.<field>``); printed."""
     required: dict[str, list[str]] = {}
@@ -95,7 +92,7 @@ def _required_collections(settings: Settings, services: Services, doc: CrmDocume
 
 
 def _print_xai(services: Services, doc: CrmDocument, required: dict[str, str], local: LocalRecord | None,
-               out: LinePrinter) -> None:
+               out: Lines) -> None:
     out.line("xAI:")
     file_id = doc.xai_file_id
     if not file_id:
@@ -109,7 +106,7 @@ def _print_xai(services: Services, doc: CrmDocument, required: dict[str, str], l
     out.line(f"  file {file_id} {'exists' if exists else 'does not exist'}")
     if not exists:
         return
-    candidates = set(required) | set(doc.xai_collections) | set(local.collections if local else ())
+    candidates = candidate_collections(doc, required, local)
     for collection_id in sorted(candidates):
         try:
             member = services.xai.document(collection_id, file_id)
@@ -126,7 +123,7 @@ def _print_xai(services: Services, doc: CrmDocument, required: dict[str, str], l
         out.line(f"  {collection_id}: {state}; {need}")
 
 
-def _print_local(settings: Settings, doc: CrmDocument, local: LocalRecord | None, out: LinePrinter) -> None:
+def _print_local(settings: Settings, doc: CrmDocument, local: LocalRecord | None, out: Lines) -> None:
     if local is None:
         out.line("Local record: none on this host (no run here has touched the document yet)")
     else:
@@ -151,12 +148,11 @@ def _print_local(settings: Settings, doc: CrmDocument, local: LocalRecord | None
     out.line("Last error: " + ("; ".join(errors) if errors else "none"))
 
 
-
 # ---------------------------------------------------------------------------------------------- probe
 
 
-def print_probe(result: DocumentProbe, resolver: Resolver, out: Any, top: int) -> None:
-    """The findability lines of ``docsync explain`` (``out`` has ``line(text, style=None)``)."""
+def print_probe(result: DocumentProbe, resolver: Resolver, out: Lines, top: int) -> None:
+    """The findability lines of ``docsync explain``."""
     out.line(f"Findability (a phrase from its own text, searched in each of its collections; top {top}):")
     if not result.probed:
         out.line(f"  not probed: {result.reason}")
@@ -170,7 +166,6 @@ def print_probe(result: DocumentProbe, resolver: Resolver, out: Any, top: int) -
                 out.line(f"      {line}")
 
 
-
 def _came_back(c: CollectionProbe, resolver: Resolver) -> list[str]:
     if c.error:
         return []
@@ -180,7 +175,7 @@ def _came_back(c: CollectionProbe, resolver: Resolver) -> list[str]:
                                      for i, h in enumerate(c.others, start=1)]
 
 
-def explain_probe(settings: Settings, services: Services, doc: CrmDocument, out: Any) -> None:
+def explain_probe(settings: Settings, services: Services, doc: CrmDocument, out: Lines) -> None:
     """Run the findability probe for ``docsync explain`` and print it; problems become output lines."""
     top = settings.verify.top
     try:
@@ -189,4 +184,3 @@ def explain_probe(settings: Settings, services: Services, doc: CrmDocument, out:
         print_probe(result, Resolver(settings, services), out, top)
     except DocsyncError as exc:  # explain shows problems instead of failing: the rest is still worth seeing
         out.line(f"Findability: cannot probe: {exc}", style="red")
-

@@ -5,12 +5,15 @@ text (:mod:`..findability`) searched in each of its collections (one billed sear
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..findability import CollectionProbe, TextReader, document_phrase, probe
 from ..model import CrmDocument
 from ..services import Services
+
+if TYPE_CHECKING:
+    from ..preview import PreviewService
 
 
 @dataclass
@@ -42,14 +45,13 @@ def probe_document(settings: Settings, services: Services, doc: CrmDocument, pre
                                                        top))
 
 
-def preview_service(settings: Settings) -> Any:
-    from ..preview import PreviewLimits, PreviewService
+def preview_service(settings: Settings) -> PreviewService:
+    """A one-worker preview service for reading a document's first text (limits from ``settings.preview``)."""
+    from ..preview import PreviewService
 
-    limits = PreviewLimits(timeout_seconds=settings.preview.timeout_seconds,
-                           memory_bytes=settings.preview.memory_mb * 1024 * 1024)
+    limits = settings.preview.limits()
     # LibreOffice (only for office formats without XML text, e.g. .doc) gets docsync's private profile root
     return PreviewService(limits, workers=1, private_root=settings.state_dir / "libreoffice")
-
 
 
 def verdict(c: CollectionProbe, top: int) -> str:

@@ -26,7 +26,7 @@ from ..model import CrmDocument
 from ..services import Services
 from ..state import ReadOnlyState, peek_installation_id
 from ..xai import MANAGED_BY, SEARCH_MAX_LIMIT, SearchHit
-from .shared import LinePrinter, get_document, read_local_record, report_services
+from .shared import get_document, read_local_record, report_services
 
 log = logging.getLogger("docsync.search")
 
@@ -265,27 +265,9 @@ def search_json(result: SearchResult) -> dict[str, Any]:
     }
 
 
-def render_search(result: SearchResult, console: Any, settings: Settings) -> None:
-    out = LinePrinter(console, settings)
-    out.line(f"{len(result.hits)} hit(s) in {result.scope} ({len(result.collections)} collection(s))", "bold")
-    if result.unknown:
-        out.line(f"  xAI does not know {len(result.unknown)} of them (skipped): {', '.join(result.unknown)}", "red")
-    for h in result.hits:
-        out.line(f"{h.rank:>3}. {describe(h.owner, h.hit.file_id)}")
-        where = ", ".join(h.hit.collection_ids) or "?"
-        page = f", page {h.hit.page_number}" if h.hit.page_number else ""
-        out.line(f"     score {h.hit.score:.3f}{page}, file {h.hit.file_id}, collection {where}")
-        if h.owner.note and h.owner.doc_id is not None:
-            out.line(f"     note: {h.owner.note}")
-        if h.snippet:
-            out.line(f"     “{h.snippet}”")
-
-
 def describe(owner: Owner, file_id: str) -> str:
     if owner.doc_id is None:
         return f"({owner.note})"
     if owner.name is None:
         return f"document {owner.doc_id} (gone from EspoCRM)"
     return f"{owner.name!r} (document {owner.doc_id})"
-
-

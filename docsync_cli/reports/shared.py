@@ -7,9 +7,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-from ..config import Settings, redact
+from ..config import Settings
 from ..errors import NotFoundError, UsageError
 from ..history import FILE_NAME as HISTORY_FILE
 from ..history import History
@@ -42,16 +42,11 @@ def get_document(services: Services, doc_id: str) -> CrmDocument:
         raise UsageError(f"EspoCRM has no Document with id {doc_id!r}") from None
 
 
-class LinePrinter:
-    """Prints literal (no markup), unwrapped, secret-free lines: the output of the report commands."""
+class Lines(Protocol):
+    """Where a report writes its lines as it goes (the CLI layer's ``ui.LinePrinter``: literal, unwrapped,
+    secret-free). ``style`` is a presentation hint ("bold", "red", ...), never part of the text."""
 
-    def __init__(self, console: Any, settings: Settings) -> None:
-        self.console = console
-        self.settings = settings
-
-    def line(self, text: str, style: str | None = None) -> None:
-        self.console.print(redact(text, self.settings), markup=False, highlight=False, soft_wrap=True, style=style)
-
+    def line(self, text: str, style: str | None = None) -> None: ...
 
 
 def read_local_record(state_dir: Path, doc_id: str) -> LocalRecord | None:

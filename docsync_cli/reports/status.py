@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from ..config import Settings, redact
-from ..errors import DocsyncError
-from ..model import CrmDocument, DateiStatus, SyncStatus
+from ..errors import DocsyncError, RejectedError
+from ..model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
 from ..plan import why_work
 from ..services import Services
 from ..state import ReadOnlyState, peek_installation_id
+from ..timestamps import unix_to_timestamp, utc_timestamp
 from .shared import open_history, read_local_records, report_services
 
 EMPTY = "(leer)"
@@ -32,6 +32,100 @@ FAILED_LIST_LIMIT = 50
 RUNS_SHOWN = 10
 
 
+# The report's values: ``docsync status --json`` prints them as they are (see :func:`collect_status`); keys
+# named like the CRM's fields (dateiStatus, modifiedAt, ...) are the JSON's keys.
+
+
+class EspoState(TypedDict):
+    reachable: bool
+    error: str | None
+
+
+class Documents(TypedDict):
+    total: int | None
+    dateiStatus: dict[str, int | None]
+    xaiSyncStatus: dict[str, int | None]
+    other_dateiStatus: int | None
+
+
+class FailedDocument(TypedDict):
+    id: str
+    name: str
+    xaiSyncStatus: str | None
+    error: str | None
+    modifiedAt: str
+
+
+class Failed(TypedDict):
+    total: int | None
+    documents: list[FailedDocument]
+    truncated: bool
+
+
+class PreviewErrorRow(TypedDict):
+    id: str
+    name: str | None
+    reason: str
+
+
+class Previews(TypedDict):
+    missing: int | None
+    errors: list[PreviewErrorRow]
+
+
+class Waiting(TypedDict):
+    new: int | None
+    changed: int | None
+    no_status: int | None
+    unfinished: int | None
+    failed_retry: int | None
+    failed_held_back: int | None
+    approximate: bool
+    next_run: int | None
+
+
+class RunRow(TypedDict):
+    started_at: str
+    finished_at: str
+    duration_seconds: float
+    command: str
+    exit_code: int
+    counts: dict[str, int]
+    host: str
+    pid: int
+    error: str | None
+
+
+class LockState(TypedDict):
+    backend: str
+    holder: str | None
+    error: str | None
+
+
+class Feeds(TypedDict):
+    enabled: bool
+    watermark: str | None
+    last_listing: str | None
+    listing_interval_seconds: float
+    stream: str | None
+    accounts_override: bool | None
+    note_cursor: int | None
+
+
+class StatusReport(TypedDict):
+    generated_at: str
+    state_dir: str
+    installation_id: str | None
+    espocrm: EspoState
+    documents: Documents
+    failed: Failed
+    previews: Previews
+    waiting: Waiting
+    runs: list[RunRow]
+    lock: LockState
+    feeds: Feeds
+
+
 def where_equals(attribute: str, value: str) -> dict[str, Any]:
     """An EspoCRM where item: ``attribute`` equals ``value``; :data:`EMPTY` means NULL or empty text."""
     if value == EMPTY:
@@ -40,14 +134,10 @@ def where_equals(attribute: str, value: str) -> dict[str, Any]:
     return {"type": "equals", "attribute": attribute, "value": value}
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # ---------------------------------------------------------------------------------------------- collect
 
 
-def collect_status(settings: Settings) -> dict[str, Any]:
+def collect_status(settings: Settings) -> StatusReport:
     """Gather the status report as plain JSON-able data (``docsync status --json`` prints exactly this).
 
     Keys (stable; new keys may be added, none removed or renamed):
@@ -95,8 +185,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         can read GlobalStream (link changes then count from the next run); ``accounts_override`` whether the
         listing carries ``accountsIds`` (``noLoad: false``).
     """
-    data: dict[str, Any] = {
-        "generated_at": _now(),
+    data: StatusReport = {
+        "generated_at": utc_timestamp(),
         "state_dir": str(settings.state_dir),
         "installation_id": peek_installation_id(settings.state_dir, settings.sync.installation_id),
         "espocrm": {"reachable": False, "error": None},
@@ -124,7 +214,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     return data
 
 
-def _collect_local(settings: Settings, data: dict[str, Any]) -> None:
+def _collect_local(settings: Settings, data: StatusReport) -> None:
     history = open_history(settings.state_dir)
     if history is None:
         return
@@ -137,7 +227,7 @@ def _collect_local(settings: Settings, data: dict[str, Any]) -> None:
                                       for doc_id, reason in history.preview_errors().items()]
 
 
-def _collect_feeds(settings: Settings, data: dict[str, Any]) -> None:
+def _collect_feeds(settings: Settings, data: StatusReport) -> None:
     """The change-feed bookkeeping plain runs keep in ``state.sqlite3`` (read-only)."""
     state = ReadOnlyState(settings.state_dir)
     if not state.exists():
@@ -146,7 +236,7 @@ def _collect_feeds(settings: Settings, data: dict[str, Any]) -> None:
     feeds = data["feeds"]
     feeds["watermark"] = meta.get("watermark")
     if meta.get("last_listing"):
-        feeds["last_listing"] = datetime.fromtimestamp(float(meta["last_listing"]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        feeds["last_listing"] = unix_to_timestamp(float(meta["last_listing"]))
     if meta.get("note_cursor"):
         feeds["note_cursor"] = int(meta["note_cursor"])
     with contextlib.suppress(ValueError, TypeError):
@@ -155,7 +245,7 @@ def _collect_feeds(settings: Settings, data: dict[str, Any]) -> None:
         feeds["accounts_override"] = seen.get("accounts_override")
 
 
-def feeds_explained(feeds: dict[str, Any]) -> list[str]:
+def feeds_explained(feeds: Feeds) -> list[str]:
     """What the feeds mean for how fast each kind of change is noticed (the status text)."""
     minutes = f"{feeds['listing_interval_seconds'] / 60:g} min"
     if not feeds["enabled"]:
@@ -182,20 +272,20 @@ def feeds_explained(feeds: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _collect_remote(settings: Settings, services: Services, data: dict[str, Any]) -> None:
+def _collect_remote(settings: Settings, services: Services, data: StatusReport) -> None:
     espo = services.espo
     espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
     status_attr, sync_attr = espo.attributes["dateiStatus"], espo.attributes["xaiSyncStatus"]
     documents = data["documents"]
-    documents["total"] = espo.count([])
-    for value in DATEI_STATUSES:
-        documents["dateiStatus"][value] = espo.count([where_equals(status_attr, value)])
+    total = documents["total"] = espo.count([])
+    datei = {value: espo.count([where_equals(status_attr, value)]) for value in DATEI_STATUSES}
+    documents["dateiStatus"].update(datei)
     for value in SYNC_STATUSES:
         documents["xaiSyncStatus"][value] = espo.count([where_equals(sync_attr, value)])
-    documents["other_dateiStatus"] = max(0, documents["total"] - sum(documents["dateiStatus"].values()))
+    other = documents["other_dateiStatus"] = max(0, total - sum(datei.values()))
 
     failed_docs = _failed_documents(services, status_attr)
-    failed_total = documents["dateiStatus"][DateiStatus.FEHLER.value]
+    failed_total = datei[DateiStatus.FEHLER.value]
     data["failed"] = {
         "total": failed_total,
         "documents": [{"id": d.id, "name": d.name, "xaiSyncStatus": d.xai_sync_status, "error": d.xai_sync_error,
@@ -211,21 +301,21 @@ def _collect_remote(settings: Settings, services: Services, data: dict[str, Any]
                               "value": [SyncStatus.PENDING.value, SyncStatus.SYNCING.value,
                                         SyncStatus.FAILED.value]}])
     local = read_local_records(settings.state_dir, [d.id for d in failed_docs])
-    retry = sum(1 for d in failed_docs if why_work(d, local.get(d.id), full=False, explicit=False) is not None)
-    held_back = failed_total - retry
-    counts = documents["dateiStatus"]
-    waiting = {
-        "new": counts[DateiStatus.NEU.value],
-        "changed": counts[DateiStatus.GEAENDERT.value],
-        "no_status": counts[EMPTY] + documents["other_dateiStatus"],
-        "unfinished": unfinished,
-        "failed_retry": retry,
-        "failed_held_back": held_back,
-        "approximate": failed_total > len(failed_docs),
-    }
-    waiting["next_run"] = (waiting["new"] + waiting["changed"] + waiting["no_status"] + waiting["unfinished"]
-                           + waiting["failed_retry"])
-    data["waiting"] = waiting
+    data["waiting"] = waiting_counts(datei, other, unfinished, failed_total, failed_docs, local)
+
+
+def waiting_counts(datei_counts: dict[str, int], other: int, unfinished: int, failed_total: int,
+                   failed_listed: list[CrmDocument], local: dict[str, LocalRecord]) -> Waiting:
+    """What the next plain ``docsync sync`` would at least work on (the ``waiting`` part of the report), from the
+    counts per dateiStatus, the ``other`` values, the Gesynct documents xAI has not finished, and the listed
+    Fehler documents with their local records (which of them :func:`~..plan.why_work` would retry). The Fehler
+    documents beyond the listed ones count as held back, and the numbers are then ``approximate``."""
+    retry = sum(1 for d in failed_listed if why_work(d, local.get(d.id), full=False, explicit=False) is not None)
+    new, changed, no_status = (datei_counts[DateiStatus.NEU.value], datei_counts[DateiStatus.GEAENDERT.value],
+                               datei_counts[EMPTY] + other)
+    return {"new": new, "changed": changed, "no_status": no_status, "unfinished": unfinished, "failed_retry": retry,
+            "failed_held_back": failed_total - retry, "approximate": failed_total > len(failed_listed),
+            "next_run": new + changed + no_status + unfinished + retry}
 
 
 def _failed_documents(services: Services, status_attr: str) -> list[CrmDocument]:
@@ -235,33 +325,33 @@ def _failed_documents(services: Services, status_attr: str) -> list[CrmDocument]
               espo.attributes["xaiSyncError"]]
     params = {"maxSize": FAILED_LIST_LIMIT, "offset": 0, "orderBy": "modifiedAt", "order": "desc",
               "select": select, "where": [where_equals(status_attr, DateiStatus.FEHLER.value)]}
-    page = espo.service.json("GET", "Document", params={"searchParams": json.dumps(params)},
-                             headers={"X-No-Total": "true"})
-    records = page.get("list") if isinstance(page, dict) else None
-    if not isinstance(records, list):
+    try:
+        records, _ = espo.search("Document", params)
+    except RejectedError:  # an answer without a list of records: none to show
         return []
-    return [espo.to_document(record) for record in records if isinstance(record, dict)]
+    return [espo.to_document(record) for record in records]
 
 
-def _name_preview_errors(services: Services, errors: list[dict[str, Any]]) -> None:
+def _name_preview_errors(services: Services, errors: list[PreviewErrorRow]) -> None:
     """Fill in the document names of the first :data:`FAILED_LIST_LIMIT` preview errors (one request)."""
     ids = [item["id"] for item in errors[:FAILED_LIST_LIMIT]]
     if not ids:
         return
     params = {"maxSize": len(ids), "offset": 0, "select": ["id", "name"],
               "where": [{"type": "in", "attribute": "id", "value": ids}]}
-    page = services.espo.service.json("GET", "Document", params={"searchParams": json.dumps(params)},
-                                      headers={"X-No-Total": "true"})
-    records = page.get("list") if isinstance(page, dict) else None
-    names = {str(r.get("id")): str(r.get("name") or "") for r in records or [] if isinstance(r, dict)}
+    try:
+        records, _ = services.espo.search("Document", params)
+    except RejectedError:  # an answer without a list of records: the names stay unknown
+        records = []
+    names = {str(r.get("id")): str(r.get("name") or "") for r in records}
     for item in errors:
         item["name"] = names.get(item["id"])
 
 
-def _lock_status(settings: Settings) -> dict[str, Any]:
+def _lock_status(settings: Settings) -> LockState:
     from ..locks import make_locks
 
-    result: dict[str, Any] = {"backend": settings.lock.backend, "holder": None, "error": None}
+    result: LockState = {"backend": settings.lock.backend, "holder": None, "error": None}
     try:
         locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds)
     except DocsyncError as exc:
@@ -277,115 +367,3 @@ def _lock_status(settings: Settings) -> dict[str, Any]:
     return result
 
 
-# ---------------------------------------------------------------------------------------------- render
-
-
-def render_status(data: dict[str, Any], console: Any) -> None:
-    """Print :func:`collect_status`'s data as rich tables (status names exactly as in the CRM)."""
-    from rich.table import Table
-
-    console.print(f"Installation: {data.get('installation_id') or '(not yet made; the first sync makes it)'}",
-                  markup=False, soft_wrap=True)
-    espocrm = data["espocrm"]
-    if not espocrm["reachable"]:
-        console.print(f"EspoCRM could not be reached: {espocrm['error']}\n"
-                      "Showing what this host knows locally.", markup=False, soft_wrap=True, style="bold red")
-    documents = data["documents"]
-    if documents["total"] is not None:
-        table = Table(title=f"Documents ({documents['total']})", title_justify="left")
-        table.add_column("dateiStatus")
-        table.add_column("count", justify="right")
-        for name, count in documents["dateiStatus"].items():
-            table.add_row(_cell(name), str(count))
-        if documents["other_dateiStatus"]:
-            table.add_row("(other)", str(documents["other_dateiStatus"]))
-        console.print(table)
-        table = Table(title="xAI sync", title_justify="left")
-        table.add_column("xaiSyncStatus")
-        table.add_column("count", justify="right")
-        for name, count in documents["xaiSyncStatus"].items():
-            table.add_row(_cell(name), str(count))
-        console.print(table)
-        _render_waiting(data["waiting"], console)
-    failed = data["failed"]
-    if failed["documents"]:
-        more = f", showing {len(failed['documents'])}" if failed["truncated"] else ""
-        table = Table(title=f"Fehler ({failed['total']}{more})", title_justify="left")
-        for column in ("id", "name", "error"):
-            table.add_column(column, overflow="fold")
-        for doc in failed["documents"]:
-            table.add_row(_cell(doc["id"]), _cell(doc["name"]), _cell(doc["error"] or ""))
-        console.print(table)
-    _render_previews(data["previews"], console)
-    console.print("Change feeds", style="italic")
-    for line in feeds_explained(data["feeds"]):
-        console.print("  " + line, markup=False, soft_wrap=True)
-    _render_runs(data["runs"], console)
-    lock = data["lock"]
-    if lock["error"]:
-        console.print(f"Lock ({lock['backend']}): cannot tell: {lock['error']}", markup=False, soft_wrap=True)
-    else:
-        console.print(f"Lock ({lock['backend']}): " + (f"held by {lock['holder']}" if lock["holder"] else "free"),
-                      markup=False, soft_wrap=True)
-
-
-def _cell(text: str) -> Any:
-    """A table cell shown literally (CRM names and error texts may contain ``[...]``, which rich reads as markup)."""
-    from rich.text import Text
-
-    from ..secrets import printable, scrub
-
-    return Text(scrub(printable(str(text), 2000)))  # no terminal escapes, no secrets
-
-
-def _render_waiting(waiting: dict[str, Any], console: Any) -> None:
-    about = "about " if waiting["approximate"] else "at least "
-    parts = [f"{waiting['new']} Neu", f"{waiting['changed']} Geändert"]
-    if waiting["no_status"]:
-        parts.append(f"{waiting['no_status']} without dateiStatus")
-    if waiting["unfinished"]:
-        parts.append(f"{waiting['unfinished']} unfinished")
-    if waiting["failed_retry"]:
-        parts.append(f"{waiting['failed_retry']} Fehler to retry")
-    if waiting["next_run"] == 0:
-        line = "Waiting: no document is marked for the next run (drift is found only by a run)"
-    else:
-        line = f"Waiting: the next run would work on {about}{waiting['next_run']} documents ({', '.join(parts)})"
-    if waiting["failed_held_back"]:
-        line += (f"; {waiting['failed_held_back']} Fehler held back until they change (`docsync sync --id ID` or "
-                 "`docsync sync --retry-failed` retries them now)")
-    console.print(line, markup=False, soft_wrap=True)
-
-
-def _render_previews(previews: dict[str, Any], console: Any) -> None:
-    from rich.table import Table
-
-    if previews["missing"] is not None:
-        console.print(f"Previews missing: {previews['missing']} Gesynct documents have no preview", markup=False,
-                      soft_wrap=True)
-    if previews["errors"]:
-        table = Table(title="Preview errors", title_justify="left")
-        table.add_column("document")
-        table.add_column("id")
-        table.add_column("reason", overflow="fold")
-        for item in previews["errors"]:
-            table.add_row(_cell(item.get("name") or "?"), _cell(item["id"]), _cell(item["reason"]))
-        console.print(table)
-
-
-def _render_runs(runs: list[dict[str, Any]], console: Any) -> None:
-    from rich.table import Table
-
-    if not runs:
-        console.print("No runs recorded on this host yet.", markup=False, soft_wrap=True)
-        return
-    table = Table(title="Last runs", title_justify="left")
-    for column in ("started", "duration", "command", "exit", "counts"):
-        table.add_column(column, justify="right" if column in ("duration", "exit") else "left")
-    for run in runs:
-        counts = ", ".join(f"{n} {k}" for k, n in sorted(run["counts"].items()) if n)
-        if run["error"]:
-            counts = (counts + "; " if counts else "") + str(run["error"])
-        table.add_row(run["started_at"], f"{run['duration_seconds']:.1f} s", _cell(run["command"]),
-                      str(run["exit_code"]), _cell(counts))
-    console.print(table)

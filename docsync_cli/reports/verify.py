@@ -18,9 +18,9 @@ from ..config import Settings
 from ..model import DateiStatus
 from ..services import Services
 from ..xai import SearchHit
-from .probe import DocumentProbe, preview_service, probe_document, verdict
-from .search import SEARCH_JSON_VERSION, Owner, Resolver, describe
-from .shared import LinePrinter, report_services
+from .probe import DocumentProbe, preview_service, probe_document
+from .search import SEARCH_JSON_VERSION, Owner, Resolver
+from .shared import report_services
 
 log = logging.getLogger("docsync.search")
 
@@ -100,38 +100,6 @@ def run_verify(settings: Settings, sample: int | None = None, rng: random.Random
     report.finished_unixtime = time.time()
     log.info("verify: %d probed, %d missed", len(report.probed), len(report.misses))
     return report
-
-
-def render_verify(report: VerifyReport, console: Any, settings: Settings) -> None:
-    out = LinePrinter(console, settings)
-    probed = report.probed
-    share = report.share
-    if share is None:
-        out.line(f"docsync verify: nothing to probe ({report.candidates} Gesynct document(s) with an xAI file, "
-                 f"none with text to search for)", "bold")
-    else:
-        out.line(f"docsync verify: {len(probed) - len(report.misses)} of {len(probed)} probed documents found in "
-                 f"the top {report.top} ({share * 100:.1f} %); threshold {report.threshold:.1f} %"
-                 + ("" if report.passed else " — BELOW THRESHOLD"), "bold" if report.passed else "bold red")
-    for miss in report.misses:
-        out.line(f"  miss  {miss.doc.id}  {miss.doc.name!r}")
-        instead = report.instead.get(miss.doc.id, {})
-        for c in miss.collections:
-            if c.found:
-                continue
-            out.line(f"        {c.collection_id}: {verdict(c, report.top)}")
-            others = instead.get(c.collection_id, [])
-            if others:
-                out.line("          came back instead: " + "; ".join(describe(o, h.file_id) for h, o in others))
-    if report.skipped:
-        reasons: dict[str, int] = {}
-        for skipped in report.skipped:
-            reasons[skipped.reason] = reasons.get(skipped.reason, 0) + 1
-        out.line(f"  skipped {len(report.skipped)} without a phrase to probe with (--json lists them): "
-                 + "; ".join(f"{n} × {reason}" for reason, n in sorted(reasons.items(), key=lambda r: -r[1])))
-    if report.misses:
-        out.line("  `docsync explain --id ID` shows one miss in detail, `docsync search QUERY --id ID` tries other "
-                 "words.")
 
 
 def verify_json(report: VerifyReport) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """``docsync demo``: emulators up, a firm seeded, a real ``docsync sync`` run against them, results shown.
 
 The sync runs as a separate process configured through environment variables only — the same code path and
-configuration mechanism a user's timer uses.
+configuration mechanism a user's timer uses. What it shows goes to a :class:`Presenter` (the CLI layer's
+``ui.DemoConsole``), so this package prints through no console library of its own.
 """
 
 from __future__ import annotations
@@ -14,12 +15,22 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table
+from typing import Protocol
 
 from .seed import Sandbox, SeededFirm, corpus_dir
+
+
+class Presenter(Protocol):
+    """Where the demo shows its steps: text (rich markup allowed unless ``markup`` is false), a rule with a
+    title between the steps, and a table."""
+
+    def print(self, text: str, *, markup: bool = True) -> None: ...
+
+    def rule(self, title: str) -> None: ...
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None: ...
 
 
 def _docsync(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -27,8 +38,7 @@ def _docsync(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
                           timeout=900, check=False)
 
 
-def run_demo(*, keep_running: bool = False, contact_sheet: Path | None = None) -> int:
-    console = Console(highlight=False)
+def run_demo(console: Presenter, *, keep_running: bool = False, contact_sheet: Path | None = None) -> int:
     sheet_path = contact_sheet or Path.cwd() / "docsync-demo-previews.png"
     with Sandbox(processing_delay=0.3) as sandbox, tempfile.TemporaryDirectory(prefix="docsync-demo-") as tmp:
         firm = sandbox.seed_firm(corpus_dir())
@@ -72,15 +82,12 @@ def run_demo(*, keep_running: bool = False, contact_sheet: Path | None = None) -
         console.rule("What landed in each collection (read from the xAI emulator)")
         names = {doc_id: name for name, doc_id in firm.documents.items()}
         for account, collection_id in firm.collections.items():
-            table = Table(title=f"{account} — {collection_id}", title_justify="left")
-            table.add_column("document")
-            table.add_column("xAI file")
-            table.add_column("status")
+            rows = []
             for file_id, doc in sorted(sandbox.xai.collection_documents(collection_id).items(),
                                        key=lambda item: names.get(item[1]["fields"].get("crm_document_id", ""), "")):
                 crm_id = doc["fields"].get("crm_document_id", "")
-                table.add_row(names.get(crm_id, crm_id), file_id, doc["status"].removeprefix("DOCUMENT_STATUS_"))
-            console.print(table)
+                rows.append((names.get(crm_id, crm_id), file_id, doc["status"].removeprefix("DOCUMENT_STATUS_")))
+            console.table(f"{account} — {collection_id}", ("document", "xAI file", "status"), rows)
         _search_step(console, env)
         if keep_running:
             stop = StopSignals()
@@ -156,7 +163,7 @@ class StopSignals:
 SEARCH_PHRASE = "Berufungsbegründung Stellungnahme Gutachten"  # words from the seeded "Aktennotiz Fristen"
 
 
-def _search_step(console: Console, env: dict[str, str]) -> None:
+def _search_step(console: Presenter, env: dict[str, str]) -> None:
     """Is it findable? Ask xAI's search for a phrase from one of the synced documents."""
     console.rule("docsync search (a phrase from the document \"Aktennotiz Fristen\")")
     found = _docsync(["search", SEARCH_PHRASE, "--limit", "3"], env)
@@ -164,7 +171,7 @@ def _search_step(console: Console, env: dict[str, str]) -> None:
     console.print(found.stdout.rstrip() or found.stderr.rstrip(), markup=False)
 
 
-def _tail(console: Console, text: str, lines: int = 8) -> None:
+def _tail(console: Presenter, text: str, lines: int = 8) -> None:
     shown = [line for line in text.splitlines() if " WARNING " in line or " ERROR " in line][-lines:]
     for line in shown:
         console.print(f"  {line}", markup=False)

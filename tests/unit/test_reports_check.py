@@ -91,3 +91,96 @@ def test_check_loads_its_settings_through_the_command_context(echo_server: str, 
     assert logs.REDACTOR.settings is not None
     assert logs.REDACTOR.settings is context.settings()  # loaded once, by the context
     assert logs.REDACTOR.settings.espocrm.url.rstrip("/") == echo_server
+
+
+# -- check's judgement of what it reads ---------------------------------------------------------------------
+
+
+class Collected:
+    """A ``reports.shared.Lines`` that keeps what a check wrote."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str | None]] = []
+
+    def line(self, text: str, style: str | None = None) -> None:
+        self.lines.append((text, style))
+
+    def text(self) -> str:
+        return "\n".join(text for text, _ in self.lines)
+
+
+def test_the_api_user_is_named_by_user_name_then_name() -> None:
+    from docsync_cli.reports.check_services import api_user_name
+
+    assert api_user_name({"user": {"userName": "docsync-api", "name": "Docsync"}}) == "docsync-api"
+    assert api_user_name({"user": {"name": "Docsync"}}) == "Docsync"
+    assert api_user_name({"user": "odd"}) == "?"
+    assert api_user_name(None) == "?"
+
+
+def test_denied_rights_are_named_and_a_missing_table_is_not_judged() -> None:
+    from docsync_cli.reports.check_services import acl_missing
+
+    table = {"Document": {"read": "all", "edit": "no"}, "Attachment": {"create": False}}
+    assert acl_missing({"acl": {"table": table}}) == ["Document edit", "Attachment create"]
+    assert acl_missing({"acl": {"table": {"Document": {"read": "own", "edit": "all"}}}}) == []  # unknown: allowed
+    assert acl_missing({"acl": {}}) is None
+    assert acl_missing([]) is None
+
+
+def test_a_link_field_must_hold_text() -> None:
+    from docsync_cli.reports.check_services import link_field_problems
+
+    assert link_field_problems("Contact", "collectionId", {"type": "varchar"}) == []
+    assert link_field_problems("Contact", "collectionId", {"type": "url"}) == []
+    assert link_field_problems("Contact", "collectionId", {"type": "int"}) == [
+        "Contact field collectionId has type 'int'; a collection id needs a text field (varchar)"]
+    assert link_field_problems("Account", "xaiCollectionId", {"type": "varchar", "maxLength": 100}) == []
+    assert link_field_problems("Account", "xaiCollectionId", {"type": "int"}) != []  # the design document's rule
+
+
+def test_preview_tools_missing_ones_fail_missing_fonts_only_warn() -> None:
+    from docsync_cli.reports.check import judge_preview_tools
+
+    ok = {"pdfium": "ok (pypdfium2 4, pdfium 6)", "pillow": "ok (11.0)", "fonts": "ok (DejaVu)",
+          "libreoffice": "ok (LibreOffice 7.4)"}
+    assert judge_preview_tools(ok) == ("", "pdfium pypdfium2 4, pdfium 6, pillow 11.0, fonts DejaVu, "
+                                           "libreoffice LibreOffice 7.4", None)
+    missing, working, fonts = judge_preview_tools(ok | {"libreoffice": "not found: install libreoffice",
+                                                         "fonts": "fallback: install fonts-dejavu-core"})
+    assert missing == "libreoffice: not found: install libreoffice"
+    assert working == "pdfium pypdfium2 4, pdfium 6, pillow 11.0"
+    assert fonts == "fallback: install fonts-dejavu-core"
+
+
+def test_an_unloadable_configuration_fails_check_with_exit_2_and_its_problems() -> None:
+    from docsync_cli.errors import ConfigError
+    from docsync_cli.outcome import EXIT_USAGE
+    from docsync_cli.reports.check import run_checks
+
+    def load() -> object:
+        raise ConfigError(["espocrm.url: missing (set ESPOCRM_URL)"])
+
+    out = Collected()
+    assert run_checks(load, out) == EXIT_USAGE  # type: ignore[arg-type]
+    assert out.lines[0] == ("✗ configuration: 1 problem(s)", "red")
+    assert out.lines[1] == ("    • espocrm.url: missing (set ESPOCRM_URL)", None)
+    assert "preview tools" in out.text()  # still checked without a configuration
+
+
+def test_every_check_passes_against_the_emulators(tmp_path: Path) -> None:
+    from docsync_cli.config import load_settings
+    from docsync_cli.outcome import EXIT_OK
+    from docsync_cli.reports.check import run_checks
+    from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+
+    with Sandbox(processing_delay=0.0) as sandbox:
+        sandbox.seed_firm(corpus_dir())
+        env = sandbox.environment(tmp_path / "state") | {"DOCSYNC_PREVIEW__ENABLED": "false"}
+        out = Collected()
+        code = run_checks(lambda: load_settings(None, env=env), out)
+    assert code == EXIT_OK, out.text()
+    assert out.lines[-1] == ("All checks passed.", "bold green")
+    assert [text for text, style in out.lines if style == "red"] == []
+    assert any(text.startswith("✓ EspoCRM at ") for text, _ in out.lines)
+    assert ("– preview tools: skipped (previews are off (preview.enabled = false))", "dim") in out.lines

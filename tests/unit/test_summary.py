@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from docsync_cli import cli
+from docsync_cli import ui
 from docsync_cli.engine import RunSummary
 from docsync_cli.model import DocResult, RunPlan
 
@@ -14,6 +14,6 @@ def test_full_run_summary_counts_verified_documents_as_unchanged(capsys: pytest.
     results = [DocResult(f"d{i}", f"Doc {i}", "unchanged", "verified: EspoCRM and xAI agree") for i in range(17)]
     results += [DocResult("s1", "Neu 1", "synced"), DocResult("s2", "Neu 2", "synced")]
     summary = RunSummary(plan=RunPlan(work=(), unchanged=3), results=results)
-    cli._print_summary(summary, dry_run=False)
+    ui.print_summary(summary, dry_run=False)
     assert capsys.readouterr().out.splitlines()[0] == "docsync: 2 synced, 20 unchanged"
     assert summary.counts()["unchanged"] == 20  # history and metrics say the same

@@ -1,12 +1,15 @@
-"""How search hits are mapped back to CRM documents (``reports.search.Resolver``), with fakes for both services."""
+"""``reports/search.py``: how search hits are mapped back to CRM documents (``Resolver``) and which collections a
+search scope means (``scope_collections``), with fakes for both services."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from docsync_cli.config import load_settings
-from docsync_cli.errors import NotFoundError
+from docsync_cli.errors import NotFoundError, UsageError
 from docsync_cli.model import CrmDocument, LocalRecord
 from docsync_cli.reports.search import Resolver, local_collections, local_file_owners
 from docsync_cli.state import StateStore
@@ -98,3 +101,74 @@ def test_another_installations_file_is_not_taken_for_one_of_ours(tmp_path: Path)
     unknown, _ = resolver(tmp_path / "fresh", docs)  # no id known on this host yet: nothing is "another"
     seen = unknown.owner(hit("file_1", managed_by="docsync", crm_document_id="d1", installation_id="x1234"))
     assert seen.doc_id == "d1"
+
+
+# -- the search scope ------------------------------------------------------------------------------------
+
+
+class ScopeEspo(FakeEspo):
+    def __init__(self, docs: dict[str, CrmDocument], accounts: dict[str, str]) -> None:
+        super().__init__(docs)
+        self.accounts = accounts  # account id -> its collection id ("" = none)
+
+    def learn(self) -> None:
+        pass
+
+    def record_value(self, entity: str, record_id: str, field: str) -> str:
+        assert (entity, field) == ("Account", "xaiCollectionId")
+        if record_id not in self.accounts:
+            raise NotFoundError("espocrm", "GET", f"Account/{record_id}", 404)
+        return self.accounts[record_id]
+
+    def iter_values(self, entity: str, field: str) -> list[str]:
+        return [value for value in self.accounts.values() if value]
+
+
+def scope(tmp_path: Path, docs: dict[str, CrmDocument] | None = None, accounts: dict[str, str] | None = None,
+          static: str = "", **chosen: str | None) -> tuple[str, list[str]]:
+    from docsync_cli.reports.search import scope_collections
+
+    env = {"ESPOCRM_URL": "http://crm.invalid", "ESPOCRM_API_KEY": "k", "XAI_API_KEY": "k",
+           "XAI_MANAGEMENT_KEY": "k", "DOCSYNC_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    if static:
+        env["DOCSYNC_COLLECTIONS__STATIC"] = static
+    services = FakeServices({})
+    services.espo = ScopeEspo(docs or {}, accounts or {})
+    fake: Any = services
+    return scope_collections(load_settings(None, env=env), fake, account=chosen.get("account"),
+                             collection=chosen.get("collection"), doc_id=chosen.get("doc_id"))
+
+
+def test_one_scope_at_a_time_and_only_ids(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="choose one of --account, --collection and --id"):
+        scope(tmp_path, account="a1", collection="col")
+    with pytest.raises(UsageError, match="is not an id"):
+        scope(tmp_path, collection="../v1/files")
+
+
+def test_a_collection_scope_is_taken_as_given(tmp_path: Path) -> None:
+    assert scope(tmp_path, collection="col_x") == ("collection col_x", ["col_x"])
+
+
+def test_a_document_scope_joins_the_crm_and_the_local_state(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    store.save(LocalRecord("d1", "att", None, None, "file_1", ("col_local", "col_a"), None, None, False, None))
+    store.close()
+    docs = {"d1": CrmDocument("d1", "Akte", "", xai_collections=("col_a", "col_crm"))}
+    assert scope(tmp_path, docs, doc_id="d1") == ("document d1", ["col_a", "col_crm", "col_local"])
+
+
+def test_an_unknown_document_or_account_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="EspoCRM has no Document with id 'nope'"):
+        scope(tmp_path, doc_id="nope")
+    with pytest.raises(UsageError, match="EspoCRM has no Account with id 'nope'"):
+        scope(tmp_path, account="nope")
+    with pytest.raises(UsageError, match="names no collection"):
+        scope(tmp_path, accounts={"a1": ""}, account="a1")
+
+
+def test_the_default_scope_is_every_managed_collection(tmp_path: Path) -> None:
+    got = scope(tmp_path, accounts={"a1": "col_1", "a2": "", "a3": "col_3"}, static="col_static")
+    assert got == ("every collection docsync manages", ["col_1", "col_3", "col_static"])
+    with pytest.raises(UsageError, match="no collection to search"):
+        scope(tmp_path)

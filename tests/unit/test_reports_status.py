@@ -1,0 +1,138 @@
+"""``reports/status.py``'s pure parts: the where items per status bucket, what waits for the next run, and what
+the change feeds mean for how fast a change is noticed; plus the whole report over the emulators."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from docsync_cli.config import Settings, load_settings
+from docsync_cli.model import CrmDocument, DateiStatus, LocalRecord
+from docsync_cli.reports.status import (
+    DATEI_STATUSES,
+    EMPTY,
+    collect_status,
+    feeds_explained,
+    waiting_counts,
+    where_equals,
+)
+from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+
+# -- where items ------------------------------------------------------------------------------------
+
+
+def test_a_status_is_asked_for_by_equality() -> None:
+    assert where_equals("cDateiStatus", "Neu") == {"type": "equals", "attribute": "cDateiStatus", "value": "Neu"}
+
+
+def test_the_empty_bucket_is_null_or_empty_text() -> None:
+    assert where_equals("dateiStatus", EMPTY) == {"type": "or", "value": [
+        {"type": "isNull", "attribute": "dateiStatus"},
+        {"type": "equals", "attribute": "dateiStatus", "value": ""}]}
+
+
+# -- what waits for the next run ---------------------------------------------------------------------------
+
+
+def counts(**values: int) -> dict[str, int]:
+    found = dict.fromkeys(DATEI_STATUSES, 0)
+    found.update({DateiStatus.NEU.value: values.get("neu", 0), DateiStatus.GEAENDERT.value: values.get("geaendert", 0),
+                  DateiStatus.FEHLER.value: values.get("fehler", 0), EMPTY: values.get("empty", 0)})
+    return found
+
+
+def failed(doc_id: str, modified_at: str = "2026-01-02 10:00:00", file_id: str = "att1") -> CrmDocument:
+    return CrmDocument(doc_id, f"Doc {doc_id}", modified_at, file_id=file_id, datei_status=DateiStatus.FEHLER.value)
+
+
+def local(doc_id: str, *, transient: bool = False, modified_at: str = "2026-01-02 10:00:00",
+          file_id: str = "att1") -> LocalRecord:
+    return LocalRecord(doc_id, file_id, None, None, None, (), modified_at, "too_large", transient, None)
+
+
+def test_next_run_adds_new_changed_unmarked_unfinished_and_retried_failures() -> None:
+    waiting = waiting_counts(counts(neu=3, geaendert=2, empty=1, fehler=0), other=4, unfinished=5, failed_total=0,
+                             failed_listed=[], local={})
+    assert waiting == {"new": 3, "changed": 2, "no_status": 5, "unfinished": 5, "failed_retry": 0,
+                       "failed_held_back": 0, "approximate": False, "next_run": 15}
+    assert list(waiting) == ["new", "changed", "no_status", "unfinished", "failed_retry", "failed_held_back",
+                             "approximate", "next_run"]  # the order --json shows them in
+
+
+def test_a_failure_is_retried_when_the_planner_would_and_held_back_otherwise() -> None:
+    docs = [failed("transient"), failed("changed", modified_at="2026-01-03 09:00:00"), failed("unknown"),
+            failed("permanent")]
+    records = {"transient": local("transient", transient=True), "changed": local("changed"),
+               "permanent": local("permanent")}  # "unknown": no local record, the cause is unknown: retried
+    waiting = waiting_counts(counts(fehler=4), other=0, unfinished=0, failed_total=4, failed_listed=docs,
+                             local=records)
+    assert (waiting["failed_retry"], waiting["failed_held_back"], waiting["next_run"]) == (3, 1, 3)
+    assert waiting["approximate"] is False
+
+
+def test_failures_beyond_the_listed_ones_count_as_held_back_and_make_it_approximate() -> None:
+    waiting = waiting_counts(counts(fehler=60), other=0, unfinished=0, failed_total=60,
+                             failed_listed=[failed("a")], local={})
+    assert (waiting["failed_retry"], waiting["failed_held_back"], waiting["approximate"]) == (1, 59, True)
+
+
+# -- the change feeds, explained ------------------------------------------------------------------------
+
+
+def feeds(**changes: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {"enabled": True, "watermark": "2026-01-02 03:04:05", "last_listing": None,
+                              "listing_interval_seconds": 3600.0, "stream": None, "accounts_override": None,
+                              "note_cursor": None}
+    return values | changes
+
+
+def test_feeds_off_means_every_run_lists_everything() -> None:
+    assert feeds_explained(feeds(enabled=False)) == [
+        "Change feeds are off (sync.change_feeds = false): every run lists every document."]
+
+
+def test_without_stream_access_link_changes_wait_for_the_listing_pass() -> None:
+    lines = feeds_explained(feeds(stream="no access", last_listing="2026-01-02T03:00:00Z"))
+    assert lines[0].startswith("Watermark: 2026-01-02 03:04:05 (EspoCRM time); last listing pass: "
+                               "2026-01-02T03:00:00Z (every 60 min")
+    assert "Stream notes (GlobalStream): no access — linking/unlinking" in lines[2]
+    assert "within 60 min" in lines[2]
+    assert lines[3].startswith("accountsIds override: not checked yet")
+
+
+def test_an_active_stream_and_override_are_said_plainly() -> None:
+    lines = feeds_explained(feeds(watermark=None, stream="active", accounts_override=True))
+    assert lines[0].startswith("Watermark: (none yet: the next run makes a listing pass)")
+    assert "last listing pass: never" in lines[0]
+    assert lines[2].startswith("Stream notes (GlobalStream): active")
+    assert lines[3].startswith("accountsIds override (noLoad: false): active")
+    assert feeds_explained(feeds(accounts_override=False))[3].startswith("accountsIds override: not set")
+
+
+# -- the whole report over the emulators ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def sandbox_settings(tmp_path: Path) -> Iterator[tuple[Settings, int]]:
+    with Sandbox(processing_delay=0.0) as sandbox:
+        firm = sandbox.seed_firm(corpus_dir())
+        env = sandbox.environment(tmp_path / "state")
+        yield load_settings(None, env=env), len(firm.documents)
+
+
+def test_a_report_before_any_run_counts_the_marked_documents_as_waiting(
+        sandbox_settings: tuple[Settings, int]) -> None:
+    settings, seeded = sandbox_settings
+    data = collect_status(settings)
+    assert data["espocrm"] == {"reachable": True, "error": None}
+    assert data["documents"]["total"] == seeded
+    by_status = data["documents"]["dateiStatus"]
+    assert sum(by_status.values()) == seeded and data["documents"]["other_dateiStatus"] == 0
+    # the seed marks most documents Neu or Geändert, a few Gesynct (drift only a run finds is not counted)
+    assert data["waiting"]["next_run"] == by_status["Neu"] + by_status["Geändert"] == seeded - by_status["Gesynct"]
+    assert data["runs"] == [] and data["installation_id"] is None
+    assert data["lock"] == {"backend": "file", "holder": None, "error": None}
+    assert not (settings.state_dir).exists()  # a report creates nothing
