@@ -47,7 +47,7 @@ from .model import (
 from .plan import plan_gone, plan_run, verified_by_listing
 from .reconcile import DocumentReconciler
 from .state import StateStore
-from .xai import XaiClient, is_service_id
+from .xai import XaiClient, is_service_id, started_upload
 
 __all__ = ["Engine", "EngineSettings", "LinkRule", "RunOptions", "RunSummary"]
 
@@ -166,16 +166,14 @@ class Engine:
         members = []
         owned = self.state.owned_files()
         for collection_id in collections:
-            for doc in self.xai.iter_documents(collection_id):
-                fields = doc.get("fields") or {}
-                meta = doc.get("file_metadata") or {}
-                file_id, owner = str(meta.get("file_id") or ""), str(fields.get("crm_document_id") or "")
-                ours = fields.get("installation_id") == self.state.installation_id or (
+            for member in self.xai.iter_documents(collection_id):
+                file_id, owner = member.file_id, member.fields.get("crm_document_id", "")
+                ours = member.fields.get("installation_id") == self.state.installation_id or (
                     bool(owner) and owned.get(file_id) == owner)
                 if not ours or not owner or not is_service_id(file_id):
                     continue
-                members.append(RemoteMember(collection_id, file_id, owner, str(fields.get("content_sha256") or ""),
-                                            str(doc.get("status") or "")))
+                members.append(RemoteMember(collection_id, file_id, owner, member.fields.get("content_sha256", ""),
+                                            member.status))
         return members + self.orphan_files({m.file_id for m in members})
 
     def orphan_files(self, in_collections: set[str]) -> list[RemoteMember]:
@@ -186,11 +184,11 @@ class Engine:
         owned = self.state.owned_files()
         started = self.state.open_upload_names()
         found = []
-        for item in self.xai.find_files("crm-"):
-            file_id = str(item.get("id"))
-            owner = owned.get(file_id) or _started_for(str(item.get("filename", "")), started)
-            created = item.get("created_at")
-            if file_id in in_collections or owner is None or not isinstance(created, int | float):
+        for item in self.xai.marked_files():
+            file_id = item.id
+            owner = owned.get(file_id) or started_upload(item.name, started)
+            created = item.created_at
+            if file_id in in_collections or owner is None or created is None:
                 continue
             if self.wall() - created < ORPHAN_MIN_AGE:
                 continue
@@ -410,8 +408,3 @@ class Engine:
                 raise
             except DocsyncError as exc:
                 summary.notes.append(f"cleanup for {doc_id} not finished ({exc}); retried next run")
-
-
-def _started_for(filename: str, started: dict[str, str]) -> str | None:
-    """The document of an upload this host started under exactly this name (its answer never arrived)."""
-    return started.get(filename)

@@ -25,7 +25,7 @@ import logging
 import mimetypes
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,6 @@ from .hashing import FileTooLarge, HashingWriter, private_temp_file
 from .model import (
     FAILED,
     PROCESSED,
-    UNKNOWN,
     Content,
     CrmDocument,
     DateiStatus,
@@ -84,7 +83,7 @@ from .plan import (
 from .secrets import printable
 from .state import StateStore
 from .transport import short
-from .xai import MANAGED_BY, XaiClient, is_service_id, name_prefix, upload_name
+from .xai import MANAGED_BY, XaiClient, is_service_id, upload_name
 
 log = logging.getLogger("docsync.engine")
 MAX_ERROR_TEXT = 1000
@@ -297,21 +296,20 @@ class DocumentReconciler:
             return None
         candidates = candidate_collections(doc, required, local)
         statuses: dict[str, str] = {}
-        fields: dict[str, dict[str, Any]] = {}
+        fields: dict[str, Mapping[str, str]] = {}
         for collection_id in sorted(candidates):
             try:
-                member = self.xai.document(collection_id, file_id)
+                member = self.xai.member(collection_id, file_id)
             except NotFoundError:
                 member = None
             if member is not None:
-                statuses[collection_id] = str(member.get("status") or UNKNOWN)
-                raw = member.get("fields")
-                fields[collection_id] = raw if isinstance(raw, dict) else {}
+                statuses[collection_id] = member.status
+                fields[collection_id] = member.fields
         if not self._owns(file_id, doc, fields, local):
             log.info("%s: xaiFileId %s is not this installation's upload for this document; it gets its own",
                      doc.id, file_id)
             return None
-        def added_by_docsync(values: dict[str, Any]) -> bool:
+        def added_by_docsync(values: Mapping[str, str]) -> bool:
             return values.get("crm_document_id") == doc.id and (
                 values.get("installation_id") == self.installation
                 or (not values.get("installation_id") and values.get("managed_by") == MANAGED_BY))
@@ -323,7 +321,7 @@ class DocumentReconciler:
                              or fields[c].get("crm_document_id") != doc.id)
         return Membership(file_id, statuses, unmarked)
 
-    def _owns(self, file_id: str, doc: CrmDocument, fields: dict[str, dict[str, Any]],
+    def _owns(self, file_id: str, doc: CrmDocument, fields: dict[str, Mapping[str, str]],
               local: LocalRecord | None) -> bool:
         """The ownership rule: this installation's record (local state, or the collection document's fields with
         this installation's id) says ``file_id`` is its upload for ``doc``. An upload of an older docsync (fields
@@ -336,7 +334,7 @@ class DocumentReconciler:
             if values.get("crm_document_id") != doc.id:
                 continue
             if values.get("installation_id") == self.installation:
-                self.state.own(file_id, doc.id, str(values.get("content_sha256") or "") or None)
+                self.state.own(file_id, doc.id, values.get("content_sha256") or None)
                 return True
             legacy = (not values.get("installation_id") and values.get("managed_by") == MANAGED_BY
                       and local is not None and local.xai_file_id == file_id and local.sha256 is not None
@@ -387,10 +385,10 @@ class DocumentReconciler:
                 result.actions.append(f"adopt {adopted} (answer was lost)")
                 return adopted
             answer = self.xai.upload(path, name, mime)  # looked up: it did not arrive, so one more try is safe
-        file_id = str(answer["id"])
-        if answer.get("bytes") not in (None, content.size):
+        file_id = answer.id
+        if answer.size not in (None, content.size):
             self.xai.delete_file(file_id)
-            raise TransientDocumentError(f"xAI stored {answer.get('bytes')} bytes of {content.size}; removed it",
+            raise TransientDocumentError(f"xAI stored {answer.size} bytes of {content.size}; removed it",
                                          "upload_truncated")
         self.state.upload_done(doc.id, content.sha256, file_id)
         result.actions.append(f"upload {file_id}")
@@ -402,15 +400,15 @@ class DocumentReconciler:
             return known_id
         # Only names carrying this installation's tag, and only because this host's journal says it started the
         # upload: another installation's upload of the same document is never adopted.
-        found = [f for f in self.xai.find_files(name_prefix(doc.id, content.sha256, self.installation) + "-")
-                 if f.get("bytes") in (None, content.size)]
+        found = [f for f in self.xai.find_uploads(doc.id, content.sha256, self.installation)
+                 if f.size in (None, content.size)]
         if not found:
             return None
-        found.sort(key=lambda f: (f.get("created_at") or 0, str(f.get("id"))))
-        keep = str(found[0]["id"])
+        found.sort(key=lambda f: (f.created_at or 0, f.id))
+        keep = found[0].id
         for duplicate in found[1:]:
-            self.xai.delete_file(str(duplicate["id"]))
-            self.state.disown(str(duplicate["id"]))
+            self.xai.delete_file(duplicate.id)
+            self.state.disown(duplicate.id)
         self.state.upload_done(doc.id, content.sha256, keep)
         return keep
 
