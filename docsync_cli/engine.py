@@ -131,6 +131,7 @@ class Engine:
         self.wall = wall
         self.reconciler = DocumentReconciler(espo, xai, state, locks, settings, previews=previews, stop=self.stop,
                                              sleep=sleep, clock=clock)
+        self.uploads = self.reconciler.uploads
         self.feed = ChangeFeed(espo, xai, state, settings, wall)
         self.changes: Changes | None = None  # what the change feeds found (None: they were not asked)
 
@@ -359,11 +360,7 @@ class Engine:
                     steps = [(file_id, c) for c in collections if c] + [(file_id, "")]  # "": no collection
                     self.state.cleanup_planned(owners[file_id], steps)  # a crash midway is finished next run
                     for step_file, collection_id in steps:
-                        if collection_id:
-                            self.xai.remove_document(collection_id, step_file)
-                        else:
-                            self.xai.delete_file(step_file)
-                            self.state.disown(step_file)
+                        self.uploads.take_back(step_file, collection_id)
                         self.state.cleanup_done(step_file, collection_id)
                 summary.deleted.append(file_id)
                 log.info("deleted xAI file %s (%s)", file_id, "; ".join(d.reason for d in deletions
@@ -395,11 +392,8 @@ class Engine:
                             not collection_id or collection_id in doc.xai_collections)
                         if not still_used:
                             self.locks.check()
-                            if collection_id:
-                                self.xai.remove_document(collection_id, file_id)
-                            else:
-                                self.xai.delete_file(file_id)
-                                self.state.disown(file_id)
+                            self.uploads.take_back(file_id, collection_id)
+                            if not collection_id:
                                 summary.deleted.append(file_id)
                         self.state.cleanup_done(file_id, collection_id)
             except LockHeld:
