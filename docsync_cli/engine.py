@@ -12,9 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
-from . import outcome
 from .changes import ChangeFeed, Changes
 from .errors import (
     AmbiguousWriteError,
@@ -36,12 +34,13 @@ from .model import (
     DocResult,
     DocumentLocks,
     EngineSettings,
-    LinkRule,
     LocalRecord,
     Outcome,
     Previewer,
     RemoteMember,
+    RunOptions,
     RunPlan,
+    RunSummary,
     WorkItem,
 )
 from .plan import plan_gone, plan_run, verified_by_listing
@@ -49,48 +48,8 @@ from .reconcile import DocumentReconciler
 from .state import StateStore
 from .xai import XaiClient, is_service_id, started_upload
 
-__all__ = ["Engine", "EngineSettings", "LinkRule", "RunOptions", "RunSummary"]
-
 log = logging.getLogger("docsync.engine")
 ORPHAN_MIN_AGE = 3600.0
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    ids: frozenset[str] | None = None
-    dry_run: bool = False
-    full: bool = False
-    limit: int | None = None
-    force_delete: bool = False
-    prune_only: bool = False
-    retry_failed: bool = False
-
-
-@dataclass
-class RunSummary:
-    plan: RunPlan | None = None
-    results: list[DocResult] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    fatal: DocsyncError | None = None
-    stopped: bool = False
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {"planned": len(self.plan.work) if self.plan else 0,
-                                  "unchanged": self.plan.unchanged if self.plan else 0,
-                                  "held_back": len(self.plan.held_back) if self.plan else 0,
-                                  "deleted": len(self.deleted)}
-        for result in self.results:
-            counts[result.outcome] = counts.get(result.outcome, 0) + 1
-            if result.preview_failure is not None:
-                counts["preview_failed"] = counts.get("preview_failed", 0) + 1
-        return counts
-
-    @property
-    def exit_code(self) -> int:
-        """The run's exit code before the command's options are weighed (``outcome.run_code``)."""
-        return outcome.run_code(self)
-
 
 
 @contextlib.contextmanager

@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from docsync_cli.config import load_settings
-from docsync_cli.engine import Engine, EngineSettings, RunOptions
+from docsync_cli.engine import Engine
 from docsync_cli.errors import AuthError, UnsafePlan
+from docsync_cli.model import EngineSettings, RunOptions
 from docsync_cli.services import open_services
 from docsync_cli.state import StateStore
 from docsync_cli.xai import name_prefix
