@@ -46,10 +46,9 @@ from .model import (
 from .plan import plan_gone, plan_run, verified_by_listing
 from .reconcile import DocumentReconciler
 from .state import StateStore
-from .xai import XaiClient, is_service_id, started_upload
+from .xai import XaiClient, is_service_id
 
 log = logging.getLogger("docsync.engine")
-ORPHAN_MIN_AGE = 3600.0
 
 
 @contextlib.contextmanager
@@ -118,43 +117,6 @@ class Engine:
             found.update(record.collections)
         return sorted(c for c in found if is_service_id(c))
 
-    def remote_members(self, collections: list[str]) -> list[RemoteMember]:
-        """Every document of this installation in the managed collections (raises if any listing fails): its
-        fields carry this installation's id, or this host's ownership record names the file for that document.
-        Members of people, of other installations on the same xAI team, or of older docsyncs this host cannot
-        vouch for are never listed here, so never deleted."""
-        members = []
-        owned = self.state.owned_files()
-        for collection_id in collections:
-            for member in self.xai.iter_documents(collection_id):
-                file_id, owner = member.file_id, member.fields.get("crm_document_id", "")
-                ours = member.fields.get("installation_id") == self.state.installation_id or (
-                    bool(owner) and owned.get(file_id) == owner)
-                if not ours or not owner or not is_service_id(file_id):
-                    continue
-                members.append(RemoteMember(collection_id, file_id, owner, member.fields.get("content_sha256", ""),
-                                            member.status))
-        return members + self.orphan_files({m.file_id for m in members})
-
-    def orphan_files(self, in_collections: set[str]) -> list[RemoteMember]:
-        """This installation's files that are in no managed collection — leftovers of a crash between upload and
-        add, or between leaving the collections and the delete. Only files this host's ownership record names
-        (or an upload it started whose answer never came, by its exact name) count: a name that merely looks
-        like docsync's marker is never a reason to delete. Files younger than ``ORPHAN_MIN_AGE`` are left alone."""
-        owned = self.state.owned_files()
-        started = self.state.open_upload_names()
-        found = []
-        for item in self.xai.marked_files():
-            file_id = item.id
-            owner = owned.get(file_id) or started_upload(item.name, started)
-            created = item.created_at
-            if file_id in in_collections or owner is None or created is None:
-                continue
-            if self.wall() - created < ORPHAN_MIN_AGE:
-                continue
-            found.append(RemoteMember("", file_id, owner, ""))
-        return found
-
     def _feeds(self, options: RunOptions) -> bool:
         return self.settings.change_feeds and options.ids is None and not options.prune_only
 
@@ -203,7 +165,7 @@ class Engine:
         remote: list[RemoteMember] | None = None
         if options.full and options.ids is None:
             try:
-                remote = self.remote_members(self.managed_collections(docs, local))
+                remote = self.uploads.remote_members(self.managed_collections(docs, local), self.wall)
             except RunFatal:
                 raise
             except DocsyncError as exc:

@@ -1,6 +1,7 @@
-"""The lifecycle of the files docsync puts into xAI: which file is this installation's (the ownership rule),
-the journalled upload, adoption of an upload whose answer was lost, the rollback of an upload nothing may point
-at, and the single step of a cleanup (take a file out of a collection, or delete it).
+"""The lifecycle of the files docsync puts into xAI: which file is this installation's (the ownership rule, for
+one document and for the ``--full`` listing of the managed collections and orphaned files), the journalled
+upload, adoption of an upload whose answer was lost, the rollback of an upload nothing may point at, and the
+single step of a cleanup (take a file out of a collection, or delete it).
 
 An upload is journalled in the local state before it is sent (``upload_started``) and settled after
 (``upload_done``): a run that crashed or lost the answer looks the file up by its marked name (``xai.py``) before
@@ -11,16 +12,17 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .errors import AmbiguousWriteError, NotFoundError, TransientDocumentError
-from .model import Content, CrmDocument, DocumentLocks, LocalRecord, Membership
+from .model import Content, CrmDocument, DocumentLocks, LocalRecord, Membership, RemoteMember
 from .plan import candidate_collections
 from .state import StateStore
-from .xai import MANAGED_BY, XaiClient, upload_name
+from .xai import MANAGED_BY, XaiClient, is_service_id, started_upload, upload_name
 
 log = logging.getLogger("docsync.engine")
+ORPHAN_MIN_AGE = 3600.0  # seconds: a younger file may be an upload of a run still going on
 
 
 class Uploads:
@@ -145,6 +147,43 @@ class Uploads:
         self.xai.delete_file(file_id)
         self.state.disown(file_id)
         self.state.upload_settled(doc_id, sha256)
+
+    def remote_members(self, collections: list[str], wall: Callable[[], float]) -> list[RemoteMember]:
+        """Every document of this installation in the managed collections (raises if any listing fails): its
+        fields carry this installation's id, or this host's ownership record names the file for that document.
+        Members of people, of other installations on the same xAI team, or of older docsyncs this host cannot
+        vouch for are never listed here, so never deleted. Then this installation's files in no collection."""
+        members = []
+        owned = self.state.owned_files()
+        for collection_id in collections:
+            for member in self.xai.iter_documents(collection_id):
+                file_id, owner = member.file_id, member.fields.get("crm_document_id", "")
+                ours = member.fields.get("installation_id") == self.installation or (
+                    bool(owner) and owned.get(file_id) == owner)
+                if not ours or not owner or not is_service_id(file_id):
+                    continue
+                members.append(RemoteMember(collection_id, file_id, owner, member.fields.get("content_sha256", ""),
+                                            member.status))
+        return members + self.orphan_files({m.file_id for m in members}, wall)
+
+    def orphan_files(self, in_collections: set[str], wall: Callable[[], float]) -> list[RemoteMember]:
+        """This installation's files that are in no managed collection — leftovers of a crash between upload and
+        add, or between leaving the collections and the delete. Only files this host's ownership record names
+        (or an upload it started whose answer never came, by its exact name) count: a name that merely looks
+        like docsync's marker is never a reason to delete. Files younger than ``ORPHAN_MIN_AGE`` are left alone."""
+        owned = self.state.owned_files()
+        started = self.state.open_upload_names()
+        found = []
+        for item in self.xai.marked_files():
+            file_id = item.id
+            owner = owned.get(file_id) or started_upload(item.name, started)
+            created = item.created_at
+            if file_id in in_collections or owner is None or created is None:
+                continue
+            if wall() - created < ORPHAN_MIN_AGE:
+                continue
+            found.append(RemoteMember("", file_id, owner, ""))
+        return found
 
     def take_back(self, file_id: str, collection_id: str) -> None:
         """One cleanup step: take ``file_id`` out of ``collection_id``, or ("") delete the file and forget it was

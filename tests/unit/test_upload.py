@@ -26,6 +26,7 @@ from tests.mock_world import (
     INSTALLATION,
     MGMT,
     MGMT_KEY,
+    PROCESSED,
     XAI_KEY,
     Fault,
     MockWorld,
@@ -201,3 +202,27 @@ def test_one_cleanup_step_leaves_a_collection_or_deletes_the_file(uploads: Uploa
     assert "file_1" not in world.collections["col_a"]["docs"] and "file_1" in world.files
     uploads.take_back("file_1", "")
     assert "file_1" not in world.files and uploads.state.owner("file_1") is None
+
+
+def test_the_full_listing_names_only_this_installations_files(uploads: Uploads, world: MockWorld) -> None:
+    world.add_xai_file("file_ours", "crm-d1-x.pdf", b"x", {"col_a": {"crm_document_id": "d1",
+                                                                     "installation_id": INSTALLATION,
+                                                                     "content_sha256": "a" * 64}})
+    world.add_xai_file("file_theirs", "crm-d2-x.pdf", b"x", {"col_a": {"crm_document_id": "d2",
+                                                                       "installation_id": "another"}})
+    world.add_xai_file("file_human", "handbook.pdf", b"x", {"col_a": {}})
+    world.add_xai_file("file_recorded", "crm-d3-x.pdf", b"x", {"col_a": {"crm_document_id": "d3"}})
+    uploads.state.own("file_recorded", "d3", None)  # an older docsync's upload this host vouches for
+    world.add_xai_file("file_orphan", "crm-d4-x.pdf", b"x", {})
+    uploads.state.own("file_orphan", "d4", None)
+    world.add_xai_file("file_started", "crm-d5-lost.pdf", b"x", {})
+    uploads.state.upload_started("d5", "b" * 64, "crm-d5-lost.pdf")  # its answer never came
+    world.add_xai_file("file_lookalike", "crm-d6-x.pdf", b"x", {})  # a marked name alone proves nothing
+    created = world.files["file_orphan"]["created_at"]
+    found = uploads.remote_members(["col_a"], lambda: created + 3600)
+    assert [(m.collection_id, m.file_id, m.crm_document_id) for m in found] == [
+        ("col_a", "file_ours", "d1"), ("col_a", "file_recorded", "d3"), ("", "file_orphan", "d4"),
+        ("", "file_started", "d5")]
+    assert found[0].content_sha256 == "a" * 64 and found[0].status == PROCESSED
+    assert [m.file_id for m in uploads.remote_members(["col_a"], lambda: created + 3599)] == [
+        "file_ours", "file_recorded"]  # files younger than an hour may belong to a run still going on
