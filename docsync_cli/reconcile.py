@@ -273,14 +273,14 @@ class DocumentReconciler:
         while True:
             waiting = False
             for collection_id in sorted(required):
-                status, message = self.xai.statuses(collection_id, [file_id]).get(
-                    file_id, ("DOCUMENT_STATUS_MISSING", ""))
+                answer = self.xai.statuses(collection_id, [file_id]).get(file_id)
+                if answer is None:  # not a member (any more)
+                    raise TransientDocumentError(f"the file vanished from {collection_id} after being added",
+                                                 "membership_lost")
+                status, message = answer
                 if status == FAILED:
                     why = message or "no reason"
                     return Indexing.FAILED, f"xAI could not process the file in {collection_id}: {why}"
-                if status == "DOCUMENT_STATUS_MISSING":
-                    raise TransientDocumentError(f"the file vanished from {collection_id} after being added",
-                                                 "membership_lost")
                 if status != PROCESSED:
                     waiting = True  # PROCESSING, UNKNOWN and any new status all mean "not yet"
             if not waiting:
