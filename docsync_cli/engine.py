@@ -43,7 +43,8 @@ from .model import (
     RunSummary,
     WorkItem,
 )
-from .plan import plan_gone, plan_run, verified_by_listing
+from .plan import plan_gone, plan_run
+from .plan_changes import verified_by_listing
 from .reconcile import DocumentReconciler
 from .state import StateStore
 from .xai import XaiClient, is_service_id
