@@ -321,3 +321,41 @@ def preview_failed(preview: str | None, failure: PreviewFailure | None, content:
     if preview in (Preview.WRITTEN, Preview.UNCHANGED):
         return None
     return previous.preview_failed if previous is not None else None
+
+
+def remembered_after(doc: CrmDocument, content: Content, file_id: str, required: frozenset[str], indexing: Indexing,
+                     crm_modified_at: str, previous: LocalRecord | None, *, preview_now: bool,
+                     preview_failed: str | None) -> LocalRecord:
+    """What this host remembers after its write-back. Processed: the new state. Pending or failed: what xAI
+    fully holds stays the record (the hashes of the last complete sync), so the next run finishes or retries.
+    ``preview_now``: the preview is made from this content (written now, or found unchanged)."""
+    preview_sha = content.sha256 if preview_now else (previous.preview_sha if previous else None)
+    if indexing is Indexing.PROCESSED:
+        return LocalRecord(doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
+                           xai_file_id=file_id or None, collections=tuple(sorted(required)),
+                           crm_modified_at=crm_modified_at, preview_sha=preview_sha, preview_failed=preview_failed)
+    failed = indexing is Indexing.FAILED
+    return LocalRecord(
+        doc_id=doc.id, file_id=doc.file_id if failed else (previous.file_id if previous else None),
+        sha256=previous.sha256 if previous else None, md5=previous.md5 if previous else None,
+        xai_file_id=doc.xai_file_id, collections=doc.xai_collections, crm_modified_at=crm_modified_at,
+        failure_code="processing_failed" if failed else None, failure_transient=False,
+        preview_sha=preview_sha, pending=indexing is Indexing.PENDING, preview_failed=preview_failed)
+
+
+def remembered_verified(doc: CrmDocument, content: Content, required: frozenset[str],
+                        local: LocalRecord | None) -> LocalRecord:
+    """What this host remembers of a document it found in step (nothing written)."""
+    return LocalRecord(doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
+                       xai_file_id=doc.xai_file_id or None, collections=tuple(sorted(required)),
+                       crm_modified_at=doc.modified_at, preview_sha=content.sha256 if doc.preview_id else None,
+                       preview_failed=local.preview_failed if local is not None else None)
+
+
+def remembered_failure(doc: CrmDocument, code: str, transient: bool, crm_modified_at: str,
+                       previous: LocalRecord | None) -> LocalRecord:
+    """What this host remembers of a document that failed: the failure, and the hashes of its last sync."""
+    return LocalRecord(doc_id=doc.id, file_id=doc.file_id, sha256=previous.sha256 if previous else None,
+                       md5=previous.md5 if previous else None, xai_file_id=doc.xai_file_id,
+                       collections=doc.xai_collections, crm_modified_at=crm_modified_at, failure_code=code,
+                       failure_transient=transient, preview_sha=previous.preview_sha if previous else None)

@@ -67,6 +67,9 @@ from .plan import (
     known_content,
     plan_document,
     preview_failed,
+    remembered_after,
+    remembered_failure,
+    remembered_verified,
     why_work,
     write_back_values,
 )
@@ -186,7 +189,7 @@ class DocumentReconciler:
             previews = self.previews is not None
             doc_plan = plan_document(doc, content, required, current, earlier, local=local, previews=previews)
             if doc_plan.in_step:
-                self._remember(doc, content, required, doc.modified_at, local)
+                self.state.save(remembered_verified(doc, content, required, local))
                 result.outcome, result.detail = Outcome.UNCHANGED, "verified: EspoCRM and xAI agree"
                 return
             if known is not None:  # something needs doing after all: now the file is needed
@@ -212,14 +215,6 @@ class DocumentReconciler:
             if rendering is not None and not rendering.cancel():
                 rendering.exception()  # never delete the file under a running render: wait for it to end
             path.unlink(missing_ok=True)
-
-    def _remember(self, doc: CrmDocument, content: Content, required: frozenset[str], modified_at: str,
-                  local: LocalRecord | None) -> None:
-        self.state.save(LocalRecord(
-            doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
-            xai_file_id=doc.xai_file_id or None, collections=tuple(sorted(required)), crm_modified_at=modified_at,
-            preview_sha=content.sha256 if doc.preview_id else None,
-            preview_failed=local.preview_failed if local is not None else None))
 
     def required_collections(self, doc: CrmDocument) -> frozenset[str]:
         required = set(self.settings.static_collections)
@@ -326,24 +321,14 @@ class DocumentReconciler:
             with contextlib.suppress(ConflictError, NotFoundError):
                 self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.PENDING.value})
             return
-        preview_sha = content.sha256 if (preview_id or result.preview is Preview.UNCHANGED) else (
-            previous.preview_sha if previous else None)
-        failed_preview = preview_failed(result.preview, result.preview_failure, content, previous)
+        self.state.save(remembered_after(
+            doc, content, file_id, required, state, after.modified_at, previous,
+            preview_now=bool(preview_id) or result.preview == Preview.UNCHANGED,
+            preview_failed=preview_failed(result.preview, result.preview_failure, content, previous)))
         if state is Indexing.PROCESSED:
-            self.state.save(LocalRecord(
-                doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
-                xai_file_id=file_id or None, collections=tuple(sorted(required)), crm_modified_at=after.modified_at,
-                preview_sha=preview_sha, preview_failed=failed_preview))
             self.state.upload_settled(doc.id)
             result.outcome = Outcome.SYNCED
             return
-        self.state.save(LocalRecord(
-            doc_id=doc.id,
-            file_id=doc.file_id if state is Indexing.FAILED else (previous.file_id if previous else None),
-            sha256=previous.sha256 if previous else None, md5=previous.md5 if previous else None,
-            xai_file_id=doc.xai_file_id, collections=doc.xai_collections, crm_modified_at=after.modified_at,
-            failure_code="processing_failed" if state is Indexing.FAILED else None, failure_transient=False,
-            preview_sha=preview_sha, pending=state is Indexing.PENDING, preview_failed=failed_preview))
         result.outcome = Outcome.FAILED if state is Indexing.FAILED else Outcome.PENDING
         if state is Indexing.FAILED:
             result.error_code, result.detail = "processing_failed", message
@@ -374,12 +359,8 @@ class DocumentReconciler:
             after = self.espo.update(doc.id, {"dateiStatus": DateiStatus.FEHLER.value,
                                               "xaiSyncStatus": SyncStatus.FAILED.value,
                                               "xaiSyncError": clip(str(exc))})
-            previous = self.state.record(doc.id)
-            self.state.save(LocalRecord(
-                doc_id=doc.id, file_id=doc.file_id, sha256=previous.sha256 if previous else None,
-                md5=previous.md5 if previous else None, xai_file_id=doc.xai_file_id,
-                collections=doc.xai_collections, crm_modified_at=after.modified_at, failure_code=exc.code,
-                failure_transient=exc.transient, preview_sha=previous.preview_sha if previous else None))
+            self.state.save(remembered_failure(doc, exc.code, exc.transient, after.modified_at,
+                                               self.state.record(doc.id)))
         except RunFatal as fatal:
             self.breaker.set_fatal(fatal)
         except DocsyncError as write_error:
