@@ -38,7 +38,8 @@ from typing import Any
 from .errors import AuthError, DocsyncError, HttpError, RunFatal
 from .espocrm import EspoClient, id_range
 from .model import CrmDocument, DateiStatus, EngineSettings, LocalRecord, SyncStatus
-from .plan import edited_since_sync, feed_since, link_drift, listing_due, why_work
+from .plan import why_work
+from .plan_changes import edited_since_sync, feed_since, link_drift, listing_due
 from .state import StateStore
 from .xai import XaiClient
 

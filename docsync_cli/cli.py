@@ -29,7 +29,7 @@ from .stopping import stop_on_signals
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .engine import RunOptions, RunSummary
+    from .model import RunOptions, RunSummary
 
 
 app = typer.Typer(
@@ -127,7 +127,7 @@ def sync(
                                                "docsync for a setup problem since fixed).")] = False,
 ) -> None:
     """Reconcile EspoCRM documents into xAI Collections (the job the timer runs)."""
-    from .engine import RunOptions
+    from .model import RunOptions
 
     options = RunOptions(ids=frozenset(ids) if ids else None, dry_run=dry_run, full=full, limit=limit,
                          force_delete=force_delete, retry_failed=retry_failed)
@@ -145,7 +145,7 @@ def prune(
                                                "instead of exiting 75.")] = None,
 ) -> None:
     """Delete xAI files whose EspoCRM document is gone (only files docsync put there itself)."""
-    from .engine import RunOptions
+    from .model import RunOptions
 
     options = RunOptions(full=True, dry_run=dry_run, force_delete=force_delete, prune_only=True)
     _guard(lambda: _run(ctx.obj, options, "prune" + (" --dry-run" if dry_run else ""), None, wait, False, None))

@@ -12,9 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
-from . import outcome
 from .changes import ChangeFeed, Changes
 from .errors import (
     AmbiguousWriteError,
@@ -36,61 +34,22 @@ from .model import (
     DocResult,
     DocumentLocks,
     EngineSettings,
-    LinkRule,
     LocalRecord,
     Outcome,
     Previewer,
     RemoteMember,
+    RunOptions,
     RunPlan,
+    RunSummary,
     WorkItem,
 )
-from .plan import plan_gone, plan_run, verified_by_listing
+from .plan import plan_gone, plan_run
+from .plan_changes import verified_by_listing
 from .reconcile import DocumentReconciler
 from .state import StateStore
 from .xai import XaiClient, is_service_id
 
-__all__ = ["Engine", "EngineSettings", "LinkRule", "RunOptions", "RunSummary"]
-
 log = logging.getLogger("docsync.engine")
-ORPHAN_MIN_AGE = 3600.0
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    ids: frozenset[str] | None = None
-    dry_run: bool = False
-    full: bool = False
-    limit: int | None = None
-    force_delete: bool = False
-    prune_only: bool = False
-    retry_failed: bool = False
-
-
-@dataclass
-class RunSummary:
-    plan: RunPlan | None = None
-    results: list[DocResult] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    fatal: DocsyncError | None = None
-    stopped: bool = False
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {"planned": len(self.plan.work) if self.plan else 0,
-                                  "unchanged": self.plan.unchanged if self.plan else 0,
-                                  "held_back": len(self.plan.held_back) if self.plan else 0,
-                                  "deleted": len(self.deleted)}
-        for result in self.results:
-            counts[result.outcome] = counts.get(result.outcome, 0) + 1
-            if result.preview_failure is not None:
-                counts["preview_failed"] = counts.get("preview_failed", 0) + 1
-        return counts
-
-    @property
-    def exit_code(self) -> int:
-        """The run's exit code before the command's options are weighed (``outcome.run_code``)."""
-        return outcome.run_code(self)
-
 
 
 @contextlib.contextmanager
@@ -131,6 +90,7 @@ class Engine:
         self.wall = wall
         self.reconciler = DocumentReconciler(espo, xai, state, locks, settings, previews=previews, stop=self.stop,
                                              sleep=sleep, clock=clock)
+        self.uploads = self.reconciler.uploads
         self.feed = ChangeFeed(espo, xai, state, settings, wall)
         self.changes: Changes | None = None  # what the change feeds found (None: they were not asked)
 
@@ -157,45 +117,6 @@ class Engine:
         for record in local.values():
             found.update(record.collections)
         return sorted(c for c in found if is_service_id(c))
-
-    def remote_members(self, collections: list[str]) -> list[RemoteMember]:
-        """Every document of this installation in the managed collections (raises if any listing fails): its
-        fields carry this installation's id, or this host's ownership record names the file for that document.
-        Members of people, of other installations on the same xAI team, or of older docsyncs this host cannot
-        vouch for are never listed here, so never deleted."""
-        members = []
-        owned = self.state.owned_files()
-        for collection_id in collections:
-            for doc in self.xai.iter_documents(collection_id):
-                fields = doc.get("fields") or {}
-                meta = doc.get("file_metadata") or {}
-                file_id, owner = str(meta.get("file_id") or ""), str(fields.get("crm_document_id") or "")
-                ours = fields.get("installation_id") == self.state.installation_id or (
-                    bool(owner) and owned.get(file_id) == owner)
-                if not ours or not owner or not is_service_id(file_id):
-                    continue
-                members.append(RemoteMember(collection_id, file_id, owner, str(fields.get("content_sha256") or ""),
-                                            str(doc.get("status") or "")))
-        return members + self.orphan_files({m.file_id for m in members})
-
-    def orphan_files(self, in_collections: set[str]) -> list[RemoteMember]:
-        """This installation's files that are in no managed collection — leftovers of a crash between upload and
-        add, or between leaving the collections and the delete. Only files this host's ownership record names
-        (or an upload it started whose answer never came, by its exact name) count: a name that merely looks
-        like docsync's marker is never a reason to delete. Files younger than ``ORPHAN_MIN_AGE`` are left alone."""
-        owned = self.state.owned_files()
-        started = self.state.open_upload_names()
-        found = []
-        for item in self.xai.find_files("crm-"):
-            file_id = str(item.get("id"))
-            owner = owned.get(file_id) or _started_for(str(item.get("filename", "")), started)
-            created = item.get("created_at")
-            if file_id in in_collections or owner is None or not isinstance(created, int | float):
-                continue
-            if self.wall() - created < ORPHAN_MIN_AGE:
-                continue
-            found.append(RemoteMember("", file_id, owner, ""))
-        return found
 
     def _feeds(self, options: RunOptions) -> bool:
         return self.settings.change_feeds and options.ids is None and not options.prune_only
@@ -245,7 +166,7 @@ class Engine:
         remote: list[RemoteMember] | None = None
         if options.full and options.ids is None:
             try:
-                remote = self.remote_members(self.managed_collections(docs, local))
+                remote = self.uploads.remote_members(self.managed_collections(docs, local), self.wall)
             except RunFatal:
                 raise
             except DocsyncError as exc:
@@ -361,11 +282,7 @@ class Engine:
                     steps = [(file_id, c) for c in collections if c] + [(file_id, "")]  # "": no collection
                     self.state.cleanup_planned(owners[file_id], steps)  # a crash midway is finished next run
                     for step_file, collection_id in steps:
-                        if collection_id:
-                            self.xai.remove_document(collection_id, step_file)
-                        else:
-                            self.xai.delete_file(step_file)
-                            self.state.disown(step_file)
+                        self.uploads.take_back(step_file, collection_id)
                         self.state.cleanup_done(step_file, collection_id)
                 summary.deleted.append(file_id)
                 log.info("deleted xAI file %s (%s)", file_id, "; ".join(d.reason for d in deletions
@@ -397,11 +314,8 @@ class Engine:
                             not collection_id or collection_id in doc.xai_collections)
                         if not still_used:
                             self.locks.check()
-                            if collection_id:
-                                self.xai.remove_document(collection_id, file_id)
-                            else:
-                                self.xai.delete_file(file_id)
-                                self.state.disown(file_id)
+                            self.uploads.take_back(file_id, collection_id)
+                            if not collection_id:
                                 summary.deleted.append(file_id)
                         self.state.cleanup_done(file_id, collection_id)
             except LockHeld:
@@ -410,8 +324,3 @@ class Engine:
                 raise
             except DocsyncError as exc:
                 summary.notes.append(f"cleanup for {doc_id} not finished ({exc}); retried next run")
-
-
-def _started_for(filename: str, started: dict[str, str]) -> str | None:
-    """The document of an upload this host started under exactly this name (its answer never arrived)."""
-    return started.get(filename)

@@ -6,9 +6,13 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
+from .errors import NotFoundError, PermanentDocumentError
 from .model import Content
+
+if TYPE_CHECKING:
+    from .espocrm import EspoClient
 
 
 class HashingWriter:
@@ -57,3 +61,21 @@ def private_temp_file(directory: Path | None = None, suffix: str = "") -> tuple[
     fd, name = tempfile.mkstemp(prefix="docsync-", suffix=suffix, dir=directory)
     os.fchmod(fd, 0o600)
     return Path(name), os.fdopen(fd, "w+b")
+
+
+def download(espo: EspoClient, file_id: str, handle: IO[bytes], max_bytes: int) -> Content:
+    """Download an EspoCRM attachment into ``handle``, hashed on the way. A missing, over-size (stopped early) or
+    empty file is the document's permanent failure."""
+    writer = HashingWriter(handle, max_bytes=max_bytes)
+    try:
+        espo.download(file_id, writer)  # type: ignore[arg-type]
+    except NotFoundError as exc:
+        raise PermanentDocumentError(f"the attachment {file_id} does not exist in EspoCRM (404)",
+                                     "file_missing") from exc
+    except FileTooLarge as exc:
+        raise PermanentDocumentError(
+            f"the file is larger than xAI's upload limit of {exc.limit:,} bytes; not uploaded", "too_large") from exc
+    content = writer.content()
+    if content.size == 0:
+        raise PermanentDocumentError("the file is empty (0 bytes)", "empty_file")
+    return content

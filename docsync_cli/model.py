@@ -11,6 +11,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from .errors import DocsyncError
+
 
 class DateiStatus(StrEnum):
     NEU = "Neu"
@@ -223,6 +225,49 @@ class DocResult:
     preview: str | None = None  # a :class:`Preview`, or the text of a failure (see ``preview_failure``)
     busy_holder: str | None = None  # skipped because this lock holder has the document right now
     preview_failure: PreviewFailure | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a ``sync``/``prune`` command asks of the engine."""
+
+    ids: frozenset[str] | None = None
+    dry_run: bool = False
+    full: bool = False
+    limit: int | None = None
+    force_delete: bool = False
+    prune_only: bool = False
+    retry_failed: bool = False
+
+
+@dataclass
+class RunSummary:
+    """What a run did: its plan, each document's result, the files deleted, notes, and why it stopped."""
+
+    plan: RunPlan | None = None
+    results: list[DocResult] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    fatal: DocsyncError | None = None
+    stopped: bool = False
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {"planned": len(self.plan.work) if self.plan else 0,
+                                  "unchanged": self.plan.unchanged if self.plan else 0,
+                                  "held_back": len(self.plan.held_back) if self.plan else 0,
+                                  "deleted": len(self.deleted)}
+        for result in self.results:
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+            if result.preview_failure is not None:
+                counts["preview_failed"] = counts.get("preview_failed", 0) + 1
+        return counts
+
+    @property
+    def exit_code(self) -> int:
+        """The run's exit code before the command's options are weighed (``outcome.run_code``)."""
+        from .outcome import run_code  # outcome imports this module
+
+        return run_code(self)
 
 
 # ---------------------------------------------------------------------------------------------------

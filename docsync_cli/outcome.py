@@ -6,8 +6,6 @@ Pure (no I/O, no printing): ``cli.py`` prints the advice and exits with what thi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .errors import (
     AuthError,
     ConfigError,
@@ -19,10 +17,7 @@ from .errors import (
     SetupError,
     UsageError,
 )
-from .model import Outcome
-
-if TYPE_CHECKING:
-    from .engine import RunSummary
+from .model import Outcome, RunSummary
 
 EXIT_OK = 0  # all done
 EXIT_PARTIAL = 1  # some documents failed, --dry-run found work, or a signal stopped the run

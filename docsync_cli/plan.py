@@ -11,13 +11,15 @@ Two decisions live here:
   (make-before-break), and whether everything is in step already (verify only). What follows from it, once the
   work is done, is decided here too: :func:`cleanup_steps`, :func:`write_back_values`, :func:`preview_failed`;
   and :func:`candidate_collections` is the one answer to "which collections may hold this document's file".
+
+The change-feed decisions (the feed window, when a listing pass is due, link drift, edits by others, what a
+``--full`` run verifies from its listings alone) are in ``plan_changes.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import UnsafePlan
@@ -135,76 +137,6 @@ def plan_run(
         deletions = plan_deletions(docs, members, limits or DeleteLimits())
         deletions += plan_superseded(docs, members, frozenset(item.doc.id for item in work))
     return RunPlan(tuple(work), unchanged, tuple(held_back), deletions)
-
-
-OVERLAP = timedelta(minutes=2)
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-def feed_since(watermark: str, server_now: str | None) -> str:
-    """Where the ``modifiedAt`` feed starts: the stored watermark (server time at the start of the last complete
-    run) minus two minutes of overlap. If the server's clock now reads earlier than the watermark, it was set
-    back: start from its current time instead, so records saved since the step are not missed."""
-    start = datetime.strptime(watermark, TIME_FORMAT).replace(tzinfo=UTC)
-    if server_now is not None:
-        start = min(start, datetime.strptime(server_now, TIME_FORMAT).replace(tzinfo=UTC))
-    return (start - OVERLAP).strftime(TIME_FORMAT)
-
-
-def listing_due(last_listing: float | None, now: float, interval: float) -> bool:
-    """A listing pass is due when none ran yet, the interval passed, or the local clock went back."""
-    return last_listing is None or now - last_listing >= interval or now < last_listing
-
-
-def link_drift(local: LocalRecord | None, expected: frozenset[str] | None) -> str | None:
-    """Why a document's links need a check: the collections its linked records point at differ from the ones
-    it was last synced into."""
-    if local is None or expected is None or local.failure_code is not None:
-        return None
-    if frozenset(local.collections) != expected:
-        return Reason.LINKS_CHANGED
-    return None
-
-
-
-def verified_by_listing(docs: Iterable[CrmDocument], local: Mapping[str, LocalRecord],
-                        expected: Mapping[str, frozenset[str]], remote: Iterable[RemoteMember], *,
-                        previews: bool) -> frozenset[str]:
-    """Documents a ``--full`` run can call in step from its listings alone, without a request of their own: the
-    record, this host's memory, the collections its linked records point at (listing pass) and the managed
-    collections' listings all agree, and xAI reports the file processed everywhere it belongs."""
-    held: dict[str, dict[str, RemoteMember]] = {}
-    for member in remote:
-        held.setdefault(member.crm_document_id, {})[member.collection_id] = member
-    found = set()
-    for doc in docs:
-        record = local.get(doc.id)
-        want = expected.get(doc.id)
-        if record is None or want is None or why_work(doc, record, full=False, explicit=False) is not None:
-            continue
-        if doc.datei_status != DateiStatus.GESYNCT or doc.xai_sync_status != SyncStatus.SYNCED or doc.xai_sync_error:
-            continue
-        if frozenset(record.collections) != want or frozenset(doc.xai_collections) != want:
-            continue
-        members = held.get(doc.id, {})
-        if set(members) != set(want) or any(
-                m.file_id != doc.xai_file_id or m.status != PROCESSED or m.content_sha256 != doc.sha
-                for m in members.values()):
-            continue
-        if not want and doc.xai_file_id:
-            continue
-        if previews and not ((doc.preview_id and record.preview_sha == doc.sha) or record.preview_failed == doc.sha):
-            continue
-        found.add(doc.id)
-    return frozenset(found)
-
-
-def edited_since_sync(doc: CrmDocument, local: LocalRecord | None) -> str | None:
-    """A record saved by someone else since docsync's own last write (docsync remembers the ``modifiedAt`` its
-    write-back left): a PUT of ``accountsIds``, a field edit. It is checked once even if it looks in step."""
-    if local is None or local.crm_modified_at is None or local.crm_modified_at == doc.modified_at:
-        return None
-    return Reason.EDITED
 
 
 def plan_gone(gone: Iterable[LocalRecord], managed: int, limits: DeleteLimits) -> tuple[Deletion, ...]:
@@ -389,3 +321,41 @@ def preview_failed(preview: str | None, failure: PreviewFailure | None, content:
     if preview in (Preview.WRITTEN, Preview.UNCHANGED):
         return None
     return previous.preview_failed if previous is not None else None
+
+
+def remembered_after(doc: CrmDocument, content: Content, file_id: str, required: frozenset[str], indexing: Indexing,
+                     crm_modified_at: str, previous: LocalRecord | None, *, preview_now: bool,
+                     preview_failed: str | None) -> LocalRecord:
+    """What this host remembers after its write-back. Processed: the new state. Pending or failed: what xAI
+    fully holds stays the record (the hashes of the last complete sync), so the next run finishes or retries.
+    ``preview_now``: the preview is made from this content (written now, or found unchanged)."""
+    preview_sha = content.sha256 if preview_now else (previous.preview_sha if previous else None)
+    if indexing is Indexing.PROCESSED:
+        return LocalRecord(doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
+                           xai_file_id=file_id or None, collections=tuple(sorted(required)),
+                           crm_modified_at=crm_modified_at, preview_sha=preview_sha, preview_failed=preview_failed)
+    failed = indexing is Indexing.FAILED
+    return LocalRecord(
+        doc_id=doc.id, file_id=doc.file_id if failed else (previous.file_id if previous else None),
+        sha256=previous.sha256 if previous else None, md5=previous.md5 if previous else None,
+        xai_file_id=doc.xai_file_id, collections=doc.xai_collections, crm_modified_at=crm_modified_at,
+        failure_code="processing_failed" if failed else None, failure_transient=False,
+        preview_sha=preview_sha, pending=indexing is Indexing.PENDING, preview_failed=preview_failed)
+
+
+def remembered_verified(doc: CrmDocument, content: Content, required: frozenset[str],
+                        local: LocalRecord | None) -> LocalRecord:
+    """What this host remembers of a document it found in step (nothing written)."""
+    return LocalRecord(doc_id=doc.id, file_id=doc.file_id, sha256=content.sha256, md5=content.md5,
+                       xai_file_id=doc.xai_file_id or None, collections=tuple(sorted(required)),
+                       crm_modified_at=doc.modified_at, preview_sha=content.sha256 if doc.preview_id else None,
+                       preview_failed=local.preview_failed if local is not None else None)
+
+
+def remembered_failure(doc: CrmDocument, code: str, transient: bool, crm_modified_at: str,
+                       previous: LocalRecord | None) -> LocalRecord:
+    """What this host remembers of a document that failed: the failure, and the hashes of its last sync."""
+    return LocalRecord(doc_id=doc.id, file_id=doc.file_id, sha256=previous.sha256 if previous else None,
+                       md5=previous.md5 if previous else None, xai_file_id=doc.xai_file_id,
+                       collections=doc.xai_collections, crm_modified_at=crm_modified_at, failure_code=code,
+                       failure_transient=transient, preview_sha=previous.preview_sha if previous else None)

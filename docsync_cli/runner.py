@@ -23,11 +23,11 @@ from types import TracebackType
 from typing import Any
 
 from .config import Settings
-from .engine import Engine, RunOptions, RunSummary
+from .engine import Engine
 from .errors import DocsyncError, LocalEnvironmentError
 from .history import History, RunRecord
 from .locks import Locks, make_locks, pid_alive
-from .model import DocResult, Preview, RunPlan
+from .model import DocResult, Preview, RunOptions, RunPlan, RunSummary
 from .services import engine_settings, open_services
 from .state import StateStore, installation_id, remember_installation_id
 from .statedir import foreign_owner_warning, state_dir_problem

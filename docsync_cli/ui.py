@@ -33,8 +33,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from .config import Settings
-    from .engine import RunSummary
-    from .model import DocResult, RunPlan
+    from .model import DocResult, RunPlan, RunSummary
 
 
 # ---------------------------------------------------------------------------------------------- consoles

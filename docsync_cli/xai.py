@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,9 @@ def installation_tag(installation_id: str) -> str:
     return hashlib.sha256(installation_id.encode()).hexdigest()[:8]
 
 
+MARK = "crm-"  # every name docsync uploads under starts with it (a hint for lookups, never a reason to delete)
+
+
 def upload_name(doc_id: str, sha256: str, original: str, installation_id: str = "") -> str:
     """The marked, sanitised name an uploaded file gets (no path parts, no control characters, ≤ 200 chars)."""
     base = original.replace("\\", "/").rsplit("/", 1)[-1]
@@ -72,8 +75,15 @@ def upload_name(doc_id: str, sha256: str, original: str, installation_id: str = 
 
 
 def name_prefix(doc_id: str, sha256: str, installation_id: str = "") -> str:
-    prefix = f"crm-{_UNSAFE_NAME.sub('_', doc_id)[:40]}-{sha256[:8]}"
+    """What every :func:`upload_name` of this document, content and installation starts with (then ``-``)."""
+    prefix = f"{MARK}{_UNSAFE_NAME.sub('_', doc_id)[:40]}-{sha256[:8]}"
     return f"{prefix}-{installation_tag(installation_id)}" if installation_id else prefix
+
+
+def started_upload(name: str, started: Mapping[str, str]) -> str | None:
+    """The document of an upload this host started under exactly ``name`` (``started``: the upload journal's
+    name → document id). A name that merely looks like docsync's marker names no document."""
+    return started.get(name) if name.startswith(MARK) else None
 
 
 def xai_detail(headers: httpx.Headers, body: bytes) -> str:
@@ -110,6 +120,27 @@ def build_http_client(base_url: str, key: str, timeout: float,
 
 
 @dataclass(frozen=True)
+class XaiFile:
+    """A file of the Files API (``GET /v1/files``, the answer of an upload; contract §5), checked for shape."""
+
+    id: str
+    name: str
+    size: int | None = None  # bytes; None when the answer did not say, -1 when it said something unreadable
+    created_at: float | None = None  # Unix time, None when the answer did not say
+
+
+@dataclass(frozen=True)
+class CollectionMember:
+    """A file's document in a collection (contract §7): its processing status and its ``fields`` (string →
+    string, §9; untrusted: anyone with the management key can set them)."""
+
+    file_id: str  # "" when the answer did not name it
+    status: str  # DOCUMENT_STATUS_*; UNKNOWN when the answer had none
+    error_message: str = ""
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class SearchHit:
     """One chunk a search returned (``POST /v1/documents/search``, contract §10), already checked for shape.
 
@@ -136,7 +167,7 @@ class XaiClient:
 
     # -- files ---------------------------------------------------------------------------------------
 
-    def upload(self, path: Path, name: str, content_type: str) -> dict[str, Any]:
+    def upload(self, path: Path, name: str, content_type: str) -> XaiFile:
         """``POST /v1/files`` (multipart, streamed from disk). Not idempotent: a lost answer raises
         ``AmbiguousWriteError``; callers look the file up by name before trying again."""
         with path.open("rb") as handle:
@@ -153,11 +184,19 @@ class XaiClient:
                                  "check XAI_API_URL (xai.api_url); `docsync check` tests it") from None
         if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
             raise RejectedError("xai", "POST", "/v1/files", 200, "answer has no file id")
-        return answer
+        return _file(answer)
 
-    def find_files(self, prefix: str) -> list[dict[str, Any]]:
+    def find_uploads(self, doc_id: str, sha256: str, installation_id: str) -> list[XaiFile]:
+        """This installation's uploads of exactly this content for ``doc_id``, found by their marked name."""
+        return self.find_files(name_prefix(doc_id, sha256, installation_id) + "-")
+
+    def marked_files(self) -> list[XaiFile]:
+        """Every file whose name carries docsync's marker (anyone's: the name alone proves nothing)."""
+        return self.find_files(MARK)
+
+    def find_files(self, prefix: str) -> list[XaiFile]:
         """Files whose name starts with ``prefix`` (server-side fuzzy filter, then an exact check here)."""
-        found: list[dict[str, Any]] = []
+        found: list[XaiFile] = []
         token: str | None = None
         while True:
             params: dict[str, Any] = {"limit": PAGE, "order": "asc", "sort_by": "created_at",
@@ -168,7 +207,8 @@ class XaiClient:
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
                 raise RejectedError("xai", "GET", "/v1/files", 200, "answer has no 'data' list")
-            found += [f for f in data if isinstance(f, dict) and str(f.get("filename", "")).startswith(prefix)]
+            found += [_file(f) for f in data if isinstance(f, dict) and isinstance(f.get("id"), str)
+                      and str(f.get("filename", "")).startswith(prefix)]
             token = page.get("pagination_token")
             if len(data) < PAGE or not token:  # contract §5.2: the end is a short page
                 return found
@@ -259,8 +299,14 @@ class XaiClient:
     def reindex(self, collection_id: str, file_id: str) -> None:
         self.management.call("PATCH", _member_path(collection_id, file_id))
 
+    def member(self, collection_id: str, file_id: str) -> CollectionMember | None:
+        """A file's document in a collection, or None when the file is not a member."""
+        answer = self.document(collection_id, file_id)
+        return _member(answer, file_id) if answer is not None else None
+
     def document(self, collection_id: str, file_id: str) -> dict[str, Any] | None:
-        """The collection document for a file, or None when the file is not a member."""
+        """The collection document for a file as xAI sent it, or None when the file is not a member (prefer
+        :meth:`member`)."""
         try:
             answer = self.management.json("GET", _member_path(collection_id, file_id))
         except NotFoundError:
@@ -282,7 +328,7 @@ class XaiClient:
                                    str(doc.get("error_message") or ""))
         return result
 
-    def iter_documents(self, collection_id: str) -> Iterator[dict[str, Any]]:
+    def iter_documents(self, collection_id: str) -> Iterator[CollectionMember]:
         """Every document of a collection (follows ``pagination_token`` until it is missing or empty)."""
         token: str | None = None
         while True:
@@ -293,7 +339,7 @@ class XaiClient:
             docs = page.get("documents") if isinstance(page, dict) else None
             if not isinstance(docs, list):
                 raise RejectedError("xai", "GET", "/v1/collections/{id}/documents", 200, "answer has no list")
-            yield from (d for d in docs if isinstance(d, dict))
+            yield from (_member(d) for d in docs if isinstance(d, dict))
             token = page.get("pagination_token")
             if not docs or not token:
                 return
@@ -314,6 +360,24 @@ class XaiClient:
         if not isinstance(matches, list):
             raise RejectedError("xai", "POST", "/v1/documents/search", 200, "answer has no 'matches' list")
         return [hit for match in matches if (hit := _search_hit(match)) is not None]
+
+
+def _file(answer: dict[str, Any]) -> XaiFile:
+    size, created = answer.get("bytes"), answer.get("created_at")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+        size = -1  # said, but unreadable: matches no real size
+    return XaiFile(id=str(answer["id"]), name=str(answer.get("filename") or ""), size=size,
+                   created_at=created if isinstance(created, int | float) and not isinstance(created, bool) else None)
+
+
+def _member(doc: dict[str, Any], file_id: str = "") -> CollectionMember:
+    meta = doc.get("file_metadata")
+    listed = meta.get("file_id") if isinstance(meta, dict) else None
+    raw_fields = doc.get("fields")
+    fields = {str(k): v for k, v in raw_fields.items() if isinstance(v, str)} if isinstance(raw_fields, dict) else {}
+    return CollectionMember(file_id=listed if isinstance(listed, str) and listed else file_id,
+                            status=str(doc.get("status") or UNKNOWN), error_message=str(doc.get("error_message") or ""),
+                            fields=fields)
 
 
 def _search_hit(match: Any) -> SearchHit | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from docsync_cli.engine import RunSummary
+from docsync_cli.model import RunSummary
 from docsync_cli.sandbox.crm_profiles import DESIGN_DOC_FIELDS
 
 ESPO_KEY = "espo-secret-api-key-0001"

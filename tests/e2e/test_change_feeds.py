@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from docsync_cli.config import load_settings
-from docsync_cli.engine import Engine, RunOptions, RunSummary
+from docsync_cli.engine import Engine
+from docsync_cli.model import RunOptions, RunSummary
 from docsync_cli.sandbox.http import Callback
 from docsync_cli.sandbox.seed import Sandbox, corpus_dir
 from docsync_cli.services import engine_settings, open_services

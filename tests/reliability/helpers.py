@@ -84,7 +84,7 @@ def describe(proc: subprocess.CompletedProcess[str]) -> str:
 @dataclass
 class InProcessResult:
     exit_code: int
-    summary: Any  # docsync_cli.engine.RunSummary, or None when the run raised before planning finished
+    summary: Any  # docsync_cli.model.RunSummary, or None when the run raised before planning finished
     error: Exception | None = None
 
 
@@ -102,8 +102,9 @@ def run_engine(
     CLI would see), without previews and with a no-op lock. Exceptions the CLI would turn into an exit code
     are turned into one here too."""
     from docsync_cli.config import load_settings
-    from docsync_cli.engine import Engine, RunOptions
+    from docsync_cli.engine import Engine
     from docsync_cli.errors import DocsyncError
+    from docsync_cli.model import RunOptions
     from docsync_cli.outcome import error_code, run_code
     from docsync_cli.services import engine_settings, open_services
     from docsync_cli.state import StateStore

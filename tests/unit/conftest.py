@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from docsync_cli.config import load_settings
-from docsync_cli.engine import Engine, EngineSettings, RunOptions, RunSummary
+from docsync_cli.engine import Engine
+from docsync_cli.model import EngineSettings, RunOptions, RunSummary
 from docsync_cli.services import open_services
 from docsync_cli.state import StateStore
 from docsync_cli.transport import RetryPolicy

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from docsync_cli import outcome
-from docsync_cli.engine import RunSummary
 from docsync_cli.errors import (
     AuthError,
     ConfigError,
@@ -19,7 +18,7 @@ from docsync_cli.errors import (
     UnsafePlan,
     UsageError,
 )
-from docsync_cli.model import CrmDocument, DocResult, RunPlan, WorkItem
+from docsync_cli.model import CrmDocument, DocResult, RunPlan, RunSummary, WorkItem
 
 
 @pytest.mark.parametrize(("error", "code"), [

@@ -31,6 +31,9 @@ from docsync_cli.plan import (
     plan_document,
     plan_run,
     preview_failed,
+    remembered_after,
+    remembered_failure,
+    remembered_verified,
     why_work,
     write_back_values,
 )
@@ -501,3 +504,33 @@ def test_a_preview_that_cannot_be_made_is_remembered_an_upload_hiccup_is_not() -
     assert preview_failed("upload_failed: 503", PreviewFailure.UPLOAD, content(), before) == OTHER_SHA
     assert preview_failed(Preview.OFF, None, content(), before) == OTHER_SHA
     assert preview_failed(None, None, content(), None) is None
+
+
+def test_what_this_host_remembers_after_the_write_back() -> None:
+    doc = synced_doc(xai_collections=("col_old",))
+    before = local_for(doc, sha256=OTHER_SHA, md5="o" * 32, file_id="att_old", preview_sha=OTHER_SHA)
+    done = remembered_after(doc, content(), "file_9", frozenset({"col_b", "col_a"}), Indexing.PROCESSED,
+                            "2025-03-02 10:00:00", before, preview_now=True, preview_failed=None)
+    assert done == LocalRecord("doc1", "att1", SHA, "m" * 32, "file_9", ("col_a", "col_b"), "2025-03-02 10:00:00",
+                               preview_sha=SHA)
+    pending = remembered_after(doc, content(), "file_9", frozenset({"col_a"}), Indexing.PENDING,
+                               "2025-03-02 10:00:00", before, preview_now=False, preview_failed=None)
+    # what xAI fully holds stays the record: the next run adopts the upload and finishes
+    assert (pending.file_id, pending.sha256, pending.xai_file_id, pending.collections, pending.pending,
+            pending.failure_code, pending.preview_sha) == ("att_old", OTHER_SHA, "file_1", ("col_old",), True, None,
+                                                           OTHER_SHA)
+    failed = remembered_after(doc, content(), "file_9", frozenset({"col_a"}), Indexing.FAILED,
+                              "2025-03-02 10:00:00", None, preview_now=False, preview_failed=SHA)
+    assert (failed.file_id, failed.sha256, failed.failure_code, failed.failure_transient, failed.pending,
+            failed.preview_failed) == ("att1", None, "processing_failed", False, False, SHA)
+
+
+def test_what_this_host_remembers_of_a_verified_and_of_a_failed_document() -> None:
+    doc = synced_doc(preview_id="att_p")
+    verified = remembered_verified(doc, content(), frozenset({"col_a"}), local_for(doc, preview_failed=OTHER_SHA))
+    assert verified == LocalRecord("doc1", "att1", SHA, "m" * 32, "file_1", ("col_a",), doc.modified_at,
+                                   preview_sha=SHA, preview_failed=OTHER_SHA)
+    failed = remembered_failure(doc, "too_large", False, "2025-03-02 10:00:00", local_for(doc, preview_sha=SHA))
+    assert failed == LocalRecord("doc1", "att1", SHA, "m" * 32, "file_1", ("col_a",), "2025-03-02 10:00:00",
+                                 failure_code="too_large", failure_transient=False, preview_sha=SHA)
+    assert remembered_failure(doc, "transient", True, "t", None).sha256 is None

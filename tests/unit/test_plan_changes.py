@@ -1,21 +1,17 @@
-"""The planner's change-feed decisions (``plan.py``): the feed window, when a listing pass is due, link drift,
-edits by others, touched documents, and retiring the files of deleted documents within the caps."""
+"""The planner's change-feed decisions (``plan_changes.py``): the feed window, when a listing pass is due, link
+drift, edits by others; and (``plan.py``) touched documents and retiring the files of deleted documents within the
+caps."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from docsync_cli.errors import UnsafePlan
-from docsync_cli.model import CrmDocument, LocalRecord
-from docsync_cli.plan import (
-    DeleteLimits,
-    edited_since_sync,
-    feed_since,
-    link_drift,
-    listing_due,
-    plan_gone,
-    plan_run,
-)
+from docsync_cli.model import PROCESSED, CrmDocument, LocalRecord, RemoteMember
+from docsync_cli.plan import DeleteLimits, plan_gone, plan_run
+from docsync_cli.plan_changes import edited_since_sync, feed_since, link_drift, listing_due, verified_by_listing
 
 SHA = "a" * 64
 
@@ -84,3 +80,27 @@ def test_plan_gone_retires_recorded_files_within_the_caps() -> None:
     with pytest.raises(UnsafePlan):
         plan_gone([one, two], 3, DeleteLimits(max_count=50, max_percent=50))
     assert len(plan_gone([one, two], 3, DeleteLimits(max_count=1, force=True))) == 3
+
+
+def test_a_full_run_verifies_from_its_listings_only_what_every_source_agrees_on() -> None:
+    doc, local = synced()
+    ours = RemoteMember("c1", "file_1", "d1", SHA, PROCESSED)
+    expected = {"d1": frozenset({"c1"})}
+
+    def verified(doc: CrmDocument = doc, local: LocalRecord = local, expected: dict[str, frozenset[str]] = expected,
+                 remote: tuple[RemoteMember, ...] = (ours,), previews: bool = False) -> bool:
+        return "d1" in verified_by_listing([doc], {"d1": local}, expected, remote, previews=previews)
+
+    assert verified()
+    assert not verified(remote=(dataclasses.replace(ours, status="DOCUMENT_STATUS_PROCESSING"),))
+    assert not verified(remote=(dataclasses.replace(ours, content_sha256="c" * 64),))
+    assert not verified(remote=())  # the listing does not show it where it belongs
+    assert not verified(remote=(ours, RemoteMember("c2", "file_1", "d1", SHA, PROCESSED)))
+    assert not verified(expected={"d1": frozenset({"c1", "c2"})})  # its linked records point elsewhere now
+    assert not verified(expected={})  # the listing pass did not see its links
+    assert not verified(doc=dataclasses.replace(doc, xai_sync_error="boom"))
+    assert not verified(local=dataclasses.replace(local, collections=("c0",)))
+    assert not verified(previews=True)  # no preview yet
+    assert verified(doc=dataclasses.replace(doc, preview_id="att_p"), local=dataclasses.replace(local, preview_sha=SHA),
+                    previews=True)
+    assert verified(local=dataclasses.replace(local, preview_failed=SHA), previews=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from docsync_cli import ui
-from docsync_cli.engine import RunSummary
-from docsync_cli.model import DocResult, RunPlan
+from docsync_cli.model import DocResult, RunPlan, RunSummary
 
 
 def test_full_run_summary_counts_verified_documents_as_unchanged(capsys: pytest.CaptureFixture[str]) -> None:

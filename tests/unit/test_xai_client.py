@@ -20,7 +20,16 @@ from docsync_cli.config import load_settings
 from docsync_cli.errors import AmbiguousWriteError, AuthError, RejectedError
 from docsync_cli.services import open_services
 from docsync_cli.transport import RetryPolicy, ServiceClient
-from docsync_cli.xai import XaiClient, build_http_client, name_prefix, upload_name, xai_detail
+from docsync_cli.xai import (
+    CollectionMember,
+    XaiClient,
+    XaiFile,
+    build_http_client,
+    name_prefix,
+    started_upload,
+    upload_name,
+    xai_detail,
+)
 
 FILES = "https://api.x.example"
 MGMT = "https://mgmt.x.example"
@@ -118,7 +127,7 @@ def test_upload_is_multipart_with_the_marked_name(httpx_mock: HTTPXMock, tmp_pat
     name = upload_name("65f0c1a2b3c4d5e6f", SHA, "Vertrag Müller.pdf")
     httpx_mock.add_response(method="POST", url=f"{FILES}/v1/files", json=file_obj(FID, name, 22))
     answer = make_xai().upload(source, name, "application/pdf")
-    assert answer["id"] == FID
+    assert answer.id == FID
     request = httpx_mock.get_request()
     assert request is not None
     assert request.headers["Content-Type"].startswith("multipart/form-data; boundary=")
@@ -190,7 +199,7 @@ def test_find_files_filters_by_name_and_stops_on_a_short_page(httpx_mock: HTTPXM
     httpx_mock.add_response(url=FILES_LIST, json={"data": first, "pagination_token": "file_x"})
     httpx_mock.add_response(url=FILES_LIST, json={"data": second, "pagination_token": "file_last"})
     found = make_xai().find_files(prefix)
-    assert [f["id"] for f in found] == [f"file_{i}" for i in range(99)] + ["file_last"]  # "other.pdf" dropped
+    assert [f.id for f in found] == [f"file_{i}" for i in range(99)] + ["file_last"]  # "other.pdf" dropped
     page1, page2 = (dict(r.url.params) for r in httpx_mock.get_requests())
     assert page1 == {"limit": "100", "order": "asc", "sort_by": "created_at", "filter": 'name:"crm-d1-01234567"'}
     assert page2 == page1 | {"pagination_token": "file_x"}
@@ -344,7 +353,7 @@ def test_iter_documents_follows_pagination_token_until_absent(httpx_mock: HTTPXM
     httpx_mock.add_response(url=listing, json={"documents": [collection_doc("f2")], "pagination_token": "p3"})
     httpx_mock.add_response(url=listing, json={"documents": [collection_doc("f3")]})
     docs = list(make_xai().iter_documents(COL))
-    assert [d["file_metadata"]["file_id"] for d in docs] == ["f1", "f2", "f3"]
+    assert [d.file_id for d in docs] == ["f1", "f2", "f3"]
     assert [dict(r.url.params) for r in httpx_mock.get_requests()] == [
         {"limit": "100"}, {"limit": "100", "pagination_token": "p2"}, {"limit": "100", "pagination_token": "p3"}]
 
@@ -443,3 +452,42 @@ def test_a_deleted_collection_is_not_found_but_a_missing_management_api_is_a_set
     with pytest.raises(SetupError, match="no xAI Management API at this URL") as caught:
         other.get_collection(COL)
     assert "XAI_MANAGEMENT_URL" in caught.value.advice
+
+
+# -- typed answers and the marked name ------------------------------------------------------------------
+
+
+def test_member_is_a_typed_value_with_string_fields_only(httpx_mock: HTTPXMock) -> None:
+    doc = collection_doc(FID, "DOCUMENT_STATUS_FAILED", "bad pdf", {"crm_document_id": "d1"})
+    doc["fields"]["odd"] = 7  # type: ignore[index]
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections/{COL}/documents/{FID}", json=doc)
+    assert make_xai().member(COL, FID) == CollectionMember(FID, "DOCUMENT_STATUS_FAILED", "bad pdf",
+                                                           {"crm_document_id": "d1"})
+
+
+def test_a_member_without_a_status_is_still_processing(httpx_mock: HTTPXMock) -> None:
+    doc = collection_doc(FID)
+    del doc["status"], doc["file_metadata"]
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections/{COL}/documents/{FID}", json=doc)
+    member = make_xai().member(COL, FID)
+    assert member is not None and (member.file_id, member.status) == (FID, "DOCUMENT_STATUS_UNKNOWN")
+
+
+def test_listed_files_are_typed_and_an_unreadable_size_matches_no_size(httpx_mock: HTTPXMock) -> None:
+    prefix = name_prefix("d1", SHA, "inst")
+    odd = file_obj("file_b", f"{prefix}-b.pdf") | {"bytes": "10", "created_at": None}
+    httpx_mock.add_response(url=FILES_LIST, json={"data": [file_obj("file_a", f"{prefix}-a.pdf", 12, 5), odd,
+                                                           {"filename": f"{prefix}-no-id.pdf"}]})
+    assert make_xai().find_uploads("d1", SHA, "inst") == [XaiFile("file_a", f"{prefix}-a.pdf", 12, 5),
+                                                          XaiFile("file_b", f"{prefix}-b.pdf", -1, None)]
+    assert dict(httpx_mock.get_request().url.params)["filter"] == f'name:"{prefix}-"'  # type: ignore[union-attr]
+
+
+def test_the_marked_name_is_built_and_read_back_here() -> None:
+    name = upload_name("d1", SHA, "Vertrag.pdf", "inst")
+    assert name.startswith(name_prefix("d1", SHA, "inst") + "-")
+    assert not name.startswith(name_prefix("d1", SHA, "other-inst") + "-")
+    journal = {name: "d1"}
+    assert started_upload(name, journal) == "d1"
+    assert started_upload(upload_name("d1", SHA, "Other.pdf", "inst"), journal) is None  # only the exact name
+    assert started_upload("Vertrag.pdf", {"Vertrag.pdf": "d1"}) is None  # no marker, no document
