@@ -94,7 +94,7 @@ class Side:
         return made
 
     def upload(self, name: str = "crm-d1-abababab-x.pdf") -> str:
-        return str(self.services.xai.upload(self.upload_file, name, "application/pdf")["id"])
+        return self.services.xai.upload(self.upload_file, name, "application/pdf").id
 
 
 @pytest.fixture(scope="module")
