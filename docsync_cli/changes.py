@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .crm.client import EspoClient, id_range
 from .errors import AuthError, DocsyncError, HttpError, RunFatal
-from .espocrm import EspoClient, id_range
 from .model import CrmDocument, DateiStatus, EngineSettings, LocalRecord, SyncStatus
 from .plan import why_work
 from .plan_changes import edited_since_sync, feed_since, link_drift, listing_due

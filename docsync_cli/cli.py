@@ -319,7 +319,7 @@ def espocrm_fields(
     """Print the EspoCRM entityDefs JSON that creates docsync's custom Document fields."""
     def body() -> int:
         from .config import FieldNames
-        from .espocrm_fields import LANGUAGES
+        from .crm.fields import LANGUAGES
 
         if language not in LANGUAGES:
             raise UsageError(f"no labels for --language {language!r}; choose one of {', '.join(LANGUAGES)}")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from .changes import ChangeFeed, Changes
+from .crm.client import EspoClient
 from .errors import (
     AmbiguousWriteError,
     DocsyncError,
@@ -26,7 +27,6 @@ from .errors import (
     TransientHttpError,
     UnsafePlan,
 )
-from .espocrm import EspoClient
 from .model import (
     CrmDocument,
     DeleteLimits,

@@ -12,7 +12,7 @@ from .errors import NotFoundError, PermanentDocumentError
 from .model import Content
 
 if TYPE_CHECKING:
-    from .espocrm import EspoClient
+    from .crm.client import EspoClient
 
 
 class HashingWriter:

@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from .breaker import Breaker
+from .crm.client import EspoClient
 from .errors import (
     AuthError,
     ConflictError,
@@ -41,7 +42,6 @@ from .errors import (
     SetupError,
     TransientDocumentError,
 )
-from .espocrm import EspoClient
 from .failures import as_document_error, check_record, clip, disk_problem
 from .hashing import download, private_temp_file
 from .model import (

@@ -9,8 +9,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from .crm.client import EspoClient
 from .errors import AmbiguousWriteError, PreviewError, RejectedError, TransientHttpError
-from .espocrm import EspoClient
 from .model import Content, CrmDocument, DocResult, DocumentLocks, LocalRecord, Preview, Previewer, PreviewFailure
 
 log = logging.getLogger("docsync.engine")

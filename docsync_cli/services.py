@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from . import espocrm, espocrm_reasons, xai
+from . import xai
 from .config import Settings
+from .crm.client import EspoClient, build_http_client
+from .crm.reasons import espo_detail
 from .model import DeleteLimits, EngineSettings
 from .throttle import Throttle
 from .transport import RetryPolicy, ServiceClient
@@ -22,7 +24,7 @@ from .transport import RetryPolicy, ServiceClient
 
 @dataclass
 class Services:
-    espo: espocrm.EspoClient
+    espo: EspoClient
     xai: xai.XaiClient
     http_clients: list[httpx.Client]
 
@@ -36,7 +38,7 @@ def open_services(settings: Settings, transports: dict[str, httpx.BaseTransport]
     policy = retry or RetryPolicy(attempts=settings.sync.max_attempts)
     limit = throttle_limit(concurrency or settings.sync.concurrency)
     secret = settings.espocrm.secret_key.get_secret_value() if settings.espocrm.secret_key else None
-    espo_http = espocrm.build_http_client(settings.espocrm.url, settings.espocrm.api_key.get_secret_value(), secret,
+    espo_http = build_http_client(settings.espocrm.url, settings.espocrm.api_key.get_secret_value(), secret,
                                           settings.espocrm.timeout_seconds, transports.get("espocrm"))
     files_http = xai.build_http_client(settings.xai.api_url, settings.xai.api_key.get_secret_value(),
                                        settings.xai.timeout_seconds, transports.get("xai_files"))
@@ -44,13 +46,13 @@ def open_services(settings: Settings, transports: dict[str, httpx.BaseTransport]
                                       settings.xai.timeout_seconds, transports.get("xai_management"))
     deadline = settings.sync.request_deadline_seconds
     espo_service = ServiceClient("espocrm", espo_http, deadline_seconds=deadline, retry=policy,
-                                 detail=espocrm_reasons.espo_detail, throttle=Throttle(limit=limit))
+                                 detail=espo_detail, throttle=Throttle(limit=limit))
     # One throttle per host: the Files API and the Management API have separate limits.
     files = ServiceClient("xai", files_http, deadline_seconds=deadline, retry=policy, detail=xai.xai_detail,
                           throttle=Throttle(limit=limit))
     management = ServiceClient("xai-management", mgmt_http, deadline_seconds=deadline, retry=policy,
                                detail=xai.xai_detail, throttle=Throttle(limit=limit))
-    services = Services(espocrm.EspoClient(espo_service, settings.espocrm.fields.model_dump()),
+    services = Services(EspoClient(espo_service, settings.espocrm.fields.model_dump()),
                         xai.XaiClient(files, management), [espo_http, files_http, mgmt_http])
     try:
         yield services

@@ -1,6 +1,6 @@
 """One place where HTTP answers become docsync errors, and where retries happen.
 
-Both service clients (``espocrm.py``, ``xai.py``) send every request through :class:`ServiceClient`, which
+Both service clients (``crm/client.py``, ``xai.py``) send every request through :class:`ServiceClient`, which
 
 * takes an injected ``httpx.Client`` (tests stub the transport; the CLI builds real clients with explicit timeouts
   and ``follow_redirects=False``);

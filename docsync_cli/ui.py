@@ -232,7 +232,7 @@ def print_summary(summary: RunSummary, dry_run: bool) -> None:
 
 def print_field_definitions(names: dict[str, str], language: str) -> None:
     """``docsync espocrm-fields``: the entityDefs and i18n JSON for docsync's custom Document fields."""
-    from .espocrm_fields import entity_defs, i18n_labels, with_accounts_override
+    from .crm.fields import entity_defs, i18n_labels, with_accounts_override
 
     typer.echo("// custom/Espo/Custom/Resources/metadata/entityDefs/Document.json")
     typer.echo(json.dumps(with_accounts_override(entity_defs(names)), indent=4, ensure_ascii=False))

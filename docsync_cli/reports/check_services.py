@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
+from ..crm.fields import ACCOUNT, check_fields
 from ..errors import AuthError, DocsyncError, NotFoundError, ServiceUnreachable
-from ..espocrm_fields import ACCOUNT, check_fields
 from ..services import Services
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def check_link_fields(report: CheckReport, settings: Settings, services: Service
 
 def link_field_problems(entity: str, field: str, definition: dict[str, Any]) -> list[str]:
     """What is wrong with the field a ``collections.links`` rule reads the collection id from: on Account the
-    design document's definition (``espocrm_fields.check_fields``), elsewhere any text-like type."""
+    design document's definition (``crm.fields.check_fields``), elsewhere any text-like type."""
     if entity == ACCOUNT:
         return check_fields({field: definition}, {"xaiCollectionId": field}, ACCOUNT)
     if definition.get("type") not in ("varchar", "text", "enum", "url"):

@@ -5,7 +5,7 @@ The default (``design``) is the design document the firm built its CRM from (not
 ``xaiSyncStatus`` syncing/synced/failed (no ``""``, no ``"pending"``), and ``preview`` an image field. Those are
 fields an admin created by hand in Administration > Entity Manager, so they carry the UI's defaults (varchar
 ``maxLength`` 100, no enum default for ``xaiSyncStatus``). They are deliberately *not* taken from docsync's own
-definitions (:mod:`docsync_cli.espocrm_fields`): the emulator must disagree with docsync wherever a real CRM would.
+definitions (:mod:`docsync_cli.crm.fields`): the emulator must disagree with docsync wherever a real CRM would.
 
 The other profiles are the variations seen in production: the fields ``docsync espocrm-fields`` generates,
 the ``c``-prefixed names EspoCRM ≥ 8.2 gives custom fields, ``preview`` as a ``file`` field, a lowered
@@ -54,7 +54,7 @@ class CrmProfile:
 def generated_fields() -> dict[str, dict[str, Any]]:
     """What ``docsync espocrm-fields`` tells an admin to install (docsync's own definitions, offered extras
     included)."""
-    from docsync_cli.espocrm_fields import REQUIRED_FIELDS
+    from docsync_cli.crm.fields import REQUIRED_FIELDS
 
     return copy.deepcopy(REQUIRED_FIELDS)
 

@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from docsync_cli.config import load_settings
+from docsync_cli.crm.reasons import VALIDATION_REASON
 from docsync_cli.errors import DocsyncError
-from docsync_cli.espocrm_reasons import VALIDATION_REASON
 from docsync_cli.sandbox.crm_profiles import DESIGN_DOC_FIELDS
 from docsync_cli.sandbox.seed import Sandbox
 from docsync_cli.services import Services, open_services

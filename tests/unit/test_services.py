@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from docsync_cli import espocrm_reasons, xai
+from docsync_cli import xai
 from docsync_cli.config import Settings, load_settings
+from docsync_cli.crm import reasons
 from docsync_cli.model import DeleteLimits, EngineSettings, LinkRule
 from docsync_cli.services import engine_settings, open_services, throttle_limit
 from docsync_cli.transport import RetryPolicy
@@ -53,9 +54,9 @@ def test_each_service_gets_its_name_deadline_retry_policy_and_error_reading(tmp_
     assert [client.name for client in clients] == ["espocrm", "xai", "xai-management"]
     assert {client.deadline_seconds for client in clients} == {45.0}
     assert {client.retry.attempts for client in clients} == {3}
-    assert [client.is_auth_failure for client in clients] == [espocrm_reasons.is_auth_failure, xai.is_auth_failure,
+    assert [client.is_auth_failure for client in clients] == [reasons.is_auth_failure, xai.is_auth_failure,
                                                                xai.is_auth_failure]
-    assert clients[0]._detail is espocrm_reasons.espo_detail
+    assert clients[0]._detail is reasons.espo_detail
     assert clients[1]._detail is xai.xai_detail and clients[2]._detail is xai.xai_detail
 
 

@@ -2,8 +2,8 @@
 
 It knows the wire (auth headers, ``searchParams``, paging, ``X-Version-Number``) over an injected
 ``httpx.Client``. What it learns of the CRM's Document (names, options, page cap) and the mapping between
-records and docsync's model are ``espocrm_schema.LearnedSchema``'s; what a refusal means by its
-``X-Status-Reason`` is ``espocrm_reasons``'.
+records and docsync's model are ``crm.schema.LearnedSchema``'s; what a refusal means by its
+``X-Status-Reason`` is ``crm.reasons``'.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import AuthError, DocsyncError, RejectedError
-from .espocrm_fields import FieldSchema
-from .espocrm_reasons import file_field_not_editable, is_auth_failure, refused_write
-from .espocrm_schema import PAGE, LearnedSchema
-from .model import CrmDocument
-from .secrets import printable
-from .transport import ServiceClient, short
+from ..errors import AuthError, DocsyncError, RejectedError
+from ..model import CrmDocument
+from ..secrets import printable
+from ..transport import ServiceClient, short
+from .fields import FieldSchema
+from .reasons import file_field_not_editable, is_auth_failure, refused_write
+from .schema import PAGE, LearnedSchema
 
 log = logging.getLogger("docsync.espocrm")
 

@@ -4,9 +4,9 @@
 the preview field's type, the list page cap, the ``App/user`` answer) and uses it: a CRM record becomes a
 :class:`~docsync_cli.model.CrmDocument` (:meth:`~LearnedSchema.to_document`), docsync's values become an
 update body every enum field accepts (:meth:`~LearnedSchema.writable`). Until something is learned the
-configured names and the design document's options (``espocrm_fields.FALLBACK_OPTIONS``) are assumed, so
-nothing a field might refuse is ever written. No I/O: ``espocrm.py`` reads the two answers and hands them over;
-this module imports only ``espocrm_fields``, ``errors``, ``model`` and ``secrets``. "Contract §n" is EspoCRM
+configured names and the design document's options (``crm.fields.FALLBACK_OPTIONS``) are assumed, so
+nothing a field might refuse is ever written. No I/O: ``crm/client.py`` reads the two answers and hands them over;
+this module imports only ``crm.fields``, ``errors``, ``model`` and ``secrets``. "Contract §n" is EspoCRM
 contract §n in ``docs/contracts.md``.
 """
 
@@ -18,10 +18,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import RejectedError, SetupError
-from .espocrm_fields import FieldSchema, inspect_fields
-from .model import CrmDocument, SyncStatus
-from .secrets import printable, scrub
+from ..errors import RejectedError, SetupError
+from ..model import CrmDocument, SyncStatus
+from ..secrets import printable, scrub
+from .fields import FieldSchema, inspect_fields
 
 log = logging.getLogger("docsync.espocrm")
 

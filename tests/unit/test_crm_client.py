@@ -1,4 +1,4 @@
-"""``docsync_cli.espocrm.EspoClient`` against pytest-httpx stubs shaped like the EspoCRM contract
+"""``docsync_cli.crm.client.EspoClient`` against pytest-httpx stubs shaped like the EspoCRM contract
 (``docs/contracts.md``): auth headers (§1.1, §1.2), keyset paging with ``searchParams`` (§2), learning the fields
 (the mapping itself: test_espocrm_schema.py), partial conditional updates (§3.2-3.3), downloads (§5.5), related
 lists (§4.1), preview uploads (§5.2), readable errors (§1.5)."""
@@ -19,9 +19,9 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 from docsync_cli.config import FieldNames
+from docsync_cli.crm.client import EspoClient, build_http_client, id_range
+from docsync_cli.crm.reasons import espo_detail
 from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError
-from docsync_cli.espocrm import EspoClient, build_http_client, id_range
-from docsync_cli.espocrm_reasons import espo_detail
 from docsync_cli.outcome import error_code
 from docsync_cli.transport import RetryPolicy, ServiceClient
 

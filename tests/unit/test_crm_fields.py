@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from docsync_cli.espocrm_fields import (
+from docsync_cli.crm.fields import (
     ACCOUNT_FIELDS,
     REQUIRED_FIELDS,
     XAI_SYNC_STATUS_OPTIONS,

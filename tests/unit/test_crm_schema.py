@@ -1,4 +1,4 @@
-"""``docsync_cli.espocrm_schema.LearnedSchema``: what one CRM's answers teach (attribute names, enum options, the
+"""``docsync_cli.crm.schema.LearnedSchema``: what one CRM's answers teach (attribute names, enum options, the
 page cap), records mapped to ``CrmDocument`` and docsync's values made into an update body every field accepts.
 Pure: the answers are given as data (EspoCRM contract §6.2, §10.1, §10.2, §10.4 in ``docs/contracts.md``)."""
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from docsync_cli.config import FieldNames
+from docsync_cli.crm.schema import PAGE, LearnedSchema, fingerprint
 from docsync_cli.errors import RejectedError, SetupError
-from docsync_cli.espocrm_schema import PAGE, LearnedSchema, fingerprint
 from docsync_cli.outcome import error_code
 from docsync_cli.secrets import register
 

@@ -1,4 +1,4 @@
-"""``docsync_cli.espocrm_reasons``: what EspoCRM's refusals mean by their ``X-Status-Reason`` (EspoCRM contract
+"""``docsync_cli.crm.reasons``: what EspoCRM's refusals mean by their ``X-Status-Reason`` (EspoCRM contract
 §10.3, §10.9 in ``docs/contracts.md``). Pure: headers and classified errors are built here."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from docsync_cli.crm.reasons import espo_detail, file_field_not_editable, is_auth_failure, refused_write
 from docsync_cli.errors import ConflictError, RejectedError, SetupError
-from docsync_cli.espocrm_reasons import espo_detail, file_field_not_editable, is_auth_failure, refused_write
 from docsync_cli.outcome import error_code
 
 REPLACED = "Can't relate with non-existing record. entity type: Document, link: file."

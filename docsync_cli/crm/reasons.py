@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from .errors import ConflictError, DocsyncError, RejectedError, SetupError
-from .transport import short
+from ..errors import ConflictError, DocsyncError, RejectedError, SetupError
+from ..transport import short
 
 ACL_REASON = re.compile(r"^No (?:\w+ )?access(?: to [A-Z]\w*)?\.?$")
 VALIDATION_REASON = re.compile(r"Field validation failure; entityType: (\w+), field: (\w+), type: (\w+)")

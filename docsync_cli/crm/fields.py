@@ -13,7 +13,7 @@ names, and three pure functions over them:
 The admin may give the fields other attribute names (EspoCRM ≥ 8.2 prefixes custom fields with ``c``:
 ``dateiStatus`` becomes ``cDateiStatus``). Every function therefore takes ``names``, a mapping from logical
 name to real attribute name (``settings.espocrm.fields.model_dump()``); a logical name missing from it is used
-as is. No I/O here: fetching metadata is ``espocrm.py``'s job, printing is ``cli.py``'s.
+as is. No I/O here: fetching metadata is ``crm/client.py``'s job, printing is ``cli.py``'s.
 """
 
 from __future__ import annotations
