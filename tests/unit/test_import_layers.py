@@ -100,3 +100,16 @@ def test_the_read_only_report_modules_import_neither_the_engine_nor_the_reconcil
 def test_the_scan_sees_imports_inside_functions() -> None:
     assert "rich.table.Table" in _imports(PACKAGE / "ui_reports.py")  # imported inside render_status
     assert "docsync_cli.reports.status.feeds_explained" in _imports(PACKAGE / "ui_reports.py")
+
+
+PURE_MODULES = ("docsync_cli.plan", "docsync_cli.plan_changes", "docsync_cli.outcome", "docsync_cli.model",
+                "docsync_cli.errors", "docsync_cli.timestamps")
+IO_MODULES = ("httpx", "sqlite3", "socket", "subprocess", "threading", "filelock", "redis", "docsync_cli.state",
+              "docsync_cli.transport", "docsync_cli.xai", "docsync_cli.crm", "docsync_cli.engine")
+
+
+def test_the_planner_and_the_values_it_decides_over_load_no_io() -> None:
+    # plan(crm, remote) -> actions: importing the planner brings no HTTP, no database, no threads, no processes
+    loaded = _loaded_after_importing(PURE_MODULES)
+    assert set(PURE_MODULES) <= set(loaded)
+    assert sorted(name for name in loaded if name.split(".")[0] in IO_MODULES or name.startswith(IO_MODULES)) == []
