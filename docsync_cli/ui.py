@@ -31,6 +31,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress, TaskID
 
     from .config import Settings
     from .model import DocResult, RunPlan, RunSummary
@@ -162,8 +163,8 @@ class SyncProgress:
 
     def __init__(self, log_format: str) -> None:
         self.enabled = sys.stderr.isatty() and log_format == "text"
-        self._progress: Any = None  # rich.progress.Progress, imported only when it shows
-        self._task: Any = None
+        self._progress: Progress | None = None  # imported only when it shows
+        self._task: TaskID | None = None
 
     def __enter__(self) -> SyncProgress:
         if self.enabled:
@@ -176,11 +177,11 @@ class SyncProgress:
         return self
 
     def planned(self, plan: RunPlan) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, total=len(plan.work))
 
     def advance(self, result: DocResult) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, advance=1)
 
     def __exit__(self, *exc: object) -> None:
