@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..config import Settings
 from ..errors import DocsyncError, NotFoundError
 from ..findability import CollectionProbe
-from ..model import CrmDocument, DateiStatus, LocalRecord
+from ..model import UNKNOWN, CrmDocument, DateiStatus, LocalRecord
 from ..plan import candidate_collections, why_work
 from ..services import Services
 from .probe import DocumentProbe, preview_service, probe_document, verdict
@@ -109,7 +109,7 @@ def _print_xai(services: Services, doc: CrmDocument, required: dict[str, str], l
     candidates = candidate_collections(doc, required, local)
     for collection_id in sorted(candidates):
         try:
-            member = services.xai.document(collection_id, file_id)
+            member = services.xai.member(collection_id, file_id)
         except NotFoundError:
             member, state = None, "the collection does not exist"
         except DocsyncError as exc:
@@ -117,8 +117,8 @@ def _print_xai(services: Services, doc: CrmDocument, required: dict[str, str], l
         else:
             state = "not a member"
         if member is not None:
-            error = str(member.get("error_message") or "")
-            state = f"member, {member.get('status') or 'status unknown'}" + (f": {error}" if error else "")
+            status = "status unknown" if member.status == UNKNOWN else member.status
+            state = f"member, {status}" + (f": {member.error_message}" if member.error_message else "")
         need = "required" if collection_id in required else "not required (the next run would remove it)"
         out.line(f"  {collection_id}: {state}; {need}")
 
