@@ -1,49 +1,22 @@
-"""This host's memory between runs: ``state.sqlite3`` in the state dir (``0600``).
-
-* ``documents``: per document, what the last run that touched it synced (attachment id, hashes, xAI file,
-  collections, the record's ``modifiedAt`` right after docsync's own write) or why it failed. The planner uses
-  it to notice a replaced file without downloading every document on every run.
-* ``cleanups``: the break half of make-before-break, journalled before the write-back that makes it due
-  (take file F out of collection C, or delete F when C is empty); finished right after the write-back, or by
-  the next run after a crash — after checking the CRM really moved on.
-* ``uploads``: the intent journal. A row is written *before* ``POST /v1/files`` and completed with the file id
-  after it; an upload whose answer was lost (or a crash in between) is found again by its marked name on the
-  next attempt instead of being uploaded twice.
-
-* ``meta`` and ``linked``: the change feeds' bookkeeping (the watermark, the last listing pass, the note cursor,
-  which feeds the CRM offers; the collection of each linked record, as last seen).
-* ``owned``: the ownership record: every xAI file this installation uploaded (or adopted after verifying it), and
-  the CRM document it was uploaded for. docsync deletes, removes or reuses a file only when this record (or the
-  collection document's ``fields``: this installation's id and that very document id) says it is its own.
-
-The installation id (``installation-id`` in the state dir, generated once; ``sync.installation_id`` overrides it
-so several hosts of one installation share it) is what docsync writes into each collection document's ``fields``.
-
-Every write is one short transaction, so a crash leaves the previous state intact. State files are opened without
-following symlinks. :class:`StateStore` is the writer a run holds; :class:`ReadOnlyState` is how the read-only
-reports look at the same file without ever creating or changing it.
-"""
+"""The writer of ``state.sqlite3``: :class:`StateStore`, the schema, and the one mapping of a ``documents`` row to
+a :class:`~..model.LocalRecord` (the package docstring describes the tables)."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import sqlite3
-import stat
 import threading
 import time
-import uuid
 from pathlib import Path
 
-from .errors import LocalEnvironmentError
-from .model import LocalRecord
-from .statedir import state_file_exists
+from ..errors import LocalEnvironmentError
+from ..model import LocalRecord
+from .installation import installation_id, private_file
 
 STATE_FILE = "state.sqlite3"
 DOCUMENT_COLUMNS = ("doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
                     " failure_transient, preview_sha, pending, preview_failed")
-"""The columns of a ``documents`` row as :func:`_record` reads them (every reader selects exactly these)."""
+"""The columns of a ``documents`` row as :func:`record_of_row` reads them (every reader selects exactly these)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -69,63 +42,6 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 """
 
-
-INSTALLATION_FILE = "installation-id"
-INSTALLATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{3,63}")
-
-
-def private_file(path: Path) -> None:
-    """Create ``path`` as ``0600`` (or tighten it) without following a symlink planted in its place."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
-def peek_installation_id(state_dir: Path, configured: str | None = None) -> str | None:
-    """The installation id without creating one (None: no run made it yet)."""
-    if configured:
-        return configured
-    if not (state_dir / INSTALLATION_FILE).is_file():
-        return None
-    try:
-        return installation_id(state_dir)
-    except OSError:
-        return None
-
-
-def installation_id(state_dir: Path, configured: str | None = None) -> str:
-    """This installation's id: ``configured`` if given, else the one stored in the state dir (made once)."""
-    if configured:
-        return configured
-    path = state_dir / INSTALLATION_FILE
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        fd = -1
-    if fd >= 0:
-        with os.fdopen(fd, "r", encoding="ascii", errors="replace") as handle:
-            value = handle.read(200).strip()
-        if INSTALLATION_ID.fullmatch(value):
-            return value
-        raise OSError(f"{path} does not hold an installation id (got {value[:40]!r}); restore it or remove it")
-    value = uuid.uuid4().hex
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(value + "\n")
-    return value
-
-
-def remember_installation_id(state_dir: Path, value: str) -> None:
-    """Store ``value`` as this state dir's installation id (atomically; never through a symlink)."""
-    staging = state_dir / f".{INSTALLATION_FILE}.{os.getpid()}"
-    fd = os.open(staging, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(value + "\n")
-    os.replace(staging, state_dir / INSTALLATION_FILE)
 
 
 class StateStore:
@@ -168,13 +84,13 @@ class StateStore:
     def records(self) -> dict[str, LocalRecord]:
         with self._lock:
             rows = self._db.execute(f"SELECT {DOCUMENT_COLUMNS} FROM documents").fetchall()  # noqa: S608
-        return {row[0]: _record(row) for row in rows}
+        return {row[0]: record_of_row(row) for row in rows}
 
     def record(self, doc_id: str) -> LocalRecord | None:
         with self._lock:
             row = self._db.execute(f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE doc_id = ?",  # noqa: S608
                                    (doc_id,)).fetchone()
-        return _record(row) if row else None
+        return record_of_row(row) if row else None
 
     def save(self, rec: LocalRecord) -> None:
         self._write(
@@ -194,7 +110,7 @@ class StateStore:
             query = f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE doc_id IN ({marks})"  # noqa: S608
             with self._lock:
                 rows = self._db.execute(query, chunk).fetchall()
-            found.update((row[0], _record(row)) for row in rows)
+            found.update((row[0], record_of_row(row)) for row in rows)
         return found
 
     def count_between(self, low: str | None = None, high: str | None = None) -> int:
@@ -341,80 +257,7 @@ class StateStore:
             self._write("DELETE FROM uploads WHERE doc_id = ? AND sha256 = ?", (doc_id, sha256))
 
 
-class ReadOnlyState:
-    """This host's ``state.sqlite3`` as the read-only reports see it: each read opens the file read-only
-    (``mode=ro``) for just that read, so a report never creates, changes or holds the state. Call
-    :meth:`exists` first: the reads expect the file to be there."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.path = state_dir / STATE_FILE
-
-    def exists(self) -> bool:
-        """Whether a run made the state file yet; a state directory this user may not enter raises
-        :class:`~.errors.LocalEnvironmentError` naming the owner and the fix (``statedir.state_file_exists``)."""
-        return state_file_exists(self.path)
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-
-    def _rows(self, sql: str) -> list[tuple[object, ...]]:
-        """The rows of ``sql``; none when the file cannot be read (e.g. an older state file without the table)."""
-        try:
-            db = self._connect()
-            try:
-                return list(db.execute(sql).fetchall())
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return []
-
-    def records(self, doc_ids: list[str]) -> dict[str, LocalRecord]:
-        """The local records of these documents (missing ones are left out)."""
-        found: dict[str, LocalRecord] = {}
-        try:
-            db = self._connect()
-            try:
-                for doc_id in doc_ids:
-                    row = db.execute(f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE doc_id = ?",  # noqa: S608
-                                     (doc_id,)).fetchone()
-                    if row is not None:
-                        found[doc_id] = _record(row)
-            finally:
-                db.close()
-        except sqlite3.Error:
-            # e.g. a read-only open of a WAL database whose -shm cannot be made: read it the ordinary way
-            store = StateStore(self.state_dir)
-            try:
-                found = {doc_id: rec for doc_id in doc_ids if (rec := store.record(doc_id)) is not None}
-            finally:
-                store.close()
-        return found
-
-    def file_owners(self) -> dict[str, str]:
-        """xAI file id → document id, from the documents' records (the files the last runs synced)."""
-        rows = self._rows("SELECT xai_file_id, doc_id FROM documents WHERE xai_file_id IS NOT NULL")
-        return {str(file_id): str(doc_id) for file_id, doc_id in rows}
-
-    def collections(self) -> set[str]:
-        """Every collection the documents' records say docsync put a document into."""
-        found: set[str] = set()
-        for (raw,) in self._rows("SELECT DISTINCT collections FROM documents"):
-            try:
-                value = json.loads(str(raw))
-            except (TypeError, ValueError):
-                continue
-            if isinstance(value, list):
-                found.update(c for c in value if isinstance(c, str) and c)
-        return found
-
-    def meta(self) -> dict[str, str]:
-        """The change feeds' bookkeeping (``watermark``, ``last_listing``, ``note_cursor``, ``feeds``); empty when
-        nothing was recorded or the file cannot be read."""
-        return {str(key): str(value) for key, value in self._rows("SELECT key, value FROM meta")}
-
-
-def _record(row: tuple[object, ...]) -> LocalRecord:
+def record_of_row(row: tuple[object, ...]) -> LocalRecord:
     collections = json.loads(str(row[5]) or "[]")
     return LocalRecord(
         doc_id=str(row[0]), file_id=_opt(row[1]), sha256=_opt(row[2]), md5=_opt(row[3]), xai_file_id=_opt(row[4]),

@@ -1,0 +1,84 @@
+"""How the read-only reports look at ``state.sqlite3`` without ever creating, changing or holding it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from ..model import LocalRecord
+from ..statedir import state_file_exists
+from .store import DOCUMENT_COLUMNS, STATE_FILE, StateStore, record_of_row
+
+
+class ReadOnlyState:
+    """This host's ``state.sqlite3`` as the read-only reports see it: each read opens the file read-only
+    (``mode=ro``) for just that read, so a report never creates, changes or holds the state. Call
+    :meth:`exists` first: the reads expect the file to be there."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / STATE_FILE
+
+    def exists(self) -> bool:
+        """Whether a run made the state file yet; a state directory this user may not enter raises
+        :class:`~..errors.LocalEnvironmentError` naming the owner and the fix (``statedir.state_file_exists``)."""
+        return state_file_exists(self.path)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+
+    def _rows(self, sql: str) -> list[tuple[object, ...]]:
+        """The rows of ``sql``; none when the file cannot be read (e.g. an older state file without the table)."""
+        try:
+            db = self._connect()
+            try:
+                return list(db.execute(sql).fetchall())
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return []
+
+    def records(self, doc_ids: list[str]) -> dict[str, LocalRecord]:
+        """The local records of these documents (missing ones are left out)."""
+        found: dict[str, LocalRecord] = {}
+        try:
+            db = self._connect()
+            try:
+                for doc_id in doc_ids:
+                    row = db.execute(f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE doc_id = ?",  # noqa: S608
+                                     (doc_id,)).fetchone()
+                    if row is not None:
+                        found[doc_id] = record_of_row(row)
+            finally:
+                db.close()
+        except sqlite3.Error:
+            # e.g. a read-only open of a WAL database whose -shm cannot be made: read it the ordinary way
+            store = StateStore(self.state_dir)
+            try:
+                found = {doc_id: rec for doc_id in doc_ids if (rec := store.record(doc_id)) is not None}
+            finally:
+                store.close()
+        return found
+
+    def file_owners(self) -> dict[str, str]:
+        """xAI file id → document id, from the documents' records (the files the last runs synced)."""
+        rows = self._rows("SELECT xai_file_id, doc_id FROM documents WHERE xai_file_id IS NOT NULL")
+        return {str(file_id): str(doc_id) for file_id, doc_id in rows}
+
+    def collections(self) -> set[str]:
+        """Every collection the documents' records say docsync put a document into."""
+        found: set[str] = set()
+        for (raw,) in self._rows("SELECT DISTINCT collections FROM documents"):
+            try:
+                value = json.loads(str(raw))
+            except (TypeError, ValueError):
+                continue
+            if isinstance(value, list):
+                found.update(c for c in value if isinstance(c, str) and c)
+        return found
+
+    def meta(self) -> dict[str, str]:
+        """The change feeds' bookkeeping (``watermark``, ``last_listing``, ``note_cursor``, ``feeds``); empty when
+        nothing was recorded or the file cannot be read."""
+        return {str(key): str(value) for key, value in self._rows("SELECT key, value FROM meta")}
