@@ -43,7 +43,7 @@ from .model import (
     RunSummary,
     WorkItem,
 )
-from .plan import plan_gone, plan_run
+from .plan import deletion_steps, plan_gone, plan_run, still_used
 from .plan_changes import verified_by_listing
 from .reconcile import DocumentReconciler
 from .state import StateStore
@@ -269,18 +269,12 @@ class Engine:
                 future.result()
 
     def _delete(self, deletions: tuple[Deletion, ...], summary: RunSummary) -> None:
-        files: dict[str, list[str]] = {}
-        owners: dict[str, str] = {}
-        for deletion in deletions:
-            files.setdefault(deletion.member.file_id, []).append(deletion.member.collection_id)
-            owners[deletion.member.file_id] = deletion.member.crm_document_id
-        for file_id, collections in sorted(files.items()):
+        for file_id, owner, steps in deletion_steps(deletions):
             try:
                 # Under the document's lock: a concurrent run may be in the middle of replacing that file.
-                with self.locks.document(owners[file_id]):
+                with self.locks.document(owner):
                     self.locks.check()
-                    steps = [(file_id, c) for c in collections if c] + [(file_id, "")]  # "": no collection
-                    self.state.cleanup_planned(owners[file_id], steps)  # a crash midway is finished next run
+                    self.state.cleanup_planned(owner, steps)  # a crash midway is finished next run
                     for step_file, collection_id in steps:
                         self.uploads.take_back(step_file, collection_id)
                         self.state.cleanup_done(step_file, collection_id)
@@ -310,9 +304,7 @@ class Engine:
                     except NotFoundError:
                         doc = None
                     for file_id, collection_id in items:
-                        still_used = doc is not None and doc.xai_file_id == file_id and (
-                            not collection_id or collection_id in doc.xai_collections)
-                        if not still_used:
+                        if not still_used(doc, file_id, collection_id):
                             self.locks.check()
                             self.uploads.take_back(file_id, collection_id)
                             if not collection_id:

@@ -200,6 +200,25 @@ def plan_deletions(docs: list[CrmDocument], remote: list[RemoteMember], limits: 
     return tuple(deletions)
 
 
+def deletion_steps(deletions: Iterable[Deletion]) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """The planned deletions as (file, its document, cleanup steps) per file, in file order: out of every
+    collection it was listed in, then ("") the file itself."""
+    files: dict[str, list[str]] = {}
+    owners: dict[str, str] = {}
+    for deletion in deletions:
+        files.setdefault(deletion.member.file_id, []).append(deletion.member.collection_id)
+        owners[deletion.member.file_id] = deletion.member.crm_document_id
+    return [(file_id, owners[file_id], [(file_id, c) for c in collections if c] + [(file_id, "")])
+            for file_id, collections in sorted(files.items())]
+
+
+def still_used(doc: CrmDocument | None, file_id: str, collection_id: str) -> bool:
+    """Whether a journalled cleanup step must be dropped instead of done: the record still points at that file
+    (in that collection), so the write-back that made the step due never happened."""
+    return doc is not None and doc.xai_file_id == file_id and (
+        not collection_id or collection_id in doc.xai_collections)
+
+
 def candidate_collections(doc: CrmDocument, required: Iterable[str], local: LocalRecord | None) -> frozenset[str]:
     """Every collection a document's xAI file may sit in: the ones it belongs in now, the ones EspoCRM records
     (``xaiCollections``) and the ones this host last synced it into."""

@@ -13,6 +13,7 @@ from docsync_cli.errors import UnsafePlan
 from docsync_cli.model import (
     Content,
     CrmDocument,
+    Deletion,
     Indexing,
     LocalRecord,
     Membership,
@@ -25,6 +26,7 @@ from docsync_cli.plan import (
     DeleteLimits,
     candidate_collections,
     cleanup_steps,
+    deletion_steps,
     in_step,
     known_content,
     plan_deletions,
@@ -34,6 +36,7 @@ from docsync_cli.plan import (
     remembered_after,
     remembered_failure,
     remembered_verified,
+    still_used,
     why_work,
     write_back_values,
 )
@@ -534,3 +537,20 @@ def test_what_this_host_remembers_of_a_verified_and_of_a_failed_document() -> No
     assert failed == LocalRecord("doc1", "att1", SHA, "m" * 32, "file_1", ("col_a",), "2025-03-02 10:00:00",
                                  failure_code="too_large", failure_transient=False, preview_sha=SHA)
     assert remembered_failure(doc, "transient", True, "t", None).sha256 is None
+
+
+def test_deletions_are_done_per_file_out_of_each_collection_then_the_file() -> None:
+    deletions = [Deletion(member("d2", "file_b", "col_a"), "gone"), Deletion(member("d1", "file_a", "col_b"), "gone"),
+                 Deletion(member("d2", "file_b", "col_c"), "gone"), Deletion(member("d3", "file_c", ""), "orphan")]
+    assert deletion_steps(deletions) == [
+        ("file_a", "d1", [("file_a", "col_b"), ("file_a", "")]),
+        ("file_b", "d2", [("file_b", "col_a"), ("file_b", "col_c"), ("file_b", "")]),
+        ("file_c", "d3", [("file_c", "")])]
+
+
+def test_a_journalled_cleanup_is_dropped_while_the_record_still_points_at_the_file() -> None:
+    doc = synced_doc(xai_collections=("col_a",))  # points at file_1 in col_a
+    assert still_used(doc, "file_1", "col_a") and still_used(doc, "file_1", "")
+    assert not still_used(doc, "file_1", "col_old")  # it left that collection: the removal is due
+    assert not still_used(doc, "file_old", "")  # the write-back happened: the old file goes
+    assert not still_used(None, "file_1", "")  # the document is gone
