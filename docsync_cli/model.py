@@ -284,7 +284,8 @@ class DeleteLimits:
 @dataclass(frozen=True)
 class LinkRule:
     """Documents linked (through ``link``) to a record whose attribute ``field`` names a collection: the engine's
-    form of the validated ``[[collections.links]]`` setting (``config.LinkRule``)."""
+    form of the validated ``[[collections.links]]`` setting (``config.LinkRuleSetting``, converted once by
+    ``CollectionSettings.rules``)."""
 
     link: str
     field: str
@@ -311,7 +312,8 @@ class DocumentLocks(Protocol):
         """Hold the lock of one document for the ``with`` block; :class:`LockHeld` if someone else has it."""
 
     def check(self) -> None:
-        """Fencing check before a remote write: :class:`LocalEnvironmentError` if a lock in hand is lost."""
+        """Before a remote write: :class:`LocalEnvironmentError` if a lock in hand is lost (a check, not a fencing
+        token: it narrows the window to one request)."""
 
 
 class Previewer(Protocol):

@@ -301,17 +301,11 @@ class XaiClient:
 
     def member(self, collection_id: str, file_id: str) -> CollectionMember | None:
         """A file's document in a collection, or None when the file is not a member."""
-        answer = self.document(collection_id, file_id)
-        return _member(answer, file_id) if answer is not None else None
-
-    def document(self, collection_id: str, file_id: str) -> dict[str, Any] | None:
-        """The collection document for a file as xAI sent it, or None when the file is not a member (prefer
-        :meth:`member`)."""
         try:
             answer = self.management.json("GET", _member_path(collection_id, file_id))
         except NotFoundError:
             return None
-        return answer if isinstance(answer, dict) else None
+        return _member(answer, file_id) if isinstance(answer, dict) else None
 
     def statuses(self, collection_id: str, file_ids: list[str]) -> dict[str, tuple[str, str]]:
         """file id → (status, error_message) for the members among ``file_ids`` (batchGet, ≤100 per call)."""

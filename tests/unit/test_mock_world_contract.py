@@ -401,7 +401,7 @@ def test_adding_listing_getting_and_removing_collection_documents(pair: tuple[Si
     assert [list(found.values()) for found in statuses] == [[("DOCUMENT_STATUS_PROCESSED", "")]] * 2
     each(both(pair, lambda side: list(side.services.xai.iter_documents(side.collection_id))),
          *[f"documents[].{path}" for path in document])
-    each(both(pair, lambda side: side.services.xai.document(side.collection_id, files[side.name])), *document)
+    each(both(pair, lambda side: side.services.xai.member(side.collection_id, files[side.name])), *document)
     both(pair, lambda side: side.services.xai.reindex(side.collection_id, files[side.name]))
     both(pair, lambda side: side.services.xai.remove_document(side.collection_id, files[side.name]))
     for mock, emulator in both(pair, lambda side: side.services.xai.remove_document(side.collection_id,
@@ -409,7 +409,7 @@ def test_adding_listing_getting_and_removing_collection_documents(pair: tuple[Si
         assert mock.status == 404  # not a member any more
         each([(mock, emulator)], "code", "error")
     gone: list[object] = []
-    both(pair, lambda side: gone.append(side.services.xai.document(side.collection_id, files[side.name])))
+    both(pair, lambda side: gone.append(side.services.xai.member(side.collection_id, files[side.name])))
     assert gone == [None, None]
 
 

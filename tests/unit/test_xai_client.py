@@ -100,7 +100,7 @@ def test_services_wire_each_key_to_its_host(httpx_mock: HTTPXMock, tmp_path: Pat
     httpx_mock.add_response(url="https://crm.example/api/v1/App/user", json={"user": {"type": "api"}})
     with open_services(settings) as services:
         assert services.xai.file_exists(FID) is False
-        assert services.xai.document(COL, FID) is None
+        assert services.xai.member(COL, FID) is None
         services.espo.app_user()
     files_request, mgmt_request, espo_request = httpx_mock.get_requests()
     assert files_request.headers["Authorization"] == f"Bearer {API_KEY}"
@@ -308,13 +308,13 @@ def test_reindex_is_a_patch_on_the_document(httpx_mock: HTTPXMock) -> None:
     assert len(httpx_mock.get_requests()) == 1
 
 
-def test_document_is_none_when_not_a_member(httpx_mock: HTTPXMock) -> None:
+def test_member_is_none_when_not_a_member(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=f"{MGMT}/v1/collections/{COL}/documents/{FID}", status_code=404)
     httpx_mock.add_response(url=f"{MGMT}/v1/collections/{COL}/documents/file_in", json=collection_doc("file_in"))
     xai = make_xai()
-    assert xai.document(COL, FID) is None
-    member = xai.document(COL, "file_in")
-    assert member is not None and member["status"] == "DOCUMENT_STATUS_PROCESSED"
+    assert xai.member(COL, FID) is None
+    member = xai.member(COL, "file_in")
+    assert member is not None and member.status == "DOCUMENT_STATUS_PROCESSED" and member.file_id == "file_in"
 
 
 def test_statuses_use_repeated_file_ids_and_map_by_file_id(httpx_mock: HTTPXMock) -> None:
