@@ -6,23 +6,23 @@ decides the run from what they found."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from .model import PROCESSED, CrmDocument, DateiStatus, LocalRecord, Reason, RemoteMember, SyncStatus
 from .plan import why_work
+from .timestamps import espo_time, parse_espo_time
 
 OVERLAP = timedelta(minutes=2)
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def feed_since(watermark: str, server_now: str | None) -> str:
     """Where the ``modifiedAt`` feed starts: the stored watermark (server time at the start of the last complete
     run) minus two minutes of overlap. If the server's clock now reads earlier than the watermark, it was set
     back: start from its current time instead, so records saved since the step are not missed."""
-    start = datetime.strptime(watermark, TIME_FORMAT).replace(tzinfo=UTC)
+    start = parse_espo_time(watermark)
     if server_now is not None:
-        start = min(start, datetime.strptime(server_now, TIME_FORMAT).replace(tzinfo=UTC))
-    return (start - OVERLAP).strftime(TIME_FORMAT)
+        start = min(start, parse_espo_time(server_now))
+    return espo_time(start - OVERLAP)
 
 
 def listing_due(last_listing: float | None, now: float, interval: float) -> bool:

@@ -5,7 +5,9 @@ failure's ``updated_at``, a lock holder's ``since``, the status report's ``gener
 8601 UTC with a ``Z`` at second precision, e.g. ``2025-03-01T12:00:03Z``. The JSON log line's ``time`` keeps its
 own established form (``2025-03-01T12:00:03+00:00``, :func:`log_timestamp`) so log parsers see no change.
 
-EspoCRM's wire format (``2025-03-01 12:00:03``, no zone) is not here: it belongs to the CRM client and the planner.
+EspoCRM's own format (``2025-03-01 12:00:03``, UTC without a zone: ``modifiedAt``, the change feeds' watermark)
+is here too, as :func:`espo_time` and :func:`parse_espo_time`, so the CRM client and the planner write and read it
+the same way.
 
 Imports only the standard library.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+ESPO_FORMAT = "%Y-%m-%d %H:%M:%S"  # EspoCRM's datetime fields and where values: UTC, no zone
 
 
 def utc_timestamp(moment: datetime | None = None) -> str:
@@ -53,3 +56,15 @@ def timestamp_to_unix(text: str) -> float:
 def log_timestamp(seconds: float) -> str:
     """A JSON log line's ``time``: ISO 8601 UTC with ``+00:00``, second precision: ``2025-03-01T12:00:03+00:00``."""
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def espo_time(moment: datetime) -> str:
+    """An aware ``moment`` in EspoCRM's format: ``2025-03-01 12:00:03`` (UTC, no zone)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: give a time zone")
+    return moment.astimezone(UTC).strftime(ESPO_FORMAT)
+
+
+def parse_espo_time(text: str) -> datetime:
+    """The aware UTC datetime of an EspoCRM datetime such as ``2025-03-01 12:00:03``; ``ValueError`` otherwise."""
+    return datetime.strptime(text, ESPO_FORMAT).replace(tzinfo=UTC)

@@ -26,6 +26,7 @@ import httpx
 from ..errors import AuthError, DocsyncError, RejectedError
 from ..model import CrmDocument
 from ..secrets import printable
+from ..timestamps import espo_time
 from ..transport import ServiceClient, short
 from .fields import FieldSchema
 from .reasons import file_field_not_editable, is_auth_failure, refused_write
@@ -171,7 +172,7 @@ class EspoClient:
         date = answer.headers.get("date")
         if date:
             with contextlib.suppress(TypeError, ValueError):
-                self.server_time = parsedate_to_datetime(date).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+                self.server_time = espo_time(parsedate_to_datetime(date).astimezone(UTC))
         return _list_of(page, f"{entity} list"), page.get("total")
 
     def iter_keyset(self, entity: str, where: Sequence[dict[str, Any]], select: Sequence[str], *,

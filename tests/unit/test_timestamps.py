@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from docsync_cli.timestamps import (
+    espo_time,
     log_timestamp,
+    parse_espo_time,
     parse_timestamp,
     timestamp_to_unix,
     unix_to_timestamp,
@@ -55,3 +57,13 @@ def test_unix_round_trip() -> None:
 
 def test_log_lines_keep_their_offset_form() -> None:
     assert log_timestamp(MOMENT.timestamp() + 0.5) == "2025-03-01T12:00:03+00:00"
+
+
+def test_espocrms_own_format_is_utc_without_a_zone() -> None:
+    assert espo_time(MOMENT) == "2025-03-01 12:00:03"
+    assert espo_time(MOMENT.astimezone(timezone(timedelta(hours=-5)))) == "2025-03-01 12:00:03"
+    assert parse_espo_time("2025-03-01 12:00:03") == MOMENT
+    with pytest.raises(ValueError):
+        espo_time(datetime(2025, 3, 1, 12, 0, 3))  # naive: its zone would be a guess
+    with pytest.raises(ValueError):
+        parse_espo_time("2025-03-01T12:00:03Z")  # ISO 8601 is docsync's format, not EspoCRM's
