@@ -28,6 +28,7 @@ from .errors import (
     UnsafePlan,
     UsageError,
 )
+from .model import Outcome
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -208,8 +209,8 @@ def print_summary(summary: RunSummary, dry_run: bool) -> None:
             out.print(f"held back  {item.doc.id}  {item.doc.name!r}: {item.reason}", markup=False, highlight=False)
         return
     counts = summary.counts()
-    parts = [f"{counts.get(k, 0)} {k}" for k in ("synced", "pending", "failed", "deferred", "skipped")
-             if counts.get(k)]
+    shown = (Outcome.SYNCED, Outcome.PENDING, Outcome.FAILED, Outcome.DEFERRED, Outcome.SKIPPED)
+    parts = [f"{counts.get(k, 0)} {k}" for k in shown if counts.get(k)]
     parts.append(f"{counts.get('unchanged', 0)} unchanged")  # the planned and the verified-unchanged ones
     if summary.deleted:
         parts.append(f"{len(summary.deleted)} deleted")
@@ -217,7 +218,7 @@ def print_summary(summary: RunSummary, dry_run: bool) -> None:
         parts.append(f"{counts['preview_failed']} previews failed")
     out.print("docsync: " + ", ".join(parts), markup=False, highlight=False)
     for result in summary.results:
-        if result.outcome in ("failed", "skipped", "deferred"):
+        if result.outcome in (Outcome.FAILED, Outcome.SKIPPED, Outcome.DEFERRED):
             out.print(f"  {result.outcome}  {result.doc_id}  {result.name!r}: {result.detail}", markup=False,
                       highlight=False)
     for note in summary.notes:
