@@ -27,7 +27,8 @@ from .errors import DocsyncError, NotFoundError, PreviewError, RunFatal
 from .hashing import FileTooLarge, HashingWriter, private_temp_file
 from .model import CrmDocument
 from .services import Services
-from .xai import SearchHit, XaiClient
+from .xai import XaiClient
+from .xai_answers import SearchHit
 
 WINDOW = 8  # words in a probe phrase
 MIN_WORDS = 3  # fewer meaningful words than this: no phrase

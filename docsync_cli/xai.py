@@ -22,7 +22,6 @@ import json
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import httpx
 from .errors import DocsyncError, NotFoundError, RejectedError, SetupError
 from .model import UNKNOWN
 from .transport import ServiceClient, short
+from .xai_answers import CollectionMember, SearchHit, XaiFile, parse_file, parse_member, parse_search_hit
 
 FIELD_KEYS = ("crm_document_id", "content_sha256", "managed_by", "installation_id")
 MANAGED_BY = "docsync"
@@ -119,43 +119,6 @@ def build_http_client(base_url: str, key: str, timeout: float,
                         headers={"Authorization": f"Bearer {key}", "User-Agent": "docsync"})
 
 
-@dataclass(frozen=True)
-class XaiFile:
-    """A file of the Files API (``GET /v1/files``, the answer of an upload; contract §5), checked for shape."""
-
-    id: str
-    name: str
-    size: int | None = None  # bytes; None when the answer did not say, -1 when it said something unreadable
-    created_at: float | None = None  # Unix time, None when the answer did not say
-
-
-@dataclass(frozen=True)
-class CollectionMember:
-    """A file's document in a collection (contract §7): its processing status and its ``fields`` (string →
-    string, §9; untrusted: anyone with the management key can set them)."""
-
-    file_id: str  # "" when the answer did not name it
-    status: str  # DOCUMENT_STATUS_*; UNKNOWN when the answer had none
-    error_message: str = ""
-    fields: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """One chunk a search returned (``POST /v1/documents/search``, contract §10), already checked for shape.
-
-    ``page_number`` is what the service said (``None`` when it said nothing); ``fields`` are the collection
-    document's user fields, untrusted (anyone with the management key can set them)."""
-
-    file_id: str
-    chunk_id: str
-    text: str
-    score: float
-    collection_ids: tuple[str, ...]
-    fields: dict[str, str] = field(default_factory=dict)
-    page_number: int | None = None
-
-
 class XaiClient:
     def __init__(self, files: ServiceClient, management: ServiceClient) -> None:
         self.files = files
@@ -184,7 +147,7 @@ class XaiClient:
                                  "check XAI_API_URL (xai.api_url); `docsync check` tests it") from None
         if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
             raise RejectedError("xai", "POST", "/v1/files", 200, "answer has no file id")
-        return _file(answer)
+        return parse_file(answer)
 
     def find_uploads(self, doc_id: str, sha256: str, installation_id: str) -> list[XaiFile]:
         """This installation's uploads of exactly this content for ``doc_id``, found by their marked name."""
@@ -207,7 +170,7 @@ class XaiClient:
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
                 raise RejectedError("xai", "GET", "/v1/files", 200, "answer has no 'data' list")
-            found += [_file(f) for f in data if isinstance(f, dict) and isinstance(f.get("id"), str)
+            found += [parse_file(f) for f in data if isinstance(f, dict) and isinstance(f.get("id"), str)
                       and str(f.get("filename", "")).startswith(prefix)]
             token = page.get("pagination_token")
             if len(data) < PAGE or not token:  # contract §5.2: the end is a short page
@@ -305,7 +268,7 @@ class XaiClient:
             answer = self.management.json("GET", _member_path(collection_id, file_id))
         except NotFoundError:
             return None
-        return _member(answer, file_id) if isinstance(answer, dict) else None
+        return parse_member(answer, file_id) if isinstance(answer, dict) else None
 
     def statuses(self, collection_id: str, file_ids: list[str]) -> dict[str, tuple[str, str]]:
         """file id → (status, error_message) for the members among ``file_ids`` (batchGet, ≤100 per call)."""
@@ -333,7 +296,7 @@ class XaiClient:
             docs = page.get("documents") if isinstance(page, dict) else None
             if not isinstance(docs, list):
                 raise RejectedError("xai", "GET", "/v1/collections/{id}/documents", 200, "answer has no list")
-            yield from (_member(d) for d in docs if isinstance(d, dict))
+            yield from (parse_member(d) for d in docs if isinstance(d, dict))
             token = page.get("pagination_token")
             if not docs or not token:
                 return
@@ -353,41 +316,4 @@ class XaiClient:
         matches = answer.get("matches") if isinstance(answer, dict) else None
         if not isinstance(matches, list):
             raise RejectedError("xai", "POST", "/v1/documents/search", 200, "answer has no 'matches' list")
-        return [hit for match in matches if (hit := _search_hit(match)) is not None]
-
-
-def _file(answer: dict[str, Any]) -> XaiFile:
-    size, created = answer.get("bytes"), answer.get("created_at")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
-        size = -1  # said, but unreadable: matches no real size
-    return XaiFile(id=str(answer["id"]), name=str(answer.get("filename") or ""), size=size,
-                   created_at=created if isinstance(created, int | float) and not isinstance(created, bool) else None)
-
-
-def _member(doc: dict[str, Any], file_id: str = "") -> CollectionMember:
-    meta = doc.get("file_metadata")
-    listed = meta.get("file_id") if isinstance(meta, dict) else None
-    raw_fields = doc.get("fields")
-    fields = {str(k): v for k, v in raw_fields.items() if isinstance(v, str)} if isinstance(raw_fields, dict) else {}
-    return CollectionMember(file_id=listed if isinstance(listed, str) and listed else file_id,
-                            status=str(doc.get("status") or UNKNOWN), error_message=str(doc.get("error_message") or ""),
-                            fields=fields)
-
-
-def _search_hit(match: Any) -> SearchHit | None:
-    if not isinstance(match, dict) or not isinstance(match.get("file_id"), str) or not match["file_id"]:
-        return None
-    score = match.get("score")
-    page = match.get("page_number")
-    raw_fields = match.get("fields")
-    fields = {str(k): v for k, v in raw_fields.items() if isinstance(v, str)} if isinstance(raw_fields, dict) else {}
-    collections = match.get("collection_ids")
-    return SearchHit(
-        file_id=match["file_id"],
-        chunk_id=str(match.get("chunk_id") or ""),
-        text=match["chunk_content"] if isinstance(match.get("chunk_content"), str) else "",
-        score=float(score) if isinstance(score, int | float) and not isinstance(score, bool) else 0.0,
-        collection_ids=tuple(c for c in collections if isinstance(c, str)) if isinstance(collections, list) else (),
-        fields=fields,
-        page_number=page if isinstance(page, int) and not isinstance(page, bool) else None,
-    )
+        return [hit for match in matches if (hit := parse_search_hit(match)) is not None]

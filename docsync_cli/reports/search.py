@@ -25,7 +25,8 @@ from ..errors import NotFoundError, UsageError
 from ..model import CrmDocument
 from ..services import Services
 from ..state import ReadOnlyState, peek_installation_id
-from ..xai import MANAGED_BY, SEARCH_MAX_LIMIT, SearchHit
+from ..xai import MANAGED_BY, SEARCH_MAX_LIMIT
+from ..xai_answers import SearchHit
 from .shared import get_document, read_local_record, report_services
 
 log = logging.getLogger("docsync.search")

@@ -17,7 +17,7 @@ from typing import Any
 from ..config import Settings
 from ..model import DateiStatus
 from ..services import Services
-from ..xai import SearchHit
+from ..xai_answers import SearchHit
 from .probe import DocumentProbe, preview_service, probe_document
 from .search import SEARCH_JSON_VERSION, Owner, Resolver
 from .shared import report_services

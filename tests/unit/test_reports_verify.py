@@ -13,7 +13,7 @@ from docsync_cli.model import CrmDocument
 from docsync_cli.reports.probe import DocumentProbe, probe_document, verdict
 from docsync_cli.reports.search import Owner
 from docsync_cli.reports.verify import VerifyReport, sample_candidates, verify_json
-from docsync_cli.xai import SearchHit
+from docsync_cli.xai_answers import SearchHit
 
 
 def doc(doc_id: str, **changes: object) -> CrmDocument:

@@ -21,15 +21,14 @@ from docsync_cli.errors import AmbiguousWriteError, AuthError, RejectedError
 from docsync_cli.services import open_services
 from docsync_cli.transport import RetryPolicy, ServiceClient
 from docsync_cli.xai import (
-    CollectionMember,
     XaiClient,
-    XaiFile,
     build_http_client,
     name_prefix,
     started_upload,
     upload_name,
     xai_detail,
 )
+from docsync_cli.xai_answers import CollectionMember, XaiFile
 
 FILES = "https://api.x.example"
 MGMT = "https://mgmt.x.example"
