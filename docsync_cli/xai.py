@@ -30,7 +30,17 @@ import httpx
 from .errors import DocsyncError, NotFoundError, RejectedError, SetupError
 from .model import UNKNOWN
 from .transport import ServiceClient, short
-from .xai_answers import CollectionMember, SearchHit, XaiFile, parse_file, parse_member, parse_search_hit
+from .xai_answers import (
+    CollectionMember,
+    SearchHit,
+    XaiCollection,
+    XaiFile,
+    parse_collection,
+    parse_collections,
+    parse_file,
+    parse_member,
+    parse_search_hit,
+)
 
 FIELD_KEYS = ("crm_document_id", "content_sha256", "managed_by", "installation_id")
 MANAGED_BY = "docsync"
@@ -201,9 +211,19 @@ class XaiClient:
         except NotFoundError:
             return
 
+    def probe_files(self) -> None:
+        """The cheapest Files API read (``GET /v1/files?limit=1``, §5.2): proves the URL and the API key, or
+        raises what the service said (§15: a wrong key is a 400 naming it)."""
+        self.files.json("GET", "/v1/files", params={"limit": 1})
+
     # -- collections ---------------------------------------------------------------------------------
 
-    def get_collection(self, collection_id: str) -> dict[str, Any]:
+    def collections(self, limit: int = PAGE) -> list[XaiCollection]:
+        """The first page of the management key's collections (``GET /v1/collections``, §6.2, ≤ 100)."""
+        return parse_collections(self.management.json("GET", "/v1/collections",
+                                                      params={"limit": max(1, min(limit, PAGE))}))
+
+    def get_collection(self, collection_id: str) -> XaiCollection:
         try:
             answer = self.management.json("GET", f"/v1/collections/{segment(collection_id)}")
         except NotFoundError:
@@ -213,13 +233,13 @@ class XaiClient:
             raise
         if not isinstance(answer, dict):
             raise RejectedError("xai", "GET", "/v1/collections/{id}", 200, "answer is not a collection")
-        return answer
+        return parse_collection(answer, collection_id)
 
     def _management_api_exists(self) -> bool:
         """Does the collection listing answer (asked once, after a collection's 404)? Only its own 404 says no."""
         if self._management_found is None:
             try:
-                self.management.json("GET", "/v1/collections", params={"limit": 1})
+                self.collections(limit=1)
                 self._management_found = True
             except NotFoundError:
                 self._management_found = False
@@ -231,8 +251,7 @@ class XaiClient:
         """Declare docsync's field keys on a collection made by hand in the console (once per run)."""
         if collection_id in self._declared:
             return
-        collection = self.get_collection(collection_id)
-        have = {d.get("key") for d in collection.get("field_definitions") or [] if isinstance(d, dict)}
+        have = self.get_collection(collection_id).field_keys
         missing = [key for key in FIELD_KEYS if key not in have]
         if missing:
             updates = [{"operation": "FIELD_DEFINITION_ADD",
@@ -269,6 +288,11 @@ class XaiClient:
         except NotFoundError:
             return None
         return parse_member(answer, file_id) if isinstance(answer, dict) else None
+
+    def probe_documents(self, collection_id: str) -> None:
+        """One document list request (``limit=1``, §7.3): raises what the service said (403 when the management
+        key may not list the collection's documents); the answer itself is not read."""
+        self.management.json("GET", f"/v1/collections/{segment(collection_id)}/documents", params={"limit": 1})
 
     def statuses(self, collection_id: str, file_ids: list[str]) -> dict[str, tuple[str, str]]:
         """file id → (status, error_message) for the members among ``file_ids`` (batchGet, ≤100 per call)."""

@@ -34,6 +34,16 @@ class CollectionMember:
 
 
 @dataclass(frozen=True)
+class XaiCollection:
+    """A collection of the Management API (get §6.3, one entry of the list §6.2): its id, its name
+    (``collection_name``; "" when it has none) and the keys of its ``field_definitions`` (§9)."""
+
+    id: str
+    name: str = ""
+    field_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SearchHit:
     """One chunk a search returned (``POST /v1/documents/search``, contract §10), already checked for shape.
 
@@ -65,6 +75,25 @@ def parse_member(doc: dict[str, Any], file_id: str = "") -> CollectionMember:
     return CollectionMember(file_id=listed if isinstance(listed, str) and listed else file_id,
                             status=str(doc.get("status") or UNKNOWN), error_message=str(doc.get("error_message") or ""),
                             fields=fields)
+
+
+def parse_collection(answer: dict[str, Any], collection_id: str = "") -> XaiCollection:
+    """A collection from its protobuf-JSON shape; ``collection_id`` stands in when the answer names none."""
+    listed = answer.get("collection_id")
+    definitions = answer.get("field_definitions")
+    keys = tuple(d["key"] for d in definitions if isinstance(d, dict) and isinstance(d.get("key"), str)) \
+        if isinstance(definitions, list) else ()
+    return XaiCollection(id=listed if isinstance(listed, str) and listed else collection_id,
+                         name=str(answer.get("collection_name") or answer.get("name") or ""), field_keys=keys)
+
+
+def parse_collections(answer: Any) -> list[XaiCollection]:
+    """The collections of one list page (§6.2) that name their id; an answer without a list has none."""
+    found = answer.get("collections") if isinstance(answer, dict) else None
+    if not isinstance(found, list):
+        return []
+    return [parse_collection(c) for c in found if isinstance(c, dict) and isinstance(c.get("collection_id"), str)
+            and c["collection_id"]]
 
 
 def parse_search_hit(match: Any) -> SearchHit | None:

@@ -182,7 +182,7 @@ def check_change_feeds(report: CheckReport, services: Services) -> None:
 def check_xai_files(report: CheckReport, services: Services) -> None:
     what = "xAI Files API key"
     try:
-        services.xai.files.json("GET", "/v1/files", params={"limit": 1})
+        services.xai.probe_files()
     except AuthError as exc:
         report.unreachable = True
         report.bad(what, str(exc), "check XAI_API_KEY: an xAI API key with access to the Files API "
@@ -201,11 +201,10 @@ def check_xai_management(report: CheckReport, settings: Settings, services: Serv
     static = settings.collections.static
     try:
         if not static:
-            listing = services.xai.management.json("GET", "/v1/collections", params={"limit": 1})
+            listing = services.xai.collections(limit=1)
             report.good(what, "accepted (no collections.static to check)")
-            first = _first_collection_id(listing)
-            if first is not None:
-                _check_document_permissions(report, services, first)
+            if listing:
+                _check_document_permissions(report, services, listing[0].id)
             report.skip("collections of linked records", "one per client; `docsync explain --id` shows them")
             return
         missing: list[str] = []
@@ -215,7 +214,7 @@ def check_xai_management(report: CheckReport, settings: Settings, services: Serv
             except NotFoundError:
                 missing.append(collection_id)
                 continue
-            name = collection.get("collection_name") or collection.get("name") or ""
+            name = collection.name
             report.good(f"collection {collection_id}", f"exists{f' ({name})' if name else ''}")
             _check_document_permissions(report, services, collection_id)
         if missing:
@@ -237,14 +236,6 @@ def check_xai_management(report: CheckReport, settings: Settings, services: Serv
 PROBE_FILE_ID = "file_00000000-0000-0000-0000-000000000000"  # asked for, never expected to exist
 
 
-def _first_collection_id(listing: Any) -> str | None:
-    collections = listing.get("collections") if isinstance(listing, dict) else None
-    if isinstance(collections, list) and collections and isinstance(collections[0], dict):
-        found = collections[0].get("collection_id")
-        return found if isinstance(found, str) and found else None
-    return None
-
-
 def _check_document_permissions(report: CheckReport, services: Services, collection_id: str) -> None:
     """The management key's read permissions docsync uses (list and batch-get documents, xAI contract §15).
     Add, remove and update collection cannot be tested without writing; a key without them fails at the first
@@ -252,8 +243,7 @@ def _check_document_permissions(report: CheckReport, services: Services, collect
     what = f"management key permissions on {collection_id}"
     denied: list[str] = []
     for name, probe in (
-        ("list documents", lambda: services.xai.management.json(
-            "GET", f"/v1/collections/{collection_id}/documents", params={"limit": 1})),
+        ("list documents", lambda: services.xai.probe_documents(collection_id)),
         ("batch-get documents", lambda: services.xai.statuses(collection_id, [PROBE_FILE_ID])),
     ):
         try:

@@ -28,7 +28,7 @@ from docsync_cli.xai import (
     upload_name,
     xai_detail,
 )
-from docsync_cli.xai_answers import CollectionMember, XaiFile
+from docsync_cli.xai_answers import CollectionMember, XaiCollection, XaiFile
 
 FILES = "https://api.x.example"
 MGMT = "https://mgmt.x.example"
@@ -454,6 +454,51 @@ def test_a_deleted_collection_is_not_found_but_a_missing_management_api_is_a_set
 
 
 # -- typed answers and the marked name ------------------------------------------------------------------
+
+
+def test_a_collection_is_a_typed_value_with_its_name_and_field_keys(httpx_mock: HTTPXMock) -> None:
+    # xAI contract §6.3 (get), §9 (field_definitions): the client hides the protobuf-JSON shape.
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections/{COL}", json={
+        "collection_id": COL, "collection_name": "Mandant Müller",
+        "field_definitions": [{"key": "crm_document_id"}, {"key": 7}, "odd", {"required": True}]})
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections/{COL}", json={"field_definitions": {"key": "x"}})
+    xai = make_xai()
+    assert xai.get_collection(COL) == XaiCollection(COL, "Mandant Müller", ("crm_document_id",))
+    assert xai.get_collection(COL) == XaiCollection(COL, "", ())  # no id, name or list: the asked id, nothing
+
+
+def test_the_collection_listing_is_one_page_of_typed_collections(httpx_mock: HTTPXMock) -> None:
+    # xAI contract §6.2: `limit` at most 100; entries without an id are skipped; an answer without a list has none.
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections?limit=1", json={"collections": [
+        {"collection_id": COL, "collection_name": "A"}]})
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections?limit=100", json={"collections": [
+        {"collection_name": "no id"}, {"collection_id": ""}, "odd", {"collection_id": COL}]})
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections?limit=100", json={})
+    xai = make_xai()
+    assert xai.collections(limit=1) == [XaiCollection(COL, "A")]
+    assert xai.collections(limit=500) == [XaiCollection(COL)]
+    assert xai.collections() == []
+
+
+def test_the_probes_are_single_cheap_reads_that_raise_what_the_service_said(httpx_mock: HTTPXMock) -> None:
+    # xAI contract §5.2 and §7.3 with limit=1; §15: a 400 naming the key and a 403 are auth failures.
+    httpx_mock.add_response(url=f"{FILES}/v1/files?limit=1", json={"data": [], "object": "list"})
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections/{COL}/documents?limit=1", json={"documents": []})
+    xai = make_xai()
+    xai.probe_files()
+    xai.probe_documents(COL)
+    httpx_mock.add_response(url=f"{FILES}/v1/files?limit=1", status_code=400,
+                            json={"code": "Client specified an invalid argument",
+                                  "error": "Incorrect API key provided: xa***bc"})
+    httpx_mock.add_response(url=f"{MGMT}/v1/collections/{COL}/documents?limit=1", status_code=403,
+                            json={"code": "permission denied", "error": "missing permission"})
+    with pytest.raises(AuthError):
+        xai.probe_files()
+    with pytest.raises(AuthError):
+        xai.probe_documents(COL)
+    with pytest.raises(RejectedError):
+        xai.probe_documents("../collections")  # not an id: refused before any request
+    assert len(httpx_mock.get_requests()) == 4
 
 
 def test_member_is_a_typed_value_with_string_fields_only(httpx_mock: HTTPXMock) -> None:
