@@ -201,9 +201,8 @@ class ChangeFeed:
         cursor_text = self.state.meta("note_cursor")
         cursor = int(cursor_text) if cursor_text and not listing else None
         parents = sorted({entity for _, entity, _ in self._link_rules()})
-        acl = (self.espo.user_info or {}).get("acl")
-        table = acl.get("table") if isinstance(acl, dict) else None
-        if isinstance(table, dict) and table.get("GlobalStream") is False:
+        user = self.espo.api_user
+        if user is not None and "GlobalStream" in user.disabled_scopes:
             changes.feeds["stream"] = "no access"  # the role says so (App/user): no request that would be refused
             return
         try:

@@ -30,7 +30,7 @@ from ..timestamps import espo_time
 from ..transport import ServiceClient, short
 from .fields import FieldSchema
 from .reasons import file_field_not_editable, is_auth_failure, refused_write
-from .schema import PAGE, LearnedSchema
+from .schema import PAGE, ApiUser, LearnedSchema, parse_api_user
 
 log = logging.getLogger("docsync.espocrm")
 
@@ -131,8 +131,9 @@ class EspoClient:
         self.learned.page_size = value
 
     @property
-    def user_info(self) -> dict[str, Any] | None:
-        return self.learned.user_info
+    def api_user(self) -> ApiUser | None:
+        """The API user :meth:`learn` read (None before, or when ``App/user`` could not be read)."""
+        return self.learned.api_user
 
     @property
     def list_attributes(self) -> list[str]:
@@ -319,8 +320,9 @@ class EspoClient:
                                 f"answer is not JSON: {short(answer.body.decode('utf-8', 'replace'), 80)!r}"
                                 ) from None
 
-    def app_user(self) -> Any:
-        return self.service.json("GET", "App/user")
+    def app_user(self) -> ApiUser:
+        """``GET App/user``: who the key is and what its role allows (contract §1.3, §7.2, §10.4)."""
+        return parse_api_user(self.service.json("GET", "App/user"))
 
     # -- writing -------------------------------------------------------------------------------------
 

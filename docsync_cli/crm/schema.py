@@ -1,10 +1,10 @@
 """The Document entity as one EspoCRM defines it, learned once per run, and the mapping both ways.
 
 :class:`LearnedSchema` holds what ``EspoClient.learn()`` read (the attribute names that exist, the enum options,
-the preview field's type, the list page cap, the ``App/user`` answer) and uses it: a CRM record becomes a
-:class:`~docsync_cli.model.CrmDocument` (:meth:`~LearnedSchema.to_document`), docsync's values become an
-update body every enum field accepts (:meth:`~LearnedSchema.writable`). Until something is learned the
-configured names and the design document's options (``crm.fields.FALLBACK_OPTIONS``) are assumed, so
+the preview field's type, the list page cap, the ``App/user`` answer as an :class:`ApiUser`) and uses it: a CRM
+record becomes a :class:`~docsync_cli.model.CrmDocument` (:meth:`~LearnedSchema.to_document`), docsync's values
+become an update body every enum field accepts (:meth:`~LearnedSchema.writable`). Until something is learned
+the configured names and the design document's options (``crm.fields.FALLBACK_OPTIONS``) are assumed, so
 nothing a field might refuse is ever written. No I/O: ``crm/client.py`` reads the two answers and hands them over;
 this module imports only ``crm.fields``, ``errors``, ``model`` and ``secrets``. "Contract §n" is EspoCRM
 contract §n in ``docs/contracts.md``.
@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RejectedError, SetupError
@@ -29,6 +30,47 @@ PAGE = 200  # EspoCRM's default recordListMaxSizeLimit: maxSize above the config
 BOOKKEEPING = frozenset({"modifiedAt", "modifiedById", "modifiedByName", "versionNumber"})
 
 
+@dataclass(frozen=True)
+class ApiUser:
+    """What docsync reads of the ``GET App/user`` answer (contract §1.3, §7.2, §10.4): the API user's names, the
+    list page cap, and what its role's ACL table denies. ``acl_known`` is False when the answer carried no table
+    (then nothing can be judged)."""
+
+    user_name: str = ""
+    name: str = ""
+    page_cap: int | None = None  # settings.recordListMaxSizeLimit, when a positive integer
+    acl_known: bool = False
+    disabled_scopes: frozenset[str] = frozenset()  # scopes the table sets to false (e.g. GlobalStream)
+    denied: frozenset[tuple[str, str]] = frozenset()  # (scope, action) the table answers "no" (or false)
+
+    @property
+    def label(self) -> str:
+        """How the user is named in messages: ``userName``, else ``name``, else ``?``."""
+        return self.user_name or self.name or "?"
+
+    def denies(self, scope: str, action: str) -> bool:
+        return (scope, action) in self.denied
+
+
+def parse_api_user(answer: Any) -> ApiUser:
+    """The ``App/user`` answer, leniently: anything malformed reads as not said."""
+    if not isinstance(answer, dict):
+        return ApiUser()
+    user, settings, acl = answer.get("user"), answer.get("settings"), answer.get("acl")
+    user = user if isinstance(user, dict) else {}
+    cap = settings.get("recordListMaxSizeLimit") if isinstance(settings, dict) else None
+    table = acl.get("table") if isinstance(acl, dict) else None
+    if not isinstance(table, dict):
+        table = None
+    return ApiUser(
+        user_name=str(user.get("userName") or ""), name=str(user.get("name") or ""),
+        page_cap=cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None,
+        acl_known=table is not None,
+        disabled_scopes=frozenset(str(s) for s, rights in (table or {}).items() if rights is False),
+        denied=frozenset((str(s), str(a)) for s, rights in (table or {}).items() if isinstance(rights, dict)
+                         for a, level in rights.items() if level in ("no", False)))
+
+
 class LearnedSchema:
     """``configured`` are the configured attribute names (logical name -> attribute name)."""
 
@@ -38,7 +80,7 @@ class LearnedSchema:
         self.preview_attr = f"{self.attributes['preview']}Id"
         self.fields = FieldSchema(names=dict(configured), known=False)
         self.page_size = PAGE  # documents per list request: min(200, App/user settings.recordListMaxSizeLimit)
-        self.user_info: dict[str, Any] | None = None  # the App/user answer (the change feeds read the ACL)
+        self.api_user: ApiUser | None = None  # App/user's API user, None until read (the change feeds read its ACL)
 
     # -- learning --------------------------------------------------------------------------------------
 
@@ -60,12 +102,12 @@ class LearnedSchema:
         self.fields = schema
         return schema
 
-    def adopt_app_user(self, answer: Any) -> None:
-        """The ``App/user`` answer: the page cap is ``settings.recordListMaxSizeLimit``, at most 200 (§10.4)."""
-        self.user_info = answer if isinstance(answer, dict) else None
-        settings = answer.get("settings") if isinstance(answer, dict) else None
-        cap = settings.get("recordListMaxSizeLimit") if isinstance(settings, dict) else None
-        self.page_size = min(PAGE, cap) if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else PAGE
+    def adopt_app_user(self, user: ApiUser | None) -> None:
+        """The ``App/user`` answer (None: it could not be read): the page cap is ``settings.recordListMaxSizeLimit``,
+        at most 200 (§10.4)."""
+        self.api_user = user
+        cap = user.page_cap if user is not None else None
+        self.page_size = min(PAGE, cap) if cap is not None else PAGE
 
     # -- docsync's values -> the wire -----------------------------------------------------------------
 

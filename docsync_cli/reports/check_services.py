@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..crm.fields import ACCOUNT, check_fields
+from ..crm.schema import ApiUser
 from ..errors import AuthError, DocsyncError, NotFoundError, ServiceUnreachable
 from ..services import Services
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 def check_espocrm(report: CheckReport, settings: Settings, services: Services) -> bool:
     what = f"EspoCRM at {settings.espocrm.url}"
     try:
-        answer = services.espo.app_user()
+        user = services.espo.app_user()
     except AuthError as exc:
         report.unreachable = True
         if exc.status == 401:
@@ -38,38 +39,25 @@ def check_espocrm(report: CheckReport, settings: Settings, services: Services) -
     except DocsyncError as exc:
         report.bad(what, str(exc), "check ESPOCRM_URL: it must be the EspoCRM site URL (without /api/v1)")
         return False
-    report.good(what, f"reachable, key accepted (API user {api_user_name(answer)})")
-    _check_acl(report, answer)
+    report.good(what, f"reachable, key accepted (API user {user.label})")
+    _check_acl(report, user)
     return True
-
-
-def api_user_name(answer: Any) -> str:
-    """The API user's name from EspoCRM's ``App/user`` answer (``?`` when it names none)."""
-    user = answer.get("user") if isinstance(answer, dict) else None
-    return str(user.get("userName") or user.get("name") or "?") if isinstance(user, dict) else "?"
 
 
 ACL_NEEDS = (("Document", "read"), ("Document", "edit"), ("Attachment", "create"))
 
 
-def acl_missing(answer: Any) -> list[str] | None:
-    """The rights of :data:`ACL_NEEDS` that the ``App/user`` answer's ACL table denies (e.g. ``Document edit``);
-    None when the answer carries no table to judge (then nothing is said)."""
-    acl = answer.get("acl") if isinstance(answer, dict) else None
-    table = acl.get("table") if isinstance(acl, dict) else None
-    if not isinstance(table, dict):
+def acl_missing(user: ApiUser) -> list[str] | None:
+    """The rights of :data:`ACL_NEEDS` that the API user's ACL table denies (e.g. ``Document edit``); None when
+    ``App/user`` carried no table to judge (then nothing is said)."""
+    if not user.acl_known:
         return None
-    missing = []
-    for scope, action in ACL_NEEDS:
-        rights = table.get(scope)
-        if isinstance(rights, dict) and rights.get(action) in ("no", False):
-            missing.append(f"{scope} {action}")
-    return missing
+    return [f"{scope} {action}" for scope, action in ACL_NEEDS if user.denies(scope, action)]
 
 
-def _check_acl(report: CheckReport, answer: Any) -> None:
+def _check_acl(report: CheckReport, user: ApiUser) -> None:
     """Best effort: the API user's role must let it read and edit Documents and create Attachments."""
-    missing = acl_missing(answer)
+    missing = acl_missing(user)
     if missing is None:
         return
     if missing:

@@ -21,6 +21,7 @@ from pytest_httpx import HTTPXMock
 from docsync_cli.config import FieldNames
 from docsync_cli.crm.client import EspoClient, build_http_client, id_range
 from docsync_cli.crm.reasons import espo_detail
+from docsync_cli.crm.schema import ApiUser
 from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError
 from docsync_cli.outcome import error_code
 from docsync_cli.transport import RetryPolicy, ServiceClient
@@ -366,6 +367,31 @@ def test_a_user_without_edit_access_to_the_file_field_still_gets_its_write_back(
     make_espo().update("d1", {"md5": "a" * 32}, file_id="att-d1")
     first, second = httpx_mock.get_requests()
     assert json.loads(first.content)["fileId"] == "att-d1" and json.loads(second.content) == {"md5": "a" * 32}
+
+
+def test_app_user_is_a_typed_api_user_and_learn_keeps_it(httpx_mock: HTTPXMock) -> None:
+    # §1.3 App/user `user`, §7.2 the role's ACL table, §10.4 the page cap: the client hides the answer's shape.
+    answer = {"user": {"id": "u", "type": "api", "userName": "docsync-api", "name": "Docsync"},
+              "acl": {"table": {"Document": {"read": "all", "edit": "no"}, "GlobalStream": False}},
+              "settings": {"recordListMaxSizeLimit": 80}}
+    httpx_mock.add_response(url=f"{API}/App/user", json=answer)
+    espo = make_espo()
+    user = espo.app_user()
+    assert user == ApiUser(user_name="docsync-api", name="Docsync", page_cap=80, acl_known=True,
+                           disabled_scopes=frozenset({"GlobalStream"}), denied=frozenset({("Document", "edit")}))
+    assert espo.api_user is None  # asking is not learning
+    httpx_mock.add_response(url=f"{API}/Metadata?key=entityDefs.Document.fields", json=DESIGN_FIELDS)
+    httpx_mock.add_response(url=f"{API}/App/user", json=answer)
+    espo.learn()
+    assert espo.api_user == user and espo.page_size == 80
+
+
+def test_learn_without_app_user_keeps_the_default_page_and_no_user(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"{API}/Metadata?key=entityDefs.Document.fields", json=DESIGN_FIELDS)
+    httpx_mock.add_response(url=f"{API}/App/user", status_code=404)
+    espo = make_espo()
+    espo.learn()
+    assert espo.api_user is None and espo.page_size == 200
 
 
 def test_learn_tolerates_espocrm_8_0_which_ignores_the_key(httpx_mock: HTTPXMock) -> None:

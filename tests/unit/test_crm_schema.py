@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from docsync_cli.config import FieldNames
-from docsync_cli.crm.schema import PAGE, LearnedSchema, fingerprint
+from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, fingerprint, parse_api_user
 from docsync_cli.errors import RejectedError, SetupError
 from docsync_cli.outcome import error_code
 from docsync_cli.secrets import register
@@ -42,7 +42,7 @@ def record(doc_id: str, **values: Any) -> dict[str, Any]:
 def test_until_learned_the_configured_names_and_the_design_documents_options_hold() -> None:
     schema = make_schema(renamed=True)
     assert schema.attributes == RENAMED and schema.preview_attr == "cPreviewId"
-    assert not schema.fields.known and schema.page_size == PAGE == 200 and schema.user_info is None
+    assert not schema.fields.known and schema.page_size == PAGE == 200 and schema.api_user is None
     assert schema.fields.accepts("xaiSyncStatus", "syncing") and not schema.fields.accepts("xaiSyncStatus", "")
     assert schema.writable({"xaiSyncStatus": "pending"}) == {"xaiSyncStatus": "syncing"}
 
@@ -87,9 +87,32 @@ def test_names_found_by_themselves_are_logged_in_one_line(caplog: pytest.LogCapt
 ])
 def test_the_page_cap_is_app_users_record_list_max_size_limit_at_most_200(answer: Any, page: int) -> None:
     schema = make_schema()
-    schema.adopt_app_user(answer)
+    user = parse_api_user(answer)
+    schema.adopt_app_user(user)
     assert schema.page_size == page
-    assert schema.user_info == (answer if isinstance(answer, dict) else None)  # the change feeds read its ACL
+    assert schema.api_user is user  # the change feeds read its ACL
+    schema.adopt_app_user(None)  # App/user could not be read
+    assert schema.page_size == PAGE and schema.api_user is None
+
+
+def test_the_api_user_is_named_by_user_name_then_name() -> None:
+    # EspoCRM contract §1.3: App/user's `user`.
+    assert parse_api_user({"user": {"userName": "docsync-api", "name": "Docsync"}}).label == "docsync-api"
+    assert parse_api_user({"user": {"name": "Docsync"}}).label == "Docsync"
+    assert parse_api_user({"user": "odd"}).label == "?"
+    assert parse_api_user(None) == ApiUser() and ApiUser().label == "?"
+
+
+def test_the_acl_table_tells_denied_rights_and_disabled_scopes() -> None:
+    # EspoCRM contract §7.2: the role's table, scope -> false | {action: level}; "no" (or false) denies.
+    user = parse_api_user({"acl": {"table": {"Document": {"read": "all", "edit": "no"}, "Attachment": {"create": False},
+                                             "GlobalStream": False, "Account": True, "Note": {"read": "own"}}}})
+    assert user.acl_known and user.disabled_scopes == {"GlobalStream"}
+    assert user.denied == {("Document", "edit"), ("Attachment", "create")}
+    assert user.denies("Document", "edit") and not user.denies("Document", "read")
+    assert not user.denies("Lead", "read")  # not in the table: not denied
+    for no_table in ({"acl": {}}, {"acl": {"table": []}}, {"acl": "odd"}, {}, []):
+        assert parse_api_user(no_table) == ApiUser()  # nothing to judge
 
 
 # -- docsync's values -> the wire ----------------------------------------------------------------------

@@ -109,23 +109,16 @@ class Collected:
         return "\n".join(text for text, _ in self.lines)
 
 
-def test_the_api_user_is_named_by_user_name_then_name() -> None:
-    from docsync_cli.reports.check_services import api_user_name
-
-    assert api_user_name({"user": {"userName": "docsync-api", "name": "Docsync"}}) == "docsync-api"
-    assert api_user_name({"user": {"name": "Docsync"}}) == "Docsync"
-    assert api_user_name({"user": "odd"}) == "?"
-    assert api_user_name(None) == "?"
-
-
 def test_denied_rights_are_named_and_a_missing_table_is_not_judged() -> None:
+    # The API user's name (ApiUser.label) is tested with its parser in test_crm_schema.py.
+    from docsync_cli.crm.schema import parse_api_user
     from docsync_cli.reports.check_services import acl_missing
 
     table = {"Document": {"read": "all", "edit": "no"}, "Attachment": {"create": False}}
-    assert acl_missing({"acl": {"table": table}}) == ["Document edit", "Attachment create"]
-    assert acl_missing({"acl": {"table": {"Document": {"read": "own", "edit": "all"}}}}) == []  # unknown: allowed
-    assert acl_missing({"acl": {}}) is None
-    assert acl_missing([]) is None
+    assert acl_missing(parse_api_user({"acl": {"table": table}})) == ["Document edit", "Attachment create"]
+    assert acl_missing(parse_api_user({"acl": {"table": {"Document": {"read": "own", "edit": "all"}}}})) == []
+    assert acl_missing(parse_api_user({"acl": {}})) is None
+    assert acl_missing(parse_api_user([])) is None
 
 
 def test_a_link_field_must_hold_text() -> None:
