@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
@@ -473,7 +473,7 @@ class EmulatorBase:
         self.apps[name] = app
         return app
 
-    def start(self, host: str = "127.0.0.1", ports: dict[str, int] | None = None) -> EmulatorBase:
+    def start(self, host: str = "127.0.0.1", ports: dict[str, int] | None = None) -> Self:
         for name, app in self.apps.items():
             self.listeners[name] = Listener(app, host, (ports or {}).get(name, 0)).start()
         return self
@@ -504,7 +504,7 @@ class EmulatorBase:
         with self.journal_lock:
             self.journal.clear()
 
-    def __enter__(self) -> EmulatorBase:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -20,7 +20,7 @@ import pytest
 from docsync_cli.config import load_settings
 from docsync_cli.engine import Engine
 from docsync_cli.model import RunOptions, RunSummary
-from docsync_cli.sandbox.http import Callback
+from docsync_cli.sandbox.http import Callback, Request
 from docsync_cli.sandbox.seed import Sandbox, corpus_dir
 from docsync_cli.services import engine_settings, open_services
 from docsync_cli.state import StateStore
@@ -178,8 +178,10 @@ def test_a_save_in_the_same_second_as_the_watermark(firm: Firm) -> None:
     ids = setup(firm, stream=False, override=False)
     espo = firm.box.espo
     # A person saves right after this run's feed was answered, within the second the run takes as watermark.
-    espo.faults.add(Callback(lambda request: espo.replace_file(ids["d2"], b"Klage, gleiche Sekunde.\n"),
-                             when="after"), method="GET", path="/api/v1/Document", calls=[1])
+    def save(request: Request) -> None:
+        espo.replace_file(ids["d2"], b"Klage, gleiche Sekunde.\n")
+
+    espo.faults.add(Callback(save, when="after"), method="GET", path="/api/v1/Document", calls=[1])
     firm.clock.advance(-61)  # this run happens within the same emulator second as the save
     firm.run()
     state = StateStore(firm.state_dir)

@@ -25,9 +25,15 @@ def pixel_diff(a: Image.Image, b: Image.Image, size: tuple[int, int] = (48, 48))
     return float(ImageStat.Stat(ImageChops.difference(small_a, small_b)).mean[0])
 
 
+def extrema(band: Image.Image) -> tuple[float, float]:
+    """(min, max) of a one-band image (Pillow types getextrema loosely: per band pairs for multi-band images)."""
+    low, high = band.getextrema()
+    assert isinstance(low, int | float) and isinstance(high, int | float), "not a one-band image"
+    return float(low), float(high)
+
+
 def is_blank(img: Image.Image) -> bool:
-    lo, _hi = img.convert("L").getextrema()
-    return bool(lo >= 250)
+    return extrema(img.convert("L"))[0] >= 250
 
 
 def assert_fits(img: Image.Image, source_ratio: float | None = None, *, fills: bool = True) -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 from PIL import Image
-from preview_helpers import decode, own_children
 
 from docsync_cli.errors import PreviewError
 from docsync_cli.preview import PreviewLimits, PreviewService, child, office
 from tests.corpus import Corpus
+from tests.preview.preview_helpers import decode, own_children
 
 
 def code_of(svc: PreviewService, path: Path, name: str | None = None) -> str:

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from preview_helpers import decode
 
 from docsync_cli.preview import PreviewLimits, PreviewService
 from tests.corpus import Corpus
+from tests.preview.preview_helpers import decode
 
 SHARED_CACHE = Path("/usr/lib/libreoffice/share/uno_packages/cache")
 IMPORTED = ("docsync_cli", "PIL", "pypdfium2", "pypdfium2_raw", "pypdfium2_cfg")  # what a preview imports

@@ -11,11 +11,11 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageOps
-from preview_helpers import assert_fits, decode, is_blank, pixel_diff, poppler_page1
 
 from docsync_cli.errors import PreviewError
 from docsync_cli.preview import PreviewLimits, PreviewService, render_preview
 from tests.corpus import Corpus
+from tests.preview.preview_helpers import assert_fits, decode, extrema, is_blank, pixel_diff, poppler_page1
 
 PDFS = [
     "arabic-rotated.pdf", "cmyk-image.pdf", "google-doc-document.pdf", "imagemagick-ccittfax.pdf",
@@ -85,12 +85,12 @@ def test_cmyk_and_fax_images_render(service: PreviewService, corpus: Corpus, nam
     img = decode(service.render(corpus / name, name))
     assert not is_blank(img)
     grey = img.convert("L")
-    assert grey.getextrema()[0] < 60  # real dark ink, not a grey wash
+    assert extrema(grey)[0] < 60  # real dark ink, not a grey wash
 
 
 def test_cmyk_keeps_colour(service: PreviewService, corpus: Corpus) -> None:
     img = decode(service.render(corpus / "cmyk-image.pdf", "cmyk-image.pdf"))
-    red, green, blue = (band.getextrema() for band in img.split())
+    red, green, blue = (extrema(band) for band in img.split())
     assert max(red[1] - green[0], blue[1] - red[0]) > 60
 
 

@@ -12,7 +12,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,14 +25,15 @@ RUN_TIMEOUT = 120
 ENV_PREFIXES = ("ESPOCRM_", "XAI_", "DOCSYNC_")
 
 
-def cli_env(sandbox: Sandbox, state_dir: Path, crm: EspoEmulator | None = None, **extra: str) -> dict[str, str]:
+def cli_env(sandbox: Sandbox, state_dir: Path, extra: Mapping[str, str] | None = None, *,
+            crm: EspoEmulator | None = None) -> dict[str, str]:
     """``os.environ`` (minus any docsync setting of the developer's shell) + the sandbox + short retries.
     ``crm``: another CRM on the same xAI team (``Sandbox.second_crm``) instead of the main one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
     env |= sandbox.environment(state_dir, crm)
     env["DOCSYNC_SYNC__MAX_ATTEMPTS"] = "3"
     env["DOCSYNC_SYNC__PROCESSING_WAIT_SECONDS"] = "10"
-    env |= extra
+    env |= extra or {}
     return env
 
 
@@ -44,7 +45,7 @@ def run_sync(sandbox: Sandbox, state_dir: Path, *args: str, **extra_env: str) ->
     """``docsync sync --no-preview ARGS`` to completion."""
     return subprocess.run(
         sync_argv(*args),
-        env=cli_env(sandbox, state_dir, **extra_env),
+        env=cli_env(sandbox, state_dir, extra_env),
         text=True,
         capture_output=True,
         timeout=RUN_TIMEOUT,
@@ -56,7 +57,7 @@ def start_sync(sandbox: Sandbox, state_dir: Path, *args: str, **extra_env: str) 
     """``docsync sync --no-preview ARGS`` started, not waited for (the caller may kill it)."""
     return subprocess.Popen(
         sync_argv(*args),
-        env=cli_env(sandbox, state_dir, **extra_env),
+        env=cli_env(sandbox, state_dir, extra_env),
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -109,7 +110,7 @@ def run_engine(
     from docsync_cli.services import engine_settings, open_services
     from docsync_cli.state import StateStore
 
-    settings = load_settings(None, env=cli_env(sandbox, state_dir, crm, **extra_env))
+    settings = load_settings(None, env=cli_env(sandbox, state_dir, extra_env, crm=crm))
     state = StateStore(settings.state_dir, settings.sync.installation_id)
     try:
         with open_services(settings) as services:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ def _synced_then_mutated(world: FirmRun) -> None:
     clear_journals(world.sandbox)
 
 
-def _statuses(entries: list) -> list[int | None]:
+def _statuses(entries: list[Any]) -> list[int | None]:
     return [e.status for e in entries]
 
 

@@ -46,7 +46,7 @@ def seed(sandbox: Sandbox, n: int, *, accounts: int = 2, label: str = "doc") -> 
 
 
 def synced(sandbox: Sandbox, state: Path, **env: str) -> None:
-    result = run_engine(sandbox, state, full=False, **env)
+    result = run_engine(sandbox, state, full=False, **env)  # type: ignore[arg-type]  # env: DOCSYNC_* only
     assert result.exit_code == 0, result
     assert_invariants(sandbox, all_synced=True)
 

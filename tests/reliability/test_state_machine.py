@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from docsync_cli.errors import UnsafePlan
-from docsync_cli.sandbox.http import Drop, Respond
+from docsync_cli.sandbox.http import Drop, FaultAction, Respond
 from docsync_cli.sandbox.seed import Sandbox
 
 from .helpers import clear_journals, pdf_bytes, run_engine, sandbox_running, write_summary
@@ -28,7 +28,7 @@ from .invariants import assert_invariants
 ACCOUNTS = ("A", "B")
 XAI_ERROR = '{"code": "unavailable", "error": "try again"}'
 # (emulator, method, path regex, action) — each fires once in the next run and is healed by a retry or a lookup
-FAULTS = {
+FAULTS: dict[str, tuple[str, str, str, FaultAction]] = {
     "503 on the CRM listing": ("espo", "GET", r"/api/v1/Document", Respond(503, "unavailable")),
     "502 on a download": ("espo", "GET", r"/api/v1/Attachment/file/.+", Respond(502, "<html>bad gateway</html>")),
     "503 on a CRM update": ("espo", "PUT", r"/api/v1/Document/.+", Respond(503, "unavailable")),

@@ -111,7 +111,8 @@ def test_the_acl_table_tells_denied_rights_and_disabled_scopes() -> None:
     assert user.denied == {("Document", "edit"), ("Attachment", "create")}
     assert user.denies("Document", "edit") and not user.denies("Document", "read")
     assert not user.denies("Lead", "read")  # not in the table: not denied
-    for no_table in ({"acl": {}}, {"acl": {"table": []}}, {"acl": "odd"}, {}, []):
+    no_tables: list[Any] = [{"acl": {}}, {"acl": {"table": []}}, {"acl": "odd"}, {}, []]
+    for no_table in no_tables:
         assert parse_api_user(no_table) == ApiUser()  # nothing to judge
 
 

@@ -18,7 +18,7 @@ from docsync_cli.errors import (
     UnsafePlan,
     UsageError,
 )
-from docsync_cli.model import CrmDocument, DocResult, RunPlan, RunSummary, WorkItem
+from docsync_cli.model import CrmDocument, DocResult, Outcome, RunPlan, RunSummary, WorkItem
 
 
 @pytest.mark.parametrize(("error", "code"), [
@@ -44,11 +44,11 @@ def _work() -> RunPlan:
 
 
 def test_a_run_exits_by_its_documents_its_stop_and_its_fatal_error() -> None:
-    assert outcome.run_code(RunSummary(results=[DocResult("d1", "Doc", "synced")])) == 0
-    assert outcome.run_code(RunSummary(results=[DocResult("d1", "Doc", "synced"),
-                                                DocResult("d2", "Doc", "failed", "boom")])) == 1
+    assert outcome.run_code(RunSummary(results=[DocResult("d1", "Doc", Outcome.SYNCED)])) == 0
+    assert outcome.run_code(RunSummary(results=[DocResult("d1", "Doc", Outcome.SYNCED),
+                                                DocResult("d2", "Doc", Outcome.FAILED, "boom")])) == 1
     assert outcome.run_code(RunSummary(stopped=True)) == 1
-    assert outcome.run_code(RunSummary(results=[DocResult("d1", "Doc", "failed")],
+    assert outcome.run_code(RunSummary(results=[DocResult("d1", "Doc", Outcome.FAILED)],
                                        fatal=AuthError("espocrm", 403))) == 3
 
 
@@ -59,14 +59,14 @@ def test_a_dry_run_with_work_exits_1_and_one_without_exits_0() -> None:
 
 
 def test_documents_asked_for_by_id_that_another_run_holds_exit_75() -> None:
-    busy = RunSummary(results=[DocResult("d1", "Doc", "skipped", "busy: another run holds it",
+    busy = RunSummary(results=[DocResult("d1", "Doc", Outcome.SKIPPED, "busy: another run holds it",
                                          busy_holder="another run")])
     assert outcome.run_code(busy, ids_requested=True) == 75
     assert outcome.run_code(busy) == 0  # the scheduled run skips it quietly; the next run takes it
-    failed_too = RunSummary(results=[*busy.results, DocResult("d2", "Doc", "failed")])
+    failed_too = RunSummary(results=[*busy.results, DocResult("d2", "Doc", Outcome.FAILED)])
     assert outcome.run_code(failed_too, ids_requested=True) == 1
 
 
 def test_the_summary_reports_the_same_code() -> None:
-    summary = RunSummary(results=[DocResult("d1", "Doc", "failed")])
+    summary = RunSummary(results=[DocResult("d1", "Doc", Outcome.FAILED)])
     assert summary.exit_code == outcome.run_code(summary) == 1

@@ -13,6 +13,7 @@ from docsync_cli.errors import UnsafePlan
 from docsync_cli.model import (
     Content,
     CrmDocument,
+    DeleteLimits,
     Deletion,
     Indexing,
     LocalRecord,
@@ -23,7 +24,6 @@ from docsync_cli.model import (
     RemoteMember,
 )
 from docsync_cli.plan import (
-    DeleteLimits,
     candidate_collections,
     cleanup_steps,
     deletion_steps,

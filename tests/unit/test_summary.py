@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from docsync_cli import ui
-from docsync_cli.model import DocResult, RunPlan, RunSummary
+from docsync_cli.model import DocResult, Outcome, RunPlan, RunSummary
 
 
 def test_full_run_summary_counts_verified_documents_as_unchanged(capsys: pytest.CaptureFixture[str]) -> None:
     # --full puts every document into the plan's work; 17 turn out in step ("verified"), 2 are synced
-    results = [DocResult(f"d{i}", f"Doc {i}", "unchanged", "verified: EspoCRM and xAI agree") for i in range(17)]
-    results += [DocResult("s1", "Neu 1", "synced"), DocResult("s2", "Neu 2", "synced")]
+    results = [DocResult(f"d{i}", f"Doc {i}", Outcome.UNCHANGED, "verified: EspoCRM and xAI agree") for i in range(17)]
+    results += [DocResult("s1", "Neu 1", Outcome.SYNCED), DocResult("s2", "Neu 2", Outcome.SYNCED)]
     summary = RunSummary(plan=RunPlan(work=(), unchanged=3), results=results)
     ui.print_summary(summary, dry_run=False)
     assert capsys.readouterr().out.splitlines()[0] == "docsync: 2 synced, 20 unchanged"

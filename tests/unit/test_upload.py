@@ -135,7 +135,7 @@ def blob(tmp_path: Path, data: bytes) -> tuple[Path, Content]:
 def test_an_upload_is_journalled_before_it_is_sent_and_marked_done_after(uploads: Uploads, world: MockWorld,
                                                                      tmp_path: Path) -> None:
     path, content = blob(tmp_path, b"contract body")
-    journal: list[tuple[str, str] | None] = []
+    journal: list[tuple[str, str | None] | None] = []
     world.before = lambda sent: journal.append(uploads.state.upload_intent("d1", content.sha256)) if (
         sent.method == "POST" and sent.path == "/v1/files") else None
     actions: list[str] = []

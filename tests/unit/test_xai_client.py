@@ -503,7 +503,7 @@ def test_the_probes_are_single_cheap_reads_that_raise_what_the_service_said(http
 
 def test_member_is_a_typed_value_with_string_fields_only(httpx_mock: HTTPXMock) -> None:
     doc = collection_doc(FID, "DOCUMENT_STATUS_FAILED", "bad pdf", {"crm_document_id": "d1"})
-    doc["fields"]["odd"] = 7  # type: ignore[index]
+    doc["fields"]["odd"] = 7
     httpx_mock.add_response(url=f"{MGMT}/v1/collections/{COL}/documents/{FID}", json=doc)
     assert make_xai().member(COL, FID) == CollectionMember(FID, "DOCUMENT_STATUS_FAILED", "bad pdf",
                                                            {"crm_document_id": "d1"})
