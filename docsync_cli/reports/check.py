@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ..config import Settings, redact
 from ..errors import ConfigError, DocsyncError
@@ -28,6 +29,9 @@ from .check_services import (
     check_xai_management,
 )
 from .shared import Lines, report_services
+
+if TYPE_CHECKING:  # the preview package loads Pillow and PDFium: _check_preview_tools imports it when it runs
+    from ..preview import ToolStatus
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
 
@@ -136,14 +140,14 @@ def _check_preview_tools(report: CheckReport, settings: Settings | None) -> None
         report.warn("preview fonts", fonts)
 
 
-def judge_preview_tools(status: dict[str, str]) -> tuple[str, str, str | None]:
+def judge_preview_tools(status: Sequence[ToolStatus]) -> tuple[str, str, str | None]:
     """(what is missing, "" when nothing; the working tools with their versions; the fonts problem or None) from
-    ``PreviewService.tools_status()`` (tool → ``ok (version)`` or what is wrong). Missing fonts only warn."""
-    broken = {tool: text for tool, text in status.items() if not text.startswith("ok")}
-    missing = "; ".join(f"{tool}: {text}" for tool, text in broken.items() if tool != "fonts")
-    working = ", ".join(f"{tool} {text.removeprefix('ok').strip(' ()')}".strip()
-                        for tool, text in status.items() if tool not in broken)
-    return missing, working, broken.get("fonts")
+    ``PreviewService.tools_status()``, decided by each tool's ``available`` and ``required``: a missing tool
+    that is not required (the fonts) only warns."""
+    missing = "; ".join(f"{tool.name}: {tool.detail}" for tool in status if tool.required and not tool.available)
+    working = ", ".join(f"{tool.name} {tool.detail}".strip() for tool in status if tool.available)
+    fallbacks = "; ".join(tool.detail for tool in status if not tool.required and not tool.available)
+    return missing, working, fallbacks or None
 
 
 def _check_state_dir(report: CheckReport, settings: Settings) -> bool:

@@ -306,7 +306,8 @@ def test_converter_missing(lone_service: PreviewService, corpus: Corpus, tmp_pat
                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(office, "find_soffice", lambda: None)
     assert code_of(lone_service, corpus / "python-docx-test.docx") == "converter_missing"
-    assert lone_service.tools_status()["libreoffice"].startswith("missing: install libreoffice")
+    converter = {tool.name: tool for tool in lone_service.tools_status()}["libreoffice"]
+    assert not converter.available and converter.detail.startswith("missing: install libreoffice")
 
 
 def test_not_a_regular_file(service: PreviewService, tmp_path: Path) -> None:
