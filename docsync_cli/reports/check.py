@@ -30,8 +30,9 @@ from .check_services import (
 )
 from .shared import Lines, report_services
 
-if TYPE_CHECKING:  # the preview package loads Pillow and PDFium: _check_preview_tools imports it when it runs
+if TYPE_CHECKING:  # imported where used (the preview package loads Pillow and PDFium, which may be broken)
     from ..preview import ToolStatus
+    from ..statedir import StateDirProblem
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
 
@@ -158,9 +159,7 @@ def _check_state_dir(report: CheckReport, settings: Settings) -> bool:
     what = f"state directory {state_dir}"
     problem = state_dir_problem(state_dir)
     if problem is not None:
-        detail, _, fix = problem.partition("; fix (as root): ")
-        report.bad(what, detail.replace(f"the state directory {state_dir} ", ""), f"as root: {fix}" if fix else
-                   "see above")
+        report.bad(what, *state_dir_line(problem))
         return False
     if not state_dir.exists():
         report.good(what, "does not exist yet; the first run creates it")
@@ -197,6 +196,12 @@ def _check_libreoffice_shared_cache(report: CheckReport) -> None:
                     f"{os.environ.get('USER') or os.geteuid()}; docsync's own previews do not use it, but every "
                     "other LibreOffice of this user aborts at start",
                     "as root: chmod -R a+rX /var/spool/libreoffice")
+
+
+def state_dir_line(problem: StateDirProblem) -> tuple[str, str]:
+    """(the detail, the fix) of the state directory's check line: the line already names the directory."""
+    detail = problem.problem if problem.entry is None else f"{problem.subject} {problem.problem}"
+    return detail, f"as root: {problem.fix}" if problem.fix is not None else "see above"
 
 
 def _check_lock(report: CheckReport, settings: Settings) -> None:

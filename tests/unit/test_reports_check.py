@@ -158,6 +158,19 @@ def test_preview_tools_decide_by_availability_not_by_their_text() -> None:
     assert judge_preview_tools((ToolStatus("pillow", True, ""),)) == ("", "pillow", None)
 
 
+def test_the_state_dir_line_shows_the_problem_and_its_fix_as_root() -> None:
+    from docsync_cli.reports.check import state_dir_line
+    from docsync_cli.statedir import StateDirProblem
+
+    state_dir = Path("/var/lib/docsync")  # the line itself names the directory: "✗ state directory /var/lib/..."
+    assert state_dir_line(StateDirProblem(state_dir, "is owned by root (uid 0)", "chown -R a:b /var/lib/docsync")) \
+        == ("is owned by root (uid 0)", "as root: chown -R a:b /var/lib/docsync")
+    assert state_dir_line(StateDirProblem(state_dir, "is not a directory; remove it")) == (
+        "is not a directory; remove it", "see above")
+    assert state_dir_line(StateDirProblem(state_dir, "is owned by root", "chown", state_dir / "docsync.lock")) == (
+        "/var/lib/docsync/docsync.lock in the state directory is owned by root", "as root: chown")
+
+
 def test_an_unloadable_configuration_fails_check_with_exit_2_and_its_problems() -> None:
     from docsync_cli.errors import ConfigError
     from docsync_cli.outcome import EXIT_USAGE
