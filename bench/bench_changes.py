@@ -40,7 +40,7 @@ from bench_sync import LATENCY, RESULTS, Run, docsync, machine, yes  # noqa: E40
 from docsync_cli.model import LocalRecord  # noqa: E402
 from docsync_cli.sandbox.seed import Sandbox  # noqa: E402
 from docsync_cli.sandbox.xai import _Document  # noqa: E402
-from docsync_cli.state import StateStore  # noqa: E402
+from docsync_cli.state import StateStore, StreamFeed  # noqa: E402
 from docsync_cli.xai import FIELD_KEYS  # noqa: E402
 
 README = ROOT / "bench" / "README.md"
@@ -134,9 +134,9 @@ def world(n: int, *, accounts: int, override: bool, stream: bool, xai_files: boo
         for start in range(0, len(local), 50_000):
             state.add_many(local[start:start + 50_000])
         local.clear()
+        seen = {"stream": StreamFeed.ACTIVE if stream else StreamFeed.NO_ACCESS, "accounts_override": override}
         state.set_meta({"watermark": (now - timedelta(hours=1)).strftime(FORMAT), "last_listing": repr(time.time()),
-                        "note_cursor": "0", "feeds": json.dumps({"stream": "active" if stream else "no access",
-                                                                 "accounts_override": override})})
+                        "note_cursor": "0", "feeds": json.dumps(seen)})
         state.set_linked("Account", dict(zip(account_ids, collections, strict=True)), replace=True)
         state.close()
         say(f"seeded {n} documents in {time.perf_counter() - started:.0f} s")

@@ -40,7 +40,7 @@ from .errors import AuthError, DocsyncError, HttpError, RunFatal
 from .model import CrmDocument, DateiStatus, EngineSettings, LocalRecord, SyncStatus
 from .plan import why_work
 from .plan_changes import edited_since_sync, feed_since, link_drift, listing_due
-from .state import StateStore
+from .state import StateStore, StreamFeed
 from .xai import XaiClient
 
 log = logging.getLogger("docsync.changes")
@@ -203,24 +203,25 @@ class ChangeFeed:
         parents = sorted({entity for _, entity, _ in self._link_rules()})
         user = self.espo.api_user
         if user is not None and "GlobalStream" in user.disabled_scopes:
-            changes.feeds["stream"] = "no access"  # the role says so (App/user): no request that would be refused
+            changes.feeds["stream"] = StreamFeed.NO_ACCESS  # the role says so (App/user): no request to be refused
             return
         try:
             notes = self.espo.stream_notes(cursor, STREAM_TYPES, parents)
         except AuthError as exc:
             if exc.status != 403:
                 raise
-            changes.feeds["stream"] = "no access"  # the role lacks the GlobalStream scope
+            changes.feeds["stream"] = StreamFeed.NO_ACCESS  # the role lacks the GlobalStream scope
             return
         except RunFatal:
             raise
         except HttpError as exc:
-            changes.feeds["stream"] = "no access" if exc.status == 403 else f"unavailable ({exc.status})"
+            changes.feeds["stream"] = (StreamFeed.NO_ACCESS if exc.status == 403 else
+                                       StreamFeed.UNAVAILABLE.because(exc.status))
             return
         except DocsyncError as exc:
-            changes.feeds["stream"] = f"unavailable ({exc})"
+            changes.feeds["stream"] = StreamFeed.UNAVAILABLE.because(exc)
             return
-        changes.feeds["stream"] = "active"
+        changes.feeds["stream"] = StreamFeed.ACTIVE
         numbers = [n["number"] for n in notes if isinstance(n.get("number"), int)]
         newest = max(numbers, default=cursor or 0)
         changes.pending["note_cursor"] = str(max(newest, cursor or 0))

@@ -83,7 +83,7 @@ class SyncRun:
         settings = self.settings
         problem = state_dir_problem(settings.state_dir)
         if problem is not None:
-            raise LocalEnvironmentError(problem)
+            raise LocalEnvironmentError(str(problem))
         warning = foreign_owner_warning(settings.state_dir)
         if warning is not None:
             log.warning("%s", warning)

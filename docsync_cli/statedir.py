@@ -10,6 +10,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LocalEnvironmentError
@@ -32,25 +33,45 @@ def group_name(gid: int) -> str:
         return str(gid)
 
 
-def state_dir_problem(state_dir: Path) -> str | None:
-    """``None`` if this process can use ``state_dir`` (or create it), else one message with the fix."""
+@dataclass(frozen=True)
+class StateDirProblem:
+    """Why this process cannot use the state directory, in parts: ``str()`` is the one message (``<subject>
+    <problem>; fix (as root): <fix>``) a run fails with; ``docsync check`` shows the parts on their own."""
+
+    state_dir: Path
+    problem: str  # what is wrong, said after the subject, e.g. "is not a directory; remove it or ..."
+    fix: str | None = None  # the command that fixes it, run as root
+    entry: Path | None = None  # the file in the state directory it is about; None: the directory itself
+
+    @property
+    def subject(self) -> str:
+        return f"{self.entry} in the state directory" if self.entry is not None else \
+            f"the state directory {self.state_dir}"
+
+    def __str__(self) -> str:
+        text = f"{self.subject} {self.problem}"
+        return f"{text}; fix (as root): {self.fix}" if self.fix is not None else text
+
+
+def state_dir_problem(state_dir: Path) -> StateDirProblem | None:
+    """``None`` if this process can use ``state_dir`` (or create it), else what is wrong and the fix."""
     me, my_gid = os.geteuid(), os.getegid()
     who = f"{user_name(me)} (uid {me})"
     if not state_dir.exists():
         parent = next((p for p in state_dir.parents if p.exists()), None)
         if parent is not None and os.access(parent, os.W_OK | os.X_OK):
             return None
-        return (f"the state directory {state_dir} does not exist and {who} cannot create it; fix (as root): "
-                f"install -d -o {user_name(me)} -g {group_name(my_gid)} -m 0700 {state_dir}")
+        return StateDirProblem(state_dir, f"does not exist and {who} cannot create it",
+                               f"install -d -o {user_name(me)} -g {group_name(my_gid)} -m 0700 {state_dir}")
     if not state_dir.is_dir():
-        return f"the state directory {state_dir} is not a directory; remove it or set DOCSYNC_STATE_DIR elsewhere"
-    fix = f"fix (as root): chown -R {user_name(me)}:{group_name(my_gid)} {state_dir} && chmod 0700 {state_dir}"
+        return StateDirProblem(state_dir, "is not a directory; remove it or set DOCSYNC_STATE_DIR elsewhere")
+    fix = f"chown -R {user_name(me)}:{group_name(my_gid)} {state_dir} && chmod 0700 {state_dir}"
     if not os.access(state_dir, os.W_OK | os.X_OK):
         info = state_dir.stat()
         owner = f"{user_name(info.st_uid)} (uid {info.st_uid})"
         if info.st_uid != me:
-            return f"the state directory {state_dir} is owned by {owner}, not by {who} who runs docsync; {fix}"
-        return f"the state directory {state_dir} is not writable (mode {info.st_mode & 0o777:04o}); {fix}"
+            return StateDirProblem(state_dir, f"is owned by {owner}, not by {who} who runs docsync", fix)
+        return StateDirProblem(state_dir, f"is not writable (mode {info.st_mode & 0o777:04o})", fix)
     for name in STATE_ENTRIES:
         entry = state_dir / name
         try:
@@ -59,7 +80,7 @@ def state_dir_problem(state_dir: Path) -> str | None:
             continue
         if not os.access(entry, os.W_OK):
             owner = f"{user_name(info.st_uid)} (uid {info.st_uid})"
-            return f"{entry} in the state directory is owned by {owner} and not writable for {who}; {fix}"
+            return StateDirProblem(state_dir, f"is owned by {owner} and not writable for {who}", fix, entry)
     return None
 
 
@@ -86,4 +107,5 @@ def state_file_exists(path: Path) -> bool:
         return path.is_file()
     except PermissionError as exc:
         problem = state_dir_problem(path.parent)
-        raise LocalEnvironmentError(problem or f"cannot read {path}: {exc.strerror or exc}") from None
+        raise LocalEnvironmentError(str(problem) if problem is not None else
+                                    f"cannot read {path}: {exc.strerror or exc}") from None

@@ -3,6 +3,7 @@
 Public API::
 
     PreviewService(limits=PreviewLimits(), *, office=True)   # context manager, thread-safe render()
+    PreviewService.tools_status() -> (ToolStatus(name, available, detail), ...)
     render_preview(source, filename, limits)                  # one-shot convenience
     sniff_kind(path, filename) -> "pdf" | "office" | "image" | "text" | "other"
 
@@ -51,8 +52,9 @@ from pathlib import Path
 from docsync_cli.preview.limits import PreviewLimits
 from docsync_cli.preview.service import PreviewService
 from docsync_cli.preview.sniff import sniff_kind
+from docsync_cli.preview.tools import ToolStatus
 
-__all__ = ["PreviewLimits", "PreviewService", "render_preview", "sniff_kind"]
+__all__ = ["PreviewLimits", "PreviewService", "ToolStatus", "render_preview", "sniff_kind"]
 
 _DEFAULT_LIMITS = PreviewLimits()
 

@@ -129,6 +129,11 @@ class ChildProcess:
                 with contextlib.suppress(OSError):
                     stream.close()
 
+    def killed_by(self) -> int | None:
+        """The number of the signal that ended the child; None while it runs or when it exited by itself."""
+        code = self.proc.poll()
+        return -code if code is not None and code < 0 else None
+
     def exit_description(self) -> str:
         code = self.proc.poll()
         if code is None:
@@ -174,10 +179,9 @@ class RenderWorker:
         except (ChildDied, ValueError) as err:
             child.kill()
             self._child = None
-            how = child.exit_description()
-            if "SIGXCPU" in how:
+            if child.killed_by() == signal.SIGXCPU:  # RLIMIT_CPU's soft limit
                 raise PreviewError("rendering used up its CPU time", "timeout") from err
-            raise PreviewError(f"the render process died ({how})", "preview_failed") from err
+            raise PreviewError(f"the render process died ({child.exit_description()})", "preview_failed") from err
         raise PreviewError(str(header.get("reason", "rendering failed")), str(header.get("code", "preview_failed")))
 
     def stop(self, *, kill: bool = False) -> None:

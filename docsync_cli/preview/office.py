@@ -24,6 +24,7 @@ from pathlib import Path
 
 from docsync_cli.errors import PreviewError
 from docsync_cli.preview.child import ChildDied, ChildProcess, ChildTimeout
+from docsync_cli.preview.tools import ToolStatus
 
 STARTUP_SECONDS = 30.0
 MIN_OFFICE_MEMORY = 2 * 1024 * 1024 * 1024  # soffice maps ~800 MB of address space when idle
@@ -94,13 +95,13 @@ class OfficeConverter:
         self._child: ChildProcess | None = None
         self._profile: Path | None = None
 
-    def status(self) -> str:
+    def status(self) -> ToolStatus:
         soffice = find_soffice()
         if soffice is None:
-            return INSTALL_HINT_SOFFICE
+            return ToolStatus("libreoffice", False, INSTALL_HINT_SOFFICE)
         if find_uno_python() is None:
-            return INSTALL_HINT_UNO
-        return f"ok ({soffice})"
+            return ToolStatus("libreoffice", False, INSTALL_HINT_UNO)
+        return ToolStatus("libreoffice", True, soffice)
 
     @property
     def pids(self) -> list[int]:

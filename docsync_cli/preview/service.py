@@ -21,6 +21,7 @@ from docsync_cli.preview.limits import PreviewLimits
 from docsync_cli.preview.office import OfficeConverter
 from docsync_cli.preview.sniff import CLAIMED_EXTS, sniff
 from docsync_cli.preview.textual import ZIP_OFFICE_EXTS
+from docsync_cli.preview.tools import ToolStatus
 
 _DEFAULT_LIMITS = PreviewLimits()
 
@@ -63,17 +64,13 @@ class PreviewService:
         pids = [w.pid for w in self._workers if w.pid is not None]
         return pids + (self._office.pids if self._office is not None else [])
 
-    def tools_status(self) -> dict[str, str]:
-        status = {
-            "pdfium": f"ok (pypdfium2 {pdfium.PYPDFIUM_INFO}, pdfium {pdfium.PDFIUM_INFO})",
-            "pillow": f"ok ({PIL.__version__})",
-            "fonts": "ok (DejaVu)" if font_path("DejaVuSans.ttf") else "fallback: install fonts-dejavu-core",
-        }
-        if self._office is None:
-            status["libreoffice"] = "disabled"
-        else:
-            status["libreoffice"] = self._office.status()
-        return status
+    def tools_status(self) -> tuple[ToolStatus, ...]:
+        """The tools previews need, in a fixed order: pdfium, pillow, fonts, libreoffice."""
+        fonts = (ToolStatus("fonts", True, "DejaVu", required=False) if font_path("DejaVuSans.ttf") else
+                 ToolStatus("fonts", False, "fallback: install fonts-dejavu-core", required=False))
+        office = self._office.status() if self._office is not None else ToolStatus("libreoffice", False, "disabled")
+        return (ToolStatus("pdfium", True, f"pypdfium2 {pdfium.PYPDFIUM_INFO}, pdfium {pdfium.PDFIUM_INFO}"),
+                ToolStatus("pillow", True, PIL.__version__), fonts, office)
 
     def render(self, source: Path, filename: str) -> bytes:
         """The WebP preview of ``source`` (named ``filename`` in the CRM), or ``PreviewError``."""

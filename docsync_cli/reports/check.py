@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ..config import Settings, redact
 from ..errors import ConfigError, DocsyncError
@@ -28,6 +29,10 @@ from .check_services import (
     check_xai_management,
 )
 from .shared import Lines, report_services
+
+if TYPE_CHECKING:  # imported where used (the preview package loads Pillow and PDFium, which may be broken)
+    from ..preview import ToolStatus
+    from ..statedir import StateDirProblem
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
 
@@ -136,14 +141,14 @@ def _check_preview_tools(report: CheckReport, settings: Settings | None) -> None
         report.warn("preview fonts", fonts)
 
 
-def judge_preview_tools(status: dict[str, str]) -> tuple[str, str, str | None]:
+def judge_preview_tools(status: Sequence[ToolStatus]) -> tuple[str, str, str | None]:
     """(what is missing, "" when nothing; the working tools with their versions; the fonts problem or None) from
-    ``PreviewService.tools_status()`` (tool → ``ok (version)`` or what is wrong). Missing fonts only warn."""
-    broken = {tool: text for tool, text in status.items() if not text.startswith("ok")}
-    missing = "; ".join(f"{tool}: {text}" for tool, text in broken.items() if tool != "fonts")
-    working = ", ".join(f"{tool} {text.removeprefix('ok').strip(' ()')}".strip()
-                        for tool, text in status.items() if tool not in broken)
-    return missing, working, broken.get("fonts")
+    ``PreviewService.tools_status()``, decided by each tool's ``available`` and ``required``: a missing tool
+    that is not required (the fonts) only warns."""
+    missing = "; ".join(f"{tool.name}: {tool.detail}" for tool in status if tool.required and not tool.available)
+    working = ", ".join(f"{tool.name} {tool.detail}".strip() for tool in status if tool.available)
+    fallbacks = "; ".join(tool.detail for tool in status if not tool.required and not tool.available)
+    return missing, working, fallbacks or None
 
 
 def _check_state_dir(report: CheckReport, settings: Settings) -> bool:
@@ -154,9 +159,7 @@ def _check_state_dir(report: CheckReport, settings: Settings) -> bool:
     what = f"state directory {state_dir}"
     problem = state_dir_problem(state_dir)
     if problem is not None:
-        detail, _, fix = problem.partition("; fix (as root): ")
-        report.bad(what, detail.replace(f"the state directory {state_dir} ", ""), f"as root: {fix}" if fix else
-                   "see above")
+        report.bad(what, *state_dir_line(problem))
         return False
     if not state_dir.exists():
         report.good(what, "does not exist yet; the first run creates it")
@@ -193,6 +196,12 @@ def _check_libreoffice_shared_cache(report: CheckReport) -> None:
                     f"{os.environ.get('USER') or os.geteuid()}; docsync's own previews do not use it, but every "
                     "other LibreOffice of this user aborts at start",
                     "as root: chmod -R a+rX /var/spool/libreoffice")
+
+
+def state_dir_line(problem: StateDirProblem) -> tuple[str, str]:
+    """(the detail, the fix) of the state directory's check line: the line already names the directory."""
+    detail = problem.problem if problem.entry is None else f"{problem.subject} {problem.problem}"
+    return detail, f"as root: {problem.fix}" if problem.fix is not None else "see above"
 
 
 def _check_lock(report: CheckReport, settings: Settings) -> None:

@@ -17,7 +17,7 @@ from ..errors import DocsyncError, RejectedError
 from ..model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
 from ..plan import why_work
 from ..services import Services
-from ..state import ReadOnlyState, peek_installation_id
+from ..state import ReadOnlyState, StreamFeed, peek_installation_id
 from ..timestamps import unix_to_timestamp, utc_timestamp
 from .shared import open_history, read_local_records, report_services
 
@@ -182,8 +182,9 @@ def collect_status(settings: Settings) -> StatusReport:
         float, "stream": "active" | "no access" | "unavailable (...)" | None, "accounts_override": bool | None,
         "note_cursor": int | None}`` — how plain runs find changes (``null``: no run recorded it yet).
         ``watermark`` is EspoCRM's time at the start of the last complete run; ``stream`` whether the API user
-        can read GlobalStream (link changes then count from the next run); ``accounts_override`` whether the
-        listing carries ``accountsIds`` (``noLoad: false``).
+        can read GlobalStream (link changes then count from the next run; the stored values are
+        :class:`~..state.StreamFeed`'s); ``accounts_override`` whether the listing carries ``accountsIds``
+        (``noLoad: false``).
     """
     data: StatusReport = {
         "generated_at": utc_timestamp(),
@@ -254,7 +255,7 @@ def feeds_explained(feeds: Feeds) -> list[str]:
              f"last listing pass: {feeds['last_listing'] or 'never'} (every {minutes} and in every --full)."]
     lines.append("New, changed, replaced and deleted documents and accounts given a collection: noticed by the "
                  "next run.")
-    if feeds["stream"] == "active":
+    if feeds["stream"] == StreamFeed.ACTIVE:
         lines.append("Stream notes (GlobalStream): active — a document linked to or unlinked from an account is "
                      "noticed by the next run.")
     else:

@@ -34,7 +34,8 @@ from .installation import (
     remember_installation_id,
 )
 from .reader import ReadOnlyState
-from .store import DOCUMENT_COLUMNS, SCHEMA, STATE_FILE, StateStore
+from .store import DOCUMENT_COLUMNS, SCHEMA, STATE_FILE, StateStore, StreamFeed
 
 __all__ = ["DOCUMENT_COLUMNS", "INSTALLATION_FILE", "INSTALLATION_ID", "SCHEMA", "STATE_FILE", "ReadOnlyState",
-           "StateStore", "installation_id", "peek_installation_id", "private_file", "remember_installation_id"]
+           "StateStore", "StreamFeed", "installation_id", "peek_installation_id", "private_file",
+           "remember_installation_id"]

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import threading
 import time
+from enum import StrEnum
 from pathlib import Path
 
 from ..errors import LocalEnvironmentError
@@ -42,6 +43,20 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 """
 
+
+
+class StreamFeed(StrEnum):
+    """Whether plain runs can read EspoCRM's GlobalStream: the ``stream`` entry of the ``feeds`` meta value, which
+    ``changes.py`` writes and ``docsync status`` reads back. The values are the strings stored (and shown); an
+    unavailable stream is stored with its cause, ``unavailable (<cause>)`` (:meth:`because`)."""
+
+    ACTIVE = "active"
+    NO_ACCESS = "no access"
+    UNAVAILABLE = "unavailable"
+
+    def because(self, cause: object) -> str:
+        """The stored text of this state with its cause, e.g. ``unavailable (500)``."""
+        return f"{self.value} ({cause})"
 
 
 class StateStore:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import struct
 import sys
 import time
@@ -243,6 +244,29 @@ def test_crashing_renderer_is_reaped_and_replaced(lone_service: PreviewService, 
     assert decode(lone_service.render(corpus / "minimal-document.pdf", "m.pdf")).width > 16
 
 
+SIGNALLED_WORKER = """
+import os, signal, sys
+for line in sys.stdin:
+    signal.signal(int(sys.argv[1]), signal.SIG_DFL)
+    os.kill(os.getpid(), int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize(("sig", "code", "reason"), [
+    (signal.SIGXCPU, "timeout", "rendering used up its CPU time"),  # what RLIMIT_CPU sends
+    (signal.SIGSEGV, "preview_failed", "the render process died (killed by SIGSEGV)"),
+])
+def test_a_renderer_ended_by_a_signal_is_judged_by_the_signal(lone_service: PreviewService, corpus: Corpus,
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              sig: signal.Signals, code: str, reason: str) -> None:
+    script = tmp_path / "signalled.py"
+    script.write_text(SIGNALLED_WORKER)
+    monkeypatch.setattr(child, "worker_argv", lambda: [sys.executable, str(script), str(int(sig))])
+    with pytest.raises(PreviewError) as info:
+        lone_service.render(corpus / "minimal-document.pdf", "m.pdf")
+    assert (info.value.code, str(info.value)) == (code, reason)
+
+
 def stub_soffice(folder: Path) -> Path:
     """A ``soffice`` that hangs for ever; it writes its pid to the returned file."""
     pid_file = folder / "soffice.pid"
@@ -306,7 +330,8 @@ def test_converter_missing(lone_service: PreviewService, corpus: Corpus, tmp_pat
                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(office, "find_soffice", lambda: None)
     assert code_of(lone_service, corpus / "python-docx-test.docx") == "converter_missing"
-    assert lone_service.tools_status()["libreoffice"].startswith("missing: install libreoffice")
+    converter = {tool.name: tool for tool in lone_service.tools_status()}["libreoffice"]
+    assert not converter.available and converter.detail.startswith("missing: install libreoffice")
 
 
 def test_not_a_regular_file(service: PreviewService, tmp_path: Path) -> None:

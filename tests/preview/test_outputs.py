@@ -8,12 +8,13 @@ import shutil
 import threading
 from pathlib import Path
 
+import PIL
 import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageOps
 
 from docsync_cli.errors import PreviewError
-from docsync_cli.preview import PreviewLimits, PreviewService, render_preview
+from docsync_cli.preview import PreviewLimits, PreviewService, ToolStatus, render_preview
 from tests.corpus import Corpus
 from tests.preview.preview_helpers import assert_fits, decode, extrema, is_blank, pixel_diff, poppler_page1
 
@@ -284,13 +285,20 @@ def test_office_switched_off(corpus: Corpus) -> None:
         with pytest.raises(PreviewError) as info:
             svc.render(corpus / "python-docx-test.docx", "a.docx")
         assert info.value.code == "unsupported"
-        assert svc.tools_status()["libreoffice"] == "disabled"
+        assert svc.tools_status()[-1] == ToolStatus("libreoffice", False, "disabled")
 
 
 def test_tools_status(service: PreviewService) -> None:
-    status = service.tools_status()
-    assert status["pdfium"].startswith("ok")
-    assert status["libreoffice"].startswith(("ok", "missing"))
+    status = {tool.name: tool for tool in service.tools_status()}
+    assert list(status) == ["pdfium", "pillow", "fonts", "libreoffice"]
+    assert status["pdfium"].available and status["pdfium"].detail.startswith("pypdfium2 ")
+    assert status["pillow"] == ToolStatus("pillow", True, PIL.__version__)
+    assert [name for name, tool in status.items() if not tool.required] == ["fonts"]
+    office = status["libreoffice"]  # available: the detail is the soffice found; missing: what to install
+    if office.available:
+        assert Path(office.detail).name in ("soffice", "libreoffice")
+    else:
+        assert office.detail.startswith("missing: install ")
 
 
 def test_webp_quality_default() -> None:

@@ -5,10 +5,17 @@ test_plan_changes.py."""
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
-from docsync_cli.changes import in_range, need_work_where
+from docsync_cli.changes import ChangeFeed, Changes, in_range, need_work_where
 from docsync_cli.config import FieldNames
+from docsync_cli.crm.schema import ApiUser
+from docsync_cli.errors import AuthError, DocsyncError, HttpError
+from docsync_cli.state import StreamFeed
 
 
 def test_the_records_that_need_work_are_waiting_erroneous_or_not_synced() -> None:
@@ -29,3 +36,46 @@ IDS = ["a", "b", "c", "d"]
 def test_an_id_range_includes_its_low_end_and_excludes_its_high_end(low: str | None, high: str | None,
                                                                     expected: list[str]) -> None:
     assert in_range(IDS, low, high) == expected
+
+
+# -- what the stream feed stores (docsync status reads it back: tests/unit/test_reports_status.py) ---------------
+
+
+class StreamOnly:
+    """Just enough of EspoClient and StateStore for ChangeFeed._stream: the ACL and one stream answer."""
+
+    def __init__(self, answer: list[dict[str, Any]] | Exception, api_user: ApiUser | None = None) -> None:
+        self.answer = answer
+        self.api_user = api_user
+
+    def stream_notes(self, cursor: int | None, types: Any, parents: Any) -> list[dict[str, Any]]:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    def meta(self, key: str) -> str | None:
+        return None
+
+
+def stored_stream(fake: StreamOnly) -> str:
+    feed = ChangeFeed(fake, None, fake, SimpleNamespace(links=()), lambda: 0.0)  # type: ignore[arg-type]
+    changes = Changes()
+    feed._stream(changes, listing=True)
+    return str(json.loads(json.dumps(changes.feeds))["stream"])  # as the feeds meta value stores it
+
+
+@pytest.mark.parametrize(("fake", "stored"), [
+    (StreamOnly([]), StreamFeed.ACTIVE),
+    (StreamOnly([], ApiUser(acl_known=True, disabled_scopes=frozenset({"GlobalStream"}))), StreamFeed.NO_ACCESS),
+    (StreamOnly(AuthError("EspoCRM", 403)), StreamFeed.NO_ACCESS),
+    (StreamOnly(HttpError("EspoCRM", "GET", "GlobalStream", 403)), StreamFeed.NO_ACCESS),
+    (StreamOnly(HttpError("EspoCRM", "GET", "GlobalStream", 500)), "unavailable (500)"),
+    (StreamOnly(DocsyncError("EspoCRM timed out")), "unavailable (EspoCRM timed out)"),
+])
+def test_the_stream_state_is_stored_as_its_stream_feed_value(fake: StreamOnly, stored: str) -> None:
+    assert stored_stream(fake) == stored
+
+
+def test_the_stored_stream_values_stay_those_older_state_files_hold() -> None:
+    assert [state.value for state in StreamFeed] == ["active", "no access", "unavailable"]
+    assert StreamFeed.UNAVAILABLE.because(502) == "unavailable (502)"

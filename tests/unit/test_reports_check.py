@@ -133,17 +133,42 @@ def test_a_link_field_must_hold_text() -> None:
 
 
 def test_preview_tools_missing_ones_fail_missing_fonts_only_warn() -> None:
+    from docsync_cli.preview import ToolStatus
     from docsync_cli.reports.check import judge_preview_tools
 
-    ok = {"pdfium": "ok (pypdfium2 4, pdfium 6)", "pillow": "ok (11.0)", "fonts": "ok (DejaVu)",
-          "libreoffice": "ok (LibreOffice 7.4)"}
+    ok = (ToolStatus("pdfium", True, "pypdfium2 4, pdfium 6"), ToolStatus("pillow", True, "11.0"),
+          ToolStatus("fonts", True, "DejaVu", required=False), ToolStatus("libreoffice", True, "LibreOffice 7.4"))
     assert judge_preview_tools(ok) == ("", "pdfium pypdfium2 4, pdfium 6, pillow 11.0, fonts DejaVu, "
                                            "libreoffice LibreOffice 7.4", None)
-    missing, working, fonts = judge_preview_tools(ok | {"libreoffice": "not found: install libreoffice",
-                                                         "fonts": "fallback: install fonts-dejavu-core"})
+    missing, working, fonts = judge_preview_tools(
+        (*ok[:2], ToolStatus("fonts", False, "fallback: install fonts-dejavu-core", required=False),
+         ToolStatus("libreoffice", False, "not found: install libreoffice")))
     assert missing == "libreoffice: not found: install libreoffice"
     assert working == "pdfium pypdfium2 4, pdfium 6, pillow 11.0"
     assert fonts == "fallback: install fonts-dejavu-core"
+
+
+def test_preview_tools_decide_by_availability_not_by_their_text() -> None:
+    from docsync_cli.preview import ToolStatus
+    from docsync_cli.reports.check import judge_preview_tools
+
+    # a working tool whose detail reads like a problem, and a missing one whose detail starts with "ok"
+    status = (ToolStatus("pdfium", True, "not found anywhere"), ToolStatus("libreoffice", False, "ok, or not"))
+    assert judge_preview_tools(status) == ("libreoffice: ok, or not", "pdfium not found anywhere", None)
+    assert judge_preview_tools((ToolStatus("pillow", True, ""),)) == ("", "pillow", None)
+
+
+def test_the_state_dir_line_shows_the_problem_and_its_fix_as_root() -> None:
+    from docsync_cli.reports.check import state_dir_line
+    from docsync_cli.statedir import StateDirProblem
+
+    state_dir = Path("/var/lib/docsync")  # the line itself names the directory: "✗ state directory /var/lib/..."
+    assert state_dir_line(StateDirProblem(state_dir, "is owned by root (uid 0)", "chown -R a:b /var/lib/docsync")) \
+        == ("is owned by root (uid 0)", "as root: chown -R a:b /var/lib/docsync")
+    assert state_dir_line(StateDirProblem(state_dir, "is not a directory; remove it")) == (
+        "is not a directory; remove it", "see above")
+    assert state_dir_line(StateDirProblem(state_dir, "is owned by root", "chown", state_dir / "docsync.lock")) == (
+        "/var/lib/docsync/docsync.lock in the state directory is owned by root", "as root: chown")
 
 
 def test_an_unloadable_configuration_fails_check_with_exit_2_and_its_problems() -> None:

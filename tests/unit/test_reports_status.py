@@ -20,6 +20,7 @@ from docsync_cli.reports.status import (
     where_equals,
 )
 from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+from docsync_cli.state import StreamFeed
 
 # -- where items ------------------------------------------------------------------------------------
 
@@ -110,6 +111,17 @@ def test_an_active_stream_and_override_are_said_plainly() -> None:
     assert lines[2].startswith("Stream notes (GlobalStream): active")
     assert lines[3].startswith("accountsIds override (noLoad: false): active")
     assert feeds_explained(feeds(accounts_override=False))[3].startswith("accountsIds override: not set")
+
+
+@pytest.mark.parametrize("stored", ["no access", "unavailable (500)", "unavailable (EspoCRM timed out)", None])
+def test_only_an_active_stream_counts_link_changes_in_the_next_run(stored: str | None) -> None:
+    assert StreamFeed.ACTIVE == "active"  # the value state files hold: older files read the same
+    active = feeds_explained(feeds(stream=StreamFeed.ACTIVE))[2]
+    assert active == ("Stream notes (GlobalStream): active — a document linked to or unlinked from an account is "
+                      "noticed by the next run.")
+    assert feeds_explained(feeds(stream="active"))[2] == active  # as read back from the state file
+    line = feeds_explained(feeds(stream=stored))[2]
+    assert line.startswith(f"Stream notes (GlobalStream): {stored or 'not checked yet'} — linking/unlinking")
 
 
 # -- the whole report over the emulators ---------------------------------------------------------------------
