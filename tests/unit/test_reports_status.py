@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -14,6 +14,7 @@ from docsync_cli.model import CrmDocument, DateiStatus, LocalRecord
 from docsync_cli.reports.status import (
     DATEI_STATUSES,
     EMPTY,
+    Feeds,
     collect_status,
     feeds_explained,
     waiting_counts,
@@ -83,11 +84,11 @@ def test_failures_beyond_the_listed_ones_count_as_held_back_and_make_it_approxim
 # -- the change feeds, explained ------------------------------------------------------------------------
 
 
-def feeds(**changes: Any) -> dict[str, Any]:
+def feeds(**changes: Any) -> Feeds:
     values: dict[str, Any] = {"enabled": True, "watermark": "2026-01-02 03:04:05", "last_listing": None,
                               "listing_interval_seconds": 3600.0, "stream": None, "accounts_override": None,
                               "note_cursor": None}
-    return values | changes
+    return cast(Feeds, values | changes)
 
 
 def test_feeds_off_means_every_run_lists_everything() -> None:
@@ -115,7 +116,7 @@ def test_an_active_stream_and_override_are_said_plainly() -> None:
 
 @pytest.mark.parametrize("stored", ["no access", "unavailable (500)", "unavailable (EspoCRM timed out)", None])
 def test_only_an_active_stream_counts_link_changes_in_the_next_run(stored: str | None) -> None:
-    assert StreamFeed.ACTIVE == "active"  # the value state files hold: older files read the same
+    assert StreamFeed.ACTIVE.value == "active"  # the value state files hold: older files read the same
     active = feeds_explained(feeds(stream=StreamFeed.ACTIVE))[2]
     assert active == ("Stream notes (GlobalStream): active — a document linked to or unlinked from an account is "
                       "noticed by the next run.")
@@ -141,7 +142,9 @@ def test_a_report_before_any_run_counts_the_marked_documents_as_waiting(
     data = collect_status(settings)
     assert data["espocrm"] == {"reachable": True, "error": None}
     assert data["documents"]["total"] == seeded
-    by_status = data["documents"]["dateiStatus"]
+    counted = data["documents"]["dateiStatus"]
+    assert None not in counted.values()  # every bucket was counted
+    by_status = {status: count or 0 for status, count in counted.items()}
     assert sum(by_status.values()) == seeded and data["documents"]["other_dateiStatus"] == 0
     # the seed marks most documents Neu or Geändert, a few Gesynct (drift only a run finds is not counted)
     assert data["waiting"]["next_run"] == by_status["Neu"] + by_status["Geändert"] == seeded - by_status["Gesynct"]
