@@ -1,4 +1,4 @@
 """The EspoCRM side: the REST client (:mod:`.client`), the Document entity as one CRM defines it, learned once per
-run (:mod:`.schema`), what EspoCRM's refusals mean (:mod:`.reasons`) and the custom fields docsync needs
-(:mod:`.fields`). The wire shapes stay in here: the rest of docsync sees ``model.CrmDocument`` and docsync's
-errors."""
+run (:mod:`.schema`), what EspoCRM's refusals mean (:mod:`.reasons`), its answers as frozen values
+(:mod:`.answers`) and the custom fields docsync needs (:mod:`.fields`). The wire shapes stay in here: the rest of
+docsync sees ``model.CrmDocument``, these values and docsync's errors."""

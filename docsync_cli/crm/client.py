@@ -28,6 +28,7 @@ from ..model import CrmDocument
 from ..secrets import printable
 from ..timestamps import espo_time
 from ..transport import ServiceClient, short
+from .answers import FieldDefinition, list_of, parse_field_definitions, parse_link_entity
 from .fields import FieldSchema
 from .reasons import file_field_not_editable, is_auth_failure, refused_write
 from .schema import PAGE, ApiUser, LearnedSchema, parse_api_user
@@ -155,7 +156,7 @@ class EspoClient:
                       "select": self.list_attributes, "where": conditions}
             page = self.service.json("GET", "Document", params={"searchParams": json.dumps(params)},
                                      headers={"X-No-Total": "true"})
-            records = _list_of(page, "Document list")
+            records = list_of(page, "Document list")
             for record in records:
                 yield self.to_document(record)
             if len(records) < self.page_size or page.get("total") == -2:
@@ -174,7 +175,7 @@ class EspoClient:
         if date:
             with contextlib.suppress(TypeError, ValueError):
                 self.server_time = espo_time(parsedate_to_datetime(date).astimezone(UTC))
-        return _list_of(page, f"{entity} list"), page.get("total")
+        return list_of(page, f"{entity} list"), page.get("total")
 
     def iter_keyset(self, entity: str, where: Sequence[dict[str, Any]], select: Sequence[str], *,
                     by: str = "id") -> Iterator[dict[str, Any]]:
@@ -212,10 +213,9 @@ class EspoClient:
                      ) -> list[dict[str, Any]]:
         """``GET GlobalStream`` notes newer than ``after_number`` (all pages, newest first); with None only the
         newest note (to start a cursor). Raises the HTTP error (403 without the GlobalStream scope)."""
-        where: list[dict[str, Any]] = []
         if after_number is None:
             page = self.service.json("GET", "GlobalStream", params={"maxSize": 1})
-            return _list_of(page, "GlobalStream")
+            return list_of(page, "GlobalStream")
         where = [{"type": "greaterThan", "attribute": "number", "value": after_number},
                  {"type": "in", "attribute": "type", "value": list(types)},
                  {"type": "in", "attribute": "parentType", "value": list(parent_types)}]
@@ -226,7 +226,7 @@ class EspoClient:
             if before is not None:
                 query["beforeNumber"] = before
             page = self.service.json("GET", "GlobalStream", params=query)
-            records = _list_of(page, "GlobalStream")
+            records = list_of(page, "GlobalStream")
             notes += records
             numbers = [n["number"] for n in records if isinstance(n.get("number"), int)]
             if len(records) < self.page_size or page.get("total") == -2 or not numbers:
@@ -243,7 +243,7 @@ class EspoClient:
                   "select": self.list_attributes, "where": where}
         page = self.service.json("GET", "Document", params={"searchParams": json.dumps(params)},
                                  headers={"X-No-Total": "true"})
-        records = _list_of(page, "Document list")
+        records = list_of(page, "Document list")
         return self.to_document(records[0]) if records else None
 
     def record_value(self, entity: str, record_id: str, field: str) -> str | None:
@@ -263,7 +263,7 @@ class EspoClient:
                       "select": ["id", field], "where": where}
             page = self.service.json("GET", entity, params={"searchParams": json.dumps(params)},
                                      headers={"X-No-Total": "true"})
-            records = _list_of(page, f"{entity} list")
+            records = list_of(page, f"{entity} list")
             for record in records:
                 value = record.get(field)
                 if isinstance(value, str) and value.strip():
@@ -293,7 +293,7 @@ class EspoClient:
             page = self.service.json("GET", f"Document/{quote(doc_id, safe='')}/{link}",
                                      params={"select": f"id,name,{field}", "maxSize": self.page_size,
                                              "offset": offset})
-            records = _list_of(page, f"Document/{{id}}/{link} list")
+            records = list_of(page, f"Document/{{id}}/{link} list")
             for record in records:
                 value = record.get(field)
                 if isinstance(value, str) and value.strip():
@@ -319,6 +319,18 @@ class EspoClient:
             raise RejectedError("espocrm", "GET", "Metadata", answer.status,
                                 f"answer is not JSON: {short(answer.body.decode('utf-8', 'replace'), 80)!r}"
                                 ) from None
+
+    def link_entity(self, link: str) -> str | None:
+        """The entity Document's ``link`` leads to; None when Document has no such link."""
+        return parse_link_entity(self.metadata(f"entityDefs.Document.links.{link}"))
+
+    def entity_fields(self, entity: str) -> dict[str, FieldDefinition]:
+        """``entity``'s field definitions by name (empty when none can be read from the answer)."""
+        return parse_field_definitions(self.metadata(f"entityDefs.{entity}.fields"))
+
+    def accounts_override(self) -> bool:
+        """Whether the accountsIds override is in force (``noLoad: false`` on Document's ``accounts`` field)."""
+        return self.metadata("entityDefs.Document.fields.accounts.noLoad") is False
 
     def app_user(self) -> ApiUser:
         """``GET App/user``: who the key is and what its role allows (contract §1.3, §7.2, §10.4)."""
@@ -381,15 +393,6 @@ def id_range(low: str | None, high: str | None) -> list[dict[str, Any]]:
     if high is not None:
         where.append({"type": "lessThan", "attribute": "id", "value": high})
     return where
-
-
-def _list_of(page: Any, what: str) -> list[dict[str, Any]]:
-    if not isinstance(page, dict) or not isinstance(page.get("list"), list):
-        raise RejectedError("espocrm", "GET", what, 200, "answer has no 'list'")
-    records = page["list"]
-    if not all(isinstance(r, dict) and isinstance(r.get("id"), str) for r in records):
-        raise RejectedError("espocrm", "GET", what, 200, "a list item without an id")
-    return list(records)
 
 
 __all__ = ["ApiKeyAuth", "EspoClient", "build_http_client", "id_range"]

@@ -4,9 +4,10 @@ feeds), the xAI Files key, the xAI Management key with each ``collections.static
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..config import Settings
+from ..crm.answers import FieldDefinition
 from ..crm.fields import ACCOUNT, check_fields
 from ..crm.schema import ApiUser
 from ..errors import AuthError, DocsyncError, NotFoundError, ServiceUnreachable
@@ -101,19 +102,18 @@ def check_link_fields(report: CheckReport, settings: Settings, services: Service
     for rule in settings.collections.links:
         what = f"link {rule.link}:{rule.field}"
         try:
-            link = services.espo.metadata(f"entityDefs.Document.links.{rule.link}")
-            entity = link.get("entity") if isinstance(link, dict) else None
-            if not isinstance(entity, str):
+            entity = services.espo.link_entity(rule.link)
+            if entity is None:
                 report.bad(what, f"Document has no link {rule.link!r}",
                            "correct collections.links (DOCSYNC_COLLECTIONS__LINKS=link:field,...) to name a link "
                            "of Document, e.g. accounts:xaiCollectionId")
                 continue
-            fields = services.espo.metadata(f"entityDefs.{entity}.fields")
+            fields = services.espo.entity_fields(entity)
         except DocsyncError as exc:
             report.warn(what, f"cannot read the metadata ({exc}); not checked")
             continue
-        definition = fields.get(rule.field) if isinstance(fields, dict) else None
-        if not isinstance(definition, dict):
+        definition = fields.get(rule.field)
+        if definition is None:
             report.bad(what, f"{entity} has no field {rule.field!r}",
                        f"add a varchar field {rule.field} to {entity} (Administration > Entity Manager > {entity} > "
                        "Fields) holding the xAI collection id, or correct collections.links")
@@ -125,13 +125,13 @@ def check_link_fields(report: CheckReport, settings: Settings, services: Service
             report.good(what, f"{entity}.{rule.field} exists")
 
 
-def link_field_problems(entity: str, field: str, definition: dict[str, Any]) -> list[str]:
+def link_field_problems(entity: str, field: str, definition: FieldDefinition) -> list[str]:
     """What is wrong with the field a ``collections.links`` rule reads the collection id from: on Account the
     design document's definition (``crm.fields.check_fields``), elsewhere any text-like type."""
     if entity == ACCOUNT:
-        return check_fields({field: definition}, {"xaiCollectionId": field}, ACCOUNT)
-    if definition.get("type") not in ("varchar", "text", "enum", "url"):
-        return [f"{entity} field {field} has type {definition.get('type')!r}; a collection id needs a text field "
+        return check_fields({field: definition.definition}, {"xaiCollectionId": field}, ACCOUNT)
+    if definition.type not in ("varchar", "text", "enum", "url"):
+        return [f"{entity} field {field} has type {definition.type!r}; a collection id needs a text field "
                 "(varchar)"]
     return []
 
@@ -152,11 +152,11 @@ def check_change_feeds(report: CheckReport, services: Services) -> None:
         report.warn("Stream notes (GlobalStream)", f"cannot be read ({exc}); link changes wait for the next "
                     "listing pass")
     try:
-        no_load = espo.metadata("entityDefs.Document.fields.accounts.noLoad")
+        override = espo.accounts_override()
     except DocsyncError as exc:
         report.warn("accountsIds override", f"cannot read the metadata ({exc}); not checked")
         return
-    if no_load is False:
+    if override:
         report.good("accountsIds override", "active (noLoad: false): listing passes read links from the listing")
     else:
         report.warn("accountsIds override", "not set: each listing pass lists the documents of every account "

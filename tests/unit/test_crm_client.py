@@ -19,6 +19,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 from docsync_cli.config import FieldNames
+from docsync_cli.crm.answers import FieldDefinition
 from docsync_cli.crm.client import EspoClient, build_http_client, id_range
 from docsync_cli.crm.reasons import espo_detail
 from docsync_cli.crm.schema import ApiUser
@@ -313,6 +314,25 @@ def test_an_empty_metadata_answer_means_absent(httpx_mock: HTTPXMock) -> None:
     # §10.2: 200 with an empty body for a missing key
     httpx_mock.add_response(url=f"{API}/Metadata?key=entityDefs.Document.links.nope", content=b"")
     assert make_espo().metadata("entityDefs.Document.links.nope") is None
+
+
+def test_link_entity_and_entity_fields_are_typed_answers(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"{API}/Metadata?key=entityDefs.Document.links.accounts",
+                            json={"type": "hasMany", "entity": "Account", "foreign": "documents"})
+    httpx_mock.add_response(url=f"{API}/Metadata?key=entityDefs.Document.links.nope", content=b"")
+    httpx_mock.add_response(url=f"{API}/Metadata?key=entityDefs.Account.fields",
+                            json={"xaiCollectionId": {"type": "varchar", "maxLength": 100}, "odd": []})
+    espo = make_espo()
+    assert espo.link_entity("accounts") == "Account" and espo.link_entity("nope") is None
+    assert espo.entity_fields("Account") == {
+        "xaiCollectionId": FieldDefinition("varchar", {"type": "varchar", "maxLength": 100})}
+
+
+@pytest.mark.parametrize(("answer", "active"), [(b"false", True), (b"true", False), (b"", False)])
+def test_the_accounts_override_is_active_only_with_no_load_false(httpx_mock: HTTPXMock, answer: bytes,
+                                                                   active: bool) -> None:
+    httpx_mock.add_response(url=f"{API}/Metadata?key=entityDefs.Document.fields.accounts.noLoad", content=answer)
+    assert make_espo().accounts_override() is active
 
 
 def test_update_never_sends_a_value_the_field_refuses(httpx_mock: HTTPXMock) -> None:

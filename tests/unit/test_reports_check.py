@@ -122,14 +122,20 @@ def test_denied_rights_are_named_and_a_missing_table_is_not_judged() -> None:
 
 
 def test_a_link_field_must_hold_text() -> None:
+    from docsync_cli.crm.answers import FieldDefinition, parse_field_definition
     from docsync_cli.reports.check_services import link_field_problems
 
-    assert link_field_problems("Contact", "collectionId", {"type": "varchar"}) == []
-    assert link_field_problems("Contact", "collectionId", {"type": "url"}) == []
-    assert link_field_problems("Contact", "collectionId", {"type": "int"}) == [
+    def defined(answer: dict[str, object]) -> FieldDefinition:
+        definition = parse_field_definition(answer)
+        assert definition is not None
+        return definition
+
+    assert link_field_problems("Contact", "collectionId", defined({"type": "varchar"})) == []
+    assert link_field_problems("Contact", "collectionId", defined({"type": "url"})) == []
+    assert link_field_problems("Contact", "collectionId", defined({"type": "int"})) == [
         "Contact field collectionId has type 'int'; a collection id needs a text field (varchar)"]
-    assert link_field_problems("Account", "xaiCollectionId", {"type": "varchar", "maxLength": 100}) == []
-    assert link_field_problems("Account", "xaiCollectionId", {"type": "int"}) != []  # the design document's rule
+    assert link_field_problems("Account", "xaiCollectionId", defined({"type": "varchar", "maxLength": 100})) == []
+    assert link_field_problems("Account", "xaiCollectionId", defined({"type": "int"})) != []  # the design rule
 
 
 def test_preview_tools_missing_ones_fail_missing_fonts_only_warn() -> None:

@@ -1,0 +1,57 @@
+"""What EspoCRM answers, as frozen values, and their lenient parsers (no I/O): field definitions
+(:class:`FieldDefinition`), a link's entity, and the list answers every list request returns. ``crm/client.py``
+makes the requests and hands the answers over; nothing outside ``crm/`` reads EspoCRM's JSON. "Contract §n" is
+EspoCRM contract §n in ``docs/contracts.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import RejectedError
+
+
+@dataclass(frozen=True)
+class FieldDefinition:
+    """One field as ``entityDefs.<Entity>.fields`` defines it: its ``type`` (None when not text) and the whole
+    definition as EspoCRM gave it (``definition``), which ``crm.fields.check_fields`` judges."""
+
+    type: str | None = None
+    definition: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_field_definition(answer: Any) -> FieldDefinition | None:
+    """A field's definition; None when the answer is not one (the field does not exist)."""
+    if not isinstance(answer, dict):
+        return None
+    kind = answer.get("type")
+    return FieldDefinition(type=kind if isinstance(kind, str) else None, definition=dict(answer))
+
+
+def parse_field_definitions(answer: Any) -> dict[str, FieldDefinition]:
+    """``entityDefs.<Entity>.fields``: name -> definition, leaving out what is not a definition."""
+    if not isinstance(answer, dict):
+        return {}
+    parsed = {str(name): parse_field_definition(value) for name, value in answer.items()}
+    return {name: value for name, value in parsed.items() if value is not None}
+
+
+def parse_link_entity(answer: Any) -> str | None:
+    """``entityDefs.Document.links.<link>``: the entity the link leads to; None when there is no such link."""
+    entity = answer.get("entity") if isinstance(answer, dict) else None
+    return entity if isinstance(entity, str) else None
+
+
+def list_of(page: Any, what: str) -> list[dict[str, Any]]:
+    """The records of a list answer (``{"list": [...]}``), each with a text ``id``; anything else is rejected."""
+    if not isinstance(page, dict) or not isinstance(page.get("list"), list):
+        raise RejectedError("espocrm", "GET", what, 200, "answer has no 'list'")
+    records = page["list"]
+    if not all(isinstance(r, dict) and isinstance(r.get("id"), str) for r in records):
+        raise RejectedError("espocrm", "GET", what, 200, "a list item without an id")
+    return list(records)
+
+
+__all__ = ["FieldDefinition", "list_of", "parse_field_definition", "parse_field_definitions", "parse_link_entity"]
