@@ -222,13 +222,12 @@ class ChangeFeed:
             changes.feeds["stream"] = StreamFeed.UNAVAILABLE.because(exc)
             return
         changes.feeds["stream"] = StreamFeed.ACTIVE
-        numbers = [n["number"] for n in notes if isinstance(n.get("number"), int)]
+        numbers = [n.number for n in notes if n.number is not None]
         newest = max(numbers, default=cursor or 0)
         changes.pending["note_cursor"] = str(max(newest, cursor or 0))
         if cursor is None:
             return  # a new cursor (the listing pass covers what came before)
-        doc_ids = sorted({str(n["relatedId"]) for n in notes
-                          if n.get("relatedType") == "Document" and isinstance(n.get("relatedId"), str)})
+        doc_ids = sorted({n.document_id for n in notes if n.document_id is not None})
         for doc in self._documents(doc_ids):
             changes.add(doc, STREAM_REASON)
 

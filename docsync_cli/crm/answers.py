@@ -1,7 +1,7 @@
-"""What EspoCRM answers, as frozen values, and their lenient parsers (no I/O): field definitions
-(:class:`FieldDefinition`), a link's entity, and the list answers every list request returns. ``crm/client.py``
-makes the requests and hands the answers over; nothing outside ``crm/`` reads EspoCRM's JSON. "Contract §n" is
-EspoCRM contract §n in ``docs/contracts.md``.
+"""What EspoCRM answers, as frozen values, and their lenient parsers (no I/O): GlobalStream notes
+(:class:`StreamNote`, contract §10.7), field definitions (:class:`FieldDefinition`), a link's entity, and the list
+answers every list request returns. ``crm/client.py`` makes the requests and hands the answers over; nothing outside
+``crm/`` reads EspoCRM's JSON. "Contract §n" is EspoCRM contract §n in ``docs/contracts.md``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import RejectedError
+
+
+@dataclass(frozen=True)
+class StreamNote:
+    """One ``GET GlobalStream`` note: its id, its ``number`` (the feed's cursor; None when not an integer) and the
+    record it relates to (``relatedType``/``relatedId``; None when not text)."""
+
+    id: str
+    number: int | None = None
+    related_type: str | None = None
+    related_id: str | None = None
+
+    @property
+    def document_id(self) -> str | None:
+        """The Document the note relates to (linked or unlinked), None when it relates to none."""
+        return self.related_id if self.related_type == "Document" else None
+
+
+def parse_stream_note(record: Mapping[str, Any]) -> StreamNote:
+    """A note of a list answer (it has a text ``id``, :func:`list_of` made sure), leniently."""
+    number, related_type, related_id = record.get("number"), record.get("relatedType"), record.get("relatedId")
+    return StreamNote(id=str(record["id"]),
+                      number=number if isinstance(number, int) and not isinstance(number, bool) else None,
+                      related_type=related_type if isinstance(related_type, str) else None,
+                      related_id=related_id if isinstance(related_id, str) else None)
 
 
 @dataclass(frozen=True)
@@ -54,4 +79,5 @@ def list_of(page: Any, what: str) -> list[dict[str, Any]]:
     return list(records)
 
 
-__all__ = ["FieldDefinition", "list_of", "parse_field_definition", "parse_field_definitions", "parse_link_entity"]
+__all__ = ["FieldDefinition", "StreamNote", "list_of", "parse_field_definition", "parse_field_definitions",
+           "parse_link_entity", "parse_stream_note"]

@@ -28,7 +28,7 @@ from ..model import CrmDocument
 from ..secrets import printable
 from ..timestamps import espo_time
 from ..transport import ServiceClient, short
-from .answers import FieldDefinition, list_of, parse_field_definitions, parse_link_entity
+from .answers import FieldDefinition, StreamNote, list_of, parse_field_definitions, parse_link_entity, parse_stream_note
 from .fields import FieldSchema
 from .reasons import file_field_not_editable, is_auth_failure, refused_write
 from .schema import PAGE, ApiUser, LearnedSchema, parse_api_user
@@ -210,25 +210,25 @@ class EspoClient:
         return total
 
     def stream_notes(self, after_number: int | None, types: Sequence[str], parent_types: Sequence[str]
-                     ) -> list[dict[str, Any]]:
+                     ) -> list[StreamNote]:
         """``GET GlobalStream`` notes newer than ``after_number`` (all pages, newest first); with None only the
         newest note (to start a cursor). Raises the HTTP error (403 without the GlobalStream scope)."""
         if after_number is None:
             page = self.service.json("GET", "GlobalStream", params={"maxSize": 1})
-            return list_of(page, "GlobalStream")
+            return [parse_stream_note(n) for n in list_of(page, "GlobalStream")]
         where = [{"type": "greaterThan", "attribute": "number", "value": after_number},
                  {"type": "in", "attribute": "type", "value": list(types)},
                  {"type": "in", "attribute": "parentType", "value": list(parent_types)}]
-        notes: list[dict[str, Any]] = []
+        notes: list[StreamNote] = []
         before: int | None = None
         while True:
             query: dict[str, Any] = {"searchParams": json.dumps({"maxSize": self.page_size, "where": where})}
             if before is not None:
                 query["beforeNumber"] = before
             page = self.service.json("GET", "GlobalStream", params=query)
-            records = list_of(page, "GlobalStream")
+            records = [parse_stream_note(n) for n in list_of(page, "GlobalStream")]
             notes += records
-            numbers = [n["number"] for n in records if isinstance(n.get("number"), int)]
+            numbers = [n.number for n in records if n.number is not None]
             if len(records) < self.page_size or page.get("total") == -2 or not numbers:
                 return notes
             before = min(numbers)

@@ -13,6 +13,7 @@ import pytest
 
 from docsync_cli.changes import ChangeFeed, Changes, in_range, need_work_where
 from docsync_cli.config import FieldNames
+from docsync_cli.crm.answers import StreamNote
 from docsync_cli.crm.schema import ApiUser
 from docsync_cli.errors import AuthError, DocsyncError, HttpError
 from docsync_cli.state import StreamFeed
@@ -44,11 +45,11 @@ def test_an_id_range_includes_its_low_end_and_excludes_its_high_end(low: str | N
 class StreamOnly:
     """Just enough of EspoClient and StateStore for ChangeFeed._stream: the ACL and one stream answer."""
 
-    def __init__(self, answer: list[dict[str, Any]] | Exception, api_user: ApiUser | None = None) -> None:
+    def __init__(self, answer: list[StreamNote] | Exception, api_user: ApiUser | None = None) -> None:
         self.answer = answer
         self.api_user = api_user
 
-    def stream_notes(self, cursor: int | None, types: Any, parents: Any) -> list[dict[str, Any]]:
+    def stream_notes(self, cursor: int | None, types: Any, parents: Any) -> list[StreamNote]:
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
