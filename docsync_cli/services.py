@@ -15,7 +15,8 @@ import httpx
 
 from . import xai
 from .config import Settings
-from .crm.client import EspoClient, build_http_client
+from .crm.auth import build_http_client
+from .crm.client import EspoClient
 from .crm.reasons import espo_detail
 from .model import DeleteLimits, EngineSettings
 from .throttle import Throttle

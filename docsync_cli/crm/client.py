@@ -1,27 +1,24 @@
 """EspoCRM REST client (``/api/v1/``), following the EspoCRM contract (``docs/contracts.md``).
 
-It knows the wire (auth headers, ``searchParams``, paging, ``X-Version-Number``) over an injected
-``httpx.Client``. What it learns of the CRM's Document (names, options, page cap) and the mapping between
-records and docsync's model are ``crm.schema.LearnedSchema``'s; what a refusal means by its
-``X-Status-Reason`` is ``crm.reasons``'.
+It knows the wire (``searchParams``, paging, ``X-Version-Number``) over an injected ``httpx.Client``
+(``crm.auth.build_http_client``: base URL, API key or HMAC). What it learns of the CRM's Document (names,
+options, page cap) and the mapping between records and docsync's model are ``crm.schema.LearnedSchema``'s; what
+EspoCRM answers, as frozen values, is ``crm.answers``'; what a refusal means by its ``X-Status-Reason`` is
+``crm.reasons``'.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import threading
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import IO, Any
 from urllib.parse import quote
-
-import httpx
 
 from ..errors import AuthError, DocsyncError, RejectedError
 from ..model import CrmDocument
@@ -34,40 +31,6 @@ from .reasons import file_field_not_editable, is_auth_failure, refused_write
 from .schema import PAGE, ApiUser, LearnedSchema, parse_api_user
 
 log = logging.getLogger("docsync.espocrm")
-
-API_PATH = "/api/v1"
-
-
-class ApiKeyAuth(httpx.Auth):
-    """``X-Api-Key``, or HMAC (``X-Hmac-Authorization``) when a secret key is configured (contract §1.1-1.2)."""
-
-    def __init__(self, api_key: str, secret_key: str | None, base_path: str) -> None:
-        self._api_key = api_key
-        self._secret = secret_key
-        self._base_path = base_path.rstrip("/")
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._secret is None:
-            request.headers["X-Api-Key"] = self._api_key
-        else:
-            path = request.url.path
-            if path.startswith(self._base_path):
-                path = path[len(self._base_path):]
-            message = f"{request.method} {path}".encode()
-            digest = hmac.new(self._secret.encode(), message, hashlib.sha256).hexdigest()
-            token = base64.b64encode(f"{self._api_key}:{digest}".encode()).decode()
-            request.headers["X-Hmac-Authorization"] = token
-        yield request
-
-
-def build_http_client(url: str, api_key: str, secret_key: str | None, timeout: float,
-                      transport: httpx.BaseTransport | None = None) -> httpx.Client:
-    base = url.rstrip("/") + API_PATH + "/"
-    auth = ApiKeyAuth(api_key, secret_key, httpx.URL(base).path)
-    return httpx.Client(base_url=base, auth=auth, timeout=httpx.Timeout(timeout, connect=10.0),
-                        follow_redirects=False, transport=transport,
-                        headers={"User-Agent": "docsync", "Accept": "application/json"})
-
 
 class EspoClient:
     """``fields`` are the configured attribute names. :meth:`learn` (once per run) replaces them by the ones
@@ -395,4 +358,4 @@ def id_range(low: str | None, high: str | None) -> list[dict[str, Any]]:
     return where
 
 
-__all__ = ["ApiKeyAuth", "EspoClient", "build_http_client", "id_range"]
+__all__ = ["EspoClient", "id_range"]

@@ -20,7 +20,8 @@ from pytest_httpx import HTTPXMock
 
 from docsync_cli.config import FieldNames
 from docsync_cli.crm.answers import FieldDefinition, StreamNote
-from docsync_cli.crm.client import EspoClient, build_http_client, id_range
+from docsync_cli.crm.auth import build_http_client
+from docsync_cli.crm.client import EspoClient, id_range
 from docsync_cli.crm.reasons import espo_detail
 from docsync_cli.crm.schema import ApiUser
 from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError

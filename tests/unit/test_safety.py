@@ -13,8 +13,8 @@ from pytest_httpx import HTTPXMock
 
 from docsync_cli import secrets
 from docsync_cli.config import load_settings
+from docsync_cli.crm.auth import build_http_client as espo_http
 from docsync_cli.crm.client import EspoClient
-from docsync_cli.crm.client import build_http_client as espo_http
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, RejectedError
 from docsync_cli.history import History
 from docsync_cli.preview.child import child_env
