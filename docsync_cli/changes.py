@@ -161,13 +161,12 @@ class ChangeFeed:
     def _resolve_link_entities(self, changes: Changes) -> None:
         for rule in self.settings.links:
             try:
-                link = self.espo.metadata(f"entityDefs.Document.links.{rule.link}")
+                entity = self.espo.link_entity(rule.link)
             except RunFatal:
                 raise
             except DocsyncError:
                 continue
-            entity = link.get("entity") if isinstance(link, dict) else None
-            if isinstance(entity, str) and entity:
+            if entity:
                 self._entities[rule.link] = entity
                 changes.pending[f"link_entity:{rule.link}"] = entity
 
@@ -241,12 +240,11 @@ class ChangeFeed:
 
     def _override_active(self) -> bool:
         try:
-            value = self.espo.metadata("entityDefs.Document.fields.accounts.noLoad")
+            return self.espo.accounts_override()
         except RunFatal:
             raise
         except DocsyncError:
             return False
-        return value is False
 
     def _listing_pass(self, changes: Changes, keep_all: bool) -> None:
         changes.listing = True
