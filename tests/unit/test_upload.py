@@ -5,29 +5,21 @@ at is rolled back out of its collections."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from docsync_cli.config import load_settings
 from docsync_cli.model import Content, CrmDocument, LocalRecord
-from docsync_cli.services import open_services
+from docsync_cli.services import Services
 from docsync_cli.state import StateStore
-from docsync_cli.transport import RetryPolicy
 from docsync_cli.upload import Uploads
 from docsync_cli.xai import name_prefix
 from tests.fakes import NullLocks
 from tests.mock_world import (
-    CRM,
-    ESPO_KEY,
-    FILES,
     INSTALLATION,
-    MGMT,
-    MGMT_KEY,
     PROCESSED,
-    XAI_KEY,
     Fault,
     MockWorld,
     RunFn,
@@ -110,14 +102,9 @@ def test_truncated_upload_is_deleted_and_fails_transiently(world: MockWorld, run
 
 
 @pytest.fixture
-def uploads(world: MockWorld, tmp_path: Path) -> Iterator[Uploads]:
-    settings = load_settings(None, env={
-        "ESPOCRM_URL": CRM, "ESPOCRM_API_KEY": ESPO_KEY, "XAI_API_KEY": XAI_KEY, "XAI_MANAGEMENT_KEY": MGMT_KEY,
-        "DOCSYNC_STATE_DIR": str(tmp_path / "state"), "XAI_API_URL": FILES, "XAI_MANAGEMENT_URL": MGMT})
-    state = StateStore(tmp_path / "state", INSTALLATION)
-    with open_services(settings, world.transports(),
-                       retry=RetryPolicy(attempts=2, wait_initial=0, wait_max=0)) as services:
-        yield Uploads(services.xai, state, NullLocks())
+def uploads(world_services: tuple[Services, StateStore]) -> Uploads:
+    services, state = world_services
+    return Uploads(services.xai, state, NullLocks())
     state.close()
 
 
