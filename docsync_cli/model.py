@@ -262,13 +262,6 @@ class RunSummary:
                 counts["preview_failed"] = counts.get("preview_failed", 0) + 1
         return counts
 
-    @property
-    def exit_code(self) -> int:
-        """The run's exit code before the command's options are weighed (``outcome.run_code``)."""
-        from .outcome import run_code  # outcome imports this module
-
-        return run_code(self)
-
 
 # ---------------------------------------------------------------------------------------------------
 # what the engine is configured with and what it is given (one definition each)

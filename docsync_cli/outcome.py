@@ -1,7 +1,7 @@
 """The one home of docsync's exit codes: which code an error, a run's summary, or a command's result gets.
 
-Pure (no I/O, no printing): ``cli.py`` prints the advice and exits with what this module decides; the engine's
-``RunSummary.exit_code``, ``docsync check`` and the reliability tests' in-process runs ask it too.
+Pure (no I/O, no printing): ``cli.py`` prints the advice, records the code in the run history and exits with
+what this module decides; ``docsync check`` and the tests' in-process runs ask it too.
 """
 
 from __future__ import annotations

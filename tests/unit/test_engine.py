@@ -14,6 +14,7 @@ from docsync_cli.config import load_settings
 from docsync_cli.engine import Engine
 from docsync_cli.errors import AuthError, UnsafePlan
 from docsync_cli.model import EngineSettings, RunOptions
+from docsync_cli.outcome import run_code
 from docsync_cli.services import open_services
 from docsync_cli.state import StateStore
 from tests.fakes import NullLocks
@@ -40,7 +41,7 @@ def test_401_from_xai_stops_the_run_and_leaves_later_documents_alone(world: Mock
     world.fail("files", "POST", "/v1/files", lambda r: httpx.Response(
         401, json={"code": "The request does not have valid authentication credentials", "error": "bad key"}))
     summary = run()
-    assert summary.exit_code == 3 and isinstance(summary.fatal, AuthError)
+    assert run_code(summary) == 3 and isinstance(summary.fatal, AuthError)
     assert outcomes(summary) == {"d1": "synced", "d2": "deferred"}
     assert world.requests("espo", "PUT", "Document/d3") == []
     d2 = world.records["d2"]
@@ -58,7 +59,7 @@ def test_a_wrong_xai_key_answered_400_is_an_auth_failure_of_the_run(world: MockW
         400, json={"code": "Client specified an invalid argument",
                    "error": "Incorrect API key provided: xa***02. You can obtain an API key from https://console.x.ai."}))
     summary = run()
-    assert summary.exit_code == 3 and isinstance(summary.fatal, AuthError)
+    assert run_code(summary) == 3 and isinstance(summary.fatal, AuthError)
     assert all(rec["dateiStatus"] == "Neu" for rec in world.records.values())  # nothing marked "Fehler"
 
 
@@ -67,7 +68,7 @@ def test_a_listing_refused_for_a_data_reason_is_a_setup_problem(world: MockWorld
     world.fail("espo", "GET", "Document", lambda r: httpx.Response(
         403, headers={"X-Status-Reason": "Max size should not exceed 20. Use offset and limit."}))
     summary = run()
-    assert summary.exit_code == 2 and "Max size should not exceed 20" in str(summary.fatal)
+    assert run_code(summary) == 2 and "Max size should not exceed 20" in str(summary.fatal)
     assert world.writes() == []
 
 
@@ -76,7 +77,7 @@ def test_a_403_with_an_acl_reason_is_an_auth_failure(world: MockWorld, run: RunF
     world.fail("espo", "GET", "Document/d1/accounts", lambda r: httpx.Response(
         403, headers={"X-Status-Reason": "No read access."}))
     summary = run()
-    assert summary.exit_code == 3 and isinstance(summary.fatal, AuthError)
+    assert run_code(summary) == 3 and isinstance(summary.fatal, AuthError)
 
 
 def test_missing_required_fields_stop_the_run_before_any_write(world: MockWorld, run: RunFn) -> None:
@@ -84,7 +85,7 @@ def test_missing_required_fields_stop_the_run_before_any_write(world: MockWorld,
     world.fields["xaiSyncStatus"] = {"type": "enum", "options": ["synced", "failed"]}
     world.add_doc("d1")
     summary = run()
-    assert summary.exit_code == 2 and world.writes() == []
+    assert run_code(summary) == 2 and world.writes() == []
     text = str(summary.fatal)
     assert "xaiSyncedHash" in text and "'syncing'" in text
 
@@ -107,7 +108,7 @@ def test_a_missing_preview_field_matters_only_when_previews_are_made(world: Mock
                         previews=Never())
         summary = engine.run(RunOptions(ids=frozenset({"d1"})))
         state.close()
-    assert summary.exit_code == 2 and "preview" in str(summary.fatal)
+    assert run_code(summary) == 2 and "preview" in str(summary.fatal)
 
 
 def test_the_page_cap_of_app_user_is_the_listing_page_size(world: MockWorld, run: RunFn) -> None:
@@ -127,7 +128,7 @@ def test_a_validation_failure_of_the_write_back_stops_the_run_and_leaves_nothing
     world.fail("espo", "PUT", "Document/d1", lambda r: httpx.Response(400, headers={
         "X-Status-Reason": "Field validation failure; entityType: Document, field: xaiCollections, type: valid."}))
     summary = run()
-    assert summary.exit_code == 2
+    assert run_code(summary) == 2
     assert "xaiCollections" in str(summary.fatal) and "['col_a']" in str(summary.fatal)
     assert world.records["d1"]["dateiStatus"] == "Neu"  # keeps its status, not "Fehler"
     assert world.files == {} and world.collections["col_a"]["docs"] == {}  # the upload was taken back out
@@ -169,7 +170,7 @@ def test_full_run_deletes_only_docsyncs_files_of_documents_gone_from_crm(world: 
     world.add_xai_file("file_human", "handbook.pdf", b"by hand", {"col_a": {}})
     world.sent.clear()
     summary = run(RunOptions(full=True))
-    assert summary.deleted == [gone] and summary.exit_code == 0
+    assert summary.deleted == [gone] and run_code(summary) == 0
     deletes = [str(s) for s in world.requests(method="DELETE")]
     assert deletes == [f"mgmt DELETE /v1/collections/col_a/documents/{gone}", f"files DELETE /v1/files/{gone}"]
     assert "file_human" in world.files and "file_human" in world.collections["col_a"]["docs"]
@@ -181,7 +182,7 @@ def test_full_run_refuses_to_delete_everything_when_crm_lists_nothing(world: Moc
     world.records.clear()
     world.sent.clear()
     summary = run(RunOptions(full=True))
-    assert isinstance(summary.fatal, UnsafePlan) and summary.exit_code == 4
+    assert isinstance(summary.fatal, UnsafePlan) and run_code(summary) == 4
     assert world.writes() == []
 
 

@@ -65,8 +65,3 @@ def test_documents_asked_for_by_id_that_another_run_holds_exit_75() -> None:
     assert outcome.run_code(busy) == 0  # the scheduled run skips it quietly; the next run takes it
     failed_too = RunSummary(results=[*busy.results, DocResult("d2", "Doc", Outcome.FAILED)])
     assert outcome.run_code(failed_too, ids_requested=True) == 1
-
-
-def test_the_summary_reports_the_same_code() -> None:
-    summary = RunSummary(results=[DocResult("d1", "Doc", Outcome.FAILED)])
-    assert summary.exit_code == outcome.run_code(summary) == 1

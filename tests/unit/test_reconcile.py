@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from docsync_cli.outcome import run_code
 from docsync_cli.xai import name_prefix
 from tests.mock_world import (
     ESPO_KEY,
@@ -37,7 +38,7 @@ def test_new_document_requests_in_order(world: MockWorld, run: RunFn) -> None:
     content = b"%PDF-1.4 the contract"
     world.add_doc("d1", content, xaiSyncStatus="synced")  # a status the "syncing" mark can be taken back to
     summary = run()
-    assert outcomes(summary) == {"d1": "synced"} and summary.exit_code == 0
+    assert outcomes(summary) == {"d1": "synced"} and run_code(summary) == 0
     # Every write, exactly and in order.
     assert [str(s) for s in world.writes()] == [
         "espo PUT Document/d1",  # xaiSyncStatus = syncing
@@ -108,7 +109,7 @@ def test_missing_attachment_marks_fehler_and_the_run_goes_on(world: MockWorld, r
     world.add_doc("d2")
     del world.attachments["att-d1"]
     summary = run()
-    assert outcomes(summary) == {"d1": "failed", "d2": "synced"} and summary.exit_code == 1
+    assert outcomes(summary) == {"d1": "failed", "d2": "synced"} and run_code(summary) == 1
     d1 = world.records["d1"]
     assert d1["dateiStatus"] == "Fehler" and d1["xaiSyncStatus"] == "failed"
     assert "att-d1 does not exist in EspoCRM" in d1["xaiSyncError"]
@@ -140,7 +141,7 @@ def test_processing_past_the_wait_is_pending_not_gesynct(world: MockWorld, run: 
     world.processing = ("DOCUMENT_STATUS_PROCESSING", "")
     world.add_doc("d1")
     summary = run(processing_wait_seconds=0)
-    assert outcomes(summary) == {"d1": "pending"} and summary.exit_code == 0
+    assert outcomes(summary) == {"d1": "pending"} and run_code(summary) == 0
     rec = world.records["d1"]
     # The design document's xaiSyncStatus has no "pending": "still indexing" is written as "syncing" (a
     # "pending" write would be refused with 400, EspoCRM contract §10.1) and this host's state says pending.
@@ -176,7 +177,7 @@ def test_the_syncing_mark_is_taken_back_after_a_run_fatal_error(world: MockWorld
     world.add_doc("d1", dateiStatus="Geändert", xaiSyncStatus="synced")
     world.fail("files", "POST", "/v1/files", lambda r: httpx.Response(401))
     summary = run()
-    assert summary.exit_code == 3
+    assert run_code(summary) == 3
     assert [s.body for s in world.requests("espo", "PUT", "Document/d1")] == [
         {"xaiSyncStatus": "syncing"}, {"xaiSyncStatus": "synced"}]
     assert world.records["d1"]["dateiStatus"] == "Geändert"
@@ -279,7 +280,7 @@ def test_an_unexpected_exception_fails_only_its_document(world: MockWorld, run: 
     world.fail("espo", "GET", "Document/d1/accounts", bug)
     with caplog.at_level("INFO", logger="docsync.engine"):
         summary = run()
-    assert outcomes(summary) == {"d1": "failed", "d2": "synced"} and summary.exit_code == 1
+    assert outcomes(summary) == {"d1": "failed", "d2": "synced"} and run_code(summary) == 1
     failed = summary.results[0] if summary.results[0].doc_id == "d1" else summary.results[1]
     assert failed.error_code == "internal_error" and "RuntimeError" in failed.detail
     assert world.records["d1"]["dateiStatus"] == "Fehler" and "RuntimeError" in world.records["d1"]["xaiSyncError"]
