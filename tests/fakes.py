@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime, timedelta
 
 
 class NullLocks:
@@ -14,3 +15,16 @@ class NullLocks:
 
     def check(self) -> None:
         return None
+
+
+class FakeClock:
+    """A wall clock the test moves: the EspoCRM emulator's ``clock`` (``now()`` as an aware datetime)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)

@@ -367,13 +367,6 @@ class EspoEmulator(EmulatorBase):
     def url(self) -> str:  # type: ignore[override]  # one listener only, so a property, not url(listener)
         return self.listeners["espocrm"].url
 
-    def start(self, host: str = "127.0.0.1", ports: dict[str, int] | None = None) -> EspoEmulator:
-        super().start(host, ports)
-        return self
-
-    def __enter__(self) -> EspoEmulator:
-        return self.start()
-
     def error_response(self, status: int, message: str) -> Response:
         if status == 401:
             return Response(401)

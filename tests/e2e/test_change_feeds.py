@@ -12,7 +12,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,29 +25,18 @@ from docsync_cli.sandbox.seed import Sandbox, corpus_dir
 from docsync_cli.services import engine_settings, open_services
 from docsync_cli.state import StateStore
 from tests.e2e.test_sync_cli import docsync
-from tests.fakes import NullLocks
+from tests.fakes import FakeClock, NullLocks
 
 SETUPS = [pytest.param(stream, override, id=f"stream={'yes' if stream else 'no'}-override="
                        f"{'yes' if override else 'no'}")
           for stream, override in itertools.product((True, False), (True, False))]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 5, 4, 9, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @dataclass
 class Firm:
     box: Sandbox
     state_dir: Path
-    clock: Clock
+    clock: FakeClock
     wall: float = 1_800_000_000.0  # the docsync host's clock (listing interval)
 
     def run(self, *, full: bool = False, env: dict[str, str] | None = None, **options: object) -> RunSummary:
@@ -78,7 +67,7 @@ class Firm:
 @pytest.fixture
 def firm(tmp_path: Path) -> Iterator[Firm]:
     with Sandbox() as box:
-        clock = Clock()
+        clock = FakeClock(datetime(2026, 5, 4, 9, 0, 0, tzinfo=UTC))
         box.espo.clock = clock
         yield Firm(box, tmp_path / "state", clock)
 

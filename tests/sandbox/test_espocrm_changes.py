@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -15,35 +15,21 @@ import httpx
 import pytest
 
 from docsync_cli.sandbox.espocrm import EspoEmulator
+from tests.fakes import FakeClock
 
 KEY = "espo-test-key"
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\n%%EOF\n"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[EspoEmulator]:
-    emulator = EspoEmulator(api_key=KEY)
-    emulator.start()
-    try:
+    with EspoEmulator(api_key=KEY) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC))
 
 
 @pytest.fixture

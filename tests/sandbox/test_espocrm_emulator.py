@@ -8,13 +8,14 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from docsync_cli.sandbox.espocrm import EspoEmulator
+from tests.fakes import FakeClock
 
 KEY = "espo-test-key"
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\n%%EOF\n"
@@ -23,26 +24,11 @@ WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 24
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[EspoEmulator]:
     # one listener for the module (stopping costs ~0.5 s); state is reset per test
-    emulator = EspoEmulator(api_key=KEY)
-    emulator.start()
-    try:
+    with EspoEmulator(api_key=KEY) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +44,7 @@ def occ_server() -> Iterator[EspoEmulator]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -46,12 +46,8 @@ def clock() -> FakeClock:
 @pytest.fixture(scope="module")
 def server() -> Iterator[XaiEmulator]:
     # one pair of listeners for the module (stopping a listener costs ~0.5 s); state is reset per test
-    emulator = XaiEmulator(api_key=API_KEY, management_key=MGMT_KEY, processing_delay=DELAY)
-    emulator.start()
-    try:
+    with XaiEmulator(api_key=API_KEY, management_key=MGMT_KEY, processing_delay=DELAY) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture

@@ -53,12 +53,8 @@ def make_pdf(pages: list[str]) -> bytes:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[XaiEmulator]:
-    emulator = XaiEmulator(api_key=API_KEY, management_key=MGMT_KEY)
-    emulator.start()
-    try:
+    with XaiEmulator(api_key=API_KEY, management_key=MGMT_KEY) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture
