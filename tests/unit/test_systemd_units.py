@@ -150,20 +150,20 @@ def test_cron_sample_sets_path_and_does_not_flock() -> None:
         assert not re.search(rf"^{name}=", text, re.MULTILINE)
 
 
-def test_systemd_analyze_verify(tmp_path: Path) -> None:
+def systemd_analyze(tmp_path: Path, service_path: Path, timer_path: Path) -> str:
+    """``systemd-analyze verify`` of a service and its timer (copied into ``tmp_path``, ``ExecStart=`` pointed at an
+    executable stub, since it must name one that exists); asserts it is happy. Returns the service as verified."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    # ExecStart= must name an existing executable: point the copy at a stub instead of /usr/local/bin/docsync.
     stub = tmp_path / "docsync"
     stub.write_text("#!/bin/sh\nexit 0\n")
     stub.chmod(stub.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    service = tmp_path / SERVICE.name
-    service.write_text(SERVICE.read_text().replace("ExecStart=/usr/local/bin/docsync ", f"ExecStart={stub} "))
-    assert f"ExecStart={stub} sync" in service.read_text()
-    shutil.copy(TIMER, tmp_path / TIMER.name)
+    service = tmp_path / service_path.name
+    service.write_text(service_path.read_text().replace("ExecStart=/usr/local/bin/docsync ", f"ExecStart={stub} "))
+    shutil.copy(timer_path, tmp_path / timer_path.name)
     result = subprocess.run(
-        [analyze, "verify", "--man=no", str(service), str(tmp_path / TIMER.name)],
+        [analyze, "verify", "--man=no", str(service), str(tmp_path / timer_path.name)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -175,3 +175,9 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     about_ours = [line for line in output.splitlines() if "docsync" in line]
     assert result.returncode == 0, output
     assert about_ours == [], output
+    return service.read_text()
+
+
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    verified = systemd_analyze(tmp_path, SERVICE, TIMER)
+    assert f"ExecStart={tmp_path / 'docsync'} sync" in verified

@@ -3,15 +3,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from .test_systemd_units import ROOT, SECRETS, SERVICE, is_comment, one, parse_unit, values
+from .test_systemd_units import ROOT, SECRETS, SERVICE, is_comment, one, parse_unit, systemd_analyze, values
 
 VERIFY_SERVICE = ROOT / "systemd" / "docsync-verify.service"
 VERIFY_TIMER = ROOT / "systemd" / "docsync-verify.timer"
@@ -53,18 +49,5 @@ def test_verify_timer_is_daily_and_catches_up() -> None:
 
 
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
-    stub = tmp_path / "docsync"
-    stub.write_text("#!/bin/sh\nexit 0\n")
-    stub.chmod(stub.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    service = tmp_path / VERIFY_SERVICE.name
-    service.write_text(VERIFY_SERVICE.read_text().replace("ExecStart=/usr/local/bin/docsync ", f"ExecStart={stub} "))
-    shutil.copy(VERIFY_TIMER, tmp_path / VERIFY_TIMER.name)
-    result = subprocess.run([analyze, "verify", "--man=no", str(service), str(tmp_path / VERIFY_TIMER.name)],
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                            env={**os.environ, "SYSTEMD_LOG_COLOR": "0"}, check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert [line for line in output.splitlines() if "docsync" in line] == [], output
+    verified = systemd_analyze(tmp_path, VERIFY_SERVICE, VERIFY_TIMER)
+    assert f"ExecStart={tmp_path / 'docsync'} verify" in verified
