@@ -26,6 +26,7 @@ import redis
 
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
 from docsync_cli.locks import FileLocks, RedisLocks, make_locks
+from tests.as_nobody import in_a_child_as_nobody
 from tests.redis_server import RedisServer, redis_server_binary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -271,34 +272,6 @@ def test_file_enolck_fails_closed(state_dir: Path, monkeypatch: pytest.MonkeyPat
         locks.check()
 
 
-def _acquire_as_other_user(state_dir: Path) -> tuple[str, str]:
-    """Try to take the run lock in a forked child without write access to ``state_dir``."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        code, text = 0, ""
-        try:
-            os.close(read_fd)
-            if os.geteuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            FileLocks(state_dir).acquire_run()
-            code, text = 1, "acquired"
-        except LocalEnvironmentError as exc:
-            text = "LocalEnvironmentError:" + str(exc)
-        except BaseException as exc:
-            code, text = 2, f"{type(exc).__name__}:{exc}"
-        finally:
-            os.write(write_fd, text.encode())
-            os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        text = pipe.read().decode()
-    os.waitpid(pid, 0)
-    kind, _, message = text.partition(":")
-    return kind, message
-
-
 @pytest.mark.parametrize("state_exists", [True, False])
 def test_file_read_only_state_dir_fails_closed(state_exists: bool) -> None:
     base = Path(tempfile.mkdtemp(prefix="docsync-ro-"))
@@ -314,7 +287,7 @@ def test_file_read_only_state_dir_fails_closed(state_exists: bool) -> None:
             warm = FileLocks(Path(warmup) / "state")
             warm.acquire_run()
             warm.close()
-        kind, message = _acquire_as_other_user(state_dir)
+        kind, message = in_a_child_as_nobody(lambda: FileLocks(state_dir).acquire_run())
     finally:
         base.chmod(0o700)
         if state_dir.exists():

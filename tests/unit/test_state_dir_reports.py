@@ -24,8 +24,7 @@ from docsync_cli.locks import FileLocks
 from docsync_cli.reports.search import local_collections
 from docsync_cli.reports.shared import open_history, read_local_record
 from docsync_cli.state import StateStore
-
-NOBODY = 65534
+from tests.as_nobody import in_a_child_as_nobody
 
 
 @pytest.fixture
@@ -48,31 +47,6 @@ def locked_out_state_dir() -> Iterator[Path]:
         shutil.rmtree(base)
 
 
-def _in_a_child_without_access(call: Callable[[], object]) -> tuple[str, str]:
-    """Run ``call`` (as nobody when we are root) in a forked child; (exception type, message) it ended with."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        text = "returned:"
-        try:
-            os.close(read_fd)
-            if os.geteuid() == 0:
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-            call()
-        except BaseException as exc:
-            text = f"{type(exc).__name__}:{exc}"
-        finally:
-            os.write(write_fd, text.encode())
-            os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        text = pipe.read().decode()
-    os.waitpid(pid, 0)
-    kind, _, message = text.partition(":")
-    return kind, message
-
-
 @pytest.mark.parametrize("report", ["history", "local record", "local collections", "lock holder"])
 def test_reports_on_a_state_dir_they_cannot_enter_name_the_owner_and_the_fix(
     locked_out_state_dir: Path, report: str
@@ -83,7 +57,7 @@ def test_reports_on_a_state_dir_they_cannot_enter_name_the_owner_and_the_fix(
         "local collections": lambda: local_collections(locked_out_state_dir),
         "lock holder": lambda: FileLocks(locked_out_state_dir).holder(),
     }
-    kind, message = _in_a_child_without_access(calls[report])
+    kind, message = in_a_child_as_nobody(calls[report])
     assert kind == LocalEnvironmentError.__name__, f"{report}: {kind}: {message}"
     assert str(locked_out_state_dir) in message
     assert "fix (as root): chown -R " in message and f"chmod 0700 {locked_out_state_dir}" in message
