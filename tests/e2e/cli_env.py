@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from docsync_cli.sandbox.seed import Sandbox, SeededFirm
@@ -34,3 +35,16 @@ class CliEnv:
         if self.forbid_traceback:
             assert "Traceback" not in done.stderr, done.stderr
         return done
+
+
+def serve_exports(stdout: Iterable[str]) -> tuple[dict[str, str], str]:
+    """Read `docsync sandbox serve`'s block up to its "stops the emulators" line: the ``export NAME=value`` pairs,
+    and that last line (it names the ``kill`` that stops the server)."""
+    exports: dict[str, str] = {}
+    for line in stdout:
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").strip().partition("=")
+            exports[key] = value
+        if "stops the emulators" in line:
+            return exports, line
+    return exports, ""

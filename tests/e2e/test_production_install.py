@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from docsync_cli.sandbox.seed import FIRM_DOCUMENTS
+from tests.e2e.cli_env import serve_exports
 
 ROOT = Path(__file__).resolve().parents[2]
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -143,13 +144,7 @@ def serve(install: Install) -> Iterator[dict[str, str]]:
                             env=install.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        exports: dict[str, str] = {}
-        for line in proc.stdout:
-            if line.startswith("export "):
-                key, _, value = line.removeprefix("export ").strip().partition("=")
-                exports[key] = value
-            if "stops the emulators" in line:
-                break
+        exports, _ = serve_exports(proc.stdout)
         assert "ESPOCRM_URL" in exports, proc.stderr.read() if proc.stderr else ""
         yield exports
     finally:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.e2e.cli_env import serve_exports
+
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("ESPOCRM_", "XAI_", "DOCSYNC_"))}
@@ -33,14 +35,8 @@ def start_serve(tmp_path: Path) -> Iterator[ServeFactory]:
                                  stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
         started.append(serve)
         assert serve.stdout is not None
-        exports: dict[str, str] = {}
-        for line in serve.stdout:
-            if line.startswith("export "):
-                key, _, value = line.removeprefix("export ").strip().partition("=")
-                exports[key] = value
-            if "stops the emulators" in line:
-                assert f"kill {serve.pid}" in line
-                break
+        exports, last = serve_exports(serve.stdout)
+        assert f"kill {serve.pid}" in last
         return serve, exports
 
     yield start
