@@ -62,7 +62,7 @@ def test_the_probe_sees_the_engine_when_it_is_imported() -> None:
     assert {"docsync_cli.engine", "docsync_cli.reconcile"} <= set(loaded)
 
 
-def _imports(path: Path) -> set[str]:
+def imports_in(path: Path) -> set[str]:
     """Every module ``path`` imports, at the top or inside a function (relative imports resolved)."""
     module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     found: set[str] = set()
@@ -85,7 +85,7 @@ def test_only_the_cli_layer_imports_typer_or_rich() -> None:
     for path in sorted(PACKAGE.rglob("*.py")):
         if path.relative_to(PACKAGE).as_posix() in CLI_LAYER:
             continue
-        ui_libraries = sorted(name for name in _imports(path) if name.split(".")[0] in ("typer", "rich"))
+        ui_libraries = sorted(name for name in imports_in(path) if name.split(".")[0] in ("typer", "rich"))
         if ui_libraries:
             offenders[path.relative_to(PACKAGE).as_posix()] = ui_libraries
     assert offenders == {}
@@ -94,12 +94,12 @@ def test_only_the_cli_layer_imports_typer_or_rich() -> None:
 def test_the_read_only_report_modules_import_neither_the_engine_nor_the_reconciler() -> None:
     # also the imports inside functions, which the import probe above does not run
     for path in sorted((PACKAGE / "reports").glob("*.py")):
-        assert {name for name in _imports(path) if name.startswith(RUN_MODULES)} == set(), path.name
+        assert {name for name in imports_in(path) if name.startswith(RUN_MODULES)} == set(), path.name
 
 
 def test_the_scan_sees_imports_inside_functions() -> None:
-    assert "rich.table.Table" in _imports(PACKAGE / "ui_reports.py")  # imported inside render_status
-    assert "docsync_cli.reports.status.feeds_explained" in _imports(PACKAGE / "ui_reports.py")
+    assert "rich.table.Table" in imports_in(PACKAGE / "ui_reports.py")  # imported inside render_status
+    assert "docsync_cli.reports.status.feeds_explained" in imports_in(PACKAGE / "ui_reports.py")
 
 
 PURE_MODULES = ("docsync_cli.plan", "docsync_cli.plan_changes", "docsync_cli.outcome", "docsync_cli.model",
