@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_sync import LATENCY, RESULTS, Run, docsync, machine, yes  # noqa: E402
 
 from docsync_cli.model import LocalRecord  # noqa: E402
-from docsync_cli.sandbox.seed import Sandbox  # noqa: E402
-from docsync_cli.sandbox.xai import _Document  # noqa: E402
 from docsync_cli.state import StateStore, StreamFeed  # noqa: E402
-from docsync_cli.xai import FIELD_KEYS  # noqa: E402
+from docsync_cli.xai.client import FIELD_KEYS  # noqa: E402
+from docsync_sandbox.seed import Sandbox  # noqa: E402
+from docsync_sandbox.xai import _Document  # noqa: E402
 
 README = ROOT / "bench" / "README.md"
 BEGIN, END = "<!-- bench_changes:begin -->", "<!-- bench_changes:end -->"
@@ -97,7 +97,7 @@ def world(n: int, *, accounts: int, override: bool, stream: bool, xai_files: boo
             for cid in collections:
                 with xai.lock:
                     coll = xai._collections[cid]
-                    from docsync_cli.sandbox.xai import _FieldDef
+                    from docsync_sandbox.xai import _FieldDef
                     coll.field_definitions = [_FieldDef(k) for k in FIELD_KEYS]
         now = datetime.now(UTC)
         old = (now - timedelta(hours=2)).strftime(FORMAT)
@@ -370,7 +370,7 @@ def report() -> str:
         "(about log2(N/200) + a leaf listing per deleted document). With the `noLoad: false` override the listing "
         "pass carries `accountsIds`, and `--full` trusts a document the listings agree on (record, local memory, "
         "linked collections, xAI's collection listing), so neither costs a request per document. The EspoCRM "
-        "emulator answers the million-record queries through an index (`docsync_cli/sandbox/espocrm_index.py`, "
+        "emulator answers the million-record queries through an index (`docsync_sandbox/espocrm_index.py`, "
         "same answers as without it, tested), as MySQL would with its indexes; without it every feed request "
         "scanned a million records in Python.", "",
         "Not a target, but worth knowing: `--full` over 100,000 documents took 15-17 minutes here, nearly all of "

@@ -10,7 +10,7 @@ Run on demand (never in CI):
     .venv/bin/python bench/bench_sync.py limits         # goal 6
     .venv/bin/python bench/bench_sync.py report         # table from bench/results/*.json only
 
-The emulators (``docsync_cli.sandbox.seed.Sandbox``) run inside this process on loopback; docsync runs as a
+The emulators (``docsync_sandbox.seed.Sandbox``) run inside this process on loopback; docsync runs as a
 subprocess (``python -m docsync_cli sync``) configured through the environment only, so its wall time, CPU and
 peak RSS (``wait4`` rusage, which includes its reaped render children) are measured alone. Every request is
 counted from the emulators' journals. Raw results go to ``bench/results/sync_<goal>.json`` (git-ignored); the
@@ -51,8 +51,8 @@ RUN_TIMEOUT = 1800.0  # seconds; a docsync run that takes longer is killed
 
 sys.path.insert(0, str(ROOT))
 from docsync_cli.config import SyncSettings  # noqa: E402
-from docsync_cli.sandbox.http import RateLimit  # noqa: E402
-from docsync_cli.sandbox.seed import Sandbox, corpus_dir  # noqa: E402
+from docsync_sandbox.http import RateLimit  # noqa: E402
+from docsync_sandbox.seed import Sandbox, corpus_dir  # noqa: E402
 
 # docsync's default documents in flight (sync.concurrency): the divisor of every latency floor below.
 DEFAULT_CONCURRENCY: int = SyncSettings.model_fields["concurrency"].default
@@ -476,7 +476,7 @@ def goal_startup(repeat: int = 10) -> dict[str, Any]:
                            check=True, timeout=30)
             if i >= 2:  # two warm-ups (page cache, .pyc)
                 times.append(time.perf_counter() - started)
-        imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import docsync_cli.cli"], env=env,
+        imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import docsync_cli.cli.app"], env=env,
                                  capture_output=True, text=True, timeout=30).stderr
         out[label] = {"median_ms": round(statistics.median(times) * 1000, 1),
                       "max_ms": round(max(times) * 1000, 1), "runs": len(times)}
@@ -684,7 +684,7 @@ def report() -> str:
         "child forked from the benchmark process starts with the benchmark's (the emulators') RSS as its "
         "high-water mark, which made a first attempt report 48 → 137 MB for a growth that does not exist "
         "(tracemalloc inside docsync: Python heap peak 21 MB for both sizes).",
-        "- The emulators disable Nagle themselves (`docsync_cli/sandbox/http.py`); with it on, loopback "
+        "- The emulators disable Nagle themselves (`docsync_sandbox/http.py`); with it on, loopback "
         "delayed ACKs added ~40 ms to every answer, so the fixed latency under test would really be ~64 ms.",
         "- CPU: `wait4` rusage of the docsync process (includes its reaped preview children); render CPU is "
         "the preview children's CPU sampled with psutil; \"docsync + emulators\" adds the benchmark process's own "

@@ -1,3 +1,3 @@
-from .cli import main
+from docsync_cli.cli.app import main
 
 main()

@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from .errors import DocsyncError
+from docsync_cli.errors import DocsyncError
 
 
 class DateiStatus(StrEnum):

@@ -6,7 +6,7 @@ what this module decides; ``docsync check`` and the tests' in-process runs ask i
 
 from __future__ import annotations
 
-from .errors import (
+from docsync_cli.errors import (
     AuthError,
     ConfigError,
     DocsyncError,
@@ -17,7 +17,7 @@ from .errors import (
     SetupError,
     UsageError,
 )
-from .model import Outcome, RunSummary
+from docsync_cli.model import Outcome, RunSummary
 
 EXIT_OK = 0  # all done
 EXIT_PARTIAL = 1  # some documents failed, --dry-run found work, or a signal stopped the run

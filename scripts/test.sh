@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check docsync_cli tests bench
+.venv/bin/ruff check docsync_cli docsync_sandbox tests bench
 .venv/bin/mypy
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

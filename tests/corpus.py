@@ -1,11 +1,11 @@
-"""The test corpus: the demo corpus shipped in the package (``docsync_cli/sandbox/corpus``, one copy for the demo,
+"""The test corpus: the demo corpus shipped in the package (``docsync_sandbox/corpus``, one copy for the demo,
 the sandbox and the tests) plus the few files only tests need (``tests/data/corpus``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from docsync_cli.sandbox.seed import corpus_dir
+from docsync_sandbox.seed import corpus_dir
 
 SHIPPED = corpus_dir()
 TEST_ONLY = Path(__file__).resolve().parent / "data" / "corpus"

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from docsync_cli.model import RunSummary
-from docsync_cli.sandbox.crm_profiles import DESIGN_DOC_FIELDS
+from docsync_sandbox.crm_profiles import DESIGN_DOC_FIELDS
 
 ESPO_KEY = "espo-secret-api-key-0001"
 XAI_KEY = "xai-secret-api-key-0002"

@@ -22,10 +22,8 @@ Every string read that may be a secret is remembered, and every problem passes t
 from __future__ import annotations
 
 import os
-import stat
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,39 +32,20 @@ from pydantic import BaseModel, ValidationError
 from docsync_cli.config.messages import Loc, model_of, render, sentence, suggest
 from docsync_cli.config.model import LinkRuleSetting, Settings, secret_values, url_password
 from docsync_cli.config.paths import default_config_path, default_state_dir, expand_home
+from docsync_cli.config.secret_files import SECRETS, SecretSpec, config_file_problems, read_secret_file
 from docsync_cli.errors import ConfigError
 from docsync_cli.secrets import register, scrub, variants
-
-_MAX_SECRET_FILE_BYTES = 64 * 1024
-
 
 # ---------------------------------------------------------------------------------------------- sources
 
 
-@dataclass(frozen=True)
-class _SecretSpec:
-    path: tuple[str, str]
-    env: str
-    credential: str
-
-    @property
-    def hint(self) -> str:
-        return f"set {self.env}, {self.env}_FILE or the systemd credential {self.credential}"
-
-
-_SECRETS = (
-    _SecretSpec(("espocrm", "api_key"), "ESPOCRM_API_KEY", "espocrm-api-key"),
-    _SecretSpec(("espocrm", "secret_key"), "ESPOCRM_SECRET_KEY", "espocrm-secret-key"),
-    _SecretSpec(("xai", "api_key"), "XAI_API_KEY", "xai-api-key"),
-    _SecretSpec(("xai", "management_key"), "XAI_MANAGEMENT_KEY", "xai-management-key"),
-)
-_SECRET_PATHS = {spec.path for spec in _SECRETS}
+_SECRET_PATHS = {spec.path for spec in SECRETS}
 _NAMED_ENV: dict[Loc, str] = {
     ("espocrm", "url"): "ESPOCRM_URL",
     ("xai", "api_url"): "XAI_API_URL",
     ("xai", "management_url"): "XAI_MANAGEMENT_URL",
     ("state_dir",): "DOCSYNC_STATE_DIR",
-    **{spec.path: spec.env for spec in _SECRETS},
+    **{spec.path: spec.env for spec in SECRETS},
 }
 _ENV_PREFIX = "DOCSYNC_"
 _LOADER_ONLY = {"config_path"}  # set by the loader, never by the user
@@ -153,21 +132,8 @@ class _Loader:
         self.seen_secrets.extend(_url_passwords(document))
 
     def _check_permissions(self, path: Path, info: os.stat_result, document: dict[str, Any]) -> None:
-        if not self._file_secret_paths(document):
-            return
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            self.problems.append(
-                f"{path.name} holds secrets but is readable by other users (mode {mode:04o}); "
-                f"run: chmod 600 {path}"
-            )
-        uid = os.geteuid()
-        if info.st_uid != uid:
-            self.problems.append(
-                f"{path.name} holds secrets but is owned by another user (uid {info.st_uid}, docsync runs as "
-                f"uid {uid}); run: chown {uid} {path}, or move the keys out of the file "
-                "(environment, *_FILE or systemd credentials)"
-            )
+        if self._file_secret_paths(document):
+            self.problems.extend(config_file_problems(path, info))
 
     # -- the environment -----------------------------------------------------------------------------
 
@@ -243,7 +209,7 @@ class _Loader:
 
     def read_secrets(self) -> None:
         credentials = self.env.get("CREDENTIALS_DIRECTORY")
-        for spec in _SECRETS:
+        for spec in SECRETS:
             value = self.env.get(spec.env)
             if value:
                 self.seen_secrets.append(value)
@@ -258,41 +224,16 @@ class _Loader:
                 origin = f"systemd credential {spec.credential}"
                 self._read_secret_file(spec, Path(credentials) / spec.credential, origin, must_exist=False)
 
-    def _read_secret_file(self, spec: _SecretSpec, path: Path, origin: str, *, must_exist: bool) -> None:
-        where = f"{render(spec.path)} (from {origin})"
-        try:
-            with open(path, "rb") as handle:
-                mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
-                if must_exist and mode & 0o007:
-                    # Like a TOML file holding keys: a key file every user can read is refused. Group access is
-                    # fine (the documented root:docsync 0640 setup); systemd credentials are private anyway.
-                    self._secret_problem(spec, f"{where}: {path} holds a key but is readable by other users "
-                                               f"(mode {mode:04o}); run: chmod o-rwx {path} (or chmod 600)")
-                    return
-                raw = handle.read(_MAX_SECRET_FILE_BYTES + 1)
-        except FileNotFoundError:
-            if must_exist:
-                self._secret_problem(spec, f"{where}: file {path} does not exist")
-            return
-        except OSError as exc:
-            self._secret_problem(spec, f"{where}: cannot read {path}: {exc.strerror or type(exc).__name__}")
-            return
-        if len(raw) > _MAX_SECRET_FILE_BYTES:
-            self._secret_problem(spec, f"{where}: {path} is too large to hold a key")
-            return
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self._secret_problem(spec, f"{where}: {path} is not UTF-8 text")
-            return
-        value = text.rstrip("\r\n")
-        self.seen_secrets.append(value)
-        if not value:
-            self._secret_problem(spec, f"{where}: {path} is empty")
-            return
-        self._put(spec.path, value, f"{origin} ({path})")
+    def _read_secret_file(self, spec: SecretSpec, path: Path, origin: str, *, must_exist: bool) -> None:
+        value, problem = read_secret_file(path, f"{render(spec.path)} (from {origin})", must_exist=must_exist)
+        if value is not None:
+            self.seen_secrets.append(value)
+        if problem is not None:
+            self._secret_problem(spec, problem)
+        elif value is not None:
+            self._put(spec.path, value, f"{origin} ({path})")
 
-    def _secret_problem(self, spec: _SecretSpec, text: str) -> None:
+    def _secret_problem(self, spec: SecretSpec, text: str) -> None:
         self.problems.append(text)
         self.reported.add(spec.path)
 
@@ -351,7 +292,7 @@ class _Loader:
                         missing_hint=self._missing_hint(loc), secret=tuple(loc[:2]) in _SECRET_PATHS)
 
     def _missing_hint(self, loc: Loc) -> str:
-        for spec in _SECRETS:
+        for spec in SECRETS:
             if spec.path == loc:
                 return f"; {spec.hint}"
         if loc in _NAMED_ENV and len(loc) == 2:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import RejectedError
+from docsync_cli.errors import RejectedError
 
 
 @dataclass(frozen=True)

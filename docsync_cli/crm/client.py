@@ -20,15 +20,22 @@ from email.utils import parsedate_to_datetime
 from typing import IO, Any
 from urllib.parse import quote
 
-from ..errors import AuthError, DocsyncError, RejectedError
-from ..model import CrmDocument
-from ..secrets import printable
-from ..timestamps import espo_time
-from ..transport import ServiceClient, short
-from .answers import FieldDefinition, StreamNote, list_of, parse_field_definitions, parse_link_entity, parse_stream_note
-from .fields import FieldSchema
-from .reasons import file_field_not_editable, is_auth_failure, refused_write
-from .schema import PAGE, ApiUser, LearnedSchema, parse_api_user
+from docsync_cli.crm.answers import (
+    FieldDefinition,
+    StreamNote,
+    list_of,
+    parse_field_definitions,
+    parse_link_entity,
+    parse_stream_note,
+)
+from docsync_cli.crm.fields import FieldSchema
+from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, refused_write
+from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, parse_api_user
+from docsync_cli.errors import AuthError, DocsyncError, RejectedError
+from docsync_cli.model import CrmDocument
+from docsync_cli.secrets import printable
+from docsync_cli.timestamps import espo_time
+from docsync_cli.transport.http import ServiceClient, short
 
 log = logging.getLogger("docsync.espocrm")
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from ..errors import ConflictError, DocsyncError, RejectedError, SetupError
-from ..transport import short
+from docsync_cli.errors import ConflictError, DocsyncError, RejectedError, SetupError
+from docsync_cli.transport.http import short
 
 ACL_REASON = re.compile(r"^No (?:\w+ )?access(?: to [A-Z]\w*)?\.?$")
 VALIDATION_REASON = re.compile(r"Field validation failure; entityType: (\w+), field: (\w+), type: (\w+)")

@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import RejectedError, SetupError
-from ..model import CrmDocument, SyncStatus
-from ..secrets import printable, scrub
-from .fields import FieldSchema, inspect_fields
+from docsync_cli.crm.fields import FieldSchema, inspect_fields
+from docsync_cli.errors import RejectedError, SetupError
+from docsync_cli.model import CrmDocument, SyncStatus
+from docsync_cli.secrets import printable, scrub
 
 log = logging.getLogger("docsync.espocrm")
 

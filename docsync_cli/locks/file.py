@@ -36,7 +36,7 @@ import filelock
 
 from docsync_cli.errors import LocalEnvironmentError, LockHeld
 from docsync_cli.locks.common import NEVER_UNLOCKED, POLL_SECONDS, Identity, describe_record, logger
-from docsync_cli.statedir import state_file_exists
+from docsync_cli.state.directory import state_file_exists
 
 
 def _describe_os_error(exc: OSError) -> str:

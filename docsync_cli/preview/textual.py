@@ -1,4 +1,4 @@
-"""The text at the start of a document, for the findability probe (:mod:`docsync_cli.findability`).
+"""The text at the start of a document, for the findability probe (:mod:`docsync_cli.reports.findability`).
 
 Runs inside the sandboxed render worker (:mod:`.worker`, request ``{"op": "text", ...}``), like rendering: the
 file is untrusted CRM content. What is read:

@@ -17,10 +17,10 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ..config import Settings, redact
-from ..errors import ConfigError, DocsyncError
-from ..outcome import EXIT_OK, EXIT_REMOTE, EXIT_USAGE
-from .check_services import (
+from docsync_cli.config import Settings, redact
+from docsync_cli.errors import ConfigError, DocsyncError
+from docsync_cli.outcome import EXIT_OK, EXIT_REMOTE, EXIT_USAGE
+from docsync_cli.reports.check_services import (
     check_change_feeds,
     check_document_fields,
     check_espocrm,
@@ -28,11 +28,11 @@ from .check_services import (
     check_xai_files,
     check_xai_management,
 )
-from .shared import Lines, report_services
+from docsync_cli.reports.shared import Lines, report_services
 
 if TYPE_CHECKING:  # imported where used (the preview package loads Pillow and PDFium, which may be broken)
-    from ..preview import ToolStatus
-    from ..statedir import StateDirProblem
+    from docsync_cli.preview import ToolStatus
+    from docsync_cli.state.directory import StateDirProblem
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "!", "–"
 
@@ -123,7 +123,7 @@ def _check_preview_tools(report: CheckReport, settings: Settings | None) -> None
         report.skip("preview tools", "previews are off (preview.enabled = false)")
         return
     try:
-        from ..preview import PreviewService
+        from docsync_cli.preview import PreviewService
 
         with PreviewService(workers=1) as service:
             status = service.tools_status()
@@ -153,7 +153,7 @@ def judge_preview_tools(status: Sequence[ToolStatus]) -> tuple[str, str, str | N
 
 def _check_state_dir(report: CheckReport, settings: Settings) -> bool:
     """True when the state directory is usable (exists and writable, or can be created)."""
-    from ..statedir import state_dir_problem, user_name
+    from docsync_cli.state.directory import state_dir_problem, user_name
 
     state_dir = settings.state_dir
     what = f"state directory {state_dir}"
@@ -178,7 +178,7 @@ def _check_state_dir(report: CheckReport, settings: Settings) -> bool:
                     f"run docsync as {user_name(owner)} (e.g. runuser -u {user_name(owner)} -- docsync check)")
         return True
     report.good(what, "writable")
-    from ..state import peek_installation_id
+    from docsync_cli.state import peek_installation_id
 
     ident = peek_installation_id(state_dir, settings.sync.installation_id)
     report.good("installation id", ident or "not made yet; the first sync stores one in the state directory")
@@ -188,7 +188,7 @@ def _check_state_dir(report: CheckReport, settings: Settings) -> bool:
 def _check_libreoffice_shared_cache(report: CheckReport) -> None:
     """A shared LibreOffice extension cache the current user cannot read (left by a root LibreOffice started
     under a private umask, e.g. by an older docsync) breaks every other LibreOffice of this user."""
-    from ..preview.office import unreadable_shared_cache
+    from docsync_cli.preview.office import unreadable_shared_cache
 
     bad = unreadable_shared_cache()
     if bad is not None:
@@ -205,8 +205,8 @@ def state_dir_line(problem: StateDirProblem) -> tuple[str, str]:
 
 
 def _check_lock(report: CheckReport, settings: Settings) -> None:
-    from ..locks import make_locks
-    from ..statedir import state_dir_problem
+    from docsync_cli.locks import make_locks
+    from docsync_cli.state.directory import state_dir_problem
 
     what = f"lock backend ({settings.lock.backend})"
     if settings.lock.backend == "file" and state_dir_problem(settings.state_dir) is not None:

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..config import Settings
-from ..crm.answers import FieldDefinition
-from ..crm.fields import ACCOUNT, check_fields
-from ..crm.schema import ApiUser
-from ..errors import AuthError, DocsyncError, NotFoundError, ServiceUnreachable
-from ..services import Services
+from docsync_cli.config import Settings
+from docsync_cli.crm.answers import FieldDefinition
+from docsync_cli.crm.fields import ACCOUNT, check_fields
+from docsync_cli.crm.schema import ApiUser
+from docsync_cli.errors import AuthError, DocsyncError, NotFoundError, ServiceUnreachable
+from docsync_cli.sync.services import Services
 
 if TYPE_CHECKING:
-    from .check import CheckReport
+    from docsync_cli.reports.check import CheckReport
 
 
 # ---------------------------------------------------------------------------------------------- EspoCRM

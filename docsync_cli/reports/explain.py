@@ -8,15 +8,15 @@ secret.
 
 from __future__ import annotations
 
-from ..config import Settings
-from ..errors import DocsyncError, NotFoundError
-from ..findability import CollectionProbe
-from ..model import UNKNOWN, CrmDocument, DateiStatus, LocalRecord
-from ..plan import candidate_collections, why_work
-from ..services import Services
-from .probe import DocumentProbe, preview_service, probe_document, verdict
-from .search import Resolver, describe
-from .shared import Lines, get_document, open_history, read_local_record, report_services
+from docsync_cli.config import Settings
+from docsync_cli.errors import DocsyncError, NotFoundError
+from docsync_cli.model import UNKNOWN, CrmDocument, DateiStatus, LocalRecord
+from docsync_cli.reports.findability import CollectionProbe
+from docsync_cli.reports.probe import DocumentProbe, preview_service, probe_document, verdict
+from docsync_cli.reports.search import Resolver, describe
+from docsync_cli.reports.shared import Lines, get_document, open_history, read_local_record, report_services
+from docsync_cli.sync.plan import candidate_collections, why_work
+from docsync_cli.sync.services import Services
 
 
 def explain_document(settings: Settings, doc_id: str, out: Lines, *, probe: bool = True) -> None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..config import Settings
-from ..findability import CollectionProbe, TextReader, document_phrase, probe
-from ..model import CrmDocument
-from ..services import Services
+from docsync_cli.config import Settings
+from docsync_cli.model import CrmDocument
+from docsync_cli.reports.findability import CollectionProbe, TextReader, document_phrase, probe
+from docsync_cli.sync.services import Services
 
 if TYPE_CHECKING:
-    from ..preview import PreviewService
+    from docsync_cli.preview import PreviewService
 
 
 @dataclass
@@ -47,7 +47,7 @@ def probe_document(settings: Settings, services: Services, doc: CrmDocument, pre
 
 def preview_service(settings: Settings) -> PreviewService:
     """A one-worker preview service for reading a document's first text (limits from ``settings.preview``)."""
-    from ..preview import PreviewService
+    from docsync_cli.preview import PreviewService
 
     limits = settings.preview.limits()
     # LibreOffice (only for office formats without XML text, e.g. .doc) gets docsync's private profile root

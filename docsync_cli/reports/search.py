@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
-from ..errors import NotFoundError, UsageError
-from ..model import CrmDocument
-from ..services import Services
-from ..state import ReadOnlyState, peek_installation_id
-from ..xai import MANAGED_BY, SEARCH_MAX_LIMIT
-from ..xai_answers import SearchHit
-from .shared import get_document, read_local_record, report_services
+from docsync_cli.config import Settings
+from docsync_cli.errors import NotFoundError, UsageError
+from docsync_cli.model import CrmDocument
+from docsync_cli.reports.shared import get_document, read_local_record, report_services
+from docsync_cli.state import ReadOnlyState, peek_installation_id
+from docsync_cli.sync.services import Services
+from docsync_cli.xai.answers import SearchHit
+from docsync_cli.xai.client import MANAGED_BY, SEARCH_MAX_LIMIT
 
 log = logging.getLogger("docsync.search")
 

@@ -9,15 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from ..config import Settings
-from ..errors import NotFoundError, UsageError
-from ..history import FILE_NAME as HISTORY_FILE
-from ..history import History
-from ..model import CrmDocument, LocalRecord
-from ..services import Services, open_services
-from ..state import ReadOnlyState
-from ..statedir import state_file_exists
-from ..transport import RetryPolicy
+from docsync_cli.config import Settings
+from docsync_cli.errors import NotFoundError, UsageError
+from docsync_cli.model import CrmDocument, LocalRecord
+from docsync_cli.state import ReadOnlyState
+from docsync_cli.state.directory import state_file_exists
+from docsync_cli.state.history import FILE_NAME as HISTORY_FILE
+from docsync_cli.state.history import History
+from docsync_cli.sync.services import Services, open_services
+from docsync_cli.transport.http import RetryPolicy
 
 # Reports answer quickly: two tries, short waits (a sync uses the configured, patient policy).
 REPORT_RETRY = RetryPolicy(attempts=2, total_seconds=20.0, wait_initial=0.3, wait_max=2.0, max_retry_after=5.0)

@@ -12,14 +12,14 @@ import contextlib
 import json
 from typing import Any, TypedDict
 
-from ..config import Settings, redact
-from ..errors import DocsyncError, RejectedError
-from ..model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
-from ..plan import why_work
-from ..services import Services
-from ..state import ReadOnlyState, StreamFeed, peek_installation_id
-from ..timestamps import unix_to_timestamp, utc_timestamp
-from .shared import open_history, read_local_records, report_services
+from docsync_cli.config import Settings, redact
+from docsync_cli.errors import DocsyncError, RejectedError
+from docsync_cli.model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
+from docsync_cli.reports.shared import open_history, read_local_records, report_services
+from docsync_cli.state import ReadOnlyState, StreamFeed, peek_installation_id
+from docsync_cli.sync.plan import why_work
+from docsync_cli.sync.services import Services
+from docsync_cli.timestamps import unix_to_timestamp, utc_timestamp
 
 EMPTY = "(leer)"
 """The bucket of documents whose status field is empty (NULL or ``""``)."""
@@ -350,7 +350,7 @@ def _name_preview_errors(services: Services, errors: list[PreviewErrorRow]) -> N
 
 
 def _lock_status(settings: Settings) -> LockState:
-    from ..locks import make_locks
+    from docsync_cli.locks import make_locks
 
     result: LockState = {"backend": settings.lock.backend, "holder": None, "error": None}
     try:

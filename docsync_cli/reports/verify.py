@@ -14,13 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Settings
-from ..model import DateiStatus
-from ..services import Services
-from ..xai_answers import SearchHit
-from .probe import DocumentProbe, preview_service, probe_document
-from .search import SEARCH_JSON_VERSION, Owner, Resolver
-from .shared import report_services
+from docsync_cli.config import Settings
+from docsync_cli.model import DateiStatus
+from docsync_cli.reports.probe import DocumentProbe, preview_service, probe_document
+from docsync_cli.reports.search import SEARCH_JSON_VERSION, Owner, Resolver
+from docsync_cli.reports.shared import report_services
+from docsync_cli.sync.services import Services
+from docsync_cli.xai.answers import SearchHit
 
 log = logging.getLogger("docsync.search")
 

@@ -25,7 +25,7 @@ following symlinks. :class:`StateStore` (``store.py``) is the writer a run holds
 installation id lives in ``installation.py``.
 """
 
-from .installation import (
+from docsync_cli.state.installation import (
     INSTALLATION_FILE,
     INSTALLATION_ID,
     installation_id,
@@ -33,8 +33,8 @@ from .installation import (
     private_file,
     remember_installation_id,
 )
-from .reader import ReadOnlyState
-from .store import DOCUMENT_COLUMNS, SCHEMA, STATE_FILE, StateStore, StreamFeed
+from docsync_cli.state.reader import ReadOnlyState
+from docsync_cli.state.store import DOCUMENT_COLUMNS, SCHEMA, STATE_FILE, StateStore, StreamFeed
 
 __all__ = ["DOCUMENT_COLUMNS", "INSTALLATION_FILE", "INSTALLATION_ID", "SCHEMA", "STATE_FILE", "ReadOnlyState",
            "StateStore", "StreamFeed", "installation_id", "peek_installation_id", "private_file",

@@ -6,9 +6,9 @@ import json
 import sqlite3
 from pathlib import Path
 
-from ..model import LocalRecord
-from ..statedir import state_file_exists
-from .store import DOCUMENT_COLUMNS, STATE_FILE, StateStore, record_of_row
+from docsync_cli.model import LocalRecord
+from docsync_cli.state.directory import state_file_exists
+from docsync_cli.state.store import DOCUMENT_COLUMNS, STATE_FILE, StateStore, record_of_row
 
 
 class ReadOnlyState:

@@ -10,9 +10,9 @@ import time
 from enum import StrEnum
 from pathlib import Path
 
-from ..errors import LocalEnvironmentError
-from ..model import LocalRecord
-from .installation import installation_id, private_file
+from docsync_cli.errors import LocalEnvironmentError
+from docsync_cli.model import LocalRecord
+from docsync_cli.state.installation import installation_id, private_file
 
 STATE_FILE = "state.sqlite3"
 DOCUMENT_COLUMNS = ("doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from docsync_cli.sandbox.seed import Sandbox, SeededFirm
+from docsync_sandbox.seed import Sandbox, SeededFirm
 
 
 class CliEnv:

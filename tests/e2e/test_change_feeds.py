@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from docsync_cli.config import load_settings
-from docsync_cli.engine import Engine
 from docsync_cli.model import RunOptions, RunSummary
-from docsync_cli.sandbox.http import Callback, Request
-from docsync_cli.sandbox.seed import Sandbox, corpus_dir
-from docsync_cli.services import engine_settings, open_services
 from docsync_cli.state import StateStore
+from docsync_cli.sync.engine import Engine
+from docsync_cli.sync.services import engine_settings, open_services
+from docsync_sandbox.http import Callback, Request
+from docsync_sandbox.seed import Sandbox, corpus_dir
 from tests.e2e.test_sync_cli import docsync
 from tests.fakes import FakeClock, NullLocks
 

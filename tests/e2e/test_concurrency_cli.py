@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli.sandbox.http import Callback, Request
-from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+from docsync_sandbox.http import Callback, Request
+from docsync_sandbox.seed import Sandbox, corpus_dir
 from tests.redis_server import RedisServer, require_redis_server
 
 CORPUS = corpus_dir()

@@ -1,5 +1,5 @@
 """The CRM profile matrix: docsync's core scenario against every way a real firm's EspoCRM may be set up
-(:mod:`docsync_cli.sandbox.crm_profiles`): the design document's fields (no "" and no "pending"), the fields
+(:mod:`docsync_sandbox.crm_profiles`): the design document's fields (no "" and no "pending"), the fields
 `docsync espocrm-fields` generates, c-prefixed names found without a mapping, `preview` as a file field, a
 page cap of 50 and an HMAC API user.
 
@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli.sandbox.crm_profiles import PROFILE_NAMES
-from docsync_cli.sandbox.http import Callback, Request
-from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+from docsync_sandbox.crm_profiles import PROFILE_NAMES
+from tests.espocrm_fields import crm_profile
+from docsync_sandbox.http import Callback, Request
+from docsync_sandbox.seed import Sandbox, corpus_dir
 
 CORPUS = corpus_dir()
 INDEXING = 0.8  # seconds xAI takes to index: longer than docsync waits
@@ -55,7 +56,7 @@ def refused(sandbox: Sandbox) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("crm", PROFILE_NAMES)
 def test_core_scenario_against_each_crm_profile(crm: str, tmp_path: Path) -> None:
-    with Sandbox(crm=crm, processing_delay=INDEXING) as sandbox:
+    with Sandbox(crm=crm_profile(crm), processing_delay=INDEXING) as sandbox:
         espo = sandbox.espo
         attr = espo.attr
         collection = sandbox.xai.create_collection("Mandant")

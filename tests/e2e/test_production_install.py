@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli.sandbox.seed import FIRM_DOCUMENTS
+from docsync_sandbox.seed import FIRM_DOCUMENTS
 from tests.e2e.cli_env import serve_exports
 
 ROOT = Path(__file__).resolve().parents[2]

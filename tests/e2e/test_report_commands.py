@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from docsync_cli.locks import FileLocks
-from docsync_cli.sandbox.espocrm import EspoEmulator
-from docsync_cli.sandbox.seed import Sandbox, SeededFirm, corpus_dir
+from docsync_sandbox.espocrm import EspoEmulator
+from docsync_sandbox.seed import Sandbox, SeededFirm, corpus_dir
 from tests.e2e.cli_env import CliEnv
 
 FAILED_DOC = "Leerer Datensatz ohne Datei"
@@ -289,7 +289,8 @@ def test_check_passes_on_the_design_documents_fields_and_offers_pending_as_a_hin
 
 
 def test_check_and_sync_refuse_a_crm_without_an_option_docsync_writes(tmp_path: Path) -> None:
-    from docsync_cli.sandbox.crm_profiles import CrmProfile, generated_fields
+    from docsync_sandbox.crm_profiles import CrmProfile
+    from tests.espocrm_fields import generated_fields
 
     fields = generated_fields()
     fields["xaiSyncStatus"]["options"] = ["", "synced", "failed"]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli.sandbox.http import Drop, FaultAction, Respond
-from docsync_cli.sandbox.seed import Sandbox
+from docsync_sandbox.http import Drop, FaultAction, Respond
+from docsync_sandbox.seed import Sandbox
 
 PDF = b"%PDF-1.4\n% docsync safety test\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 

@@ -110,7 +110,7 @@ def test_sandbox_serve_on_a_port_in_use_says_so_without_a_traceback() -> None:
 
     from typer.testing import CliRunner
 
-    from docsync_cli.cli import app
+    from docsync_cli.cli.app import app
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

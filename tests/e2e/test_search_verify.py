@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+from docsync_sandbox.seed import Sandbox, corpus_dir
 from tests.e2e.cli_env import CliEnv
 
 GUTACHTEN = "Gutachten Bauschaden"  # pdflatex-4-pages.pdf, Müller GmbH only

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli.sandbox.http import Respond
-from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+from docsync_sandbox.http import Respond
+from docsync_sandbox.seed import Sandbox, corpus_dir
 
 CORPUS = corpus_dir()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+from docsync_sandbox.seed import Sandbox, corpus_dir
 from tests.e2e.cli_env import CliEnv
 
 

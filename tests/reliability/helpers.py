@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docsync_cli.sandbox.espocrm import EspoEmulator
-from docsync_cli.sandbox.seed import Sandbox
+from docsync_sandbox.espocrm import EspoEmulator
+from docsync_sandbox.seed import Sandbox
 from tests.fakes import NullLocks
 
 RUN_TIMEOUT = 120
@@ -103,12 +103,12 @@ def run_engine(
     CLI would see), without previews and with a no-op lock. Exceptions the CLI would turn into an exit code
     are turned into one here too."""
     from docsync_cli.config import load_settings
-    from docsync_cli.engine import Engine
     from docsync_cli.errors import DocsyncError
     from docsync_cli.model import RunOptions
     from docsync_cli.outcome import error_code, run_code
-    from docsync_cli.services import engine_settings, open_services
     from docsync_cli.state import StateStore
+    from docsync_cli.sync.engine import Engine
+    from docsync_cli.sync.services import engine_settings, open_services
 
     settings = load_settings(None, env=cli_env(sandbox, state_dir, extra_env, crm=crm))
     state = StateStore(settings.state_dir, settings.sync.installation_id)

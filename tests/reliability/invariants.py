@@ -23,9 +23,9 @@ import hashlib
 from collections import Counter
 from typing import Any
 
-from docsync_cli.sandbox.espocrm import EspoEmulator
-from docsync_cli.sandbox.seed import Sandbox
-from docsync_cli.xai import installation_tag
+from docsync_cli.xai.client import installation_tag
+from docsync_sandbox.espocrm import EspoEmulator
+from docsync_sandbox.seed import Sandbox
 
 GESYNCT = "Gesynct"
 PROCESSED = "DOCUMENT_STATUS_PROCESSED"

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli.sandbox.http import Callback, DropConnection, Request
-from docsync_cli.sandbox.seed import Sandbox
+from docsync_sandbox.http import Callback, DropConnection, Request
+from docsync_sandbox.seed import Sandbox
 
 from .helpers import (
     RUN_TIMEOUT,

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from docsync_cli.sandbox.http import Callback, Drop, Request, Respond
-from docsync_cli.sandbox.seed import Sandbox
+from docsync_sandbox.http import Callback, Drop, Request, Respond
+from docsync_sandbox.seed import Sandbox
 
 from .helpers import (
     Firm,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli.sandbox.seed import Sandbox
 from docsync_cli.state import installation_id
+from docsync_sandbox.seed import Sandbox
 
 from .helpers import pdf_bytes, run_engine, sandbox_running
 from .invariants import assert_invariants

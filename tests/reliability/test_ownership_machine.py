@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from docsync_cli.errors import UnsafePlan
-from docsync_cli.sandbox.espocrm import EspoEmulator
-from docsync_cli.sandbox.http import Respond
-from docsync_cli.sandbox.seed import Sandbox
 from docsync_cli.state import installation_id
+from docsync_sandbox.espocrm import EspoEmulator
+from docsync_sandbox.http import Respond
+from docsync_sandbox.seed import Sandbox
 
 from .helpers import pdf_bytes, run_engine, sandbox_running
 from .invariants import required_collections

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from docsync_cli.errors import UnsafePlan
-from docsync_cli.sandbox.http import Drop, FaultAction, Respond
-from docsync_cli.sandbox.seed import Sandbox
+from docsync_sandbox.http import Drop, FaultAction, Respond
+from docsync_sandbox.seed import Sandbox
 
 from .helpers import clear_journals, pdf_bytes, run_engine, sandbox_running, write_summary
 from .invariants import assert_invariants

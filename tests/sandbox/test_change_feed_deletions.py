@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli.changes import ChangeFeed
 from docsync_cli.config import load_settings
 from docsync_cli.model import EngineSettings, LocalRecord
-from docsync_cli.sandbox.seed import Sandbox
-from docsync_cli.services import open_services
 from docsync_cli.state import StateStore
+from docsync_cli.sync.gather import ChangeFeed
+from docsync_cli.sync.services import open_services
+from docsync_sandbox.seed import Sandbox
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from docsync_cli.sandbox.espocrm import EspoEmulator
+from docsync_sandbox.espocrm import EspoEmulator
 from tests.fakes import FakeClock
 
 KEY = "espo-test-key"

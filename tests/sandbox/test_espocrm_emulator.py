@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from docsync_cli.sandbox.espocrm import EspoEmulator
+from docsync_sandbox.espocrm import EspoEmulator
 from tests.fakes import FakeClock
 
 KEY = "espo-test-key"
@@ -614,7 +614,7 @@ def test_enum_value_outside_the_options_refuses_the_whole_update(emu: EspoEmulat
 
 def test_generated_fields_accept_their_extra_options() -> None:
     # EspoCRM contract §10.1: "" is accepted only where "" is one of the options (here: docsync's generated fields)
-    from docsync_cli.sandbox.crm_profiles import generated_fields
+    from tests.espocrm_fields import generated_fields
 
     with EspoEmulator(api_key=KEY, document_fields=generated_fields()) as emulator, \
             client(emulator, **{"X-Api-Key": KEY}) as http:

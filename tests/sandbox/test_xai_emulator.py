@@ -1,5 +1,5 @@
 """Contract tests for the xAI emulator: real HTTP on loopback, checked against the xAI contract (docs/contracts.md).
-[I] marks an emulator decision where the contract is silent (listed in ``docsync_cli/sandbox/xai.py``)."""
+[I] marks an emulator decision where the contract is silent (listed in ``docsync_sandbox/xai.py``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from docsync_cli.sandbox.http import RateLimit
-from docsync_cli.sandbox.xai import XaiEmulator
-from docsync_cli.sandbox.xai_filter import FieldValue, FilterError, evaluate, parse
+from docsync_sandbox.http import RateLimit
+from docsync_sandbox.xai import XaiEmulator
+from docsync_sandbox.xai_filter import FieldValue, FilterError, evaluate, parse
 
 API_KEY = "xai-test-key"
 MGMT_KEY = "xai-test-management-key"

@@ -3,7 +3,7 @@
 Real HTTP on loopback. The emulator must behave like a search service: keyword scoring over the text it
 extracted at "processing" (PDF pages, office XML, plain text; images none), ``limit``, ``source.collection_ids``
 required, chunks with ``page_number``, the ``{"code", "error"}`` envelope. [I] marks an emulator decision where
-the contract is silent (listed in ``docsync_cli/sandbox/xai.py``).
+the contract is silent (listed in ``docsync_sandbox/xai.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from docsync_cli.sandbox.xai import XaiEmulator
+from docsync_sandbox.xai import XaiEmulator
 from tests.corpus import CORPUS
 
 API_KEY = "xai-search-key"

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from docsync_cli.config import load_settings
-from docsync_cli.engine import Engine
 from docsync_cli.model import EngineSettings, RunOptions, RunSummary
-from docsync_cli.services import Services, open_services
 from docsync_cli.state import StateStore
-from docsync_cli.transport import RetryPolicy
+from docsync_cli.sync.engine import Engine
+from docsync_cli.sync.services import Services, open_services
+from docsync_cli.transport.http import RetryPolicy
 from tests.fakes import NullLocks
 from tests.mock_world import CRM, ESPO_KEY, FILES, INSTALLATION, MGMT, MGMT_KEY, XAI_KEY, MockWorld, RunFn
 

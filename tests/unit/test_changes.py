@@ -1,4 +1,4 @@
-"""``docsync_cli.changes``' pure pieces: which records say they need work, and the ids of one id range. The
+"""``docsync_cli.sync.gather``' pure pieces: which records say they need work, and the ids of one id range. The
 feeds themselves (requests against a CRM) are tested against the emulator (tests/sandbox/test_change_feed_*.py,
 tests/e2e/test_change_feeds.py); the decisions they ask (feed window, listing due, link drift) in
 test_plan_changes.py."""
@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from docsync_cli.changes import ChangeFeed, Changes, in_range, need_work_where
 from docsync_cli.config import FieldNames
 from docsync_cli.crm.answers import StreamNote
 from docsync_cli.crm.schema import ApiUser
 from docsync_cli.errors import AuthError, DocsyncError, HttpError
 from docsync_cli.state import StreamFeed
+from docsync_cli.sync.gather import ChangeFeed, Changes, in_range, need_work_where
 
 
 def test_the_records_that_need_work_are_waiting_erroneous_or_not_synced() -> None:

@@ -654,8 +654,8 @@ def test_importing_config_loads_no_preview_or_engine_code() -> None:
     import sys
 
     code = ("import sys, docsync_cli.config; "
-            "print(sorted(m for m in sys.modules if m.startswith(('docsync_cli.preview', 'docsync_cli.engine', "
-            "'docsync_cli.reconcile', 'PIL', 'pypdfium2', 'httpx'))))")
+            "print(sorted(m for m in sys.modules if m.startswith(('docsync_cli.preview', 'docsync_cli.sync.engine', "
+            "'docsync_cli.sync.step', 'PIL', 'pypdfium2', 'httpx'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

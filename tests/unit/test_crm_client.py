@@ -26,7 +26,7 @@ from docsync_cli.crm.reasons import espo_detail
 from docsync_cli.crm.schema import ApiUser
 from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError
 from docsync_cli.outcome import error_code
-from docsync_cli.transport import RetryPolicy, ServiceClient
+from docsync_cli.transport.http import RetryPolicy, ServiceClient
 
 CRM = "https://crm.example"
 API = f"{CRM}/api/v1"

@@ -121,7 +121,7 @@ def test_c_prefixed_fields_are_found_without_a_mapping_and_said_so() -> None:
 
 def design_doc_metadata() -> dict[str, Any]:
     """The Document fields exactly as the design document defines them (the emulator's default profile)."""
-    from docsync_cli.sandbox.crm_profiles import DESIGN_DOC_FIELDS
+    from docsync_sandbox.crm_profiles import DESIGN_DOC_FIELDS
 
     return {"name": {"type": "varchar"}, **{n: {**d, "isCustom": True} for n, d in DESIGN_DOC_FIELDS.items()}}
 
@@ -177,7 +177,7 @@ def test_an_unknown_label_language_is_a_usage_error_before_anything_is_printed()
     """`docsync espocrm-fields --language fr_FR` printed the entityDefs, then a ValueError traceback (exit 1)."""
     from typer.testing import CliRunner
 
-    from docsync_cli.cli import app
+    from docsync_cli.cli.app import app
 
     done = CliRunner().invoke(app, ["espocrm-fields", "--language", "fr_FR"], env={"DOCSYNC_CONFIG": "/nonexistent"})
     assert done.exit_code == 2, done.output

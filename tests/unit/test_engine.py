@@ -1,4 +1,4 @@
-"""``docsync_cli.engine.Engine`` at the run level, end to end at the transport: real ``EspoClient``/``XaiClient``
+"""``docsync_cli.sync.engine.Engine`` at the run level, end to end at the transport: real ``EspoClient``/``XaiClient``
 (built by ``open_services``) over ``httpx.MockTransport`` handlers of one small stateful fake of EspoCRM and xAI
 (``tests/mock_world.MockWorld``), a real ``StateStore`` and no-op locks: run-fatal errors, the field check before
 any write, run options, deletions, concurrency. One document's reconcile is tested in ``test_reconcile.py``, the
@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 
 from docsync_cli.config import load_settings
-from docsync_cli.engine import Engine
 from docsync_cli.errors import AuthError, UnsafePlan
 from docsync_cli.model import EngineSettings, RunOptions
 from docsync_cli.outcome import run_code
-from docsync_cli.services import open_services
 from docsync_cli.state import StateStore
+from docsync_cli.sync.engine import Engine
+from docsync_cli.sync.services import open_services
 from tests.fakes import NullLocks
 from tests.mock_world import (
     CRM,

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from docsync_cli.errors import AuthError, NotFoundError
-from docsync_cli.findability import pick_phrase, probe
+from docsync_cli.reports.findability import pick_phrase, probe
 from docsync_cli.reports.search import snippet
 from docsync_cli.reports.verify import VerifyReport, sample_candidates
-from docsync_cli.xai_answers import SearchHit
+from docsync_cli.xai.answers import SearchHit
 
 
 def test_the_phrase_prefers_long_rare_words_over_stop_words() -> None:

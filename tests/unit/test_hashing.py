@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli.hashing import FileTooLarge, HashingWriter, private_temp_file
+from docsync_cli.crm.download import FileTooLarge, HashingWriter, private_temp_file
 
 
 def chunks(data: bytes, size: int) -> list[bytes]:

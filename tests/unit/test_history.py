@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli import history as history_module
-from docsync_cli.history import History, RunRecord
+from docsync_cli.state import history as history_module
+from docsync_cli.state.history import History, RunRecord
 
 
 def make_run(index: int, *, exit_code: int = 0, error: str | None = None) -> RunRecord:

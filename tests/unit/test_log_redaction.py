@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from docsync_cli import cli
+from docsync_cli.cli import app as cli
 from docsync_cli.config import load_settings
 
 CANARY = "xai-CANARY-0123456789"

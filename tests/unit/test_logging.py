@@ -13,9 +13,9 @@ import pytest
 import stamina.instrumentation
 from pytest_httpx import HTTPXMock
 
-from docsync_cli import logs
+from docsync_cli.cli import logs
 from docsync_cli.config import Settings, load_settings
-from docsync_cli.transport import RetryPolicy, ServiceClient
+from docsync_cli.transport.http import RetryPolicy, ServiceClient
 
 CANARY = "xai-CANARY-0123456789"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from docsync_cli.history import RunRecord
-from docsync_cli.metrics import write_metrics
+from docsync_cli.state.history import RunRecord
+from docsync_cli.state.metrics import write_metrics
 from docsync_cli.timestamps import parse_timestamp
 
 RUN = RunRecord(
@@ -87,7 +87,7 @@ def test_file_is_world_readable_even_under_a_strict_umask(tmp_path: Path) -> Non
 
 
 def test_verify_gauges_and_no_ratio_when_nothing_was_probed(tmp_path: Path) -> None:
-    from docsync_cli.metrics import write_verify_metrics
+    from docsync_cli.state.metrics import write_verify_metrics
 
     path = tmp_path / "docsync_verify.prom"
     write_verify_metrics(path, 0.9, probed=20, missed=2, finished_unixtime=1_740_000_000.0)

@@ -1,7 +1,7 @@
 """``tests/mock_world.MockWorld`` (the engine tests' in-process fake) held to the emulators (``docsync_cli/sandbox``).
 
 Every request the engine makes is sent through the real ``EspoClient``/``XaiClient`` (built by ``open_services``)
-twice: to a ``MockWorld`` and to a running :class:`~docsync_cli.sandbox.seed.Sandbox` seeded alike. Both must
+twice: to a ``MockWorld`` and to a running :class:`~docsync_sandbox.seed.Sandbox` seeded alike. Both must
 answer with the same status, the same outcome at the client (the same error class, or none), a status reason
 where the other gives one, and a body of the same shape. Where they disagree the emulator is the reference (it is
 seeded from the design document); MockWorld is fixed, not the emulator.
@@ -27,10 +27,10 @@ import pytest
 from docsync_cli.config import load_settings
 from docsync_cli.crm.reasons import VALIDATION_REASON
 from docsync_cli.errors import DocsyncError
-from docsync_cli.sandbox.crm_profiles import DESIGN_DOC_FIELDS
-from docsync_cli.sandbox.seed import Sandbox
-from docsync_cli.services import Services, open_services
-from docsync_cli.transport import RetryPolicy
+from docsync_cli.sync.services import Services, open_services
+from docsync_cli.transport.http import RetryPolicy
+from docsync_sandbox.crm_profiles import DESIGN_DOC_FIELDS
+from docsync_sandbox.seed import Sandbox
 from tests.mock_world import CRM, ESPO_KEY, FILES, MGMT, MGMT_KEY, XAI_KEY, MockWorld
 
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\n%%EOF\n"

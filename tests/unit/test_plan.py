@@ -1,4 +1,4 @@
-"""The pure planner (``docsync_cli.plan``): every branch of ``why_work``, run selection, deletion caps and the
+"""The pure planner (``docsync_cli.sync.plan``): every branch of ``why_work``, run selection, deletion caps and the
 per-document plan. No I/O; every test builds its snapshots with the small builders below."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from docsync_cli.model import (
     Reason,
     RemoteMember,
 )
-from docsync_cli.plan import (
+from docsync_cli.sync.plan import (
     candidate_collections,
     cleanup_steps,
     deletion_steps,

@@ -10,8 +10,8 @@ import pytest
 
 from docsync_cli.errors import UnsafePlan
 from docsync_cli.model import PROCESSED, CrmDocument, DeleteLimits, LocalRecord, RemoteMember
-from docsync_cli.plan import plan_gone, plan_run
-from docsync_cli.plan_changes import edited_since_sync, feed_since, link_drift, listing_due, verified_by_listing
+from docsync_cli.sync.plan import plan_gone, plan_run
+from docsync_cli.sync.plan_feeds import edited_since_sync, feed_since, link_drift, listing_due, verified_by_listing
 
 SHA = "a" * 64
 

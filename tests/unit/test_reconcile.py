@@ -1,4 +1,4 @@
-"""``docsync_cli.reconcile.DocumentReconciler``: one document brought in step under its lock, end to end at the
+"""``docsync_cli.sync.step.DocumentReconciler``: one document brought in step under its lock, end to end at the
 transport (the ``world``/``run`` fixtures of ``conftest.py`` over ``tests/mock_world.MockWorld``): the requests in
 order, make-before-break, document failures, the processing wait, edits by people during the sync, secrets."""
 
@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from docsync_cli.outcome import run_code
-from docsync_cli.xai import name_prefix
+from docsync_cli.xai.client import name_prefix
 from tests.mock_world import (
     ESPO_KEY,
     INSTALLATION,

@@ -68,7 +68,8 @@ def test_check_loads_its_settings_through_the_command_context(echo_server: str, 
     """The same path as every other command (``cli.Context.settings``), which installs the log redaction."""
     import typer
 
-    from docsync_cli import cli, logs
+    from docsync_cli.cli import app as cli
+    from docsync_cli.cli import logs
 
     config = tmp_path / "config.toml"
     config.write_text("# everything from the environment\n")
@@ -166,7 +167,7 @@ def test_preview_tools_decide_by_availability_not_by_their_text() -> None:
 
 def test_the_state_dir_line_shows_the_problem_and_its_fix_as_root() -> None:
     from docsync_cli.reports.check import state_dir_line
-    from docsync_cli.statedir import StateDirProblem
+    from docsync_cli.state.directory import StateDirProblem
 
     state_dir = Path("/var/lib/docsync")  # the line itself names the directory: "✗ state directory /var/lib/..."
     assert state_dir_line(StateDirProblem(state_dir, "is owned by root (uid 0)", "chown -R a:b /var/lib/docsync")) \
@@ -196,7 +197,7 @@ def test_every_check_passes_against_the_emulators(tmp_path: Path) -> None:
     from docsync_cli.config import load_settings
     from docsync_cli.outcome import EXIT_OK
     from docsync_cli.reports.check import run_checks
-    from docsync_cli.sandbox.seed import Sandbox, corpus_dir
+    from docsync_sandbox.seed import Sandbox, corpus_dir
 
     with Sandbox(processing_delay=0.0) as sandbox:
         sandbox.seed_firm(corpus_dir())

@@ -11,7 +11,7 @@ import pytest
 from docsync_cli.config import Settings, load_settings
 from docsync_cli.errors import UsageError
 from docsync_cli.reports.explain import explain_document
-from docsync_cli.sandbox.seed import Sandbox, SeededFirm, corpus_dir
+from docsync_sandbox.seed import Sandbox, SeededFirm, corpus_dir
 
 
 class Collected:

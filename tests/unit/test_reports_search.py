@@ -13,7 +13,7 @@ from docsync_cli.errors import NotFoundError, UsageError
 from docsync_cli.model import CrmDocument, LocalRecord
 from docsync_cli.reports.search import Resolver, local_collections, local_file_owners
 from docsync_cli.state import StateStore
-from docsync_cli.xai_answers import SearchHit
+from docsync_cli.xai.answers import SearchHit
 
 
 class FakeEspo:

@@ -20,8 +20,8 @@ from docsync_cli.reports.status import (
     waiting_counts,
     where_equals,
 )
-from docsync_cli.sandbox.seed import Sandbox, corpus_dir
 from docsync_cli.state import StreamFeed
+from docsync_sandbox.seed import Sandbox, corpus_dir
 
 # -- where items ------------------------------------------------------------------------------------
 

@@ -8,12 +8,12 @@ import random
 from pathlib import Path
 
 from docsync_cli.config import load_settings
-from docsync_cli.findability import CollectionProbe
 from docsync_cli.model import CrmDocument
+from docsync_cli.reports.findability import CollectionProbe
 from docsync_cli.reports.probe import DocumentProbe, probe_document, verdict
 from docsync_cli.reports.search import Owner
 from docsync_cli.reports.verify import VerifyReport, sample_candidates, verify_json
-from docsync_cli.xai_answers import SearchHit
+from docsync_cli.xai.answers import SearchHit
 
 
 def doc(doc_id: str, **changes: object) -> CrmDocument:

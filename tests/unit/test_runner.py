@@ -20,11 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from docsync_cli.config import Settings, load_settings
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, LockHeld
-from docsync_cli.history import History
 from docsync_cli.locks import FileLocks
 from docsync_cli.model import DocResult, Outcome, Preview, PreviewFailure, RunOptions, RunSummary
-from docsync_cli.runner import PreviewNote, SyncRun, preview_note, remember_previews, sweep_temp
 from docsync_cli.state import INSTALLATION_FILE, installation_id
+from docsync_cli.state.history import History
+from docsync_cli.sync.run import PreviewNote, SyncRun, preview_note, remember_previews, sweep_temp
 from docsync_cli.timestamps import parse_timestamp
 from tests.redis_server import RedisServer, require_redis_server
 

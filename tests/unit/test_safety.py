@@ -16,11 +16,11 @@ from docsync_cli.config import load_settings
 from docsync_cli.crm.auth import build_http_client as espo_http
 from docsync_cli.crm.client import EspoClient
 from docsync_cli.errors import ConfigError, LocalEnvironmentError, RejectedError
-from docsync_cli.history import History
 from docsync_cli.preview.child import child_env
 from docsync_cli.state import StateStore, installation_id
-from docsync_cli.transport import RetryPolicy, ServiceClient
-from docsync_cli.xai import XaiClient, build_http_client, is_service_id, segment
+from docsync_cli.state.history import History
+from docsync_cli.transport.http import RetryPolicy, ServiceClient
+from docsync_cli.xai.client import XaiClient, build_http_client, is_service_id, segment
 
 KEY = "xai-" + "Ab3" * 27  # the shape of a real xAI key
 
@@ -53,7 +53,7 @@ def test_ordinary_messages_and_xais_masked_form_stay_readable() -> None:
 
 
 def test_log_lines_and_tracebacks_of_any_logger_pass_the_scrubber(caplog: pytest.LogCaptureFixture) -> None:
-    from docsync_cli.cli import _REDACTOR
+    from docsync_cli.cli.app import _REDACTOR
 
     logger = logging.getLogger("stamina")
     logger.addFilter(_REDACTOR)
@@ -75,7 +75,7 @@ def test_printable_drops_control_and_bidi_characters_and_clips() -> None:
 
 
 def test_history_never_stores_a_key(tmp_path: Path) -> None:
-    from docsync_cli.history import RunRecord
+    from docsync_cli.state.history import RunRecord
 
     history = History(tmp_path)
     history.record(RunRecord(started_at="2025-01-01T00:00:00Z", finished_at="2025-01-01T00:00:01Z",

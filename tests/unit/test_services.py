@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from docsync_cli import xai
 from docsync_cli.config import Settings, load_settings
 from docsync_cli.crm import reasons
 from docsync_cli.model import DeleteLimits, EngineSettings, LinkRule
-from docsync_cli.services import engine_settings, open_services, throttle_limit
-from docsync_cli.transport import RetryPolicy
+from docsync_cli.sync.services import engine_settings, open_services, throttle_limit
+from docsync_cli.transport.http import RetryPolicy
+from docsync_cli.xai import client as xai
 
 CRM = "http://crm.test"
 ENV = {"ESPOCRM_URL": CRM, "ESPOCRM_API_KEY": "espo-key-1234", "XAI_API_KEY": "xai-key-1234",

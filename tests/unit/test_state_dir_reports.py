@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from docsync_cli.errors import LocalEnvironmentError
-from docsync_cli.history import History
 from docsync_cli.locks import FileLocks
 from docsync_cli.reports.search import local_collections
 from docsync_cli.reports.shared import open_history, read_local_record
 from docsync_cli.state import StateStore
+from docsync_cli.state.history import History
 from tests.as_nobody import in_a_child_as_nobody
 
 

@@ -1,11 +1,11 @@
-"""``docsync_cli.statedir``: the state directory's problem as structured parts, and the one message a run fails
+"""``docsync_cli.state.directory``: the state directory's problem as structured parts, and the one message a run fails
 with. The reports on a directory the user cannot enter are in test_state_dir_reports.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from docsync_cli.statedir import StateDirProblem, state_dir_problem
+from docsync_cli.state.directory import StateDirProblem, state_dir_problem
 
 
 def test_a_problem_reads_as_one_message_with_its_fix() -> None:

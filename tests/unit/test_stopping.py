@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from docsync_cli.stopping import stop_on_signals
+from docsync_cli.sync.stopping import stop_on_signals
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from docsync_cli import ui
+from docsync_cli.cli import views as ui
 from docsync_cli.model import DocResult, Outcome, RunPlan, RunSummary
 
 

@@ -1,4 +1,4 @@
-"""``docsync_cli.throttle.Throttle``: requests in flight (AIMD), the request-rate cap after an overload and the
+"""``transport.throttle.Throttle``: requests in flight (AIMD), the request-rate cap after an overload and the
 shared ``Retry-After`` pause. The rate tests read the clock from a fake; the thread tests use real threads."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from docsync_cli import throttle as throttle_module
-from docsync_cli.throttle import Throttle
+from docsync_cli.transport import throttle as throttle_module
+from docsync_cli.transport.throttle import Throttle
 
 
 @pytest.fixture

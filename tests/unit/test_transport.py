@@ -1,4 +1,4 @@
-"""``docsync_cli.transport.ServiceClient``: classification into the error tree, what is retried and what is
+"""``docsync_cli.transport.http.ServiceClient``: classification into the error tree, what is retried and what is
 not, ``Retry-After``, redirects, the overall deadline and how it drives the throttle (the throttle's own logic:
 test_throttle.py). Stubs are pytest-httpx responses (or an ``httpx.MockTransport`` where the body has to drip
 slowly); nothing really sleeps."""
@@ -26,8 +26,8 @@ from docsync_cli.errors import (
     TransientHttpError,
 )
 from docsync_cli.outcome import error_code
-from docsync_cli.throttle import Throttle
-from docsync_cli.transport import RetryPolicy, ServiceClient, parse_retry_after, short
+from docsync_cli.transport.http import RetryPolicy, ServiceClient, parse_retry_after, short
+from docsync_cli.transport.throttle import Throttle
 
 BASE = "https://svc.example"
 URL = f"{BASE}/v1/things"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from docsync_cli import ui
+from docsync_cli.cli import views as ui
 from docsync_cli.config import load_settings
 
 CONFIGURED = "plain-configured-key-77"  # no echoed-key shape: only the settings know it is a secret

@@ -1,4 +1,4 @@
-"""``docsync_cli.upload.Uploads`` at the transport (``MockWorld``): an upload whose answer was lost is looked up
+"""``docsync_cli.sync.uploads.Uploads`` at the transport (``MockWorld``): an upload whose answer was lost is looked up
 by its marked name and adopted, never blindly repeated; a truncated upload is deleted; an upload nothing may point
 at is rolled back out of its collections."""
 
@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from docsync_cli.model import Content, CrmDocument, LocalRecord
-from docsync_cli.services import Services
 from docsync_cli.state import StateStore
-from docsync_cli.upload import Uploads
-from docsync_cli.xai import name_prefix
+from docsync_cli.sync.services import Services
+from docsync_cli.sync.uploads import Uploads
+from docsync_cli.xai.client import name_prefix
 from tests.fakes import NullLocks
 from tests.mock_world import (
     INSTALLATION,

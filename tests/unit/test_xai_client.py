@@ -1,4 +1,4 @@
-"""``docsync_cli.xai.XaiClient`` against pytest-httpx stubs shaped like the xAI contract (``docs/contracts.md``): the
+"""``xai.client.XaiClient`` against pytest-httpx stubs shaped like the xAI contract (``docs/contracts.md``): the
 two hosts and their keys (§1), multipart upload with docsync's marked name (§5.1), the files listing filter and its
 short-page end (§5.2), deletes and removals where 404 means done (§5.4, §7.7), field definitions (§6.4, §9), adding
 with fields (§7.1), ``documents:batchGet`` (§7.5) and collection document paging (§7.3)."""
@@ -18,9 +18,10 @@ from pytest_httpx import HTTPXMock
 
 from docsync_cli.config import load_settings
 from docsync_cli.errors import AmbiguousWriteError, AuthError, RejectedError
-from docsync_cli.services import open_services
-from docsync_cli.transport import RetryPolicy, ServiceClient
-from docsync_cli.xai import (
+from docsync_cli.sync.services import open_services
+from docsync_cli.transport.http import RetryPolicy, ServiceClient
+from docsync_cli.xai.answers import CollectionMember, XaiCollection, XaiFile
+from docsync_cli.xai.client import (
     XaiClient,
     build_http_client,
     name_prefix,
@@ -28,7 +29,6 @@ from docsync_cli.xai import (
     upload_name,
     xai_detail,
 )
-from docsync_cli.xai_answers import CollectionMember, XaiCollection, XaiFile
 
 FILES = "https://api.x.example"
 MGMT = "https://mgmt.x.example"

@@ -1,0 +1,373 @@
+"""The change feeds of a plain run: what changed in EspoCRM since the last run, at a cost of O(changes).
+
+EspoCRM contract §2.5 and §10.5-10.7. One plain run asks:
+
+* **Documents** where ``modifiedAt >= W - 2 min`` *or* the record says it needs work (``dateiStatus`` Neu,
+  Geändert, Fehler or empty; ``xaiSyncStatus`` not synced) — one ``or`` group, keyset-paged by
+  (``modifiedAt``, ``id``), ``X-No-Total``. ``W`` (the watermark) is the server's clock (HTTP ``Date``) at the
+  start of the last complete run, so the host's clock never matters; if the server's clock now reads earlier than
+  ``W`` it was set back and the feed starts from its current time instead.
+* **Linked records** (Accounts) where ``modifiedAt >= W - 2 min`` whose collection id changed → their documents
+  (``linkedWith``).
+* **Link changes**: ``Relate``/``Unrelate`` Stream notes from ``GlobalStream`` after the stored ``Note.number``
+  cursor, when the API user's role has that scope (found out once per run: 403 = no scope). Without it, link
+  changes wait for the next listing pass.
+* **Deletions**: one count-only request against this host's record count; on a mismatch, id-range counts
+  (bisection on the local ids, O(d · log N)) find the gone and the unseen ids.
+
+A **listing pass** (every ``sync.listing_interval_seconds``, the first run, every ``--full``) lists every Document
+instead (with ``accountsIds`` when the admin set ``noLoad: false`` on ``Document.accounts``), lists the linked
+records that carry a collection, and compares each document's collections with the ones it was synced into.
+
+Every record the feeds return is handed to the planner, which decides from the record and this host's memory
+whether it needs work (``plan.why_work``): docsync's own write-backs move ``modifiedAt`` and come back in the
+next feed, and the planner finds them in step (it knows what it wrote). The watermark, the note cursor and the
+linked records' collections are stored only when the run completed (:meth:`ChangeFeed.commit`): a run that stops
+early is asked again from the old watermark.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from docsync_cli.crm.client import EspoClient, id_range
+from docsync_cli.errors import AuthError, DocsyncError, HttpError, RunFatal
+from docsync_cli.model import CrmDocument, DateiStatus, EngineSettings, LocalRecord, SyncStatus
+from docsync_cli.state import StateStore, StreamFeed
+from docsync_cli.sync.plan import why_work
+from docsync_cli.sync.plan_feeds import edited_since_sync, feed_since, link_drift, listing_due
+from docsync_cli.xai.client import XaiClient
+
+log = logging.getLogger("docsync.changes")
+LINK_ENTITIES = {"accounts": "Account", "contacts": "Contact", "leads": "Lead", "opportunities": "Opportunity"}
+STREAM_TYPES = ("Relate", "Unrelate")
+STREAM_REASON = "linked records changed (Stream notes)"
+
+
+@dataclass
+class Changes:
+    docs: dict[str, CrmDocument] = field(default_factory=dict)  # candidates, by id
+    touched: dict[str, str] = field(default_factory=dict)  # document id -> why its links need a check
+    gone: list[LocalRecord] = field(default_factory=list)  # local records of documents deleted in EspoCRM
+    crm_total: int | None = None
+    listing: bool = False  # this run made a listing pass
+    notes: list[str] = field(default_factory=list)
+    pending: dict[str, str] = field(default_factory=dict)  # meta values stored once the run completed
+    pending_linked: dict[str, tuple[dict[str, str | None], bool]] = field(default_factory=dict)
+    feeds: dict[str, Any] = field(default_factory=dict)  # what `docsync status` shows
+    expected: dict[str, frozenset[str]] = field(default_factory=dict)  # --full: collections from the links
+
+    def add(self, doc: CrmDocument, touched: str | None = None) -> None:
+        self.docs[doc.id] = doc
+        if touched is not None:
+            self.touched.setdefault(doc.id, touched)
+
+
+class ChangeFeed:
+    def __init__(self, espo: EspoClient, xai: XaiClient, state: StateStore, settings: EngineSettings,
+                 wall: Callable[[], float]) -> None:
+        self.espo = espo
+        self.xai = xai
+        self.state = state
+        self.settings = settings
+        self.wall = wall
+        self._entities: dict[str, str] = {}  # link -> entity, as the metadata says (listing pass)
+
+    # -- one run ---------------------------------------------------------------------------------------
+
+    def gather(self, *, full: bool = False, keep_all: bool = False) -> Changes:
+        """Everything that may need work. ``keep_all`` (``--full``) returns every listed document."""
+        changes = Changes()
+        now = self.wall()
+        watermark = self.state.meta("watermark")
+        last = self.state.meta("last_listing")
+        listing = full or watermark is None or listing_due(float(last) if last else None, now,
+                                                           self.settings.listing_interval_seconds)
+        try:
+            previous = json.loads(self.state.meta("feeds") or "{}")
+        except ValueError:
+            previous = {}
+        changes.feeds = {**(previous if isinstance(previous, dict) else {}), "checked_at": now}
+        if listing:
+            self._resolve_link_entities(changes)
+        self._stream(changes, listing)
+        if listing:
+            self._listing_pass(changes, keep_all)
+            changes.pending["last_listing"] = repr(now)
+        else:
+            assert watermark is not None
+            self._document_feed(changes, watermark)
+            self._linked_feed(changes, watermark)
+        if self.espo.server_time is not None:
+            changes.pending["watermark"] = changes.pending.get("watermark", self.espo.server_time)
+        if not keep_all:
+            self._deletions(changes)
+        self.state.set_meta({"feeds": json.dumps(changes.feeds)})
+        return changes
+
+    def commit(self, changes: Changes) -> None:
+        """The run completed: later runs start from this one's watermark, cursor and linked records."""
+        for entity, (values, replace) in changes.pending_linked.items():
+            self.state.set_linked(entity, values, replace=replace)
+        if changes.pending:
+            self.state.set_meta(changes.pending)
+
+    # -- feeds -----------------------------------------------------------------------------------------
+
+    def _document_feed(self, changes: Changes, watermark: str) -> None:
+        since = feed_since(watermark, None)
+        first = True
+        while True:
+            where = [{"type": "or", "value": [
+                {"type": "greaterThanOrEquals", "attribute": "modifiedAt", "value": since},
+                need_work_where(self.espo.attributes)]}]
+            stepped = False
+            for record in self.espo.iter_keyset("Document", where, self.espo.list_attributes, by="modifiedAt"):
+                if first:
+                    first = False
+                    server_now = self.espo.server_time
+                    changes.pending["watermark"] = server_now or watermark
+                    if server_now is not None and server_now < watermark:
+                        # The server's clock was set back: ask again from its current time.
+                        log.warning("EspoCRM's clock reads %s, before the watermark %s; listing from there",
+                                    server_now, watermark)
+                        since = feed_since(watermark, server_now)
+                        stepped = True
+                        break
+                changes.add(self.espo.to_document(record))
+            if not stepped:
+                break
+        local = self.state.records_for(list(changes.docs))
+        for doc in list(changes.docs.values()):
+            edited = edited_since_sync(doc, local.get(doc.id))
+            if edited is not None:
+                changes.add(doc, edited)
+
+    def _link_rules(self) -> list[tuple[str, str, str]]:
+        """(link, Document's foreign entity, collection field) of the configured link rules. The entity is read
+        from the metadata by the listing pass and remembered (a custom link may point anywhere)."""
+        rules = []
+        for rule in self.settings.links:
+            entity = self._entities.get(rule.link) or self.state.meta(f"link_entity:{rule.link}")
+            rules.append((rule.link, entity or LINK_ENTITIES.get(rule.link, rule.link[:1].upper() + rule.link[1:]),
+                          rule.field))
+        return rules
+
+    def _resolve_link_entities(self, changes: Changes) -> None:
+        for rule in self.settings.links:
+            try:
+                entity = self.espo.link_entity(rule.link)
+            except RunFatal:
+                raise
+            except DocsyncError:
+                continue
+            if entity:
+                self._entities[rule.link] = entity
+                changes.pending[f"link_entity:{rule.link}"] = entity
+
+    def _linked_feed(self, changes: Changes, watermark: str) -> None:
+        since = feed_since(watermark, self.espo.server_time)
+        for link, entity, attr in self._link_rules():
+            known = self.state.linked(entity)
+            updates: dict[str, str | None] = {}
+            try:
+                records = list(self.espo.iter_keyset(
+                    entity, [{"type": "greaterThanOrEquals", "attribute": "modifiedAt", "value": since}],
+                    [attr], by="modifiedAt"))
+            except RunFatal:
+                raise
+            except DocsyncError as exc:
+                changes.notes.append(f"cannot list {entity} changes ({exc}); the next listing pass checks them")
+                continue
+            for record in records:
+                value = record.get(attr)
+                collection = value.strip() if isinstance(value, str) and value.strip() else None
+                if collection == known.get(str(record["id"])):
+                    continue
+                updates[str(record["id"])] = collection
+                where = [{"type": "linkedWith", "attribute": link, "value": [str(record["id"])]}]
+                for doc in self.espo.iter_keyset("Document", where, self.espo.list_attributes):
+                    changes.add(self.espo.to_document(doc), f"a linked {entity}'s collection changed")
+            if updates:
+                changes.pending_linked[entity] = (updates, False)
+
+    def _stream(self, changes: Changes, listing: bool) -> None:
+        cursor_text = self.state.meta("note_cursor")
+        cursor = int(cursor_text) if cursor_text and not listing else None
+        parents = sorted({entity for _, entity, _ in self._link_rules()})
+        user = self.espo.api_user
+        if user is not None and "GlobalStream" in user.disabled_scopes:
+            changes.feeds["stream"] = StreamFeed.NO_ACCESS  # the role says so (App/user): no request to be refused
+            return
+        try:
+            notes = self.espo.stream_notes(cursor, STREAM_TYPES, parents)
+        except AuthError as exc:
+            if exc.status != 403:
+                raise
+            changes.feeds["stream"] = StreamFeed.NO_ACCESS  # the role lacks the GlobalStream scope
+            return
+        except RunFatal:
+            raise
+        except HttpError as exc:
+            changes.feeds["stream"] = (StreamFeed.NO_ACCESS if exc.status == 403 else
+                                       StreamFeed.UNAVAILABLE.because(exc.status))
+            return
+        except DocsyncError as exc:
+            changes.feeds["stream"] = StreamFeed.UNAVAILABLE.because(exc)
+            return
+        changes.feeds["stream"] = StreamFeed.ACTIVE
+        numbers = [n.number for n in notes if n.number is not None]
+        newest = max(numbers, default=cursor or 0)
+        changes.pending["note_cursor"] = str(max(newest, cursor or 0))
+        if cursor is None:
+            return  # a new cursor (the listing pass covers what came before)
+        doc_ids = sorted({n.document_id for n in notes if n.document_id is not None})
+        for doc in self._documents(doc_ids):
+            changes.add(doc, STREAM_REASON)
+
+    def _documents(self, doc_ids: list[str]) -> Iterable[CrmDocument]:
+        for start in range(0, len(doc_ids), 100):
+            where = [{"type": "in", "attribute": "id", "value": doc_ids[start:start + 100]}]
+            for record in self.espo.iter_keyset("Document", where, self.espo.list_attributes):
+                yield self.espo.to_document(record)
+
+    # -- listing pass ----------------------------------------------------------------------------------
+
+    def _override_active(self) -> bool:
+        try:
+            return self.espo.accounts_override()
+        except RunFatal:
+            raise
+        except DocsyncError:
+            return False
+
+    def _listing_pass(self, changes: Changes, keep_all: bool) -> None:
+        changes.listing = True
+        override = any(link == "accounts" for link, _, _ in self._link_rules()) and self._override_active()
+        changes.feeds["accounts_override"] = override
+        select = self.espo.list_attributes + (["accountsIds"] if override else [])
+        maps: dict[str, dict[str, str]] = {}
+        via_links: dict[str, set[str]] = {}  # document id -> collections, for rules not carried by the listing
+        links_known = True
+        for link, entity, attr in self._link_rules():
+            try:
+                values = {str(r["id"]): str(r[attr]).strip() for r in self.espo.iter_keyset(
+                    entity, [{"type": "isNotNull", "attribute": attr}], [attr])
+                    if isinstance(r.get(attr), str) and r[attr].strip()}
+                maps[link] = values
+                changes.pending_linked[entity] = (dict(values), True)
+                if override and link == "accounts":
+                    continue
+                for record_id, collection in values.items():
+                    where = [{"type": "linkedWith", "attribute": link, "value": [record_id]}]
+                    for doc in self.espo.iter_keyset("Document", where, []):
+                        via_links.setdefault(str(doc["id"]), set()).add(collection)
+            except RunFatal:
+                raise
+            except DocsyncError as exc:
+                links_known = False
+                changes.notes.append(f"cannot list {entity} records ({exc}); link changes not checked this pass")
+        static = frozenset(self.settings.static_collections)
+        page: list[CrmDocument] = []
+
+        def flush() -> None:
+            local = self.state.records_for([d.id for d in page])
+            for doc in page:
+                expected = set(static) | via_links.get(doc.id, set())
+                if override and doc.accounts is not None:
+                    expected |= {maps["accounts"][a] for a in doc.accounts if a in maps["accounts"]}
+                drift = link_drift(local.get(doc.id), frozenset(expected)) if links_known else None
+                if keep_all and links_known:
+                    changes.expected[doc.id] = frozenset(expected)
+                if keep_all or drift is not None or why_work(doc, local.get(doc.id), full=False,
+                                                             explicit=False) is not None:
+                    changes.add(doc, drift)
+            page.clear()
+
+        total = 0
+        for record in self.espo.iter_keyset("Document", [], select):
+            page.append(self.espo.to_document(record))
+            total += 1
+            if len(page) >= 500:
+                flush()
+        flush()
+        changes.crm_total = total
+
+    # -- deletions -------------------------------------------------------------------------------------
+
+    def _deletions(self, changes: Changes) -> None:
+        """Count-only check; on a mismatch, bisect by id range to find gone and unseen documents."""
+        known = self.state.records_for(list(changes.docs))
+        unseen_candidates = sorted(i for i in changes.docs if i not in known)
+        try:
+            crm_total = self.espo.count_between(None, None) if changes.crm_total is None else changes.crm_total
+        except RunFatal:
+            raise
+        except DocsyncError as exc:
+            changes.notes.append(f"cannot count EspoCRM documents ({exc}); deletions are checked next run")
+            return
+        changes.crm_total = crm_total
+        local_total = self.state.count_between() + len(unseen_candidates)
+        if crm_total == local_total:
+            return
+        gone: list[str] = []
+        unseen: list[str] = []
+        self._bisect(None, None, crm_total, local_total, unseen_candidates, gone, unseen)
+        if unseen:
+            for doc in self._documents(unseen):
+                changes.add(doc)
+        records = self.state.records_for(gone)
+        changes.gone = [records[i] for i in gone if i in records]
+        if gone:
+            log.info("%d documents are gone from EspoCRM", len(gone))
+
+    def _bisect(self, low: str | None, high: str | None, crm_n: int, local_n: int, extra: list[str],
+                gone: list[str], unseen: list[str]) -> None:
+        if crm_n == local_n:
+            return  # (a deletion and a creation in the same range cancel out: the next listing pass sees it)
+        if crm_n <= self.espo.page_size or local_n <= 1:
+            remote = {str(r["id"]) for r in self.espo.iter_keyset("Document", id_range(low, high), [])}
+            mine = set(self.state.ids_between(low, high)) | set(in_range(extra, low, high))
+            gone += sorted(mine - remote)
+            unseen += sorted(remote - mine)
+            return
+        stored = self.state.count_between(low, high)
+        if stored >= 2:
+            middle = self.state.ids_between(low, high, offset=stored // 2, limit=1)[0]
+        else:
+            merged = sorted(set(self.state.ids_between(low, high)) | set(in_range(extra, low, high)))
+            middle = merged[len(merged) // 2]
+        left_local = self.state.count_between(low, middle) + len(in_range(extra, low, middle))
+        left_crm = self.espo.count_between(low, middle)
+        self._bisect(low, middle, left_crm, left_local, extra, gone, unseen)
+        self._bisect(middle, high, crm_n - left_crm, local_n - left_local, extra, gone, unseen)
+
+    def owned(self, record: LocalRecord) -> bool:
+        """Only a file this installation recorded as its own upload for this document is retired."""
+        if not record.xai_file_id:
+            return True
+        return self.state.owner(record.xai_file_id) == record.doc_id
+
+
+def need_work_where(attributes: Mapping[str, str]) -> dict[str, Any]:
+    """The records that say they need work (``attributes``: this CRM's attribute names): ``dateiStatus`` Neu,
+    Geändert, Fehler or empty, or an ``xaiSyncStatus`` other than synced."""
+    status = attributes["dateiStatus"]
+    waiting = [DateiStatus.NEU.value, DateiStatus.GEAENDERT.value, DateiStatus.FEHLER.value, ""]
+    unfinished = [s.value for s in SyncStatus if s is not SyncStatus.SYNCED]
+    return {"type": "or", "value": [
+        {"type": "in", "attribute": status, "value": waiting},
+        {"type": "isNull", "attribute": status},
+        {"type": "in", "attribute": attributes["xaiSyncStatus"], "value": unfinished}]}
+
+
+def in_range(ids: list[str], low: str | None, high: str | None) -> list[str]:
+    """The ids of the sorted ``ids`` with ``low <= id < high`` (None: an open end)."""
+    start = bisect.bisect_left(ids, low) if low is not None else 0
+    stop = bisect.bisect_left(ids, high) if high is not None else len(ids)
+    return ids[start:stop]
