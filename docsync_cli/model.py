@@ -21,6 +21,22 @@ class DateiStatus(StrEnum):
     FEHLER = "Fehler"
 
 
+class Field(StrEnum):
+    """The Document fields docsync reads and writes, by their logical names (the design document's): the one
+    spelling of them in docsync. This CRM's attribute names for them come from ``espocrm.fields`` (see
+    :class:`~docsync_cli.crm.schema.LearnedSchema`)."""
+
+    DATEI_STATUS = "dateiStatus"
+    MD5 = "md5"
+    SHA = "sha"
+    XAI_FILE_ID = "xaiFileId"
+    XAI_COLLECTIONS = "xaiCollections"
+    XAI_SYNCED_HASH = "xaiSyncedHash"
+    XAI_SYNC_STATUS = "xaiSyncStatus"
+    XAI_SYNC_ERROR = "xaiSyncError"
+    PREVIEW = "preview"
+
+
 class SyncStatus(StrEnum):
     PENDING = "pending"  # uploaded and added, xAI still processing: the next run finishes it
     SYNCING = "syncing"  # a run is working on the document right now (or crashed while doing so)

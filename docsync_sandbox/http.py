@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 server toolkit for the emulators: routing, a request journal and a fault script.
+"""A small HTTP/1.1 server toolkit for the emulators: routing, a request journal and a fault hook.
 
 Why not a web framework: the fault script needs to do things a framework hides, such as closing the socket
 after the state change was applied but before any byte of the answer, or dripping a body byte by byte.
@@ -7,10 +7,11 @@ after the state change was applied but before any byte of the answer, or drippin
 Pieces:
 
 * :class:`Request` / :class:`Response`: plain values handed to and returned by route handlers.
-* :class:`App`: a route table plus the journal and fault script; one emulator may own several listeners
+* :class:`App`: a route table plus the journal and fault hook; one emulator may own several listeners
   (xAI has two hosts) that share one state, so an :class:`App` is per listener and the state lives in the
   emulator object.
-* :class:`FaultScript`: rules matched by method, path regex and the n-th matching call.
+* :class:`FaultHook`: where a test's fault script (``tests/faults.py``) plugs in; the actions it may return
+  (:class:`Respond`, :class:`Delay`, :class:`Drip`, :class:`Drop`, :class:`Callback`) are carried out here.
 * :class:`Listener`: a ``ThreadingHTTPServer`` on ``127.0.0.1:0`` serving one :class:`App`.
 """
 
@@ -22,11 +23,11 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
@@ -36,8 +37,9 @@ __all__ = [
     "Drip",
     "Drop",
     "DropConnection",
-    "FaultRule",
-    "FaultScript",
+    "FaultAction",
+    "FaultHook",
+    "FaultSource",
     "HttpError",
     "JournalEntry",
     "Listener",
@@ -152,57 +154,27 @@ class Callback:
 FaultAction = Respond | Delay | Drip | Drop | Callback
 
 
-@dataclass
-class FaultRule:
-    action: FaultAction
-    method: str | None = None  # None matches any method
-    path: str = ".*"  # regex matched (fullmatch) against the decoded path
-    calls: Iterable[int] | None = None  # 1-based indexes among matching calls; None = every matching call
-    times: int | None = None  # fire at most this often
-    listener: str | None = None
-    seen: int = 0
-    fired: int = 0
+class FaultSource(Protocol):
+    """Whoever scripts faults (the tests' ``tests/faults.py``): the actions for one request, in order."""
 
-    def matches(self, request: Request) -> bool:
-        if self.listener is not None and request.listener != self.listener:
-            return False
-        if self.method is not None and request.method != self.method.upper():
-            return False
-        return re.fullmatch(self.path, request.path) is not None
+    def actions_for(self, request: Request) -> list[FaultAction]: ...
 
-    def consider(self, request: Request) -> bool:
-        """Count a matching call and say whether the rule fires for it."""
-        if not self.matches(request):
-            return False
-        self.seen += 1
-        if self.times is not None and self.fired >= self.times:
-            return False
-        if self.calls is not None and self.seen not in set(self.calls):
-            return False
-        self.fired += 1
-        return True
+    def clear(self) -> None: ...
 
 
-class FaultScript:
-    """An ordered list of rules; every rule that fires for a request contributes its action."""
+class FaultHook:
+    """Where an emulator asks for faults: none, until a test installs a :class:`FaultSource`."""
 
     def __init__(self) -> None:
-        self._rules: list[FaultRule] = []
-        self._lock = threading.Lock()
-
-    def add(self, action: FaultAction, **match: Any) -> FaultRule:
-        rule = FaultRule(action=action, **match)
-        with self._lock:
-            self._rules.append(rule)
-        return rule
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
+        self.source: FaultSource | None = None
 
     def actions_for(self, request: Request) -> list[FaultAction]:
-        with self._lock:
-            return [rule.action for rule in self._rules if rule.consider(request)]
+        source = self.source
+        return source.actions_for(request) if source is not None else []
+
+    def clear(self) -> None:
+        if self.source is not None:
+            self.source.clear()
 
 
 @dataclass
@@ -245,7 +217,7 @@ class App:
         name: str,
         *,
         journal: list[JournalEntry],
-        faults: FaultScript,
+        faults: FaultHook,
         journal_lock: threading.Lock,
         error_factory: Callable[[int, str], Response],
     ) -> None:
@@ -451,7 +423,7 @@ class Listener:
 
 
 class EmulatorBase:
-    """Shared plumbing of both emulators: one state lock, one journal, one fault script, N listeners.
+    """Shared plumbing of both emulators: one state lock, one journal, one fault hook, N listeners.
 
     Subclasses create their apps with :meth:`new_app`, register routes, and serve them with :meth:`start`.
     """
@@ -460,7 +432,7 @@ class EmulatorBase:
         self.lock = threading.RLock()  # guards the emulator's state; handlers take it
         self.journal: list[JournalEntry] = []
         self.journal_lock = threading.Lock()
-        self.faults = FaultScript()
+        self.faults = FaultHook()  # tests install their fault script here (tests/faults.py)
         self.apps: dict[str, App] = {}
         self.listeners: dict[str, Listener] = {}
 

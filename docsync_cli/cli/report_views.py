@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from docsync_cli.cli.views import LinePrinter, Scrubbed
+from docsync_cli.model import Field
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -37,7 +38,7 @@ def render_status(data: StatusReport, console: Scrubbed) -> None:
     documents = data["documents"]
     if documents["total"] is not None:
         table = Table(title=f"Documents ({documents['total']})", title_justify="left")
-        table.add_column("dateiStatus")
+        table.add_column(Field.DATEI_STATUS)
         table.add_column("count", justify="right")
         for name, count in documents["dateiStatus"].items():
             table.add_row(_cell(name), str(count))
@@ -45,7 +46,7 @@ def render_status(data: StatusReport, console: Scrubbed) -> None:
             table.add_row("(other)", str(documents["other_dateiStatus"]))
         console.print(table)
         table = Table(title="xAI sync", title_justify="left")
-        table.add_column("xaiSyncStatus")
+        table.add_column(Field.XAI_SYNC_STATUS)
         table.add_column("count", justify="right")
         for name, count in documents["xaiSyncStatus"].items():
             table.add_row(_cell(name), str(count))

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 
 from docsync_cli.config.messages import show as _show
 from docsync_cli.model import EngineSettings, LinkRule
+from docsync_cli.model import Field as DocumentField
 from docsync_cli.secrets import mask_url, scrub, variants
 
 if TYPE_CHECKING:
@@ -93,15 +94,15 @@ def url_password(url: str) -> str | None:
 class FieldNames(_Model):
     """EspoCRM ``Document`` attribute names docsync reads and writes (defaults = logical names)."""
 
-    dateiStatus: str = "dateiStatus"
-    md5: str = "md5"
-    sha: str = "sha"
-    xaiFileId: str = "xaiFileId"
-    xaiCollections: str = "xaiCollections"
-    xaiSyncedHash: str = "xaiSyncedHash"
-    xaiSyncStatus: str = "xaiSyncStatus"
-    xaiSyncError: str = "xaiSyncError"
-    preview: str = "preview"  # an image field; its id attribute is f"{preview}Id"
+    dateiStatus: str = DocumentField.DATEI_STATUS
+    md5: str = DocumentField.MD5
+    sha: str = DocumentField.SHA
+    xaiFileId: str = DocumentField.XAI_FILE_ID
+    xaiCollections: str = DocumentField.XAI_COLLECTIONS
+    xaiSyncedHash: str = DocumentField.XAI_SYNCED_HASH
+    xaiSyncStatus: str = DocumentField.XAI_SYNC_STATUS
+    xaiSyncError: str = DocumentField.XAI_SYNC_ERROR
+    preview: str = DocumentField.PREVIEW  # an image field; its id attribute is f"{preview}Id"
 
     @field_validator("*")
     @classmethod

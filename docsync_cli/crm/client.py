@@ -32,7 +32,7 @@ from docsync_cli.crm.fields import FieldSchema
 from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, refused_write
 from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, parse_api_user
 from docsync_cli.errors import AuthError, DocsyncError, RejectedError
-from docsync_cli.model import CrmDocument
+from docsync_cli.model import CrmDocument, Field
 from docsync_cli.secrets import printable
 from docsync_cli.timestamps import espo_time
 from docsync_cli.transport.http import ServiceClient, short
@@ -347,7 +347,7 @@ class EspoClient:
         data_uri = "data:image/webp;base64," + base64.b64encode(webp).decode()
         body = {"name": printable(name) or "preview.webp",  # no CR/LF, NUL or bidi overrides in the name
                 "type": "image/webp", "role": "Attachment", "relatedType": "Document",
-                "field": self.attributes["preview"], "file": data_uri}
+                "field": self.attributes[Field.PREVIEW], "file": data_uri}
         # A lost answer leaves at most an unattached attachment, which EspoCRM's cleanup job removes.
         record = self.service.json("POST", "Attachment", json_body=body, safe_to_repeat=True)
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from docsync_cli.model import Field
+
 DOCUMENT = "Document"
 ACCOUNT = "Account"
 
@@ -31,21 +33,21 @@ XAI_SYNC_STATUS_OPTIONS = ["", "pending", "syncing", "synced", "failed"]
 
 REQUIRED_FIELDS: dict[str, dict[str, object]] = {
     # Workflow status shown to users; docsync sets Gesynct/Fehler, users (or a formula) set Neu/Geändert.
-    "dateiStatus": {"type": "enum", "options": DATEI_STATUS_OPTIONS, "default": "Neu"},
+    Field.DATEI_STATUS: {"type": "enum", "options": DATEI_STATUS_OPTIONS, "default": "Neu"},
     # Hex digests of the attached file, written after each download.
-    "md5": {"type": "varchar", "maxLength": 32},
-    "sha": {"type": "varchar", "maxLength": 64},
+    Field.MD5: {"type": "varchar", "maxLength": 32},
+    Field.SHA: {"type": "varchar", "maxLength": 64},
     # The xAI file id of the uploaded copy.
-    "xaiFileId": {"type": "varchar", "maxLength": 100, "duplicateIgnore": True},
+    Field.XAI_FILE_ID: {"type": "varchar", "maxLength": 100, "duplicateIgnore": True},
     # The xAI collection ids the file is in.
-    "xaiCollections": {"type": "array", "storeArrayValues": True, "duplicateIgnore": True},
+    Field.XAI_COLLECTIONS: {"type": "array", "storeArrayValues": True, "duplicateIgnore": True},
     # SHA-256 of the content that is in xAI: differs from ``sha`` while an update is pending.
-    "xaiSyncedHash": {"type": "varchar", "maxLength": 64, "duplicateIgnore": True},
-    "xaiSyncStatus": {"type": "enum", "options": XAI_SYNC_STATUS_OPTIONS, "default": "", "duplicateIgnore": True},
+    Field.XAI_SYNCED_HASH: {"type": "varchar", "maxLength": 64, "duplicateIgnore": True},
+    Field.XAI_SYNC_STATUS: {"type": "enum", "options": XAI_SYNC_STATUS_OPTIONS, "default": "", "duplicateIgnore": True},
     # The last error in one line (no secrets, no document content).
-    "xaiSyncError": {"type": "text", "duplicateIgnore": True},
+    Field.XAI_SYNC_ERROR: {"type": "text", "duplicateIgnore": True},
     # WebP preview of the first page.
-    "preview": {"type": "image"},
+    Field.PREVIEW: {"type": "image"},
 }
 """Custom ``Document`` fields, by logical name. The xai* fields say ``duplicateIgnore``: EspoCRM's "Duplicate"
 leaves them empty in the copy, so a copied record never claims the original's xAI file (docsync checks ownership
@@ -61,35 +63,35 @@ FIELDS_BY_ENTITY: dict[str, dict[str, dict[str, object]]] = {DOCUMENT: REQUIRED_
 
 _LABELS: dict[str, dict[str, str]] = {
     "de_DE": {
-        "dateiStatus": "Datei-Status",
-        "md5": "MD5",
-        "sha": "SHA-256",
-        "xaiFileId": "xAI-Datei-ID",
-        "xaiCollections": "xAI-Collections",
-        "xaiSyncedHash": "xAI: synchronisierter Hash",
-        "xaiSyncStatus": "xAI-Sync-Status",
-        "xaiSyncError": "xAI-Sync-Fehler",
-        "preview": "Vorschau",
+        Field.DATEI_STATUS: "Datei-Status",
+        Field.MD5: "MD5",
+        Field.SHA: "SHA-256",
+        Field.XAI_FILE_ID: "xAI-Datei-ID",
+        Field.XAI_COLLECTIONS: "xAI-Collections",
+        Field.XAI_SYNCED_HASH: "xAI: synchronisierter Hash",
+        Field.XAI_SYNC_STATUS: "xAI-Sync-Status",
+        Field.XAI_SYNC_ERROR: "xAI-Sync-Fehler",
+        Field.PREVIEW: "Vorschau",
         "xaiCollectionId": "xAI-Collection-ID",
     },
     "en_US": {
-        "dateiStatus": "File Status",
-        "md5": "MD5",
-        "sha": "SHA-256",
-        "xaiFileId": "xAI File ID",
-        "xaiCollections": "xAI Collections",
-        "xaiSyncedHash": "xAI Synced Hash",
-        "xaiSyncStatus": "xAI Sync Status",
-        "xaiSyncError": "xAI Sync Error",
-        "preview": "Preview",
+        Field.DATEI_STATUS: "File Status",
+        Field.MD5: "MD5",
+        Field.SHA: "SHA-256",
+        Field.XAI_FILE_ID: "xAI File ID",
+        Field.XAI_COLLECTIONS: "xAI Collections",
+        Field.XAI_SYNCED_HASH: "xAI Synced Hash",
+        Field.XAI_SYNC_STATUS: "xAI Sync Status",
+        Field.XAI_SYNC_ERROR: "xAI Sync Error",
+        Field.PREVIEW: "Preview",
         "xaiCollectionId": "xAI Collection ID",
     },
 }
 
 _OPTION_LABELS: dict[str, dict[str, dict[str, str]]] = {
     "de_DE": {
-        "dateiStatus": {"": "", "Neu": "Neu", "Geändert": "Geändert", "Gesynct": "Gesynct", "Fehler": "Fehler"},
-        "xaiSyncStatus": {
+        Field.DATEI_STATUS: {"": "", "Neu": "Neu", "Geändert": "Geändert", "Gesynct": "Gesynct", "Fehler": "Fehler"},
+        Field.XAI_SYNC_STATUS: {
             "": "",
             "pending": "Ausstehend",
             "syncing": "Wird synchronisiert",
@@ -98,8 +100,8 @@ _OPTION_LABELS: dict[str, dict[str, dict[str, str]]] = {
         },
     },
     "en_US": {
-        "dateiStatus": {"": "", "Neu": "New", "Geändert": "Changed", "Gesynct": "Synced", "Fehler": "Error"},
-        "xaiSyncStatus": {
+        Field.DATEI_STATUS: {"": "", "Neu": "New", "Geändert": "Changed", "Gesynct": "Synced", "Fehler": "Error"},
+        Field.XAI_SYNC_STATUS: {
             "": "",
             "pending": "Pending",
             "syncing": "Syncing",
@@ -162,21 +164,21 @@ def i18n_labels(names: Mapping[str, str], language: str = "de_DE", entity: str =
 
 
 WRITTEN_OPTIONS: dict[str, tuple[str, ...]] = {
-    "dateiStatus": ("Gesynct", "Fehler"),
-    "xaiSyncStatus": ("syncing", "synced", "failed"),
+    Field.DATEI_STATUS: ("Gesynct", "Fehler"),
+    Field.XAI_SYNC_STATUS: ("syncing", "synced", "failed"),
 }
 """The enum options docsync writes: a field without one of them cannot be used (``sync`` refuses to start)."""
 
-READ_OPTIONS: dict[str, tuple[str, ...]] = {"dateiStatus": ("Neu", "Geändert")}
+READ_OPTIONS: dict[str, tuple[str, ...]] = {Field.DATEI_STATUS: ("Neu", "Geändert")}
 """Options people (or a formula) set and docsync reads: missing ones are a hint, not a failure."""
 
-OFFERED_OPTIONS: dict[str, tuple[str, ...]] = {"xaiSyncStatus": ("pending",)}
+OFFERED_OPTIONS: dict[str, tuple[str, ...]] = {Field.XAI_SYNC_STATUS: ("pending",)}
 """Options docsync uses when they exist: ``pending`` (uploaded, xAI still indexing) is otherwise written as
 ``syncing``; this host's state keeps the difference."""
 
 FALLBACK_OPTIONS: dict[str, tuple[str, ...]] = {
-    "dateiStatus": ("Neu", "Geändert", "Gesynct", "Fehler"),
-    "xaiSyncStatus": ("syncing", "synced", "failed"),
+    Field.DATEI_STATUS: ("Neu", "Geändert", "Gesynct", "Fehler"),
+    Field.XAI_SYNC_STATUS: ("syncing", "synced", "failed"),
 }
 """The design document's options: what docsync assumes when the field definitions cannot be read."""
 
@@ -243,7 +245,7 @@ def inspect_fields(metadata_fields: Mapping[str, Any] | None, names: Mapping[str
         if not isinstance(actual, Mapping):
             _add(problems, problem_fields, logical, _missing(entity, logical, name, label, wanted, present))
             continue
-        kinds = PREVIEW_TYPES if logical == "preview" else (str(wanted["type"]),)
+        kinds = PREVIEW_TYPES if logical == Field.PREVIEW else (str(wanted["type"]),)
         if actual.get("type") not in kinds:
             need = " or ".join(repr(kind) for kind in kinds)
             _add(problems, problem_fields, logical,
@@ -252,7 +254,7 @@ def inspect_fields(metadata_fields: Mapping[str, Any] | None, names: Mapping[str
                 f"{entity} > Fields, or point espocrm.fields.{logical} at a field of that type"
             )
             continue
-        if logical == "preview":
+        if logical == Field.PREVIEW:
             preview_type = str(actual.get("type"))
         if wanted["type"] == "enum":
             have = [str(option) for option in _as_list(actual.get("options"))]

@@ -21,7 +21,7 @@ from typing import Any
 
 from docsync_cli.crm.fields import FieldSchema, inspect_fields
 from docsync_cli.errors import RejectedError, SetupError
-from docsync_cli.model import CrmDocument, SyncStatus
+from docsync_cli.model import CrmDocument, Field, SyncStatus
 from docsync_cli.secrets import printable, scrub
 
 log = logging.getLogger("docsync.espocrm")
@@ -70,6 +70,8 @@ def parse_api_user(answer: Any) -> ApiUser:
         denied=frozenset((str(s), str(a)) for s, rights in (table or {}).items() if isinstance(rights, dict)
                          for a, level in rights.items() if level in ("no", False)))
 
+KNOWN_FIELDS = frozenset(Field)
+
 
 class LearnedSchema:
     """``configured`` are the configured attribute names (logical name -> attribute name)."""
@@ -77,7 +79,7 @@ class LearnedSchema:
     def __init__(self, configured: Mapping[str, str]) -> None:
         self.configured = dict(configured)
         self.attributes = dict(configured)  # logical name -> attribute name
-        self.preview_attr = f"{self.attributes['preview']}Id"
+        self.preview_attr = f"{self.attributes[Field.PREVIEW]}Id"
         self.fields = FieldSchema(names=dict(configured), known=False)
         self.page_size = PAGE  # documents per list request: min(200, App/user settings.recordListMaxSizeLimit)
         self.api_user: ApiUser | None = None  # App/user's API user, None until read (the change feeds read its ACL)
@@ -92,7 +94,7 @@ class LearnedSchema:
         schema = inspect_fields(metadata if isinstance(metadata, dict) and metadata else None, self.configured)
         if schema.known:
             self.attributes.update(schema.names)
-            self.preview_attr = f"{self.attributes['preview']}Id"
+            self.preview_attr = f"{self.attributes[Field.PREVIEW]}Id"
             found = {logical: name for logical, name in schema.names.items()
                      if name != self.configured.get(logical, logical)}
             if found:  # one line per run, not one per field: a timer runs this every minute
@@ -134,7 +136,12 @@ class LearnedSchema:
 
     def update_body(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """:meth:`writable` ``values`` under this CRM's attribute names. The boundary: nothing docsync writes into
-        the CRM carries a secret (xaiSyncError holds server text)."""
+        the CRM carries a secret (xaiSyncError holds server text). A name that is neither one of docsync's fields
+        (:class:`~docsync_cli.model.Field`) nor the preview's attachment attribute is refused with ``ValueError``
+        before anything is sent: EspoCRM would drop it silently with 200 (EspoCRM contract §11.1)."""
+        unknown = sorted(str(key) for key in values if key not in KNOWN_FIELDS and key != self.preview_attr)
+        if unknown:
+            raise ValueError(f"docsync does not write the Document attribute(s) {', '.join(unknown)}")
         return {self.attributes.get(key, key): scrub(value) if isinstance(value, str) else value
                 for key, value in self.writable(values).items()}
 
@@ -142,8 +149,7 @@ class LearnedSchema:
     def list_attributes(self) -> list[str]:
         """The attributes a Document listing selects: everything :meth:`to_document` reads."""
         names = ["id", "name", "modifiedAt", "fileId", "fileName", "versionNumber", self.preview_attr]
-        names += [self.attributes[key] for key in ("dateiStatus", "md5", "sha", "xaiFileId", "xaiCollections",
-                                                   "xaiSyncedHash", "xaiSyncStatus", "xaiSyncError")]
+        names += [self.attributes[key] for key in Field if key is not Field.PREVIEW]
         return names
 
     # -- the wire -> docsync's model ------------------------------------------------------------------
@@ -162,7 +168,7 @@ class LearnedSchema:
             problems.append(f"{attr} has an unexpected type ({type(value).__name__})")
             return None
 
-        collections_attr = self.attributes["xaiCollections"]
+        collections_attr = self.attributes[Field.XAI_COLLECTIONS]
         collections = _collections(record.get(collections_attr), collections_attr, problems)
         version = record.get("versionNumber")
         return CrmDocument(
@@ -171,14 +177,14 @@ class LearnedSchema:
             modified_at=text("modifiedAt") or "",
             file_id=text("fileId"),
             file_name=printable(text("fileName")) or None,
-            datei_status=text(self.attributes["dateiStatus"]),
-            md5=text(self.attributes["md5"]),
-            sha=text(self.attributes["sha"]),
-            xai_file_id=text(self.attributes["xaiFileId"]),
+            datei_status=text(self.attributes[Field.DATEI_STATUS]),
+            md5=text(self.attributes[Field.MD5]),
+            sha=text(self.attributes[Field.SHA]),
+            xai_file_id=text(self.attributes[Field.XAI_FILE_ID]),
             xai_collections=collections,
-            xai_synced_hash=text(self.attributes["xaiSyncedHash"]),
-            xai_sync_status=text(self.attributes["xaiSyncStatus"]),
-            xai_sync_error=text(self.attributes["xaiSyncError"]),
+            xai_synced_hash=text(self.attributes[Field.XAI_SYNCED_HASH]),
+            xai_sync_status=text(self.attributes[Field.XAI_SYNC_STATUS]),
+            xai_sync_error=text(self.attributes[Field.XAI_SYNC_ERROR]),
             preview_id=text(self.preview_attr),
             version=version if isinstance(version, int) and not isinstance(version, bool) else None,
             problems=tuple(problems),

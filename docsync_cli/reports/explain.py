@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from docsync_cli.config import Settings
 from docsync_cli.errors import DocsyncError, NotFoundError
-from docsync_cli.model import UNKNOWN, CrmDocument, DateiStatus, LocalRecord
+from docsync_cli.model import UNKNOWN, CrmDocument, DateiStatus, Field, LocalRecord
 from docsync_cli.reports.findability import CollectionProbe
 from docsync_cli.reports.probe import DocumentProbe, preview_service, probe_document, verdict
 from docsync_cli.reports.search import Resolver, describe
@@ -43,10 +43,12 @@ def explain_document(settings: Settings, doc_id: str, out: Lines, *, probe: bool
         rows = [
             ("modifiedAt", doc.modified_at or "-"),
             ("file", f"{doc.file_name or '-'} (attachment {doc.file_id})" if doc.file_id else "no file attached"),
-            (f["dateiStatus"], doc.datei_status or "(leer)"), (f["xaiSyncStatus"], doc.xai_sync_status or "(leer)"),
-            (f["md5"], doc.md5 or "-"), (f["sha"], doc.sha or "-"), (f["xaiSyncedHash"], doc.xai_synced_hash or "-"),
-            (f["xaiFileId"], doc.xai_file_id or "-"), (f["xaiCollections"], ", ".join(doc.xai_collections) or "-"),
-            (services.espo.preview_attr, doc.preview_id or "-"), (f["xaiSyncError"], doc.xai_sync_error or "-"),
+            (f[Field.DATEI_STATUS], doc.datei_status or "(leer)"),
+            (f[Field.XAI_SYNC_STATUS], doc.xai_sync_status or "(leer)"),
+            (f[Field.MD5], doc.md5 or "-"), (f[Field.SHA], doc.sha or "-"),
+            (f[Field.XAI_SYNCED_HASH], doc.xai_synced_hash or "-"), (f[Field.XAI_FILE_ID], doc.xai_file_id or "-"),
+            (f[Field.XAI_COLLECTIONS], ", ".join(doc.xai_collections) or "-"),
+            (services.espo.preview_attr, doc.preview_id or "-"), (f[Field.XAI_SYNC_ERROR], doc.xai_sync_error or "-"),
         ]
         if doc.problems:
             rows.append(("problems", "; ".join(doc.problems)))

@@ -13,8 +13,9 @@ import json
 from typing import Any, TypedDict
 
 from docsync_cli.config import Settings, redact
+from docsync_cli.crm import queries
 from docsync_cli.errors import DocsyncError, RejectedError
-from docsync_cli.model import CrmDocument, DateiStatus, LocalRecord, SyncStatus
+from docsync_cli.model import CrmDocument, DateiStatus, Field, LocalRecord, SyncStatus
 from docsync_cli.reports.shared import open_history, read_local_records, report_services
 from docsync_cli.state import ReadOnlyState, StreamFeed, peek_installation_id
 from docsync_cli.sync.plan import why_work
@@ -127,11 +128,8 @@ class StatusReport(TypedDict):
 
 
 def where_equals(attribute: str, value: str) -> dict[str, Any]:
-    """An EspoCRM where item: ``attribute`` equals ``value``; :data:`EMPTY` means NULL or empty text."""
-    if value == EMPTY:
-        return {"type": "or", "value": [{"type": "isNull", "attribute": attribute},
-                                        {"type": "equals", "attribute": attribute, "value": ""}]}
-    return {"type": "equals", "attribute": attribute, "value": value}
+    """``attribute`` equals ``value`` as a where item; :data:`EMPTY` means NULL or empty text."""
+    return queries.equals(attribute, None if value == EMPTY else value)
 
 
 # ---------------------------------------------------------------------------------------------- collect
@@ -154,12 +152,12 @@ def collect_status(settings: Settings) -> StatusReport:
         report still shows the local parts, the EspoCRM-based numbers below are ``null``, and ``error`` says
         why. ``docsync status`` still exits 0 then: it reports, it does not judge (``docsync check`` does).
     ``documents``
-        ``{"total": int | None, "dateiStatus": {"Neu", "Geändert", "Gesynct", "Fehler", "(leer)": int | None},
-        "xaiSyncStatus": {"pending", "syncing", "synced", "failed", "(leer)": int | None},
+        ``{"total": int | None, Field.DATEI_STATUS: {"Neu", "Geändert", "Gesynct", "Fehler", "(leer)": int | None},
+        Field.XAI_SYNC_STATUS: {"pending", "syncing", "synced", "failed", "(leer)": int | None},
         "other_dateiStatus": int | None}`` — EspoCRM's ``total`` per bucket; ``(leer)`` = NULL or empty;
         ``other_dateiStatus`` = documents with a value outside the known ones.
     ``failed``
-        ``{"total": int | None, "documents": [{"id", "name", "xaiSyncStatus", "error", "modifiedAt"}],
+        ``{"total": int | None, "documents": [{"id", "name", Field.XAI_SYNC_STATUS, "error", "modifiedAt"}],
         "truncated": bool}`` — documents with dateiStatus Fehler, newest change first, at most 50 listed.
     ``previews``
         ``{"missing": int | None, "errors": [{"id", "name", "reason"}]}`` — ``missing`` counts Gesynct documents
@@ -276,7 +274,7 @@ def feeds_explained(feeds: Feeds) -> list[str]:
 def _collect_remote(settings: Settings, services: Services, data: StatusReport) -> None:
     espo = services.espo
     espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
-    status_attr, sync_attr = espo.attributes["dateiStatus"], espo.attributes["xaiSyncStatus"]
+    status_attr, sync_attr = espo.attributes[Field.DATEI_STATUS], espo.attributes[Field.XAI_SYNC_STATUS]
     documents = data["documents"]
     total = documents["total"] = espo.count([])
     datei = {value: espo.count([where_equals(status_attr, value)]) for value in DATEI_STATUSES}
@@ -293,14 +291,10 @@ def _collect_remote(settings: Settings, services: Services, data: StatusReport) 
                        "modifiedAt": d.modified_at} for d in failed_docs],
         "truncated": failed_total > len(failed_docs),
     }
-    data["previews"]["missing"] = espo.count([where_equals(status_attr, DateiStatus.GESYNCT.value),
-                                              {"type": "isNull", "attribute": espo.preview_attr}])
+    data["previews"]["missing"] = espo.count(queries.synced_without_preview(espo.attributes, espo.preview_attr))
     _name_preview_errors(services, data["previews"]["errors"])
 
-    unfinished = espo.count([where_equals(status_attr, DateiStatus.GESYNCT.value),
-                             {"type": "in", "attribute": sync_attr,
-                              "value": [SyncStatus.PENDING.value, SyncStatus.SYNCING.value,
-                                        SyncStatus.FAILED.value]}])
+    unfinished = espo.count(queries.synced_but_unfinished(espo.attributes))
     local = read_local_records(settings.state_dir, [d.id for d in failed_docs])
     data["waiting"] = waiting_counts(datei, other, unfinished, failed_total, failed_docs, local)
 
@@ -322,8 +316,8 @@ def waiting_counts(datei_counts: dict[str, int], other: int, unfinished: int, fa
 def _failed_documents(services: Services, status_attr: str) -> list[CrmDocument]:
     """Up to :data:`FAILED_LIST_LIMIT` Fehler documents, newest change first (one request)."""
     espo = services.espo
-    select = ["id", "name", "modifiedAt", "fileId", espo.attributes["dateiStatus"], espo.attributes["xaiSyncStatus"],
-              espo.attributes["xaiSyncError"]]
+    select = ["id", "name", "modifiedAt", "fileId",
+              *(espo.attributes[key] for key in (Field.DATEI_STATUS, Field.XAI_SYNC_STATUS, Field.XAI_SYNC_ERROR))]
     params = {"maxSize": FAILED_LIST_LIMIT, "offset": 0, "orderBy": "modifiedAt", "order": "desc",
               "select": select, "where": [where_equals(status_attr, DateiStatus.FEHLER.value)]}
     try:
@@ -339,7 +333,7 @@ def _name_preview_errors(services: Services, errors: list[PreviewErrorRow]) -> N
     if not ids:
         return
     params = {"maxSize": len(ids), "offset": 0, "select": ["id", "name"],
-              "where": [{"type": "in", "attribute": "id", "value": ids}]}
+              "where": queries.with_ids(ids)}
     try:
         records, _ = services.espo.search("Document", params)
     except RejectedError:  # an answer without a list of records: the names stay unknown

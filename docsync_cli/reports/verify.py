@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docsync_cli.config import Settings
-from docsync_cli.model import DateiStatus
+from docsync_cli.crm import queries
 from docsync_cli.reports.probe import DocumentProbe, preview_service, probe_document
 from docsync_cli.reports.search import SEARCH_JSON_VERSION, Owner, Resolver
 from docsync_cli.reports.shared import report_services
@@ -59,9 +59,7 @@ class VerifyReport:
 
 
 def _gesynct_where(settings: Settings, services: Services) -> list[dict[str, Any]]:
-    f = services.espo.attributes
-    return [{"type": "equals", "attribute": f["dateiStatus"], "value": DateiStatus.GESYNCT.value},
-            {"type": "isNotNull", "attribute": f["xaiFileId"]}]
+    return queries.synced_with_file(services.espo.attributes)
 
 
 def sample_candidates(count: int, want: int, rng: random.Random) -> Iterable[int]:

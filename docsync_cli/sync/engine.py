@@ -33,6 +33,7 @@ from docsync_cli.model import (
     DocResult,
     DocumentLocks,
     EngineSettings,
+    Field,
     LocalRecord,
     Outcome,
     Previewer,
@@ -193,7 +194,7 @@ class Engine:
         schema = self.espo.learn()
         previews = self.reconciler.previews is not None
         problems = [text for text, logical in zip(schema.problems, schema.problem_fields, strict=True)
-                    if previews or logical != "preview"]  # no previews in this run: no preview field needed
+                    if previews or logical != Field.PREVIEW]  # no previews in this run: no preview field needed
         if schema.known and problems:
             raise SetupError(
                 "EspoCRM's Document fields cannot take docsync's writes: " + "; ".join(problems),

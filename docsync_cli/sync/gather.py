@@ -31,13 +31,14 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from docsync_cli.crm import queries
 from docsync_cli.crm.client import EspoClient, id_range
 from docsync_cli.errors import AuthError, DocsyncError, HttpError, RunFatal
-from docsync_cli.model import CrmDocument, DateiStatus, EngineSettings, LocalRecord, SyncStatus
+from docsync_cli.model import CrmDocument, EngineSettings, LocalRecord
 from docsync_cli.state import StateStore, StreamFeed
 from docsync_cli.sync.plan import why_work
 from docsync_cli.sync.plan_feeds import edited_since_sync, feed_since, link_drift, listing_due
@@ -123,9 +124,7 @@ class ChangeFeed:
         since = feed_since(watermark, None)
         first = True
         while True:
-            where = [{"type": "or", "value": [
-                {"type": "greaterThanOrEquals", "attribute": "modifiedAt", "value": since},
-                need_work_where(self.espo.attributes)]}]
+            where = queries.changed_since_or_needing_work(since, self.espo.attributes)
             stepped = False
             for record in self.espo.iter_keyset("Document", where, self.espo.list_attributes, by="modifiedAt"):
                 if first:
@@ -177,8 +176,7 @@ class ChangeFeed:
             updates: dict[str, str | None] = {}
             try:
                 records = list(self.espo.iter_keyset(
-                    entity, [{"type": "greaterThanOrEquals", "attribute": "modifiedAt", "value": since}],
-                    [attr], by="modifiedAt"))
+                    entity, queries.changed_since(since), [attr], by="modifiedAt"))
             except RunFatal:
                 raise
             except DocsyncError as exc:
@@ -190,7 +188,7 @@ class ChangeFeed:
                 if collection == known.get(str(record["id"])):
                     continue
                 updates[str(record["id"])] = collection
-                where = [{"type": "linkedWith", "attribute": link, "value": [str(record["id"])]}]
+                where = queries.linked_to(link, str(record["id"]))
                 for doc in self.espo.iter_keyset("Document", where, self.espo.list_attributes):
                     changes.add(self.espo.to_document(doc), f"a linked {entity}'s collection changed")
             if updates:
@@ -231,8 +229,8 @@ class ChangeFeed:
             changes.add(doc, STREAM_REASON)
 
     def _documents(self, doc_ids: list[str]) -> Iterable[CrmDocument]:
-        for start in range(0, len(doc_ids), 100):
-            where = [{"type": "in", "attribute": "id", "value": doc_ids[start:start + 100]}]
+        for start in range(0, len(doc_ids), queries.IDS_PER_QUERY):
+            where = queries.with_ids(doc_ids[start:start + queries.IDS_PER_QUERY])
             for record in self.espo.iter_keyset("Document", where, self.espo.list_attributes):
                 yield self.espo.to_document(record)
 
@@ -257,14 +255,14 @@ class ChangeFeed:
         for link, entity, attr in self._link_rules():
             try:
                 values = {str(r["id"]): str(r[attr]).strip() for r in self.espo.iter_keyset(
-                    entity, [{"type": "isNotNull", "attribute": attr}], [attr])
+                    entity, queries.has_value(attr), [attr])
                     if isinstance(r.get(attr), str) and r[attr].strip()}
                 maps[link] = values
                 changes.pending_linked[entity] = (dict(values), True)
                 if override and link == "accounts":
                     continue
                 for record_id, collection in values.items():
-                    where = [{"type": "linkedWith", "attribute": link, "value": [record_id]}]
+                    where = queries.linked_to(link, record_id)
                     for doc in self.espo.iter_keyset("Document", where, []):
                         via_links.setdefault(str(doc["id"]), set()).add(collection)
             except RunFatal:
@@ -352,18 +350,6 @@ class ChangeFeed:
         if not record.xai_file_id:
             return True
         return self.state.owner(record.xai_file_id) == record.doc_id
-
-
-def need_work_where(attributes: Mapping[str, str]) -> dict[str, Any]:
-    """The records that say they need work (``attributes``: this CRM's attribute names): ``dateiStatus`` Neu,
-    Geändert, Fehler or empty, or an ``xaiSyncStatus`` other than synced."""
-    status = attributes["dateiStatus"]
-    waiting = [DateiStatus.NEU.value, DateiStatus.GEAENDERT.value, DateiStatus.FEHLER.value, ""]
-    unfinished = [s.value for s in SyncStatus if s is not SyncStatus.SYNCED]
-    return {"type": "or", "value": [
-        {"type": "in", "attribute": status, "value": waiting},
-        {"type": "isNull", "attribute": status},
-        {"type": "in", "attribute": attributes["xaiSyncStatus"], "value": unfinished}]}
 
 
 def in_range(ids: list[str], low: str | None, high: str | None) -> list[str]:

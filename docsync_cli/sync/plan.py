@@ -34,6 +34,7 @@ from docsync_cli.model import (
     DeleteLimits,
     Deletion,
     DocPlan,
+    Field,
     Indexing,
     LocalRecord,
     Membership,
@@ -318,18 +319,18 @@ def cleanup_steps(doc_plan: DocPlan, file_id: str) -> list[tuple[str, str]]:
 def write_back_values(indexing: Indexing, error_text: str, content: Content, file_id: str,
                       required: frozenset[str]) -> dict[str, Any]:
     """The one conditional update after the work (logical field names; the preview is added by its writer)."""
-    values: dict[str, Any] = {"md5": content.md5, "sha": content.sha256}
+    values: dict[str, Any] = {Field.MD5: content.md5, Field.SHA: content.sha256}
     if indexing is Indexing.PROCESSED:
-        return values | {"dateiStatus": DateiStatus.GESYNCT.value, "xaiSyncStatus": SyncStatus.SYNCED.value,
-                         "xaiSyncError": "", "xaiFileId": file_id, "xaiCollections": sorted(required),
-                         "xaiSyncedHash": content.sha256}
+        return values | {Field.DATEI_STATUS: DateiStatus.GESYNCT.value, Field.XAI_SYNC_STATUS: SyncStatus.SYNCED.value,
+                         Field.XAI_SYNC_ERROR: "", Field.XAI_FILE_ID: file_id, Field.XAI_COLLECTIONS: sorted(required),
+                         Field.XAI_SYNCED_HASH: content.sha256}
     if indexing is Indexing.PENDING:
         # Not searchable everywhere yet: the record keeps pointing at what xAI fully holds (the old file, if
         # any, stays in place); the next run adopts the upload from the journal and finishes. Where the field
         # has no "pending" option, EspoClient writes "syncing"; this host's state says pending.
-        return values | {"xaiSyncStatus": SyncStatus.PENDING.value, "xaiSyncError": ""}
-    return values | {"dateiStatus": DateiStatus.FEHLER.value, "xaiSyncStatus": SyncStatus.FAILED.value,
-                     "xaiSyncError": error_text}
+        return values | {Field.XAI_SYNC_STATUS: SyncStatus.PENDING.value, Field.XAI_SYNC_ERROR: ""}
+    return values | {Field.DATEI_STATUS: DateiStatus.FEHLER.value, Field.XAI_SYNC_STATUS: SyncStatus.FAILED.value,
+                     Field.XAI_SYNC_ERROR: error_text}
 
 
 def preview_failed(preview: str | None, failure: PreviewFailure | None, content: Content,

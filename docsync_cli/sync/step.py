@@ -52,6 +52,7 @@ from docsync_cli.model import (
     DocResult,
     DocumentLocks,
     EngineSettings,
+    Field,
     Indexing,
     LocalRecord,
     Outcome,
@@ -200,8 +201,9 @@ class DocumentReconciler:
             # "syncing" says a run works on it; it is written only where it can be taken back (the field accepts
             # the present value again: EspoCRM refuses "" and null where "" is not an option, contract §10.1).
             marked = doc
-            if self.espo.schema.accepts("xaiSyncStatus", doc.xai_sync_status):
-                marked = self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.SYNCING.value}, version=doc.version)
+            if self.espo.schema.accepts(Field.XAI_SYNC_STATUS, doc.xai_sync_status):
+                marked = self.espo.update(doc.id, {Field.XAI_SYNC_STATUS: SyncStatus.SYNCING.value},
+                                          version=doc.version)
             file_id, uploaded = self._apply(doc, content, path, doc_plan, result)
             processing = self._wait_processed(file_id, required)
             preview_id = self.rendering.finish(doc, rendering, result)
@@ -319,7 +321,7 @@ class DocumentReconciler:
             # Only docsync's own progress field, unconditionally: the person's edit stays as it is, and the
             # record says another pass is needed (an upload of unchanged content is adopted, not repeated).
             with contextlib.suppress(ConflictError, NotFoundError):
-                self.espo.update(doc.id, {"xaiSyncStatus": SyncStatus.PENDING.value})
+                self.espo.update(doc.id, {Field.XAI_SYNC_STATUS: SyncStatus.PENDING.value})
             return
         self.state.save(remembered_after(
             doc, content, file_id, required, state, after.modified_at, previous,
@@ -356,9 +358,9 @@ class DocumentReconciler:
     def _fail(self, doc: CrmDocument, result: DocResult, exc: DocumentError) -> None:
         result.outcome, result.detail, result.error_code = Outcome.FAILED, str(exc), exc.code
         try:
-            after = self.espo.update(doc.id, {"dateiStatus": DateiStatus.FEHLER.value,
-                                              "xaiSyncStatus": SyncStatus.FAILED.value,
-                                              "xaiSyncError": clip(str(exc))})
+            after = self.espo.update(doc.id, {Field.DATEI_STATUS: DateiStatus.FEHLER.value,
+                                              Field.XAI_SYNC_STATUS: SyncStatus.FAILED.value,
+                                              Field.XAI_SYNC_ERROR: clip(str(exc))})
             self.state.save(remembered_failure(doc, exc.code, exc.transient, after.modified_at,
                                                self.state.record(doc.id)))
         except RunFatal as fatal:
@@ -371,4 +373,4 @@ class DocumentReconciler:
         if isinstance(cause, AuthError) and cause.service == "espocrm":
             return
         with contextlib.suppress(DocsyncError):
-            self.espo.update(doc.id, {"xaiSyncStatus": doc.xai_sync_status or ""})
+            self.espo.update(doc.id, {Field.XAI_SYNC_STATUS: doc.xai_sync_status or ""})

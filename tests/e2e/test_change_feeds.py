@@ -26,6 +26,7 @@ from docsync_sandbox.http import Callback, Request
 from docsync_sandbox.seed import Sandbox, corpus_dir
 from tests.e2e.test_sync_cli import docsync
 from tests.fakes import FakeClock, NullLocks
+from tests.faults import faults_of
 
 SETUPS = [pytest.param(stream, override, id=f"stream={'yes' if stream else 'no'}-override="
                        f"{'yes' if override else 'no'}")
@@ -170,7 +171,7 @@ def test_a_save_in_the_same_second_as_the_watermark(firm: Firm) -> None:
     def save(request: Request) -> None:
         espo.replace_file(ids["d2"], b"Klage, gleiche Sekunde.\n")
 
-    espo.faults.add(Callback(save, when="after"), method="GET", path="/api/v1/Document", calls=[1])
+    faults_of(espo).add(Callback(save, when="after"), method="GET", path="/api/v1/Document", calls=[1])
     firm.clock.advance(-61)  # this run happens within the same emulator second as the save
     firm.run()
     state = StateStore(firm.state_dir)

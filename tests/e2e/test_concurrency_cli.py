@@ -15,6 +15,7 @@ import pytest
 
 from docsync_sandbox.http import Callback, Request
 from docsync_sandbox.seed import Sandbox, corpus_dir
+from tests.faults import faults_of
 from tests.redis_server import RedisServer, require_redis_server
 
 CORPUS = corpus_dir()
@@ -95,7 +96,7 @@ def test_losing_redis_mid_run_stops_both_hosts_cleanly(sandbox: Sandbox, tmp_pat
             if seen["n"] == 3:
                 redis.kill()
 
-        sandbox.xai.faults.add(Callback(kill_redis, when="after"), method="POST", path="/v1/files")
+        faults_of(sandbox.xai).add(Callback(kill_redis, when="after"), method="POST", path="/v1/files")
         extra = {"DOCSYNC_LOCK__BACKEND": "redis", "DOCSYNC_LOCK__URL": redis.url}
         hosts = [start(sandbox, tmp_path / f"host-{n}", **extra) for n in range(2)]
         started = time.monotonic()
@@ -124,7 +125,7 @@ def test_sigterm_finishes_the_document_in_hand_and_releases_the_lock(sandbox: Sa
         if uploads["n"] == 3:
             process.send_signal(signal.SIGTERM)
 
-    sandbox.xai.faults.add(Callback(terminate, when="after"), method="POST", path="/v1/files")
+    faults_of(sandbox.xai).add(Callback(terminate, when="after"), method="POST", path="/v1/files")
     started = time.monotonic()
     out, err = process.communicate(timeout=60)
     assert time.monotonic() - started < 60
@@ -154,9 +155,9 @@ def test_a_users_edit_during_the_sync_is_kept_and_picked_up_again(tmp_path: Path
         if optimistic:
             # Edit right before docsync's final write: only X-Version-Number can catch this one.
             # (a new document without xaiSyncStatus gets no "syncing" mark: the write-back is the first PUT)
-            sandbox.espo.faults.add(Callback(edit), method="PUT", path=f"/api/v1/Document/{doc_id}", calls=[1])
+            faults_of(sandbox.espo).add(Callback(edit), method="PUT", path=f"/api/v1/Document/{doc_id}", calls=[1])
         else:
-            sandbox.xai.faults.add(Callback(edit, when="after"), method="POST", path="/v1/files", calls=[1])
+            faults_of(sandbox.xai).add(Callback(edit, when="after"), method="POST", path="/v1/files", calls=[1])
         state = tmp_path / "state"
         first = start(sandbox, state)
         first.communicate(timeout=60)
@@ -183,7 +184,7 @@ def test_a_file_replaced_right_before_the_write_back_is_refused_by_espocrm_and_p
         def replace(request: Request) -> None:
             sandbox.espo.replace_file(doc_id, replaced, "neu.pdf")
 
-        sandbox.espo.faults.add(Callback(replace), method="PUT", path=f"/api/v1/Document/{doc_id}", calls=[1])
+        faults_of(sandbox.espo).add(Callback(replace), method="PUT", path=f"/api/v1/Document/{doc_id}", calls=[1])
         state = tmp_path / "state"
         first = start(sandbox, state)
         _, err = first.communicate(timeout=60)

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 from docsync_sandbox.crm_profiles import PROFILE_NAMES
-from tests.espocrm_fields import crm_profile
 from docsync_sandbox.http import Callback, Request
 from docsync_sandbox.seed import Sandbox, corpus_dir
+from tests.espocrm_fields import crm_profile
+from tests.faults import faults_of
 
 CORPUS = corpus_dir()
 INDEXING = 0.8  # seconds xAI takes to index: longer than docsync waits
@@ -122,7 +123,7 @@ def test_core_scenario_against_each_crm_profile(crm: str, tmp_path: Path) -> Non
         def terminate(request: Request) -> None:
             process.send_signal(signal.SIGTERM)
 
-        sandbox.xai.faults.add(Callback(terminate, when="after"), method="POST", path="/v1/files", calls=[1])
+        faults_of(sandbox.xai).add(Callback(terminate, when="after"), method="POST", path="/v1/files", calls=[1])
         _, err = process.communicate(timeout=60)
         assert process.returncode == 1, err
         shas = {d: espo.document(d)[attr("xaiSyncedHash")] for d in new}

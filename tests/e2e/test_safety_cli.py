@@ -15,6 +15,7 @@ import pytest
 
 from docsync_sandbox.http import Drop, FaultAction, Respond
 from docsync_sandbox.seed import Sandbox
+from tests.faults import faults_of
 
 PDF = b"%PDF-1.4\n% docsync safety test\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 
@@ -60,8 +61,8 @@ def test_keys_echoed_back_by_the_services_appear_in_no_output_field_or_state_fil
     echo = json.dumps({"code": "Client specified an invalid argument",
                        "error": f"upload refused; request had Authorization: Bearer {sandbox.xai_key}, "
                                 f"management {sandbox.mgmt_key}"})
-    sandbox.xai.faults.add(Respond(422, echo), method="POST", path=r"/v1/files", times=1)
-    sandbox.espo.faults.add(Respond(400, "", {"X-Status-Reason": f"request by {sandbox.espo_key} refused"}),
+    faults_of(sandbox.xai).add(Respond(422, echo), method="POST", path=r"/v1/files", times=1)
+    faults_of(sandbox.espo).add(Respond(400, "", {"X-Status-Reason": f"request by {sandbox.espo_key} refused"}),
                             method="GET", path=rf"/api/v1/Document/{docs[1]}/accounts", times=1)
     run = docsync(sandbox, state, "-v", "sync", "--no-preview", "--concurrency", "1")
     outputs = [run, docsync(sandbox, state, "status"), docsync(sandbox, state, "status", "--json"),
@@ -113,7 +114,7 @@ def test_nul_control_characters_and_absurd_lengths_never_stop_a_run(sandbox: San
 def test_an_outage_during_the_listing_exits_3(sandbox: Sandbox, state: Path, fault: FaultAction) -> None:
     a = account(sandbox)
     sandbox.espo.add_document("Akte", pdf("akte"), "akte.pdf", accounts=[a])
-    sandbox.espo.faults.add(fault, method="GET", path=r"/api/v1/Document")
+    faults_of(sandbox.espo).add(fault, method="GET", path=r"/api/v1/Document")
     run = docsync(sandbox, state, "sync", "--no-preview")
     assert run.returncode == 3, (run.returncode, run.stderr)
     assert "Traceback" not in run.stderr, run.stderr

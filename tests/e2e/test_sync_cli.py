@@ -16,6 +16,7 @@ import pytest
 
 from docsync_sandbox.http import Respond
 from docsync_sandbox.seed import Sandbox, corpus_dir
+from tests.faults import faults_of
 
 CORPUS = corpus_dir()
 
@@ -238,9 +239,9 @@ def test_a_second_run_exits_75_while_the_lock_is_held(sandbox: Sandbox, state: P
 
 def test_transient_errors_are_retried(sandbox: Sandbox, state: Path) -> None:
     ids = small_firm(sandbox)
-    sandbox.xai.faults.add(Respond(503, b'{"code":"Unavailable","error":"try later"}', {"Retry-After": "0"}),
+    faults_of(sandbox.xai).add(Respond(503, b'{"code":"Unavailable","error":"try later"}', {"Retry-After": "0"}),
                            method="POST", path=r"/v1/collections/.*/documents/.*", times=2)
-    sandbox.espo.faults.add(Respond(502, "<html>bad gateway</html>"), method="GET", path=r"/api/v1/Document",
+    faults_of(sandbox.espo).add(Respond(502, "<html>bad gateway</html>"), method="GET", path=r"/api/v1/Document",
                             times=1)
     run = docsync(sandbox, state, "sync", "--no-preview")
     assert run.returncode == 0, run.stderr
@@ -280,7 +281,7 @@ def test_an_outage_trips_the_breaker_instead_of_failing_every_document(sandbox: 
     account = sandbox.espo.add_account("Mandant", c1)
     ids = [sandbox.espo.add_document(f"Dok {n}", f"Inhalt {n}\n".encode(), f"dok-{n}.txt", accounts=[account])
            for n in range(12)]
-    sandbox.xai.faults.add(Respond(503, b'{"code":"Unavailable","error":"down"}', {"Retry-After": "0"}),
+    faults_of(sandbox.xai).add(Respond(503, b'{"code":"Unavailable","error":"down"}', {"Retry-After": "0"}),
                            listener="api")
     run = docsync(sandbox, state, "sync", "--no-preview", "--concurrency", "1",
                   extra_env={"DOCSYNC_SYNC__MAX_ATTEMPTS": "2"})

@@ -26,6 +26,7 @@ import pytest
 
 from docsync_sandbox.http import Callback, DropConnection, Request
 from docsync_sandbox.seed import Sandbox
+from tests.faults import faults_of
 
 from .helpers import (
     RUN_TIMEOUT,
@@ -106,8 +107,8 @@ class _KillAt:
         self.proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         for emulator in (sandbox.espo, sandbox.xai):
-            emulator.faults.add(Callback(self._before, when="before"))
-            emulator.faults.add(Callback(self._after, when="after"))
+            faults_of(emulator).add(Callback(self._before, when="before"))
+            faults_of(emulator).add(Callback(self._after, when="after"))
         self._pending: set[int] = set()  # ids of requests to kill after applying
 
     def _before(self, request: Request) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from docsync_sandbox.http import Callback, Drop, Request, Respond
 from docsync_sandbox.seed import Sandbox
+from tests.faults import faults_of
 
 from .helpers import (
     Firm,
@@ -61,7 +62,7 @@ def _statuses(entries: list[Any]) -> list[int | None]:
 
 def test_429_storm_is_waited_out(world: FirmRun) -> None:
     sandbox = world.sandbox
-    sandbox.xai.faults.add(
+    faults_of(sandbox.xai).add(
         Respond(429, XAI_JSON_ERROR, {"Retry-After": "0", "Content-Type": "application/json"}),
         method="POST",
         path=UPLOAD,
@@ -78,16 +79,16 @@ def test_429_storm_is_waited_out(world: FirmRun) -> None:
 def test_5xx_on_reads_is_retried(world: FirmRun) -> None:
     _synced_then_mutated(world)
     sandbox = world.sandbox
-    sandbox.espo.faults.add(Respond(503, "Service Unavailable"), method="GET", path=r"/api/v1/Document", calls=[1])
-    sandbox.espo.faults.add(
+    faults_of(sandbox.espo).add(Respond(503, "Service Unavailable"), method="GET", path=r"/api/v1/Document", calls=[1])
+    faults_of(sandbox.espo).add(
         Respond(502, "<html><body>Bad Gateway</body></html>", {"Content-Type": "text/html"}),
         method="GET",
         path=r"/api/v1/Attachment/file/.+",
         calls=[1],
     )
-    sandbox.xai.faults.add(Respond(502, XAI_JSON_ERROR), method="GET", path=LISTING, calls=[1])
-    sandbox.xai.faults.add(Respond(504, XAI_JSON_ERROR), method="GET", path=r"/v1/files/[^/]+", calls=[1])
-    sandbox.xai.faults.add(Respond(503, XAI_JSON_ERROR), method="GET", path=r".*/documents:batchGet", calls=[1])
+    faults_of(sandbox.xai).add(Respond(502, XAI_JSON_ERROR), method="GET", path=LISTING, calls=[1])
+    faults_of(sandbox.xai).add(Respond(504, XAI_JSON_ERROR), method="GET", path=r"/v1/files/[^/]+", calls=[1])
+    faults_of(sandbox.xai).add(Respond(503, XAI_JSON_ERROR), method="GET", path=r".*/documents:batchGet", calls=[1])
     proc = run_sync(sandbox, world.state_dir, "--full")
     assert proc.returncode == 0, describe(proc)
     assert_invariants(sandbox, all_synced=True)
@@ -104,7 +105,7 @@ def test_5xx_on_reads_is_retried(world: FirmRun) -> None:
 
 def test_dropped_connection_on_collection_add_is_retried(world: FirmRun) -> None:
     sandbox = world.sandbox
-    sandbox.xai.faults.add(Drop(), method="POST", path=ADD, calls=[1])
+    faults_of(sandbox.xai).add(Drop(), method="POST", path=ADD, calls=[1])
     proc = run_sync(sandbox, world.state_dir)
     assert proc.returncode == 0, describe(proc)
     assert_invariants(sandbox, all_synced=True)
@@ -118,7 +119,7 @@ def test_upload_applied_then_dropped_is_looked_up_not_repeated(world: FirmRun) -
     """The rclone #360 pattern: xAI stored the file but the answer was lost. docsync must find it by its marked
     name instead of uploading a second copy (or, if it did, remove the duplicate in the same run)."""
     sandbox = world.sandbox
-    sandbox.xai.faults.add(Drop(after_apply=True), method="POST", path=UPLOAD, calls=[1])
+    faults_of(sandbox.xai).add(Drop(after_apply=True), method="POST", path=UPLOAD, calls=[1])
     proc = run_sync(sandbox, world.state_dir, "--concurrency", "1")
     assert proc.returncode == 0, describe(proc)
     assert_invariants(sandbox, all_synced=True)
@@ -137,7 +138,7 @@ def test_revoked_key_mid_run_aborts_and_leaves_untouched_documents_alone(world: 
     def rotate(request: Request) -> None:
         sandbox.xai.set_keys(api_key="rotated-" + sandbox.xai_key[::-1])
 
-    sandbox.xai.faults.add(Callback(rotate, when="after"), method="POST", path=UPLOAD, calls=[2])
+    faults_of(sandbox.xai).add(Callback(rotate, when="after"), method="POST", path=UPLOAD, calls=[2])
     proc = run_sync(sandbox, world.state_dir, "--concurrency", "1")
     assert proc.returncode == 3, describe(proc)
     output = proc.stdout + proc.stderr
@@ -172,7 +173,7 @@ def test_listing_that_fails_halfway_deletes_nothing(world: FirmRun) -> None:
     deleted_file = sandbox.espo.document(world.firm.docs["deleted"])["xaiFileId"]
     sandbox.espo.delete_document(world.firm.docs["deleted"])
     clear_journals(sandbox)
-    sandbox.xai.faults.add(Respond(500, XAI_JSON_ERROR), method="GET", path=LISTING, calls=range(2, 1000))
+    faults_of(sandbox.xai).add(Respond(500, XAI_JSON_ERROR), method="GET", path=LISTING, calls=range(2, 1000))
     proc = run_sync(sandbox, world.state_dir, "--full")
     assert proc.returncode in (0, 1), describe(proc)
     assert len(sandbox.xai.requests("GET", LISTING)) >= 2
@@ -206,7 +207,7 @@ def test_empty_crm_listing_is_refused_without_force_delete(world: FirmRun) -> No
 
 def test_html_page_with_200_is_a_classified_error(world: FirmRun) -> None:
     sandbox = world.sandbox
-    sandbox.espo.faults.add(
+    faults_of(sandbox.espo).add(
         Respond(200, "<!doctype html><html><body>Login</body></html>", {"Content-Type": "text/html"}),
         method="GET",
         path=r"/api/v1/Document",
@@ -222,7 +223,7 @@ def test_redirect_to_another_host_is_not_followed(world: FirmRun) -> None:
     sandbox = world.sandbox
     with sandbox_running() as other:
         target = other.xai.api_url + "/v1/files"
-        sandbox.xai.faults.add(Respond(307, "", {"Location": target}), method="POST", path=UPLOAD)
+        faults_of(sandbox.xai).add(Respond(307, "", {"Location": target}), method="POST", path=UPLOAD)
         proc = run_sync(sandbox, world.state_dir, "--concurrency", "1")
         assert proc.returncode == 3, describe(proc)
         assert other.xai.requests() == [] and other.espo.requests() == []

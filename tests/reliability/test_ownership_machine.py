@@ -29,6 +29,7 @@ from docsync_cli.state import installation_id
 from docsync_sandbox.espocrm import EspoEmulator
 from docsync_sandbox.http import Respond
 from docsync_sandbox.seed import Sandbox
+from tests.faults import faults_of
 
 from .helpers import pdf_bytes, run_engine, sandbox_running
 from .invariants import required_collections
@@ -140,7 +141,7 @@ class OwnershipMachine(RuleBasedStateMachine):
     @rule()
     def a_server_echoes_the_keys(self) -> None:
         echo = f'{{"error": "refused Bearer {self.sandbox.xai_key} / {self.sandbox.mgmt_key}"}}'
-        self.sandbox.xai.faults.add(Respond(422, echo), method="POST", path=r"/v1/files", times=1)
+        faults_of(self.sandbox.xai).add(Respond(422, echo), method="POST", path=r"/v1/files", times=1)
 
     def _pick(self, data: st.DataObject) -> tuple[str, str]:
         side = data.draw(st.sampled_from([s for s in SIDES if self.docs[s]]))

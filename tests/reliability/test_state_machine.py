@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from docsync_cli.errors import UnsafePlan
 from docsync_sandbox.http import Drop, FaultAction, Respond
 from docsync_sandbox.seed import Sandbox
+from tests.faults import faults_of
 
 from .helpers import clear_journals, pdf_bytes, run_engine, sandbox_running, write_summary
 from .invariants import assert_invariants
@@ -119,7 +120,7 @@ class SyncMachine(RuleBasedStateMachine):
     def inject_fault(self, name: str) -> None:
         emulator, method, path, action = FAULTS[name]
         target = self.sandbox.espo if emulator == "espo" else self.sandbox.xai
-        target.faults.add(action, method=method, path=path, times=1)
+        faults_of(target).add(action, method=method, path=path, times=1)
         self.faulted = True
 
     @rule()

@@ -11,21 +11,11 @@ from typing import Any
 
 import pytest
 
-from docsync_cli.config import FieldNames
 from docsync_cli.crm.answers import StreamNote
 from docsync_cli.crm.schema import ApiUser
 from docsync_cli.errors import AuthError, DocsyncError, HttpError
 from docsync_cli.state import StreamFeed
-from docsync_cli.sync.gather import ChangeFeed, Changes, in_range, need_work_where
-
-
-def test_the_records_that_need_work_are_waiting_erroneous_or_not_synced() -> None:
-    names = FieldNames(dateiStatus="cDateiStatus", xaiSyncStatus="cXaiSyncStatus").model_dump()
-    assert need_work_where(names) == {"type": "or", "value": [
-        {"type": "in", "attribute": "cDateiStatus", "value": ["Neu", "Geändert", "Fehler", ""]},
-        {"type": "isNull", "attribute": "cDateiStatus"},
-        {"type": "in", "attribute": "cXaiSyncStatus", "value": ["pending", "syncing", "failed"]}]}
-
+from docsync_cli.sync.gather import ChangeFeed, Changes, in_range
 
 IDS = ["a", "b", "c", "d"]
 

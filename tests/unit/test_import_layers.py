@@ -165,8 +165,9 @@ def _loaded_after_importing(modules: tuple[str, ...]) -> list[str]:
     return loaded
 
 
-REPORT_MODULES = tuple(module_of(path) for path in sorted((PACKAGE / "reports").glob("*.py"))) + (
-    "docsync_cli.cli.app", "docsync_cli.cli.views", "docsync_cli.cli.report_views", "docsync_cli.sync.services")
+REPORT_MODULES = (*(module_of(path) for path in sorted((PACKAGE / "reports").glob("*.py"))),
+                  "docsync_cli.cli.app", "docsync_cli.cli.views", "docsync_cli.cli.report_views",
+                  "docsync_cli.sync.services")
 
 
 def test_report_commands_import_neither_the_engine_nor_the_step() -> None:
