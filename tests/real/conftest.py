@@ -1,0 +1,78 @@
+"""The real-EspoCRM suite: docsync end to end against a running EspoCRM (xAI stays the emulator).
+
+Runs when the variables in :data:`tests.real.realcrm.NEEDED` name a CRM (``scripts/test.sh`` sets them from the
+fixture in ``../shared/real-espocrm``); otherwise the whole folder is skipped with one line saying why."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from docsync_sandbox.xai import XaiEmulator
+from tests.real.proxy import CountingProxy
+from tests.real.realcrm import (
+    TAG,
+    Admin,
+    Docsync,
+    RealCrm,
+    counting_proxy,
+    foreign_documents,
+    sweep_leftovers,
+    xai_emulator,
+)
+
+_CRM = RealCrm.from_environ(os.environ)
+if _CRM is None:
+    from tests.real.realcrm import SKIP_REASON
+
+    pytest.skip(SKIP_REASON, allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def real() -> Iterator[RealCrm]:
+    """The CRM, after deleting what an earlier session left; refuses a CRM holding documents it did not make."""
+    assert _CRM is not None
+    admin = Admin(_CRM)
+    try:
+        sweep_leftovers(admin)
+        others = foreign_documents(admin)
+    finally:
+        admin.close()
+    if others:
+        pytest.fail(f"{_CRM.url} holds {others} Documents the real suite did not make: its syncs would write "
+                    f"docsync's fields on them. Point the suite at a CRM without documents (README: 'Test against "
+                    f"your own EspoCRM before going live'); its own records are named '{TAG} …'.", pytrace=False)
+    yield _CRM
+
+
+@pytest.fixture
+def admin(real: RealCrm) -> Iterator[Admin]:
+    """An admin making this test's records; everything it made is deleted after the test."""
+    person = Admin(real)
+    try:
+        yield person
+    finally:
+        person.learn_fields()
+        person.cleanup()
+        person.close()
+
+
+@pytest.fixture
+def xai() -> Iterator[XaiEmulator]:
+    with xai_emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def proxy(real: RealCrm) -> Iterator[CountingProxy]:
+    with counting_proxy(real) as forwarding:
+        yield forwarding
+
+
+@pytest.fixture
+def docsync(real: RealCrm, xai: XaiEmulator, proxy: CountingProxy, tmp_path: Path) -> Docsync:
+    """docsync as the API-key user, with its own state directory, through the counting proxy."""
+    return Docsync(real, xai, tmp_path / "state", proxy)
