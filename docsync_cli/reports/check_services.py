@@ -67,6 +67,11 @@ def _check_acl(report: CheckReport, user: ApiUser) -> None:
                    "create")
     else:
         report.good("EspoCRM API user rights", "Document read/edit and Attachment create allowed")
+    level = user.limit("Document", "read")
+    if level is not None:
+        report.warn("EspoCRM API user rights", f"the role reads only '{level}' Documents: docsync never sees, "
+                    "and never syncs, the others",
+                    "Administration > Roles: set Document read to 'all' unless that is what you want")
 
 
 def check_document_fields(report: CheckReport, settings: Settings, services: Services) -> None:
@@ -119,7 +124,14 @@ def check_link_fields(report: CheckReport, settings: Settings, services: Service
                        "Fields) holding the xAI collection id, or correct collections.links")
             continue
         problems = link_field_problems(entity, rule.field, definition)
-        if problems:
+        user = services.espo.api_user
+        level = user.limit(entity, "read") if user is not None else None
+        if level is not None:
+            report.bad(what, f"the API user's role has {entity} read '{level}': EspoCRM hides the other "
+                       f"{entity} records and their links from it, so their documents would leave those "
+                       "collections",
+                       f"Administration > Roles: set {entity} read to 'all' for the API user's role")
+        elif problems:
             report.bad(what, "; ".join(problems), "correct the field or collections.links")
         else:
             report.good(what, f"{entity}.{rule.field} exists")

@@ -213,3 +213,14 @@ def test_a_record_without_id_is_rejected() -> None:
         make_schema().to_document({"name": "x"})
 
 
+
+
+def test_a_role_that_allows_only_some_records_says_which_level() -> None:
+    # §11.2: a role level below "all" hides the other records (lists leave them out, a read is 403).
+    user = parse_api_user({"acl": {"table": {"Document": {"read": "team", "edit": "team"},
+                                             "Account": {"read": "own", "edit": "no"}, "Contact": {"read": "all"},
+                                             "GlobalStream": True}}})
+    assert user.limit("Document", "read") == "team" and user.limit("Account", "read") == "own"
+    assert user.limit("Contact", "read") is None and user.limit("Account", "edit") is None
+    assert user.denies("Account", "edit") and not user.denies("Account", "read")
+    assert ApiUser().limit("Document", "read") is None
