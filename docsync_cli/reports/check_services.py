@@ -118,10 +118,18 @@ def check_link_fields(report: CheckReport, settings: Settings, services: Service
             report.warn(what, f"cannot read the metadata ({exc}); not checked")
             continue
         definition = fields.get(rule.field)
+        prefixed = "c" + rule.field[:1].upper() + rule.field[1:]
+        if definition is None and prefixed in fields:
+            report.bad(what, f"{entity} has no field {rule.field!r}, but has {prefixed!r} (the Entity Manager "
+                       "prefixes custom fields with 'c')",
+                       f"set collections.links to {rule.link}:{prefixed} "
+                       f"(DOCSYNC_COLLECTIONS__LINKS={rule.link}:{prefixed})")
+            continue
         if definition is None:
             report.bad(what, f"{entity} has no field {rule.field!r}",
                        f"add a varchar field {rule.field} to {entity} (Administration > Entity Manager > {entity} > "
-                       "Fields) holding the xAI collection id, or correct collections.links")
+                       f"Fields) holding the xAI collection id (the Entity Manager names it {prefixed}: then set "
+                       f"collections.links to {rule.link}:{prefixed}), or correct collections.links")
             continue
         problems = link_field_problems(entity, rule.field, definition)
         user = services.espo.api_user
