@@ -14,6 +14,7 @@ import pytest
 from docsync_sandbox.xai import XaiEmulator
 from tests.real.proxy import CountingProxy
 from tests.real.realcrm import (
+    SKIP_REASON,
     TAG,
     Admin,
     Docsync,
@@ -25,10 +26,25 @@ from tests.real.realcrm import (
 )
 
 _CRM = RealCrm.from_environ(os.environ)
-if _CRM is None:
-    from tests.real.realcrm import SKIP_REASON
+_HERE = Path(__file__).parent
+_SKIPPED = pytest.StashKey[int]()
 
-    pytest.skip(SKIP_REASON, allow_module_level=True)
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a CRM the folder's tests are left out, and :func:`pytest_terminal_summary` says why in one line."""
+    if _CRM is not None:
+        return
+    mine = [item for item in items if _HERE in item.path.parents]
+    if mine:
+        items[:] = [item for item in items if _HERE not in item.path.parents]
+        config.hook.pytest_deselected(items=mine)
+        config.stash[_SKIPPED] = len(mine)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    skipped = config.stash.get(_SKIPPED, 0)
+    if skipped:
+        terminalreporter.write_line(f"SKIPPED tests/real ({skipped} tests): {SKIP_REASON}", yellow=True)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +89,6 @@ def proxy(real: RealCrm) -> Iterator[CountingProxy]:
 
 
 @pytest.fixture
-def docsync(real: RealCrm, xai: XaiEmulator, proxy: CountingProxy, tmp_path: Path) -> Docsync:
+def docsync(real: RealCrm, admin: Admin, xai: XaiEmulator, proxy: CountingProxy, tmp_path: Path) -> Docsync:
     """docsync as the API-key user, with its own state directory, through the counting proxy."""
-    return Docsync(real, xai, tmp_path / "state", proxy)
+    return Docsync(real, xai, tmp_path / "state", proxy, extra=admin.settings())

@@ -123,6 +123,12 @@ class Admin:
     def attr(self, logical: str) -> str:
         return self.names.get(logical, logical)
 
+    def settings(self) -> dict[str, str]:
+        """What an admin of this CRM configures for docsync beyond the defaults: the link rule's field, when the
+        Entity Manager named it ``cXaiCollectionId`` (docsync finds c-prefixed Document fields by itself)."""
+        field = self.attr("xaiCollectionId")
+        return {} if field == "xaiCollectionId" else {"DOCSYNC_COLLECTIONS__LINKS": f"accounts:{field}"}
+
     def label(self, what: str) -> str:
         return f"{TAG} {self.run} {what}"
 

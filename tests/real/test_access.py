@@ -34,7 +34,7 @@ def test_the_hmac_api_user_syncs_and_a_wrong_secret_is_named(admin: Admin, xai: 
                                                              proxy: CountingProxy, tmp_path: Path) -> None:
     if not (real.hmac_api_key and real.secret_key):
         pytest.skip("the CRM has no HMAC API user (ESPOCRM_HMAC_API_KEY, ESPOCRM_SECRET_KEY)")
-    docsync = Docsync(real, xai, tmp_path / "state", proxy, hmac=True)
+    docsync = Docsync(real, xai, tmp_path / "state", proxy, hmac=True, extra=admin.settings())
     collection = xai.create_collection("Mandant HMAC")
     account = admin.account("Mandant HMAC", collection)
     doc = admin.document("Notiz", NOTE, "notiz.txt", mime="text/plain", accounts=[account])

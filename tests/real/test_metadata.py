@@ -26,7 +26,7 @@ def test_the_printed_entity_defs_install_and_check_then_passes_without_hints(
     local_instance(real)
     with xai_emulator(processing_delay=1.5) as xai:  # xAI indexes longer than docsync waits: "pending"
         docsync = Docsync(real, xai, tmp_path / "state", proxy,
-                          extra={"DOCSYNC_SYNC__PROCESSING_WAIT_SECONDS": "0.2"})
+                          extra={"DOCSYNC_SYNC__PROCESSING_WAIT_SECONDS": "0.2"} | admin.settings())
         printed = printed_files(docsync.ok("espocrm-fields"))
         assert "custom/Espo/Custom/Resources/metadata/entityDefs/Document.json" in printed
 

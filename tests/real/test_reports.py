@@ -45,7 +45,8 @@ def world(real: RealCrm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
             note = admin.document("Aktennotiz", NOTE, "aktennotiz.txt", mime="text/plain", accounts=[account])
             scan = admin.document("Scan", b"\x00\x17 scanner wrote noise here \xff" * 40, "scan.pdf",
                                   mime="application/pdf", accounts=[account])
-            docsync = Docsync(real, xai, tmp_path_factory.mktemp("reports") / "state", proxy)
+            docsync = Docsync(real, xai, tmp_path_factory.mktemp("reports") / "state", proxy,
+                              extra=admin.settings())
             first = docsync.run("sync", "--no-preview")
             assert first.returncode == 1, first.stdout + first.stderr  # the unreadable scan fails, by design
             yield World(admin, xai, docsync, collection, account, gutachten, note, scan)
