@@ -29,6 +29,7 @@ class CountingProxy(EmulatorBase):
         self._upstream = httpx.Client(base_url=upstream.rstrip("/"), timeout=httpx.Timeout(300, connect=10),
                                       follow_redirects=False)
         self._here = threading.local()
+        self.timings: list[tuple[str, str, float]] = []  # (method, raw path, seconds the real server took)
         app = self.new_app("espocrm")
         app.date_clock = self._upstream_date
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
@@ -41,6 +42,11 @@ class CountingProxy(EmulatorBase):
     def error_response(self, status: int, message: str) -> Response:
         return Response(status, message.encode())
 
+    def clear_journal(self) -> None:
+        super().clear_journal()
+        with self.journal_lock:
+            self.timings.clear()
+
     def stop(self) -> None:
         super().stop()
         self._upstream.close()
@@ -51,9 +57,12 @@ class CountingProxy(EmulatorBase):
 
     def _forward(self, request: Request) -> Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        started = time.perf_counter()
         try:
             answer = self._upstream.request(request.method, request.raw_path, headers=headers,
                                             content=request.body or None)
+            with self.journal_lock:
+                self.timings.append((request.method, request.raw_path, time.perf_counter() - started))
         except httpx.TransportError as exc:
             self._here.date = None
             return Response(502, f"counting proxy: {type(exc).__name__}".encode())
