@@ -31,7 +31,7 @@ from docsync_cli.crm.answers import (
 from docsync_cli.crm.fields import FieldSchema
 from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, refused_write
 from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, parse_api_user
-from docsync_cli.errors import AuthError, DocsyncError, RejectedError, SetupError
+from docsync_cli.errors import AuthError, ConflictError, DocsyncError, RejectedError, SetupError
 from docsync_cli.model import CrmDocument, Field
 from docsync_cli.secrets import printable
 from docsync_cli.timestamps import espo_time
@@ -88,6 +88,10 @@ class EspoClient:
                 log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
                 user = None
             self.learned.adopt_app_user(user)
+            if user is not None and user.denies_field("Document", "file", "edit"):
+                log.warning("the API user may not edit the Document field 'file', so EspoCRM silently drops the "
+                            "fileId docsync sends with each write-back; a file replaced during a sync is noticed "
+                            "only after the write (give the role Document file edit, Field Level)")
             self._learned = True
             return self.schema
 
@@ -355,7 +359,13 @@ class EspoClient:
             raise meaning from exc
         if not isinstance(record, dict):
             raise RejectedError("espocrm", "PUT", "Document/{id}", 200, "answer is not a record")
-        return self.to_document(record)
+        after = self.to_document(record)
+        if file_id is not None and after.file_id and after.file_id != file_id:
+            # the fileId check was dropped (no field edit access: 200, §11.2) and a person replaced the file
+            raise ConflictError("espocrm", "PUT", "Document/{id}", 200,
+                                "the file was replaced while docsync worked on it (the write landed: EspoCRM "
+                                "dropped the fileId check)")
+        return after
 
     def upload_preview(self, name: str, webp: bytes) -> str:
         """``POST Attachment`` for the Document's image field; returns the attachment id (contract §5.2)."""

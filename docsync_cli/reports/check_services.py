@@ -67,6 +67,11 @@ def _check_acl(report: CheckReport, user: ApiUser) -> None:
                    "create")
     else:
         report.good("EspoCRM API user rights", "Document read/edit and Attachment create allowed")
+    if user.denies_field("Document", "file", "edit"):
+        report.warn("EspoCRM API user rights", "the role may not edit the Document field 'file': EspoCRM then "
+                    "silently drops the fileId docsync sends with each write-back, so a file replaced during a sync "
+                    "is noticed only after the write (the document is taken up again by the next run)",
+                    "Administration > Roles > the API user's role > Field Level: Document file edit")
     level = user.limit("Document", "read")
     if level is not None:
         report.warn("EspoCRM API user rights", f"the role reads only '{level}' Documents: docsync never sees, "

@@ -7,12 +7,16 @@ Account read "own" hides every account the user did not create."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from docsync_sandbox.http import Callback, Request
+from docsync_sandbox.seed import corpus_dir
 from docsync_sandbox.xai import XaiEmulator
+from tests.faults import faults_of
 from tests.real.proxy import CountingProxy
 from tests.real.realcrm import Admin, Docsync, RealCrm, members
 
@@ -137,3 +141,33 @@ def test_a_role_that_cannot_see_the_accounts_does_not_empty_their_collections(
     done = narrowed.run("sync", "--no-preview", "--full")
     assert done.returncode == 2, done.stdout + done.stderr
     assert members(xai, collection) == {doc: file_id}
+
+
+def test_a_role_that_may_not_edit_the_file_field_loses_the_guard_silently_and_docsync_copes(
+        admin: Admin, xai: XaiEmulator, docsync: Docsync) -> None:
+    # contract §11.2: the real server drops the fileId of a PUT (HTTP 200) when the role's field level denies
+    # edit on `file`; docsync reads App/user's fieldTable, check warns, and a write-back that landed on a file
+    # replaced meanwhile is not left claiming "synced" with the old file's hashes
+    _, key = admin.api_user("read-only file", role_data=role(),
+                            field_data={"Document": {"file": {"read": "yes", "edit": "no"}}})
+    docsync = as_user(docsync, key)
+    assert "may not edit the Document field 'file'" in docsync.ok("check")
+    collection = xai.create_collection("Mandant")
+    corpus = corpus_dir()
+    doc_id = admin.document("Vertrag", (corpus / "minimal-document.pdf").read_bytes(), "vertrag.pdf",
+                            mime="application/pdf", accounts=[admin.account("Mandant", collection)])
+    replaced = (corpus / "pdflatex-4-pages.pdf").read_bytes()
+
+    def replace(request: Request) -> None:
+        admin.replace_file(doc_id, replaced, "neu.pdf", mime="application/pdf")
+
+    faults_of(docsync.proxy).add(Callback(replace), method="PUT", path=f"/api/v1/Document/{doc_id}", calls=[1])
+    docsync.ok("sync", "--no-preview")
+    first = admin.read(doc_id)
+    assert first["xaiSyncStatus"] != "synced", first  # the next run must take it up again
+    assert members(xai, collection) == {}  # the upload of the old file was taken back
+    docsync.ok("sync", "--no-preview")
+    after = admin.read(doc_id)
+    assert after["dateiStatus"] == "Gesynct" and after["xaiSyncStatus"] == "synced"
+    assert after["sha"] == hashlib.sha256(replaced).hexdigest() == after["xaiSyncedHash"]
+    assert members(xai, collection) == {doc_id: after["xaiFileId"]}

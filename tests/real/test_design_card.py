@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import pytest
 from PIL import Image
 
+from docsync_sandbox.http import Callback, Request
 from docsync_sandbox.seed import corpus_dir
 from docsync_sandbox.xai import XaiEmulator
+from tests.faults import faults_of
 from tests.real.realcrm import Admin, Docsync, members
 
 CORPUS = corpus_dir()
@@ -175,3 +177,27 @@ def test_prune_and_full_retire_only_what_is_gone(admin: Admin, xai: XaiEmulator,
     assert gone not in xai.files()
     assert_in_step(admin, xai, firm.docx, {firm.c1, firm.c2})
     assert_in_step(admin, xai, firm.note, {firm.c2})
+
+
+def test_a_file_replaced_while_docsync_works_is_refused_by_the_real_server_and_picked_up_next_run(
+        admin: Admin, xai: XaiEmulator, docsync: Docsync) -> None:
+    # contract §10.9/§11.2: the write-back names the fileId docsync worked on; EspoCRM deleted that attachment when
+    # the person replaced the file, so it refuses to relate it and the old file's hashes never land on the record
+    collection = xai.create_collection("Mandant")
+    doc_id = admin.document("Vertrag", (CORPUS / "minimal-document.pdf").read_bytes(), "vertrag.pdf",
+                            mime="application/pdf", accounts=[admin.account("Mandant", collection)])
+    replaced = (CORPUS / "pdflatex-4-pages.pdf").read_bytes()
+
+    def replace(request: Request) -> None:
+        admin.replace_file(doc_id, replaced, "neu.pdf", mime="application/pdf")
+
+    faults_of(docsync.proxy).add(Callback(replace), method="PUT", path=f"/api/v1/Document/{doc_id}", calls=[1])
+    docsync.ok("sync", "--no-preview")
+    doc = admin.read(doc_id)
+    assert doc["dateiStatus"] == "Neu" and doc["sha"] is None, doc  # nothing of the old file was written
+    refused = [e for e in docsync.proxy.requests("PUT", f"/api/v1/Document/{doc_id}") if e.status == 403]
+    assert len(refused) == 1
+    assert xai.files() == {} and xai.collection_documents(collection) == {}  # the upload was taken back
+    docsync.ok("sync", "--no-preview")
+    doc = assert_in_step(admin, xai, doc_id, {collection})
+    assert doc["sha"] == hashlib.sha256(replaced).hexdigest()

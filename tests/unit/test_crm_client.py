@@ -428,6 +428,16 @@ def test_a_user_without_edit_access_to_the_file_field_still_gets_its_write_back(
     assert json.loads(first.content)["fileId"] == "att-d1" and json.loads(second.content) == {"md5": "a" * 32}
 
 
+def test_a_write_back_that_landed_on_a_replaced_file_is_a_conflict(httpx_mock: HTTPXMock) -> None:
+    # §11.2: without field edit access to `file` EspoCRM drops the fileId silently (200); the answer then names
+    # the file a person put there meanwhile
+    httpx_mock.add_response(url=f"{API}/Document/d1", method="PUT", json=record("d1", fileId="att-new"))
+    with pytest.raises(ConflictError):
+        make_espo().update("d1", {"md5": "a" * 32}, file_id="att-old")
+    httpx_mock.add_response(url=f"{API}/Document/d1", method="PUT", json=record("d1", fileId="att-old"))
+    assert make_espo().update("d1", {"md5": "a" * 32}, file_id="att-old").file_id == "att-old"
+
+
 def test_app_user_is_a_typed_api_user_and_learn_keeps_it(httpx_mock: HTTPXMock) -> None:
     # §1.3 App/user `user`, §7.2 the role's ACL table, §10.4 the page cap: the client hides the answer's shape.
     answer = {"user": {"id": "u", "type": "api", "userName": "docsync-api", "name": "Docsync"},
