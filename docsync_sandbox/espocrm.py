@@ -320,6 +320,7 @@ class EspoEmulator(EmulatorBase):
         read_only_fields: Iterable[str] = (),
         count_disabled: bool = False,
         short_pages: bool = False,
+        version: str | None = None,
     ) -> None:
         super().__init__()
         self.role = Role(account_read, account_stream, global_stream, set(read_only_fields))
@@ -328,6 +329,7 @@ class EspoEmulator(EmulatorBase):
         self.count_disabled = count_disabled  # entityDefs.Document.collection.countDisabled (§11.2)
         self.short_pages = short_pages  # pages shorter than maxSize while more exist, ``total: -1`` (§11.2)
         self.hidden_documents: set[str] = set()  # Documents the API user's role may not read (hide_document)
+        self.version = version or ("9.0.3" if relate_note_dedup else "9.2.7")  # App/user settings.version
         self.app_timestamp = int(time.time())  # config ``appTimestamp``: a build stamp, not the time (§11.1)
         self.document_fields = copy.deepcopy(dict(document_fields if document_fields is not None
                                                   else DESIGN_DOC_FIELDS))
@@ -664,11 +666,14 @@ class EspoEmulator(EmulatorBase):
             ("POST", "/Attachment", self._post_attachment),
             ("GET", "/Attachment/file/" + rid, self._get_attachment_file),
             ("GET", f"/{entity}", self._get_list),
+            ("POST", f"/{entity}", self._create_record),
             ("GET", f"/{entity}/{rid}", self._get_record),
             ("PUT", f"/{entity}/{rid}", self._update_record),
             ("PATCH", f"/{entity}/{rid}", self._update_record),
             ("DELETE", f"/{entity}/{rid}", self._delete_record),
             ("GET", f"/{entity}/{rid}/(?P<link>[A-Za-z][A-Za-z0-9]*)", self._get_related),
+            ("POST", f"/{entity}/{rid}/(?P<link>[A-Za-z][A-Za-z0-9]*)", self._link_request),
+            ("DELETE", f"/{entity}/{rid}/(?P<link>[A-Za-z][A-Za-z0-9]*)", self._link_request),
         ]
         for method, pattern, handler in table:
             self.app.route(method, API + pattern)(self._guarded(handler))
@@ -729,7 +734,7 @@ class EspoEmulator(EmulatorBase):
             "acl": self.role.acl(self.entities["Document"].fields),
             "preferences": {"timeZone": "UTC", "language": "en_US"},
             "token": None,
-            "settings": {"recordListMaxSizeLimit": self.max_size_limit, "timeZone": "UTC"},
+            "settings": {"recordListMaxSizeLimit": self.max_size_limit, "timeZone": "UTC", "version": self.version},
             "language": "en_US",
             "appParams": {"maxUploadSize": self.max_upload_bytes // (1024 * 1024)},
         })
@@ -820,8 +825,38 @@ class EspoEmulator(EmulatorBase):
         parent = self._live("Account", str(note.get("parentId")))
         return parent is not None and self.role.account_streamable(parent, self.api_user_id)
 
+    def _link_request(self, request: Request, entity: str, rid: str, link: str) -> Response:
+        """``POST``/``DELETE {Entity}/{id}/{link}``: needs edit access on both records; the role edits no
+        Account or Contact, so every link change of the API user is refused (§11.1)."""
+        etype = self._entity(entity)
+        if self._scope_level(entity, "edit") == "no":
+            _raise(403, "No edit access.")
+        parent = self._live(entity, rid)
+        if parent is None:
+            _raise(404, "")
+        if not self._readable(entity, parent):
+            _raise(403, "No edit access.")
+        relation = etype.relations.get(link)
+        if link not in etype.links or relation is None:
+            _raise(404, "Link does not exist.")
+        if self._scope_level(relation.foreign_entity, "edit") == "no":
+            _raise(403, f"No foreign record access for link operation ({entity}:{link}).",
+                   {"messageTranslation": {"label": "noAccessToForeignRecord", "scope": None,
+                                           "data": {"action": "edit"}}})
+        _raise(403, "No edit access.")  # the emulated role edits no foreign entity type
+
+    def _create_record(self, request: Request, entity: str) -> Response:
+        """The API user's role creates no records (Document/Account create "no")."""
+        self._entity(entity)
+        _raise(403, "No create access.")
+
     def _get_related(self, request: Request, entity: str, rid: str, link: str) -> Response:
         etype = self._entity(entity)
+        if link == "stream" and entity == "Document":  # Document has no stream (scopes.Document.stream false)
+            parent = self._live(entity, rid)
+            if parent is None:
+                _raise(404, "")
+            return self._ok({"total": 0, "list": [], "pinnedList": []})
         if self._scope_level(entity, "read") == "no":
             _raise(403, "No access.")
         parent = self._live(entity, rid)

@@ -1,0 +1,144 @@
+"""EspoCRM contract §11.1 (docs/contracts.md): the answers as a real EspoCRM 9.2.7 gives them, on both backends."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+from datetime import UTC, datetime
+
+import httpx
+
+from tests.contract.backends import Backend
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
+
+
+def test_a_wrong_api_key_is_401_with_an_empty_body(backend: Backend) -> None:
+    # §11.1: 401, empty body, Content-type text/html (not JSON), no reason header
+    with httpx.Client(base_url=str(backend.client().base_url), headers={"X-Api-Key": "wrong"}) as http:
+        response = http.get("App/user")
+    assert response.status_code == 401
+    assert response.content == b""
+    assert "json" not in response.headers.get("content-type", "")
+    assert "x-status-reason" not in response.headers
+
+
+def test_an_enum_value_not_in_the_options_is_a_400_valid(backend: Backend) -> None:
+    # §11.1 / §10.1: the whole update is refused
+    doc = backend.add_document(backend.unique("Enum"))
+    response = backend.client().put(f"Document/{doc}", json={"dateiStatus": "pending", "name": "changed"})
+    assert response.status_code == 400
+    assert response.headers["x-status-reason"] == (
+        "Field validation failure; entityType: Document, field: dateiStatus, type: valid.")
+    assert response.json() == {"messageTranslation": {"label": "validationFailure", "scope": None,
+                                                      "data": {"field": "dateiStatus", "type": "valid"}}}
+    assert backend.client().get(f"Document/{doc}").json()["name"] != "changed"
+
+
+def test_a_field_the_role_may_not_edit_and_an_unknown_attribute_are_dropped_silently(backend: Backend) -> None:
+    # §11.1: 200, no 403; the fixture's role has Document.status read-only
+    doc = backend.add_document(backend.unique("Drop"))
+    response = backend.client().put(f"Document/{doc}", json={"status": "Expired", "noSuchAttribute": "x",
+                                                             "dateiStatus": "Gesynct"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "Active" and body["dateiStatus"] == "Gesynct"
+    assert "noSuchAttribute" not in body
+
+
+def test_max_size_above_the_cap_is_a_403_with_the_reason(backend: Backend) -> None:
+    response = backend.client().get("Document", params={"maxSize": 201})
+    assert response.status_code == 403
+    assert response.headers["x-status-reason"] == "Max size should not exceed 200. Use offset and limit."
+
+
+def test_where_on_an_attribute_that_does_not_exist_is_a_400(backend: Backend) -> None:
+    # §11.2 corrects §10.3: 400, not 403
+    response = backend.client().get("Document", params={"where[0][type]": "equals",
+                                                       "where[0][attribute]": "nope", "where[0][value]": "1"})
+    assert response.status_code == 400
+    assert response.headers["x-status-reason"] == "Not existing attribute 'nope' in where."
+
+
+def test_metadata_of_a_missing_key_is_an_empty_200(backend: Backend) -> None:
+    response = backend.client().get("Metadata", params={"key": "entityDefs.Document.fields.noSuchField"})
+    assert response.status_code == 200 and response.content == b""
+    options = backend.client().get("Metadata", params={"key": "entityDefs.Document.fields.dateiStatus"}).json()
+    assert options["type"] == "enum" and options["options"] == ["Neu", "Geändert", "Gesynct", "Fehler"]
+
+
+def test_a_document_has_no_stream(backend: Backend) -> None:
+    doc = backend.add_document(backend.unique("Stream"))
+    response = backend.client().get(f"Document/{doc}/stream")
+    assert response.status_code == 200
+    assert response.json()["list"] == [] and response.json()["total"] == 0
+
+
+def test_linking_without_edit_access_to_the_account_is_a_403(backend: Backend) -> None:
+    doc = backend.add_document(backend.unique("Link"))
+    account = backend.add_account(backend.unique("Acme"))
+    for method in ("POST", "DELETE"):
+        response = backend.client().request(method, f"Document/{doc}/accounts", json={"id": account})
+        assert response.status_code == 403
+        assert response.headers["x-status-reason"] == (
+            "No foreign record access for link operation (Document:accounts).")
+        assert response.json()["messageTranslation"]["label"] == "noAccessToForeignRecord"
+    assert backend.client().get(f"Document/{doc}/accounts").json()["list"] == []
+
+
+def test_a_jpeg_for_the_document_file_field_is_not_allowed(backend: Backend) -> None:
+    body = {"name": "scan.jpg", "type": "image/jpeg", "role": "Attachment", "relatedType": "Document",
+            "field": "file", "file": "data:image/jpeg;base64," + base64.b64encode(JPEG).decode()}
+    response = backend.client().post("Attachment", json=body)
+    assert response.status_code == 403
+    assert response.headers["x-status-reason"] == "Not allowed file type."
+
+
+def test_the_api_user_creates_and_deletes_nothing(backend: Backend) -> None:
+    # the role: Document create/delete "no", Account read only
+    doc = backend.add_document(backend.unique("Keep"))
+    account = backend.add_account(backend.unique("Acme"))
+    http = backend.client()
+    for response, reason in ((http.post("Document", json={"name": "x"}), "No create access."),
+                             (http.post("Account", json={"name": "x"}), "No create access."),
+                             (http.put(f"Account/{account}", json={"name": "y"}), "No edit access."),
+                             (http.delete(f"Document/{doc}"), "No delete access.")):
+        assert response.status_code == 403
+        assert response.headers["x-status-reason"] == reason
+    assert http.get(f"Document/{doc}").status_code == 200
+
+
+def test_x_app_timestamp_is_a_build_stamp_and_date_is_the_time(backend: Backend) -> None:
+    http = backend.client()
+    first = http.get("App/user")
+    doc = backend.add_document(backend.unique("Clock"))
+    answer = http.put(f"Document/{doc}", json={"dateiStatus": "Gesynct"})
+    assert answer.headers["x-app-timestamp"] == first.headers["x-app-timestamp"]
+    # Date and modifiedAt come from one clock on a plain installation (issue 20 measures the difference)
+    date = email.utils.parsedate_to_datetime(answer.headers["date"])
+    modified = datetime.strptime(answer.json()["modifiedAt"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    assert abs((date - modified).total_seconds()) <= 2
+
+
+def test_app_user_acl_is_shaped_as_the_real_server_answers_it(backend: Backend) -> None:
+    acl = backend.client().get("App/user").json()["acl"]
+    keys = ["read", "stream", "edit", "delete", "create"]
+    assert list(acl["table"]["Document"]) == keys and list(acl["table"]["Account"]) == keys
+    assert acl["table"]["Document"] == {"read": "all", "stream": "all", "edit": "all", "delete": "no",
+                                        "create": "no"}
+    assert acl["table"]["Account"] == {"read": "all", "stream": "all", "edit": "no", "delete": "no",
+                                       "create": "no"}
+    assert acl["table"]["GlobalStream"] is True
+    assert acl["fieldTable"]["Document"] == {"status": {"read": "yes", "edit": "no"}}
+    assert acl["fieldTableQuickAccess"]["Document"]["attributes"]["edit"] == {"yes": [], "no": ["status"]}
+    settings = backend.client().get("App/user").json()["settings"]
+    assert settings["recordListMaxSizeLimit"] == 200
+
+
+def test_json_answers_carry_the_controller_headers(backend: Backend) -> None:
+    response = backend.client().get("Document", params={"maxSize": 1, "select": "id"})
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["expires"] == "0"
+    assert "no-store" in response.headers["cache-control"]
+    assert json.loads(response.content)["list"] is not None
