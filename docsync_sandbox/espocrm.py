@@ -528,6 +528,8 @@ class EspoEmulator(EmulatorBase):
             defs: dict[str, Any] = {"fields": copy.deepcopy(etype.fields), "links": copy.deepcopy(etype.links),
                                     "collection": {"orderBy": "createdAt", "order": "desc",
                                                    "textFilterFields": ["name"]}}
+            if name == "Document":
+                defs["collection"]["countDisabled"] = self.count_disabled  # readable by the API user (§11.2)
             if etype.occ:
                 defs["optimisticConcurrencyControl"] = True
             entity_defs[name] = defs
@@ -1200,7 +1202,10 @@ class EspoEmulator(EmulatorBase):
         attachment_id = self._store_attachment(
             name, content, mime, str(field_name), role=str(role),
             related_type=None if parent_type else str(target), parent_type=parent_type)
-        return self._ok(self._values(self.entities["Attachment"], self.records["Attachment"][attachment_id]))
+        record = self.records["Attachment"][attachment_id]
+        values = self._values(self.entities["Attachment"], record)
+        values.update(modifiedAt=record["createdAt"], storageFilePath=None, parentName=None, relatedName=None)
+        return self._ok({key: values.get(key) for key in ATTACHMENT_CREATE_KEYS})
 
     def _attachment_field(self, target: str, field_name: str) -> dict[str, Any]:
         etype = self.entities.get(target)
@@ -1313,12 +1318,12 @@ class EspoEmulator(EmulatorBase):
                 raise ValueError(f"Duplicate entry '{doc_id}' for key 'PRIMARY'")
             now = self._now()
             record: dict[str, Any] = {
-                "id": doc_id, "deleted": False, "name": name, "fileId": None, "status": "Active", "type": "",
+                "id": doc_id, "deleted": False, "name": name, "fileId": None, "status": "Active", "type": None,
                 "publishDate": now[:10], "expirationDate": None, "description": None, "createdAt": now,
                 "modifiedAt": now, "createdById": self.human_user_id, "modifiedById": self.human_user_id,
                 "assignedUserId": self.human_user_id, "teamsIds": [], "folderId": None,
                 self.attr("dateiStatus"): datei_status, self.attr("md5"): None, self.attr("sha"): None,
-                self.attr("xaiFileId"): None, self.attr("xaiCollections"): [], self.attr("xaiSyncedHash"): None,
+                self.attr("xaiFileId"): None, self.attr("xaiCollections"): None, self.attr("xaiSyncedHash"): None,
                 self.attr("xaiSyncStatus"): self._default("xaiSyncStatus"), self.attr("xaiSyncError"): None,
                 self.preview_field + "Id": None,
             }
@@ -1516,6 +1521,11 @@ class EspoEmulator(EmulatorBase):
         with self.lock:
             self.api_key = new_key
 
+
+ATTACHMENT_CREATE_KEYS = ("id", "name", "deleted", "type", "size", "field", "isBeingUploaded", "createdAt",
+                          "modifiedAt", "role", "storage", "storageFilePath", "global", "parentName", "relatedType",
+                          "relatedName", "createdById", "createdByName")
+"""The keys of the ``POST Attachment`` answer, as 9.2.7 gives them (no ``relatedId``/``parentId``/``sourceId``)."""
 
 ATTACHMENT_FIELDS: dict[str, dict[str, Any]] = {
     "name": {"type": "varchar", "required": True, "maxLength": 255},

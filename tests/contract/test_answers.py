@@ -142,3 +142,33 @@ def test_json_answers_carry_the_controller_headers(backend: Backend) -> None:
     assert response.headers["expires"] == "0"
     assert "no-store" in response.headers["cache-control"]
     assert json.loads(response.content)["list"] is not None
+
+
+DESIGN_FIELDS = {  # what ../shared/real-espocrm sets up (the design document's fields), and the emulator's default
+    "dateiStatus": {"type": "enum", "options": ["Neu", "Geändert", "Gesynct", "Fehler"], "default": "Neu"},
+    "md5": {"type": "varchar", "maxLength": 32},
+    "sha": {"type": "varchar", "maxLength": 64},
+    "xaiFileId": {"type": "varchar", "maxLength": 100},
+    "xaiCollections": {"type": "array"},
+    "xaiSyncedHash": {"type": "varchar", "maxLength": 64},
+    "xaiSyncStatus": {"type": "enum", "options": ["syncing", "synced", "failed"]},
+    "xaiSyncError": {"type": "text"},
+    "preview": {"type": "image"},
+}
+
+
+def test_metadata_of_the_document_fields(backend: Backend) -> None:
+    # §6.3: any API user reads the definitions; custom fields carry isCustom
+    fields = backend.client().get("Metadata", params={"key": "entityDefs.Document.fields"}).json()
+    for name, expected in DESIGN_FIELDS.items():
+        assert {k: v for k, v in fields[name].items() if k in ("type", "options", "maxLength", "default")} == expected
+        assert fields[name]["isCustom"] is True
+    assert fields["file"]["required"] is True and ".pdf" in fields["file"]["accept"]
+    assert fields["status"]["options"] == ["Draft", "Active", "Canceled", "Expired"]
+    assert fields["status"]["default"] == "Active" and fields["status"]["activeOptions"] == ["Active"]
+    assert fields["accounts"]["noLoad"] is True and fields["accounts"]["directUpdateDisabled"] is True
+    account = backend.client().get("Metadata", params={"key": "entityDefs.Account.fields.xaiCollectionId"}).json()
+    assert (account["type"], account["maxLength"]) == ("varchar", 100)
+    collection = backend.client().get("Metadata", params={"key": "entityDefs.Document.collection"}).json()
+    assert (collection["orderBy"], collection["order"]) == ("createdAt", "desc")
+    assert not collection.get("countDisabled")

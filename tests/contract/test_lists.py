@@ -48,6 +48,8 @@ def test_count_disabled_makes_every_total_minus_one_or_minus_two(backend: Backen
     prefix = five[0]
     http = backend.client()
     with backend.count_disabled():
+        flag = http.get("Metadata", params={"key": "entityDefs.Document.collection.countDisabled"})
+        assert flag.json() is True  # the API user can see the setting
         assert find(http, named(prefix, maxSize=2))["total"] == -1
         assert find(http, named(prefix, maxSize=4, offset=2))["total"] == -2
         assert find(http, named(prefix, maxSize=5))["total"] == -2

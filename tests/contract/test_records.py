@@ -69,8 +69,10 @@ def test_upload_attach_replace_and_download(backend: Backend) -> None:
         "field": "file", "file": "data:application/pdf;base64," + base64.b64encode(content).decode()})
     assert upload.status_code == 200
     attachment = upload.json()
-    assert {"id", "name", "type", "size", "role", "relatedType", "field", "isBeingUploaded", "storage", "global",
-            "createdAt", "createdById", "deleted"} <= set(attachment)
+    assert sorted(attachment) == sorted([
+        "id", "name", "deleted", "type", "size", "field", "isBeingUploaded", "createdAt", "modifiedAt", "role",
+        "storage", "storageFilePath", "global", "parentName", "relatedType", "relatedName", "createdById",
+        "createdByName"])  # no relatedId/parentId/sourceId in the answer
     assert (attachment["size"], attachment["type"], attachment["field"]) == (len(content), "application/pdf", "file")
     assert attachment["createdById"] == backend.api_user_id()
     answer = http.put(f"Document/{doc}", json={"fileId": attachment["id"]})

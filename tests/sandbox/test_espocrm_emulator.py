@@ -492,7 +492,8 @@ def test_post_attachment_file_field(emu: EspoEmulator, api: httpx.Client) -> Non
     response = upload(api, "nda.pdf", PDF, "application/pdf", size=1, relatedId="abc")
     assert response.status_code == 200
     body = response.json()
-    assert body["size"] == len(PDF) and body["relatedId"] is None and body["relatedType"] == "Document"
+    assert body["size"] == len(PDF) and "relatedId" not in body and body["relatedType"] == "Document"
+    assert emu.attachment(body["id"])["relatedId"] is None  # type: ignore[index]
     assert body["field"] == "file" and body["role"] == "Attachment" and "file" not in body
     assert emu.attachment_bytes(body["id"]) == PDF
     html = upload(api, "page.html", b"<html></html>", "text/html")
