@@ -810,6 +810,8 @@ class EspoEmulator(EmulatorBase):
         if not self.global_stream:
             _raise(403)
         params = self._list_params(request)
+        if params.offset:
+            _raise(400, "Offset is not supported.")
         before = request.arg("beforeNumber")
         scope = WhereScope(NOTE_ATTRIBUTES, [], lambda record, link: set(), self.clock().astimezone(UTC))
         try:

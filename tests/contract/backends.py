@@ -112,6 +112,10 @@ class Backend:
         """A Document with an explicit id (imported, migrated); None-able on the real server without SQL."""
         raise NotImplementedError
 
+    def hmac_user(self) -> tuple[str, str] | None:
+        """(API key, secret key) of an API user with HMAC authentication, or None when there is none."""
+        raise NotImplementedError
+
     def unique(self, stem: str) -> str:
         """A name no other test (or earlier run on a shared server) uses."""
         return f"{stem} {uuid.uuid4().hex[:10]}"
@@ -188,6 +192,10 @@ class EmulatorBackend(Backend):
 
     def add_document_with_id(self, record_id: str, name: str) -> str:
         return self.emu.add_document(name, PDF, "file.pdf", record_id=record_id)
+
+    def hmac_user(self) -> tuple[str, str] | None:
+        self.emu.api_key, self.emu.secret_key = "contract-hmac-key", "contract-hmac-secret"  # until reset()
+        return self.emu.api_key, self.emu.secret_key
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -332,6 +340,10 @@ class RealBackend(Backend):
             streak = streak + 1 if ok(total) else 0
             if time.monotonic() > deadline:
                 raise AssertionError("the real server did not take the countDisabled change within 30 s")
+
+    def hmac_user(self) -> tuple[str, str] | None:
+        key, secret = os.environ.get("ESPOCRM_HMAC_API_KEY"), os.environ.get("ESPOCRM_SECRET_KEY")
+        return (key, secret) if key and secret else None
 
     def add_document_with_id(self, record_id: str, name: str) -> str:
         shell = admin_shell()
