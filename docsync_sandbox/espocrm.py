@@ -16,6 +16,14 @@ Emulated:
 * §5 attachments: ``POST Attachment`` (single request; no chunked upload), ``GET Attachment/file/{id}``, the file
   saver of §5.3 (relating the new attachment, deleting the previous one).
 * §6.3 ``GET Metadata[?key=dot.path]`` and ``GET App/user``.
+* §11 (a real 9.2.7, pinned on both backends by ``tests/contract``): the API user's role (:mod:`.espocrm_acl`):
+  creates and deletes nothing, edits no Account (so link changes are 403 ``noAccessToForeignRecord``);
+  ``read_only_fields`` are dropped from a PUT with 200; ``account_read``/``account_stream`` decide which Accounts
+  it reads and which notes GlobalStream shows (with the 50-round early ``-2``); ``hide_document`` makes a record
+  403 ``No 'read' access.`` and absent from lists. ``count_disabled`` turns every Document ``total`` into -1/-2;
+  ``short_pages`` answers pages of about half ``maxSize`` with -1 while more exist; ids compare, order and look
+  up case-insensitively (``utf8mb4_unicode_ci``); ``date_skew`` puts the ``Date`` clock apart from the
+  ``modifiedAt`` clock; ``X-App-Timestamp`` is a build stamp; ``relate_note_dedup`` is 8.4.0-9.0.x.
 
 Decisions where ``docs/contracts.md`` and the public EspoCRM source leave room (emulator decisions, marked [I]
 where the tests cite them):
@@ -1432,6 +1440,8 @@ class EspoEmulator(EmulatorBase):
             self._save(etype, record, {}, self.human_user_id, force=True)
 
     def _pair(self, relation: Relation, doc_id: str, foreign_id: str, *, add: bool, silent: bool = True) -> None:
+        doc_id = self.records["Document"].stored_id(doc_id) or doc_id  # ids as stored (case-insensitive keys)
+        foreign_id = self.records[relation.foreign_entity].stored_id(foreign_id) or foreign_id
         left, right = (doc_id, foreign_id) if relation.side == 0 else (foreign_id, doc_id)
         table = self.link_tables[relation.table]
         if (right in table.of(left, 0)) == add:
