@@ -5,6 +5,8 @@ holds."""
 from __future__ import annotations
 
 import base64
+import struct
+import zlib
 
 import httpx
 
@@ -98,3 +100,30 @@ def test_a_new_document_made_by_a_person(backend: Backend) -> None:
     assert record["fileName"] == "fresh.pdf" and record["deleted"] is False
     assert record["createdAt"] == record["modifiedAt"]
     assert "accountsIds" not in record  # noLoad (§10.6)
+
+
+def tiny_png() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
+            + chunk(b"IEND", b""))
+
+
+def test_the_preview_image_field_checks_extension_type_and_content(backend: Backend) -> None:
+    # §5.2 image fields: the extension's mime must be allowed, equal the sent type and the detected one
+    http = backend.client()
+    png = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
+
+    def upload(name: str, mime: str, data: str) -> httpx.Response:
+        return http.post("Attachment", json={"name": name, "type": mime, "role": "Attachment",
+                                             "relatedType": "Document", "field": "preview", "file": data})
+
+    assert upload("p.png", "image/png", png).status_code == 200
+    cases = [(upload("p.png", "image/jpeg", png), "Passed type does not correspond to extension."),
+             (upload("p.jpg", "image/jpeg", png), "Detected mime type does not correspond to extension."),
+             (upload("p.pdf", "application/pdf", "data:application/pdf;base64,"
+                     + base64.b64encode(PDF).decode()), "Not allowed file type.")]
+    for response, text in cases:
+        assert (response.status_code, reason(response)) == (403, text)
