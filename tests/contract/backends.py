@@ -33,7 +33,7 @@ from docsync_sandbox.espocrm import EspoEmulator
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\n%%EOF\n"
 API_KEY = "contract-key"
 REAL_ENV = ("ESPOCRM_URL", "ESPOCRM_API_KEY", "ESPOCRM_ADMIN_USER", "ESPOCRM_ADMIN_PASSWORD")
-CONTRACT_TEAM = "docsync contract"
+CONTRACT_TEAM = "docsync-contract"
 
 
 def real_missing() -> list[str]:
