@@ -67,6 +67,7 @@ from typing import Any, NoReturn
 
 from docsync_sandbox.crm_profiles import DESIGN_DOC_FIELDS
 from docsync_sandbox.espocrm_acl import CiTable, Role, id_key
+from docsync_sandbox.espocrm_collation import collation_key
 from docsync_sandbox.espocrm_index import DocumentIndex
 from docsync_sandbox.espocrm_stream import NOTE_ATTRIBUTES, StreamNotes
 from docsync_sandbox.espocrm_where import WhereError, WhereScope, compile_where, parse_php_query
@@ -1588,11 +1589,11 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
-    """MySQL order: NULL first (ascending), strings case-insensitive."""
+    """MariaDB order: NULL first (ascending), strings by ``utf8mb4_unicode_ci`` (:mod:`.espocrm_collation`)."""
     if value is None:
         return (0, "")
     if isinstance(value, str):
-        return (1, value.casefold())
+        return (1, collation_key(value))
     if isinstance(value, bool | int | float):
         return (2, float(value))
     return (3, json.dumps(value, sort_keys=True))

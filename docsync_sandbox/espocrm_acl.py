@@ -6,9 +6,9 @@
   ones the loopback fixture's role "docsync API" sets (``../shared/real-espocrm/configure.py``), plus Contact read.
 * Record-level ACL as ``Core/Acl/DefaultOwnershipChecker.php`` decides it: "own" means *assigned to* the user for
   entity types with an ``assignedUser`` field (Account, Document); ``createdBy`` only counts without one.
-* :class:`CiTable`: a record table keyed by id that finds ids case-insensitively and refuses an id that differs
-  from a stored one only in case (MariaDB ``utf8mb4_unicode_ci`` primary key: duplicate entry), and
-  :func:`id_key`, the sort/compare key of an id (``ORDER BY id`` and ``id > 'x'`` ignore case on the server).
+* :class:`CiTable`: a record table keyed by id that finds ids as the collation does (case, accents and trailing
+  spaces ignored) and refuses an id that equals a stored one under it (MariaDB ``utf8mb4_unicode_ci`` primary
+  key: duplicate entry), and :func:`id_key`, the sort/compare key of an id (``ORDER BY id``, ``id > 'x'``).
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from docsync_sandbox.espocrm_collation import collation_key
+
 __all__ = ["LEVELS", "CiTable", "Role", "id_key"]
 
 LEVELS = ("all", "team", "own", "no")
 
 
 def id_key(value: Any) -> str:
-    """The collation key of an id (or any varchar) under ``utf8mb4_unicode_ci`` for the ASCII ids EspoCRM uses."""
-    return str(value).casefold()
+    """The collation key of an id under ``utf8mb4_unicode_ci`` (:mod:`.espocrm_collation`)."""
+    return collation_key(value)
 
 
 class CiTable(dict[str, dict[str, Any]]):

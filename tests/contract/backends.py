@@ -275,8 +275,10 @@ class RealBackend(Backend):
         else:
             role_id = self._admin("POST", "Role", {"name": name, "data": data, "fieldData": field_data})["id"]
         users = self._find("User", "userName", name, "&userType=api")
-        if users:
+        if users:  # made by an earlier run: bring its role and team up to date
             user_id = str(users[0]["id"])
+            self._admin("PUT", f"User/{user_id}", {"rolesIds": [role_id], "teamsIds": [self.team_id()],
+                                                   "isActive": True})
         else:
             user_id = str(self._admin("POST", "User", {
                 "userName": name, "lastName": name, "type": "api", "authMethod": "ApiKey", "isActive": True,

@@ -113,10 +113,11 @@ def test_explicit_ids_order_and_page_case_insensitively(backend: Backend) -> Non
     prefix = backend.unique("Imported")
     tag = prefix.rsplit(" ", 1)[1]
     made = [backend.add_document_with_id(f"{tag}{suffix}", f"{prefix} {suffix}")
-            for suffix in ("B", "a", "C", "d")]
+            for suffix in ("B", "a", "C", "d", "9", "-y", "_x")]
     http = backend.client()
     ordered = [i["id"] for i in find(http, named(prefix, orderBy="id", order="asc"))["list"]]
-    assert ordered == [f"{tag}a", f"{tag}B", f"{tag}C", f"{tag}d"]
+    # punctuation before digits before letters, case ignored (Python: "-" < "9" < "B" < "C" < "_" < "a" < "d")
+    assert ordered == [f"{tag}{s}" for s in ("_x", "-y", "9", "a", "B", "C", "d")]
     assert sorted(made) != ordered  # Python's order differs
     seen: list[str] = []
     last = ""

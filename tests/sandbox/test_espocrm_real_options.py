@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from docsync_sandbox.espocrm import EspoEmulator
+from docsync_sandbox.espocrm_collation import collation_key
 from tests.fakes import FakeClock
 
 KEY = "espo-test-key"
@@ -170,3 +171,12 @@ def test_account_stream_own_needs_the_account_assigned_to_the_api_user(emu: Espo
     emu.account_read = "no"  # no read: Account is not among the parent types at all
     assert api.get("GlobalStream").json() == {"total": -2, "list": []}
     assert api.get("Account").headers["x-status-reason"] == "No read access."
+
+
+def test_the_collation_key_orders_as_mariadb_utf8mb4_unicode_ci() -> None:
+    # observed on MariaDB 10.11 (ORDER BY a VARCHAR of each printable ASCII character):
+    observed = "`^_-,;:!?.'\"()[]{}@*/\\&#%+<=>|~$0123456789AaBbCcDdEeFfGgHhIiJjKkLlMmNnOoPpQqRrSsTtUuVvWwXxYyZz"
+    assert sorted(observed, key=lambda ch: (collation_key(ch), ch)) == list(observed)
+    assert collation_key("a") == collation_key("A") == collation_key("ä") == collation_key("a  ")
+    assert collation_key("ss") != collation_key("ß")
+    assert collation_key("65f0c1a2b3c4d5e6f") == "65f0c1a2b3c4d5e6f"  # EspoCRM's own ids are their own key
