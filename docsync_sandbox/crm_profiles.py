@@ -11,7 +11,8 @@ disagree with docsync wherever a real CRM would.
 
 The other profiles are the variations seen in production: the fields ``docsync espocrm-fields`` generates, as an
 admin installs them (handed in by whoever starts the emulator, never imported from docsync),
-the ``c``-prefixed names EspoCRM ≥ 8.2 gives custom fields, ``preview`` as a ``file`` field, a lowered
+the ``c``-prefixed names EspoCRM ≥ 8.2 gives custom fields (Account's ``cXaiCollectionId`` too, so docsync's link
+rule must name it), ``preview`` as a ``file`` field, a lowered
 ``recordListMaxSizeLimit`` and an HMAC API user.
 """
 
@@ -84,7 +85,9 @@ def profile(name: str, *, installed: Mapping[str, Mapping[str, Any]] | None = No
             raise ValueError("the generated profile needs the installed fields (docsync espocrm-fields' entityDefs)")
         return CrmProfile("generated", fields=installed_fields(installed))
     if name == "c-prefixed":
-        return CrmProfile("c-prefixed", field_names={n: c_prefixed(n) for n in LOGICAL_NAMES})
+        # the Entity Manager prefixes the Account field too (found against a real 9.2.7: disagreements.md #3)
+        names = {n: c_prefixed(n) for n in (*LOGICAL_NAMES, "xaiCollectionId")}
+        return CrmProfile("c-prefixed", field_names=names)
     if name == "preview-file":
         return CrmProfile("preview-file", fields=_preview_file())
     if name == "page-cap-50":

@@ -325,6 +325,7 @@ class EspoEmulator(EmulatorBase):
         date_skew: float = 0.0,
         account_read: str = "all",
         account_stream: str = "all",
+        document_read: str = "all",
         relate_note_dedup: bool = False,
         read_only_fields: Iterable[str] = (),
         count_disabled: bool = False,
@@ -332,7 +333,7 @@ class EspoEmulator(EmulatorBase):
         version: str | None = None,
     ) -> None:
         super().__init__()
-        self.role = Role(account_read, account_stream, global_stream, set(read_only_fields))
+        self.role = Role(account_read, account_stream, global_stream, set(read_only_fields), document_read)
         self.role.check()
         self.date_skew = date_skew  # seconds the HTTP ``Date`` clock is ahead of the ``modifiedAt`` clock
         self.count_disabled = count_disabled  # entityDefs.Document.collection.countDisabled (§11.2)
@@ -402,6 +403,17 @@ class EspoEmulator(EmulatorBase):
     @account_stream.setter
     def account_stream(self, value: str) -> None:
         self.role.account_stream = value
+        self.role.check()
+
+    @property
+    def document_read(self) -> str:
+        """The role's Document read (and edit) level as ``App/user`` shows it: "all", "team" or "own". Which
+        records the role cannot see is :meth:`hide_document`'s; hiding one makes an "all" role "team"."""
+        return self.role.document_read
+
+    @document_read.setter
+    def document_read(self, value: str) -> None:
+        self.role.document_read = value
         self.role.check()
 
     @property
@@ -1296,6 +1308,8 @@ class EspoEmulator(EmulatorBase):
         ``No 'read' access.``, ``PUT`` 403 ``No edit access.``, and lists, counts and related lists leave it out."""
         with self.lock:
             self.hidden_documents.add(str(self.records["Document"][doc_id]["id"]))
+            if self.role.document_read == "all":  # a role that reads "all" hides nothing: it must be narrower
+                self.role.document_read = "team"
 
     def unhide_document(self, doc_id: str) -> None:
         with self.lock:

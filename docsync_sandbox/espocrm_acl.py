@@ -90,11 +90,14 @@ class Role:
     account_stream: str = "all"
     global_stream: bool = False
     read_only_fields: set[str] = field(default_factory=set)
+    document_read: str = "all"  # "team"/"own": some Documents may be hidden from the role (hide_document)
 
     def check(self) -> None:
         for name in ("account_read", "account_stream"):
             if getattr(self, name) not in ("all", "own", "no"):
                 raise ValueError(f"{name} must be 'all', 'own' or 'no', not {getattr(self, name)!r}")
+        if self.document_read not in ("all", "team", "own"):
+            raise ValueError(f"document_read must be 'all', 'team' or 'own', not {self.document_read!r}")
 
     # -- record level ------------------------------------------------------------------------------
 
@@ -137,7 +140,7 @@ class Role:
             "GlobalStream": self.global_stream,
             "Account": _scope(self.account_read, self.account_stream, "no", "no", "no"),
             "Contact": _scope("all", "no", "no", "no", "no"),
-            "Document": _scope("all", "all", "all", "no", "no"),
+            "Document": _scope(self.document_read, self.document_read, self.document_read, "no", "no"),
         }
         read_only = self.read_only_field_names(fields)
         field_table = {"Account": {}, "Contact": {}, "Attachment": {},

@@ -136,7 +136,7 @@ class EmulatorBackend(Backend):
         emu.reset()
         emu.api_key, emu.secret_key = API_KEY, None
         emu.global_stream = True
-        emu.account_read = emu.account_stream = "all"
+        emu.account_read = emu.account_stream = emu.document_read = "all"
         emu.read_only_fields = {"status"}
         emu.count_disabled = emu.short_pages = emu.relate_note_dedup = False
         emu.date_skew = 0.0
@@ -150,6 +150,7 @@ class EmulatorBackend(Backend):
         self.emu.account_read = role.account_read
         self.emu.account_stream = role.account_stream
         self.emu.read_only_fields = set(role.read_only)
+        self.emu.document_read = role.document_read
         http = httpx.Client(base_url=self.emu.url + "/api/v1/", headers={"X-Api-Key": API_KEY}, timeout=30)
         self._clients.append(http)
         return http

@@ -73,6 +73,8 @@ def test_a_hidden_document_is_403_and_absent_from_lists_and_counts(backend: Back
     docs = [backend.add_document(f"{name} {i}") for i in range(3)]
     where = {"where[0][type]": "startsWith", "where[0][attribute]": "name", "where[0][value]": name}
     file_id = http.get(f"Document/{docs[1]}").json()["fileId"]
+    table = http.get("App/user").json()["acl"]["table"]["Document"]
+    assert (table["read"], table["edit"]) == ("team", "team")  # what tells docsync some records may be hidden
     backend.hide(docs[1])
     response = http.get(f"Document/{docs[1]}")
     assert response.status_code == 403 and response.headers["x-status-reason"] == "No 'read' access."

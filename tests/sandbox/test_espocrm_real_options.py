@@ -39,7 +39,7 @@ def emu(server: EspoEmulator, clock: FakeClock) -> EspoEmulator:
     server.clock = clock
     server.date_skew = 0.0
     server.short_pages = server.count_disabled = server.relate_note_dedup = False
-    server.account_read = server.account_stream = "all"
+    server.account_read = server.account_stream = server.document_read = "all"
     server.read_only_fields = set()
     return server
 
@@ -180,3 +180,17 @@ def test_the_collation_key_orders_as_mariadb_utf8mb4_unicode_ci() -> None:
     assert collation_key("a") == collation_key("A") == collation_key("ä") == collation_key("a  ")
     assert collation_key("ss") != collation_key("ß")
     assert collation_key("65f0c1a2b3c4d5e6f") == "65f0c1a2b3c4d5e6f"  # EspoCRM's own ids are their own key
+
+
+def test_hiding_a_document_narrows_the_role_app_user_shows(emu: EspoEmulator, api: httpx.Client) -> None:
+    # pinned on both backends:
+    # tests/contract/test_acl.py::test_a_hidden_document_is_403_and_absent_from_lists_and_counts
+    doc = emu.add_document("Hidden", PDF)
+    assert api.get("App/user").json()["acl"]["table"]["Document"]["read"] == "all"
+    emu.hide_document(doc.upper())
+    assert api.get("App/user").json()["acl"]["table"]["Document"]["read"] == "team"
+    assert api.get(f"Document/{doc}").headers["x-status-reason"] == "No 'read' access."
+    emu.unhide_document(doc)
+    assert api.get(f"Document/{doc}").status_code == 200
+    with pytest.raises(ValueError, match="document_read"):
+        emu.document_read = "some"
