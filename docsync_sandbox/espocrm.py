@@ -802,7 +802,7 @@ class EspoEmulator(EmulatorBase):
             if order_attr == "id" and not descending:
                 start, stop = bounds
                 offset, limit = max(params.offset, 0), max(params.max_size, 0)
-                more = stop - start > offset + limit
+                more = stop - start > offset + limit and limit > 0  # maxSize 0: -2 (no +1 row is fetched)
                 length = _page_length(limit, more, params.short)
                 page = self.index.ids[start + offset: min(stop, start + offset + length)]
                 select = self._select(etype, params, "id")
@@ -970,7 +970,7 @@ class EspoEmulator(EmulatorBase):
             views.sort(key=lambda v: _sort_key(v.get(order_attr)), reverse=descending)
         limit = max(params.max_size, 0)
         offset = max(params.offset, 0)
-        has_more = len(views) > offset + limit
+        has_more = len(views) > offset + limit and limit > 0  # maxSize 0: -2 (no +1 row is fetched)
         page = views[offset: offset + _page_length(limit, has_more, params.short)]
         select = self._select(etype, params, order_attr)
         items = [self._values(etype, v.record, multiple=False, select=select) for v in page]
@@ -997,7 +997,7 @@ class EspoEmulator(EmulatorBase):
                 matched.append(view)
                 if len(matched) > offset + limit:
                     break
-        has_more = len(matched) > offset + limit
+        has_more = len(matched) > offset + limit and limit > 0
         page = matched[offset: offset + _page_length(limit, has_more, params.short)]
         select = self._select(etype, params, "id")
         items = [self._values(etype, v.record, multiple=False, select=select) for v in page]

@@ -40,6 +40,9 @@ def test_total_counts_and_x_no_total_answers_minus_one_or_minus_two(backend: Bac
     assert find(http, named(prefix, maxSize=5), no_total=True)["total"] == -2  # exactly maxSize: no more
     last = find(http, named(prefix, maxSize=2, offset=4), no_total=True)
     assert last["total"] == -2 and len(last["list"]) == 1
+    # maxSize 0: the server asks for no extra row, so -2 even though records exist; counted, the count
+    assert find(http, named(prefix, maxSize=0), no_total=True) == {"total": -2, "list": []}
+    assert find(http, named(prefix, maxSize=0)) == {"total": 5, "list": []}
 
 
 def test_count_disabled_makes_every_total_minus_one_or_minus_two(backend: Backend,
