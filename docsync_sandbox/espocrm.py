@@ -1632,12 +1632,23 @@ def _field_failure(definition: dict[str, Any], value: Any) -> str | None:
         return "valid" if kind == "enum" and "" not in definition.get("options", []) else None
     checks: dict[str, Callable[[dict[str, Any], Any], str | None]] = {
         "varchar": _check_varchar, "text": _check_varchar, "enum": _check_enum, "array": _check_array,
-        "date": lambda d, v: None if isinstance(v, str) and DATE_RE.fullmatch(v) else "valid",
-        "datetime": lambda d, v: None if isinstance(v, str) and DATETIME_RE.fullmatch(v) else "valid",
+        "date": lambda d, v: None if _real_time(v, DATE_RE, "%Y-%m-%d") else "valid",
+        "datetime": lambda d, v: None if _real_time(v, DATETIME_RE, DATETIME_FORMAT) else "valid",
         "int": lambda d, v: None if isinstance(v, int) and not isinstance(v, bool) else "valid",
     }
     check = checks.get(kind)
     return check(definition, value) if check is not None else None
+
+
+def _real_time(value: Any, shape: re.Pattern[str], layout: str) -> bool:
+    """A date (time) of the right shape that exists on the calendar (2025-13-45 is refused, §11)."""
+    if not isinstance(value, str) or not shape.fullmatch(value):
+        return False
+    try:
+        datetime.strptime(value if len(value) != 16 else value + ":00", layout).replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_varchar(definition: dict[str, Any], value: Any) -> str | None:

@@ -6,8 +6,10 @@ import base64
 import email.utils
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
+import pytest
 
 from tests.contract.backends import Backend
 
@@ -172,3 +174,42 @@ def test_metadata_of_the_document_fields(backend: Backend) -> None:
     collection = backend.client().get("Metadata", params={"key": "entityDefs.Document.collection"}).json()
     assert (collection["orderBy"], collection["order"]) == ("createdAt", "desc")
     assert not collection.get("countDisabled")
+
+
+@pytest.mark.parametrize(("body", "field", "kind"), [
+    ({"xaiSyncStatus": None}, "xaiSyncStatus", "valid"),
+    ({"xaiSyncStatus": ""}, "xaiSyncStatus", "valid"),
+    ({"dateiStatus": None}, "dateiStatus", "valid"),
+    ({"md5": "a" * 33}, "md5", "maxLength"),
+    ({"xaiCollections": [1]}, "xaiCollections", "arrayOfString"),
+    ({"xaiCollections": "x"}, "xaiCollections", "array"),
+    ({"name": "a<b"}, "name", "pattern"),
+    ({"name": ""}, "name", "required"),
+    ({"publishDate": "2025-13-45"}, "publishDate", "valid"),
+])
+def test_values_a_write_back_may_not_send(backend: Backend, body: dict[str, Any], field: str, kind: str) -> None:
+    # §10.1/§8: the whole update is refused with 400 validationFailure (an enum without "" takes no null)
+    doc = backend.add_document(backend.unique("Invalid"))
+    response = backend.client().put(f"Document/{doc}", json={**body, "xaiFileId": "kept-out"})
+    assert response.status_code == 400
+    assert response.headers["x-status-reason"] == (
+        f"Field validation failure; entityType: Document, field: {field}, type: {kind}.")
+    assert backend.client().get(f"Document/{doc}").json()["xaiFileId"] is None
+
+
+def test_values_a_write_back_may_send(backend: Backend) -> None:
+    # varchars are trimmed, arrays keep duplicates, text has no length limit, [] is an empty array
+    doc = backend.add_document(backend.unique("Valid"))
+    answer = backend.client().put(f"Document/{doc}", json={
+        "md5": "  padded  ", "xaiCollections": ["a", "a"], "xaiSyncError": "x" * 70_000, "xaiSyncStatus": "failed"})
+    assert answer.status_code == 200
+    record = answer.json()
+    assert record["md5"] == "padded" and record["xaiCollections"] == ["a", "a"]
+    assert len(record["xaiSyncError"]) == 70_000
+    emptied = backend.client().put(f"Document/{doc}", json={"xaiCollections": []}).json()
+    assert emptied["xaiCollections"] == []
+    missing = backend.client().put(f"Document/{doc}", json={"previewId": "doesnotexist00000"})
+    assert missing.status_code == 403
+    assert missing.headers["x-status-reason"] == (
+        "Can't relate with non-existing record. entity type: Document, link: preview.")
+    assert missing.json()["messageTranslation"]["data"] == {"foreignEntityType": "Attachment"}
