@@ -3,13 +3,16 @@
 The default (``design``) is the design document the firm built its CRM from (not public; its Document fields are
 :data:`DESIGN_DOC_FIELDS` below), with exactly its enum options: ``dateiStatus`` Neu/Geändert/Gesynct/Fehler and
 ``xaiSyncStatus`` syncing/synced/failed (no ``""``, no ``"pending"``), and ``preview`` an image field. Those are
-fields an admin created by hand in Administration > Entity Manager, so they carry the UI's defaults (varchar
-``maxLength`` 100, no enum default for ``xaiSyncStatus``). They are deliberately *not* taken from docsync's own
-definitions (:mod:`docsync_cli.crm.fields`): the emulator must disagree with docsync wherever a real CRM would.
+fields an admin created by hand in Administration > Entity Manager, with the lengths the design gives (``md5`` 32,
+``sha`` and ``xaiSyncedHash`` 64, ``xaiFileId`` 100, as the real loopback EspoCRM of ``../shared/real-espocrm`` is
+set up; ``tests/contract/test_answers.py`` compares them) and no enum default for ``xaiSyncStatus``. They are
+deliberately *not* taken from docsync's own definitions (:mod:`docsync_cli.crm.fields`): the emulator must
+disagree with docsync wherever a real CRM would.
 
 The other profiles are the variations seen in production: the fields ``docsync espocrm-fields`` generates, as an
 admin installs them (handed in by whoever starts the emulator, never imported from docsync),
-the ``c``-prefixed names EspoCRM ≥ 8.2 gives custom fields, ``preview`` as a ``file`` field, a lowered
+the ``c``-prefixed names EspoCRM ≥ 8.2 gives custom fields (Account's ``cXaiCollectionId`` too, so docsync's link
+rule must name it), ``preview`` as a ``file`` field, a lowered
 ``recordListMaxSizeLimit`` and an HMAC API user.
 """
 
@@ -22,11 +25,11 @@ from typing import Any
 
 DESIGN_DOC_FIELDS: dict[str, dict[str, Any]] = {
     "dateiStatus": {"type": "enum", "options": ["Neu", "Geändert", "Gesynct", "Fehler"], "default": "Neu"},
-    "md5": {"type": "varchar", "maxLength": 100},
-    "sha": {"type": "varchar", "maxLength": 100},
+    "md5": {"type": "varchar", "maxLength": 32},
+    "sha": {"type": "varchar", "maxLength": 64},
     "xaiFileId": {"type": "varchar", "maxLength": 100},
     "xaiCollections": {"type": "array"},
-    "xaiSyncedHash": {"type": "varchar", "maxLength": 100},
+    "xaiSyncedHash": {"type": "varchar", "maxLength": 64},
     "xaiSyncStatus": {"type": "enum", "options": ["syncing", "synced", "failed"]},
     "xaiSyncError": {"type": "text"},
     "preview": {"type": "image"},
@@ -82,7 +85,9 @@ def profile(name: str, *, installed: Mapping[str, Mapping[str, Any]] | None = No
             raise ValueError("the generated profile needs the installed fields (docsync espocrm-fields' entityDefs)")
         return CrmProfile("generated", fields=installed_fields(installed))
     if name == "c-prefixed":
-        return CrmProfile("c-prefixed", field_names={n: c_prefixed(n) for n in LOGICAL_NAMES})
+        # the Entity Manager prefixes the Account field too (found against a real 9.2.7: disagreements.md #3)
+        names = {n: c_prefixed(n) for n in (*LOGICAL_NAMES, "xaiCollectionId")}
+        return CrmProfile("c-prefixed", field_names=names)
     if name == "preview-file":
         return CrmProfile("preview-file", fields=_preview_file())
     if name == "page-cap-50":

@@ -16,6 +16,14 @@ Emulated:
 * §5 attachments: ``POST Attachment`` (single request; no chunked upload), ``GET Attachment/file/{id}``, the file
   saver of §5.3 (relating the new attachment, deleting the previous one).
 * §6.3 ``GET Metadata[?key=dot.path]`` and ``GET App/user``.
+* §11 (a real 9.2.7, pinned on both backends by ``tests/contract``): the API user's role (:mod:`.espocrm_acl`):
+  creates and deletes nothing, edits no Account (so link changes are 403 ``noAccessToForeignRecord``);
+  ``read_only_fields`` are dropped from a PUT with 200; ``account_read``/``account_stream`` decide which Accounts
+  it reads and which notes GlobalStream shows (with the 50-round early ``-2``); ``hide_document`` makes a record
+  403 ``No 'read' access.`` and absent from lists. ``count_disabled`` turns every Document ``total`` into -1/-2;
+  ``short_pages`` answers pages of about half ``maxSize`` with -1 while more exist; ids compare, order and look
+  up case-insensitively (``utf8mb4_unicode_ci``); ``date_skew`` puts the ``Date`` clock apart from the
+  ``modifiedAt`` clock; ``X-App-Timestamp`` is a build stamp; ``relate_note_dedup`` is 8.4.0-9.0.x.
 
 Decisions where ``docs/contracts.md`` and the public EspoCRM source leave room (emulator decisions, marked [I]
 where the tests cite them):
@@ -58,6 +66,8 @@ from email.utils import formatdate
 from typing import Any, NoReturn
 
 from docsync_sandbox.crm_profiles import DESIGN_DOC_FIELDS
+from docsync_sandbox.espocrm_acl import CiTable, Role, id_key
+from docsync_sandbox.espocrm_collation import collation_key
 from docsync_sandbox.espocrm_index import DocumentIndex
 from docsync_sandbox.espocrm_stream import NOTE_ATTRIBUTES, StreamNotes
 from docsync_sandbox.espocrm_where import WhereError, WhereScope, compile_where, parse_php_query
@@ -280,6 +290,7 @@ class ListParams:
     bool_filters: list[str] = field(default_factory=list)
     text_filter: str | None = None
     no_total: bool = False
+    short: bool = False  # the emulator's ``short_pages``: a page of about half maxSize while more exist
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -311,13 +322,29 @@ class EspoEmulator(EmulatorBase):
         max_size_limit: int = MAX_SIZE_LIMIT,
         accounts_load: bool = False,
         global_stream: bool = False,
+        date_skew: float = 0.0,
+        account_read: str = "all",
+        account_stream: str = "all",
+        document_read: str = "all",
+        relate_note_dedup: bool = False,
+        read_only_fields: Iterable[str] = (),
+        count_disabled: bool = False,
+        short_pages: bool = False,
+        version: str | None = None,
     ) -> None:
         super().__init__()
+        self.role = Role(account_read, account_stream, global_stream, set(read_only_fields), document_read)
+        self.role.check()
+        self.date_skew = date_skew  # seconds the HTTP ``Date`` clock is ahead of the ``modifiedAt`` clock
+        self.count_disabled = count_disabled  # entityDefs.Document.collection.countDisabled (§11.2)
+        self.short_pages = short_pages  # pages shorter than maxSize while more exist, ``total: -1`` (§11.2)
+        self.hidden_documents: set[str] = set()  # Documents the API user's role may not read (hide_document)
+        self.version = version or ("9.0.3" if relate_note_dedup else "9.2.7")  # App/user settings.version
+        self.app_timestamp = int(time.time())  # config ``appTimestamp``: a build stamp, not the time (§11.1)
         self.document_fields = copy.deepcopy(dict(document_fields if document_fields is not None
                                                   else DESIGN_DOC_FIELDS))
         self.max_size_limit = max_size_limit
         self.accounts_load = accounts_load  # the admin's ``noLoad: false`` override on Document.accounts (§10.6)
-        self.global_stream = global_stream  # the API user's role has the GlobalStream scope (§10.7)
         self.api_key = api_key
         self.secret_key = secret_key
         self.optimistic_concurrency = optimistic_concurrency
@@ -335,15 +362,77 @@ class EspoEmulator(EmulatorBase):
             "DocumentFolder": {},
         }
         self.entities = self._build_entities()
-        self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.entities}
+        self.records: dict[str, CiTable] = {name: CiTable() for name in self.entities}
         self.blobs: dict[str, bytes] = {}
         self.link_tables: dict[str, LinkTable] = {"documentAccount": LinkTable(), "contactDocument": LinkTable()}
         self.stream = StreamNotes(self._new_id, self._now)
+        self.stream.dedupe_pairs = relate_note_dedup
         self.index = DocumentIndex(self.attr("dateiStatus"), self.attr("xaiSyncStatus"))  # used when ``use_index``
         self.use_index = False
         self.app = self.new_app("espocrm")
-        self.app.date_clock = lambda: self.clock().timestamp()
+        self.app.date_clock = lambda: self.clock().timestamp() + self.date_skew
         self._register_routes()
+
+    # -- the role and server settings tests flip at run time ------------------------------------------
+
+    @property
+    def global_stream(self) -> bool:
+        """The API user's role has the GlobalStream scope (§10.7)."""
+        return self.role.global_stream
+
+    @global_stream.setter
+    def global_stream(self, value: bool) -> None:
+        self.role.global_stream = value
+
+    @property
+    def account_read(self) -> str:
+        """The role's Account read level: "all", "own" (assigned to the API user) or "no"."""
+        return self.role.account_read
+
+    @account_read.setter
+    def account_read(self, value: str) -> None:
+        self.role.account_read = value
+        self.role.check()
+
+    @property
+    def account_stream(self) -> str:
+        """The role's Account stream level: GlobalStream shows Relate/Unrelate notes only of Accounts the role
+        may stream (§11.2)."""
+        return self.role.account_stream
+
+    @account_stream.setter
+    def account_stream(self, value: str) -> None:
+        self.role.account_stream = value
+        self.role.check()
+
+    @property
+    def document_read(self) -> str:
+        """The role's Document read (and edit) level as ``App/user`` shows it: "all", "team" or "own". Which
+        records the role cannot see is :meth:`hide_document`'s; hiding one makes an "all" role "team"."""
+        return self.role.document_read
+
+    @document_read.setter
+    def document_read(self, value: str) -> None:
+        self.role.document_read = value
+        self.role.check()
+
+    @property
+    def read_only_fields(self) -> set[str]:
+        """Document fields (or attributes) the role may read but not edit; a PUT drops them silently (§11.2)."""
+        return self.role.read_only_fields
+
+    @read_only_fields.setter
+    def read_only_fields(self, value: Iterable[str]) -> None:
+        self.role.read_only_fields = set(value)
+
+    @property
+    def relate_note_dedup(self) -> bool:
+        """EspoCRM 8.4.0-9.0.x: no second Relate/Unrelate note for a pair that already has one (§10.7)."""
+        return self.stream.dedupe_pairs
+
+    @relate_note_dedup.setter
+    def relate_note_dedup(self, value: bool) -> None:
+        self.stream.dedupe_pairs = value
 
     # -- naming ------------------------------------------------------------------------------------
 
@@ -460,6 +549,8 @@ class EspoEmulator(EmulatorBase):
             defs: dict[str, Any] = {"fields": copy.deepcopy(etype.fields), "links": copy.deepcopy(etype.links),
                                     "collection": {"orderBy": "createdAt", "order": "desc",
                                                    "textFilterFields": ["name"]}}
+            if name == "Document":
+                defs["collection"]["countDisabled"] = self.count_disabled  # readable by the API user (§11.2)
             if etype.occ:
                 defs["optimisticConcurrencyControl"] = True
             entity_defs[name] = defs
@@ -598,11 +689,14 @@ class EspoEmulator(EmulatorBase):
             ("POST", "/Attachment", self._post_attachment),
             ("GET", "/Attachment/file/" + rid, self._get_attachment_file),
             ("GET", f"/{entity}", self._get_list),
+            ("POST", f"/{entity}", self._create_record),
             ("GET", f"/{entity}/{rid}", self._get_record),
             ("PUT", f"/{entity}/{rid}", self._update_record),
             ("PATCH", f"/{entity}/{rid}", self._update_record),
             ("DELETE", f"/{entity}/{rid}", self._delete_record),
             ("GET", f"/{entity}/{rid}/(?P<link>[A-Za-z][A-Za-z0-9]*)", self._get_related),
+            ("POST", f"/{entity}/{rid}/(?P<link>[A-Za-z][A-Za-z0-9]*)", self._link_request),
+            ("DELETE", f"/{entity}/{rid}/(?P<link>[A-Za-z][A-Za-z0-9]*)", self._link_request),
         ]
         for method, pattern, handler in table:
             self.app.route(method, API + pattern)(self._guarded(handler))
@@ -616,8 +710,8 @@ class EspoEmulator(EmulatorBase):
         return run
 
     def _ok(self, obj: Any, headers: dict[str, str] | None = None) -> Response:
-        merged = {"X-App-Timestamp": str(int(time.time())), "Expires": "0",
-                  "Last-Modified": formatdate(usegmt=True),
+        merged = {"X-App-Timestamp": str(self.app_timestamp), "Expires": "0",
+                  "Last-Modified": formatdate(self.clock().timestamp() + self.date_skew, usegmt=True),
                   "Cache-Control": "no-store, no-cache, must-revalidate, post-check=0, pre-check=0, max-age=0",
                   "Pragma": "no-cache"}
         merged.update(headers or {})
@@ -630,25 +724,40 @@ class EspoEmulator(EmulatorBase):
         return etype
 
     def _live(self, entity: str, record_id: str) -> dict[str, Any] | None:
+        """The record with this id (any case: the id column compares case-insensitively), unless deleted."""
         record = self.records[entity].get(record_id)
         return None if record is None or record["deleted"] else record
+
+    def _readable(self, entity: str, record: Mapping[str, Any]) -> bool:
+        """Record-level read access of the API user's role."""
+        if entity == "Document":
+            return str(record["id"]) not in self.hidden_documents
+        if entity == "Account":
+            return self.role.account_readable(record, self.api_user_id)
+        return True
+
+    def _scope_level(self, entity: str, action: str) -> str:
+        """The role's scope level for an action ("all", "own", "yes", "no")."""
+        table = self.role.acl({})["table"].get(entity)
+        if not isinstance(table, dict):
+            return "all" if entity not in ("Attachment",) else "no"
+        return str(table.get(action, "no"))
+
+    def _visible(self, entity: str, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """What a list shows the API user: live records the role may read (access control in the query)."""
+        return (r for r in records if not r["deleted"] and self._readable(entity, r))
 
     # -- App/user, Metadata (§6.3, §7.2) -----------------------------------------------------------
 
     def _get_app_user(self, request: Request) -> Response:
         method = "Hmac" if self.secret_key is not None else "ApiKey"
-        read_only = {"create": "no", "read": "all", "edit": "no", "delete": "no"}
         return self._ok({
             "user": {"id": self.api_user_id, "name": "docsync API", "userName": "docsync-api", "type": "api",
                      "isActive": True, "authMethod": method},
-            "acl": {"table": {"Document": {"create": "no", "read": "all", "edit": "all", "delete": "no"},
-                              "Account": read_only, "Contact": read_only,
-                              "Attachment": {"create": "yes", "read": "own", "edit": "own", "delete": "own"},
-                              "GlobalStream": self.global_stream},
-                    "fieldTable": {}, "assignmentPermission": "no"},
+            "acl": self.role.acl(self.entities["Document"].fields),
             "preferences": {"timeZone": "UTC", "language": "en_US"},
             "token": None,
-            "settings": {"recordListMaxSizeLimit": self.max_size_limit, "timeZone": "UTC"},
+            "settings": {"recordListMaxSizeLimit": self.max_size_limit, "timeZone": "UTC", "version": self.version},
             "language": "en_US",
             "appParams": {"maxUploadSize": self.max_upload_bytes // (1024 * 1024)},
         })
@@ -669,31 +778,38 @@ class EspoEmulator(EmulatorBase):
         etype = self._entity(entity)
         if entity == "Attachment":
             _raise(403, "")
+        if self._scope_level(entity, "read") == "no":
+            _raise(403, "No read access.")
         params = self._list_params(request)
         params.no_total = params.no_total or (request.header("X-No-Total", "") or "").lower() == "true"
+        if entity == "Document" and self.count_disabled:  # "Disable record count": -1/-2 whatever is asked
+            params.no_total = True
+        params.short = self.short_pages
         if entity == "Document" and self.use_index:
             answer = self._find_indexed(etype, params)
             if answer is not None:
                 return self._ok(answer)
-        records = (r for r in self.records[entity].values() if not r["deleted"])
-        return self._ok(self._find(etype, records, params))
+        return self._ok(self._find(etype, self._visible(entity, self.records[entity].values()), params))
 
     def _find_indexed(self, etype: EntityType, params: ListParams) -> dict[str, Any] | None:
         """Document lists through :class:`DocumentIndex` (the benchmark's million records); the same answer as
         :meth:`_find`, or None when no index applies."""
         table = self.records["Document"]
         plain = not (params.primary_filter or params.bool_filters or params.text_filter)
-        bounds = self.index.id_bounds(params.where) if plain else None
+        bounds = self.index.id_bounds(params.where) if plain and not self.hidden_documents else None
         if bounds is not None:
             order_attr, descending = self._order(etype, params)
             if order_attr == "id" and not descending:
                 start, stop = bounds
                 offset, limit = max(params.offset, 0), max(params.max_size, 0)
-                page = self.index.ids[start + offset: min(stop, start + offset + limit)]
+                more = stop - start > offset + limit and limit > 0  # maxSize 0: -2 (no +1 row is fetched)
+                length = _page_length(limit, more, params.short)
+                page = self.index.ids[start + offset: min(stop, start + offset + length)]
                 select = self._select(etype, params, "id")
-                items = [self._values(etype, table[i], multiple=False, select=select) for i in page]
-                more = stop - start > offset + limit
-                return {"total": (-1 if more else -2) if params.no_total else stop - start, "list": items}
+                items = [self._values(etype, table[self.index.stored[key]], multiple=False, select=select)
+                         for key in page]
+                uncounted = params.no_total or params.short
+                return {"total": (-1 if more else -2) if uncounted else stop - start, "list": items}
         relation = etype.relations
 
         def linked(link: str, ids: list[str]) -> set[str]:
@@ -708,36 +824,81 @@ class EspoEmulator(EmulatorBase):
         candidates = self.index.narrow(params.where, linked)
         if candidates is None:
             return None
-        records = (r for i in candidates if not (r := table[i])["deleted"])
-        return self._find(etype, records, params)
+        return self._find(etype, self._visible("Document", (table[i] for i in candidates)), params)
 
     def _get_global_stream(self, request: Request) -> Response:
         """§10.7: needs the GlobalStream scope; newest first; ``where``, ``after``, ``beforeNumber``."""
         if not self.global_stream:
             _raise(403)
         params = self._list_params(request)
+        if params.offset:
+            _raise(400, "Offset is not supported.")
         before = request.arg("beforeNumber")
         scope = WhereScope(NOTE_ATTRIBUTES, [], lambda record, link: set(), self.clock().astimezone(UTC))
         try:
             answer = self.stream.query(params.where, _str_or_none(request.arg("after")),
-                                       _intval(before) if before else None, max(params.max_size, 0), scope)
+                                       _intval(before) if before else None, max(params.max_size, 0), scope,
+                                       {"Account"} if self.role.streams_accounts() else set(), self._note_access)
         except WhereError as exc:
             _raise(400, str(exc))
         return self._ok(answer)
 
+    def _note_access(self, note: Mapping[str, Any]) -> bool:
+        """GlobalRecordService ``checkAccess``: the parent exists (not deleted) and the role may stream it."""
+        if note.get("parentType") != "Account":
+            return note.get("parentType") is None
+        parent = self._live("Account", str(note.get("parentId")))
+        return parent is not None and self.role.account_streamable(parent, self.api_user_id)
+
+    def _link_request(self, request: Request, entity: str, rid: str, link: str) -> Response:
+        """``POST``/``DELETE {Entity}/{id}/{link}``: needs edit access on both records; the role edits no
+        Account or Contact, so every link change of the API user is refused (§11.1)."""
+        etype = self._entity(entity)
+        if self._scope_level(entity, "edit") == "no":
+            _raise(403, "No edit access.")
+        parent = self._live(entity, rid)
+        if parent is None:
+            _raise(404, "")
+        if not self._readable(entity, parent):
+            _raise(403, "No edit access.")
+        relation = etype.relations.get(link)
+        if link not in etype.links or relation is None:
+            _raise(404, "Link does not exist.")
+        if self._scope_level(relation.foreign_entity, "edit") == "no":
+            _raise(403, f"No foreign record access for link operation ({entity}:{link}).",
+                   {"messageTranslation": {"label": "noAccessToForeignRecord", "scope": None,
+                                           "data": {"action": "edit"}}})
+        _raise(403, "No edit access.")  # the emulated role edits no foreign entity type
+
+    def _create_record(self, request: Request, entity: str) -> Response:
+        """The API user's role creates no records (Document/Account create "no")."""
+        self._entity(entity)
+        _raise(403, "No create access.")
+
     def _get_related(self, request: Request, entity: str, rid: str, link: str) -> Response:
         etype = self._entity(entity)
+        if link == "stream" and entity == "Document":  # Document has no stream (scopes.Document.stream false)
+            parent = self._live(entity, rid)
+            if parent is None:
+                _raise(404, "")
+            return self._ok({"total": 0, "list": [], "pinnedList": []})
+        if self._scope_level(entity, "read") == "no":
+            _raise(403, "No access.")
         parent = self._live(entity, rid)
         if parent is None or entity == "Attachment":
             _raise(404, "")
+        if not self._readable(entity, parent):
+            _raise(403, "No read access.")
         if link not in etype.links:
             _raise(404, "Link does not exist.")
         relation = etype.relations.get(link)
         if relation is None:
             return self._ok({"total": 0, "list": []})
         foreign = self.entities[relation.foreign_entity]
-        ids = self.link_tables[relation.table].of(rid, relation.side)
-        records = (r for i in ids if (r := self._live(foreign.name, i)) is not None)
+        if self._scope_level(foreign.name, "read") == "no":
+            _raise(403, "")
+        ids = self.link_tables[relation.table].of(str(parent["id"]), relation.side)
+        records = self._visible(foreign.name, (r for i in ids if (r := self.records[foreign.name].get(i))))
         params = self._list_params(request)
         params.no_total = False  # X-No-Total is not honoured here (§4.1)
         return self._ok(self._find(foreign, records, params))
@@ -801,32 +962,32 @@ class EspoEmulator(EmulatorBase):
     def _find(self, etype: EntityType, records: Iterable[dict[str, Any]], params: ListParams) -> dict[str, Any]:
         predicate = self._filters(etype, params)
         order_attr, descending = self._order(etype, params)
-        if order_attr == "id" and not descending and params.no_total:
+        if order_attr == "id" and not descending and (params.no_total or params.short):
             return self._find_by_id(etype, records, params, predicate)
         views = [view for r in records if predicate(view := RecordView(self, etype, r))]
-        views.sort(key=lambda v: str(v.record["id"]), reverse=descending)
+        views.sort(key=lambda v: id_key(v.record["id"]), reverse=descending)  # utf8mb4_unicode_ci (§11.2)
         if order_attr != "id":
             views.sort(key=lambda v: _sort_key(v.get(order_attr)), reverse=descending)
         limit = max(params.max_size, 0)
         offset = max(params.offset, 0)
-        page = views[offset: offset + limit]
+        has_more = len(views) > offset + limit and limit > 0  # maxSize 0: -2 (no +1 row is fetched)
+        page = views[offset: offset + _page_length(limit, has_more, params.short)]
         select = self._select(etype, params, order_attr)
         items = [self._values(etype, v.record, multiple=False, select=select) for v in page]
-        has_more = len(views) > offset + limit
-        total = (-1 if has_more else -2) if params.no_total else len(views)
+        total = (-1 if has_more else -2) if params.no_total or params.short else len(views)
         return {"total": total, "list": items}
 
     def _find_by_id(self, etype: EntityType, records: Iterable[dict[str, Any]], params: ListParams,
                     predicate: Callable[[Mapping[str, Any]], bool]) -> dict[str, Any]:
         """The primary-key index path a database takes for ``orderBy=id`` without a count: start at the
         ``greaterThan id`` cursor, stop after one record past the page. Same answer as the general path."""
-        ordered = sorted(records, key=lambda r: str(r["id"]))
-        ids = [str(r["id"]) for r in ordered]
+        ordered = sorted(records, key=lambda r: id_key(r["id"]))
+        ids = [id_key(r["id"]) for r in ordered]
         start = 0
         for item in params.where if isinstance(params.where, list) else []:
             if (isinstance(item, dict) and item.get("type") == "greaterThan"
                     and item.get("attribute", item.get("field")) == "id" and isinstance(item.get("value"), str)):
-                start = max(start, bisect.bisect_right(ids, item["value"]))
+                start = max(start, bisect.bisect_right(ids, id_key(item["value"])))
         limit = max(params.max_size, 0)
         offset = max(params.offset, 0)
         matched: list[RecordView] = []
@@ -836,10 +997,11 @@ class EspoEmulator(EmulatorBase):
                 matched.append(view)
                 if len(matched) > offset + limit:
                     break
-        page = matched[offset: offset + limit]
+        has_more = len(matched) > offset + limit and limit > 0
+        page = matched[offset: offset + _page_length(limit, has_more, params.short)]
         select = self._select(etype, params, "id")
         items = [self._values(etype, v.record, multiple=False, select=select) for v in page]
-        return {"total": -1 if len(matched) > offset + limit else -2, "list": items}
+        return {"total": -1 if has_more else -2, "list": items}
 
     def _filters(self, etype: EntityType, params: ListParams) -> Callable[[Mapping[str, Any]], bool]:
         scope = WhereScope(etype.attributes, list(etype.links),
@@ -893,13 +1055,19 @@ class EspoEmulator(EmulatorBase):
 
     def _get_record(self, request: Request, entity: str, rid: str) -> Response:
         etype = self._entity(entity)
+        if self._scope_level(entity, "read") == "no":
+            _raise(403, "No read access.")
         record = self._live(entity, rid)
         if record is None:
             _raise(404, f"Record {rid} does not exist.")
+        if not self._readable(entity, record):
+            _raise(403, "No 'read' access.")  # §11: a record hidden from the role is 403, not 404
         return self._ok(self._values(etype, record))
 
     def _delete_record(self, request: Request, entity: str, rid: str) -> Response:
         self._entity(entity)
+        if self._scope_level(entity, "delete") == "no":
+            _raise(403, "No delete access.")  # the role deletes nothing; checked before the record is looked up
         record = self._live(entity, rid)
         if record is None:
             _raise(404, f"Record {rid} not found.")
@@ -916,10 +1084,17 @@ class EspoEmulator(EmulatorBase):
 
     def _update_record(self, request: Request, entity: str, rid: str) -> Response:
         etype = self._entity(entity)
+        if self._scope_level(entity, "edit") == "no":
+            _raise(403, "No edit access.")
+        data = self._json_body(request)
         record = self._live(entity, rid)
         if record is None:
             _raise(404, f"Record {rid} not found.")
-        data = self._filter_input(etype, self._json_body(request))
+        if not self._readable(entity, record):
+            _raise(403, "No edit access.")
+        data = self._filter_input(etype, data)
+        if entity == "Document":  # field-level ACL: a field the role may not edit is dropped, 200 (§11.2)
+            data = {a: v for a, v in data.items() if not self.role.edit_forbidden(a, etype.fields)}
         self._check_concurrency(etype, record, data, request.header("X-Version-Number"))
         self._validate(etype, data)
         self._check_links(etype, data)
@@ -1050,7 +1225,10 @@ class EspoEmulator(EmulatorBase):
         attachment_id = self._store_attachment(
             name, content, mime, str(field_name), role=str(role),
             related_type=None if parent_type else str(target), parent_type=parent_type)
-        return self._ok(self._values(self.entities["Attachment"], self.records["Attachment"][attachment_id]))
+        record = self.records["Attachment"][attachment_id]
+        values = self._values(self.entities["Attachment"], record)
+        values.update(modifiedAt=record["createdAt"], storageFilePath=None, parentName=None, relatedName=None)
+        return self._ok({key: values.get(key) for key in ATTACHMENT_CREATE_KEYS})
 
     def _attachment_field(self, target: str, field_name: str) -> dict[str, Any]:
         etype = self.entities.get(target)
@@ -1061,6 +1239,8 @@ class EspoEmulator(EmulatorBase):
             _raise(403, f"Field type '{definition['type']}' is not allowed for Attachment.")
         if target != "Document":
             _raise(403, f"No access to {target}.")
+        if self.role.edit_forbidden(field_name, etype.fields if etype is not None else {}):
+            _raise(403, f"No access to field '{field_name}'.")  # §5.2: field-level edit is needed
         return definition
 
     def _store_attachment(self, name: str, content: bytes, mime: str | None, field_name: str, *,
@@ -1079,9 +1259,13 @@ class EspoEmulator(EmulatorBase):
 
     def _get_attachment_file(self, request: Request, rid: str) -> Response:
         record = self._live("Attachment", rid)
-        content = self.blobs.get(rid)
+        content = self.blobs.get(str(record["id"])) if record is not None else None
         if record is None or content is None:
             _raise(404, "")
+        related = record.get("relatedType") or record.get("parentType")
+        owner = record.get("relatedId") or record.get("parentId")
+        if related == "Document" and owner and str(owner) in self.hidden_documents:
+            _raise(403, "No 'read' access.")  # read access to the record the file belongs to decides
         headers = {"Content-Length": str(len(content))}
         name = str(record["name"])
         if "\r" not in name and "\n" not in name:  # PHP header() refuses header values with newlines
@@ -1096,7 +1280,8 @@ class EspoEmulator(EmulatorBase):
     def reset(self) -> None:
         """Forget all records, attachments, links, failed logins, journal entries and fault rules."""
         with self.lock:
-            self.records = {name: {} for name in self.entities}
+            self.records = {name: CiTable() for name in self.entities}
+            self.hidden_documents.clear()
             self.blobs.clear()
             self.link_tables = {name: LinkTable() for name in self.link_tables}
             self._auth_failures.clear()
@@ -1105,9 +1290,30 @@ class EspoEmulator(EmulatorBase):
         self.faults.clear()
         self.clear_journal()
 
-    def add_account(self, name: str, collection_id: str | None = None) -> str:
+    def add_account(self, name: str, collection_id: str | None = None, *, assigned_user_id: str | None = None,
+                    record_id: str | None = None) -> str:
+        """An Account made by a person; ``assigned_user_id`` (e.g. :attr:`api_user_id`) decides "own" access."""
         with self.lock:
-            return self._add_simple("Account", {"name": name, self.attr("xaiCollectionId"): collection_id})
+            return self._add_simple("Account", {"name": name, self.attr("xaiCollectionId"): collection_id,
+                                                "assignedUserId": assigned_user_id,
+                                                "createdById": self.human_user_id}, record_id)
+
+    def assign_account(self, account_id: str, user_id: str | None) -> None:
+        """A person (re)assigns an Account: with Account read/stream "own", this decides what the role sees."""
+        with self.lock:
+            self.records["Account"][account_id]["assignedUserId"] = user_id
+
+    def hide_document(self, doc_id: str) -> None:
+        """The API user's role or teams change so it may no longer read this Document: ``GET`` answers 403
+        ``No 'read' access.``, ``PUT`` 403 ``No edit access.``, and lists, counts and related lists leave it out."""
+        with self.lock:
+            self.hidden_documents.add(str(self.records["Document"][doc_id]["id"]))
+            if self.role.document_read == "all":  # a role that reads "all" hides nothing: it must be narrower
+                self.role.document_read = "team"
+
+    def unhide_document(self, doc_id: str) -> None:
+        with self.lock:
+            self.hidden_documents.discard(str(self.records["Document"][doc_id]["id"]))
 
     def add_contact(self, name: str, collection_id: str | None = None) -> str:
         first, _, last = name.rpartition(" ")
@@ -1116,8 +1322,10 @@ class EspoEmulator(EmulatorBase):
                                                 "name": _person_name(first, last),
                                                 self.attr("xaiCollectionId"): collection_id})
 
-    def _add_simple(self, entity: str, values: dict[str, Any]) -> str:
-        record_id = self._new_id()
+    def _add_simple(self, entity: str, values: dict[str, Any], record_id: str | None = None) -> str:
+        record_id = record_id or self._new_id()
+        if record_id in self.records[entity]:  # case-insensitive primary key
+            raise ValueError(f"Duplicate entry '{record_id}' for key 'PRIMARY'")
         now = self._now()
         self.records[entity][record_id] = {"id": record_id, "deleted": False, **values,
                                            "createdAt": now, "modifiedAt": now}
@@ -1125,18 +1333,22 @@ class EspoEmulator(EmulatorBase):
 
     def add_document(self, name: str, content: bytes | None, file_name: str | None = None, *,
                      mime: str | None = None, datei_status: str = "Neu", accounts: Iterable[str] = (),
-                     contacts: Iterable[str] = (), **attributes: Any) -> str:
-        """A Document created by a human user; ``attributes`` use real attribute names and win over defaults."""
+                     contacts: Iterable[str] = (), record_id: str | None = None, **attributes: Any) -> str:
+        """A Document created by a human user; ``attributes`` use real attribute names and win over defaults.
+        ``record_id`` gives it an explicit id (imported or migrated records); an id that equals a stored one but
+        for case is refused with ``ValueError``, as MariaDB's case-insensitive primary key does."""
         with self.lock:
-            doc_id = self._new_id()
+            doc_id = record_id or self._new_id()
+            if doc_id in self.records["Document"]:
+                raise ValueError(f"Duplicate entry '{doc_id}' for key 'PRIMARY'")
             now = self._now()
             record: dict[str, Any] = {
-                "id": doc_id, "deleted": False, "name": name, "fileId": None, "status": "Active", "type": "",
+                "id": doc_id, "deleted": False, "name": name, "fileId": None, "status": "Active", "type": None,
                 "publishDate": now[:10], "expirationDate": None, "description": None, "createdAt": now,
                 "modifiedAt": now, "createdById": self.human_user_id, "modifiedById": self.human_user_id,
                 "assignedUserId": self.human_user_id, "teamsIds": [], "folderId": None,
                 self.attr("dateiStatus"): datei_status, self.attr("md5"): None, self.attr("sha"): None,
-                self.attr("xaiFileId"): None, self.attr("xaiCollections"): [], self.attr("xaiSyncedHash"): None,
+                self.attr("xaiFileId"): None, self.attr("xaiCollections"): None, self.attr("xaiSyncedHash"): None,
                 self.attr("xaiSyncStatus"): self._default("xaiSyncStatus"), self.attr("xaiSyncError"): None,
                 self.preview_field + "Id": None,
             }
@@ -1243,6 +1455,8 @@ class EspoEmulator(EmulatorBase):
             self._save(etype, record, {}, self.human_user_id, force=True)
 
     def _pair(self, relation: Relation, doc_id: str, foreign_id: str, *, add: bool, silent: bool = True) -> None:
+        doc_id = self.records["Document"].stored_id(doc_id) or doc_id  # ids as stored (case-insensitive keys)
+        foreign_id = self.records[relation.foreign_entity].stored_id(foreign_id) or foreign_id
         left, right = (doc_id, foreign_id) if relation.side == 0 else (foreign_id, doc_id)
         table = self.link_tables[relation.table]
         if (right in table.of(left, 0)) == add:
@@ -1335,6 +1549,11 @@ class EspoEmulator(EmulatorBase):
             self.api_key = new_key
 
 
+ATTACHMENT_CREATE_KEYS = ("id", "name", "deleted", "type", "size", "field", "isBeingUploaded", "createdAt",
+                          "modifiedAt", "role", "storage", "storageFilePath", "global", "parentName", "relatedType",
+                          "relatedName", "createdById", "createdByName")
+"""The keys of the ``POST Attachment`` answer, as 9.2.7 gives them (no ``relatedId``/``parentId``/``sourceId``)."""
+
 ATTACHMENT_FIELDS: dict[str, dict[str, Any]] = {
     "name": {"type": "varchar", "required": True, "maxLength": 255},
     "type": {"type": "varchar", "maxLength": 100, "readOnly": True},
@@ -1359,6 +1578,11 @@ ATTACHMENT_FIELDS: dict[str, dict[str, Any]] = {
 # Helpers
 
 
+def _page_length(limit: int, has_more: bool, short: bool) -> int:
+    """The rows a page holds: ``maxSize``, or with ``short_pages`` about half of it while more exist."""
+    return max(1, limit // 2) if short and has_more and limit > 1 else limit
+
+
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value != "" else None
 
@@ -1379,11 +1603,11 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
-    """MySQL order: NULL first (ascending), strings case-insensitive."""
+    """MariaDB order: NULL first (ascending), strings by ``utf8mb4_unicode_ci`` (:mod:`.espocrm_collation`)."""
     if value is None:
         return (0, "")
     if isinstance(value, str):
-        return (1, value.casefold())
+        return (1, collation_key(value))
     if isinstance(value, bool | int | float):
         return (2, float(value))
     return (3, json.dumps(value, sort_keys=True))
@@ -1408,12 +1632,23 @@ def _field_failure(definition: dict[str, Any], value: Any) -> str | None:
         return "valid" if kind == "enum" and "" not in definition.get("options", []) else None
     checks: dict[str, Callable[[dict[str, Any], Any], str | None]] = {
         "varchar": _check_varchar, "text": _check_varchar, "enum": _check_enum, "array": _check_array,
-        "date": lambda d, v: None if isinstance(v, str) and DATE_RE.fullmatch(v) else "valid",
-        "datetime": lambda d, v: None if isinstance(v, str) and DATETIME_RE.fullmatch(v) else "valid",
+        "date": lambda d, v: None if _real_time(v, DATE_RE, "%Y-%m-%d") else "valid",
+        "datetime": lambda d, v: None if _real_time(v, DATETIME_RE, DATETIME_FORMAT) else "valid",
         "int": lambda d, v: None if isinstance(v, int) and not isinstance(v, bool) else "valid",
     }
     check = checks.get(kind)
     return check(definition, value) if check is not None else None
+
+
+def _real_time(value: Any, shape: re.Pattern[str], layout: str) -> bool:
+    """A date (time) of the right shape that exists on the calendar (2025-13-45 is refused, §11)."""
+    if not isinstance(value, str) or not shape.fullmatch(value):
+        return False
+    try:
+        datetime.strptime(value if len(value) != 16 else value + ":00", layout).replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_varchar(definition: dict[str, Any], value: Any) -> str | None:

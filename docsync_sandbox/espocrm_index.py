@@ -16,6 +16,8 @@ import bisect
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from docsync_sandbox.espocrm_acl import id_key
+
 Key = tuple[bool, str, tuple[Any, ...]]  # (live, modifiedAt, the indexed enum attributes' values)
 NULL = object()  # the index entry of a null value (``isNull``)
 
@@ -23,7 +25,8 @@ NULL = object()  # the index entry of a null value (``isNull``)
 class DocumentIndex:
     def __init__(self, *enum_attrs: str) -> None:
         self.enum_attrs = enum_attrs  # e.g. dateiStatus, xaiSyncStatus
-        self.ids: list[str] = []  # live ids, sorted
+        self.ids: list[str] = []  # collation keys of the live ids (case-folded, ``utf8mb4_unicode_ci``), sorted
+        self.stored: dict[str, str] = {}  # collation key -> the id as stored
         self.by_modified: list[tuple[str, str]] = []  # (modifiedAt, id) of live records, sorted
         self.by_value: dict[tuple[str, Any], set[str]] = {}  # (attribute, value or NULL) -> ids
 
@@ -33,7 +36,8 @@ class DocumentIndex:
 
     def build(self, records: Iterable[dict[str, Any]]) -> None:
         live = [r for r in records if not r.get("deleted")]
-        self.ids = sorted(str(r["id"]) for r in live)
+        self.stored = {id_key(r["id"]): str(r["id"]) for r in live}
+        self.ids = sorted(self.stored)
         self.by_modified = sorted((str(r.get("modifiedAt") or ""), str(r["id"])) for r in live)
         self.by_value = {}
         for record in live:
@@ -44,12 +48,14 @@ class DocumentIndex:
         if before == after:
             return
         if before is not None and before[0]:
-            _remove(self.ids, record_id)
+            _remove(self.ids, id_key(record_id))
+            self.stored.pop(id_key(record_id), None)
             _remove(self.by_modified, (before[1], record_id))
             for attr, value in zip(self.enum_attrs, before[2], strict=True):
                 self.by_value.get((attr, value), set()).discard(record_id)
         if after[0]:
-            bisect.insort(self.ids, record_id)
+            bisect.insort(self.ids, id_key(record_id))
+            self.stored[id_key(record_id)] = record_id
             bisect.insort(self.by_modified, (after[1], record_id))
             for attr, value in zip(self.enum_attrs, after[2], strict=True):
                 self.by_value.setdefault((attr, value), set()).add(record_id)
@@ -57,7 +63,8 @@ class DocumentIndex:
     # -- queries -------------------------------------------------------------------------------------
 
     def id_bounds(self, where: Any) -> tuple[int, int] | None:
-        """When ``where`` is only id bounds (AND-ed), the slice of :attr:`ids` it selects; else None."""
+        """When ``where`` is only id bounds (AND-ed), the slice of :attr:`ids` it selects (compared
+        case-insensitively, as the server does); else None."""
         items = where if isinstance(where, list) else ([] if where in (None, "") else None)
         if items is None:
             return None
@@ -66,7 +73,7 @@ class DocumentIndex:
             if not isinstance(item, dict) or item.get("attribute", item.get("field")) != "id" \
                     or not isinstance(item.get("value"), str):
                 return None
-            kind, value = item.get("type"), item["value"]
+            kind, value = item.get("type"), id_key(item["value"])
             if kind in ("greaterThan", "after"):
                 start = max(start, bisect.bisect_right(self.ids, value))
             elif kind == "greaterThanOrEquals":

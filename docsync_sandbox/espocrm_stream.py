@@ -10,13 +10,16 @@
   ``where`` (on Note attributes), ``after`` (``createdAt`` later than a UTC datetime) and ``beforeNumber``; no
   offset; newest first (``number`` descending). ``number`` is the auto-increment cursor.
 
+* Access (§11.2): only notes of parents the role may read **and** stream are shown, with HTTP 200; the server
+  gives up after 50 rounds of filtering and answers a short page with ``total: -2`` (see :meth:`StreamNotes.query`).
+
 Decisions where the contract is silent: the 403 has no ``X-Status-Reason``; answers carry ``total`` -1 (more)
 or -2 (no more), as streams are not counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from docsync_sandbox.espocrm_where import WhereError, WhereScope, compile_where
@@ -48,23 +51,50 @@ class StreamNotes:
                            "createdAt": self._now(), "createdById": user_id, "post": None, "data": {}})
 
     def query(self, where: Any, after: str | None, before_number: int | None, max_size: int,
-              scope: WhereScope) -> dict[str, Any]:
-        """Newest first; raises :class:`WhereError` for a bad where clause."""
+              scope: WhereScope, parent_types: Collection[str] = ("Account",),
+              access: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """Newest first; raises :class:`WhereError` for a bad where clause.
+
+        As ``Tools/Stream/GlobalRecordService.php`` (9.2.7) does it: only notes whose ``parentType`` is one of
+        ``parent_types`` (the types the role may read and stream) are queried; each round fetches ``maxSize + 1``
+        notes below the last one seen, skipping parents already refused, and ``access`` filters them (a refused
+        parent is not asked again, an allowed one is not re-checked); the loop ends when ``maxSize + 1`` notes
+        passed, the notes run out, or after :data:`ITERATION_LIMIT` rounds. Then ``total`` is -1 when more
+        than ``maxSize`` passed (the extra one is dropped), else -2, so an early end is a short page with -2.
+        """
         predicate = compile_where(where, scope)
-        page: list[dict[str, Any]] = []
-        more = False
-        for note in reversed(self.notes):
-            if before_number is not None and note["number"] >= before_number:
-                continue
-            if after is not None and not str(note["createdAt"]) > after:
-                continue
-            if not predicate(note):
-                continue
-            if len(page) == max_size:
-                more = True
+        candidates = (note for note in reversed(self.notes)
+                      if (before_number is None or note["number"] < before_number)
+                      and (after is None or str(note["createdAt"]) > after)
+                      and note["parentType"] in parent_types and predicate(note))
+        ignore: set[tuple[str, str]] = set()
+        allow: set[tuple[str, str]] = set()
+        passed: list[dict[str, Any]] = []
+        for _round in range(ITERATION_LIMIT):
+            batch: list[dict[str, Any]] = []
+            for note in candidates:
+                if (note["parentType"], note["parentId"]) not in ignore:
+                    batch.append(note)
+                    if len(batch) == max_size + 1:
+                        break
+            if not batch:
                 break
-            page.append(dict(note))
-        return {"total": -1 if more else -2, "list": page}
+            for note in batch:
+                parent = (note["parentType"], note["parentId"])
+                if parent in ignore:
+                    continue
+                if parent not in allow and access is not None and not access(note):
+                    ignore.add(parent)
+                    continue
+                allow.add(parent)
+                passed.append(dict(note))
+            if len(passed) >= max_size + 1:
+                break
+        more = len(passed) > max_size
+        return {"total": -1 if more else -2, "list": passed[:max_size]}
+
+
+ITERATION_LIMIT = 50  # GlobalRecordService::ITERATION_LIMIT
 
 
 __all__ = ["NOTE_ATTRIBUTES", "StreamNotes", "WhereError"]

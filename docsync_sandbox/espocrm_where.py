@@ -8,7 +8,8 @@ Emulator decisions ([I]) where the contract and the public source leave the beha
 * SQL ``NULL`` semantics: a comparison with a ``NULL`` attribute is false (``notEquals``, ``notIn``, ``notLike``,
   ``notContains`` do not match ``NULL`` rows); ``not``/``subQueryNotIn`` are row complements (``id NOT IN``), and
   ``arrayNoneOf`` matches empty arrays.
-* String comparisons are case-insensitive, like MySQL's ``utf8mb4_unicode_ci`` collation.
+* String comparisons follow MariaDB's ``utf8mb4_unicode_ci`` (:mod:`.espocrm_collation`): case, accents and
+  trailing spaces are ignored, punctuation sorts before digits and letters (§11.2).
 * A date-only value compared with a datetime attribute means midnight (``YYYY-MM-DD 00:00:00``).
 * ``linkedWith`` & co. on a name that is not a relation → 400 ``Not existing relation 'x' in where.``;
   array types on a non-array attribute → 400 ``Bad where item 'x'.``.
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from docsync_sandbox.espocrm_collation import collation_key
 
 __all__ = ["Predicate", "WhereError", "WhereScope", "compile_where", "parse_php_query"]
 
@@ -422,9 +425,9 @@ def _coerce(value: Any, field_type: str) -> Any:
 
 
 def _key(value: Any) -> Any:
-    """Comparison key: case-insensitive strings, numbers as floats."""
+    """Comparison key: strings by the ``utf8mb4_unicode_ci`` collation, numbers as floats."""
     if isinstance(value, str):
-        return value.casefold()
+        return collation_key(value)
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float):

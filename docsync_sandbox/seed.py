@@ -120,7 +120,13 @@ class Sandbox:
             "XAI_MANAGEMENT_KEY": self.mgmt_key,
             "DOCSYNC_STATE_DIR": str(state_dir),
             "DOCSYNC_SYNC__POLL_INTERVAL_SECONDS": "0.2",
-        }
+        } | self._link_rule()
+
+    def _link_rule(self) -> dict[str, str]:
+        """A CRM whose Account field has another name (the ``c-prefixed`` profile) needs docsync's link rule
+        to say so, as a firm's admin configures it."""
+        field = self.profile.field_names.get("xaiCollectionId")
+        return {"DOCSYNC_COLLECTIONS__LINKS": f"accounts:{field}"} if field else {}
 
     def writes(self) -> int:
         return len(self.espo.writes()) + len(self.xai.writes())

@@ -48,7 +48,8 @@ if [ -n "$real_pid" ]; then
   # shellcheck disable=SC1091
   . "$real_dir/env.sh"
   set +a
-  export REAL_ESPOCRM_DIR="$real_dir" REAL_ESPOCRM_FIXTURE="$fixture"
+  # tests/real changes the instance's metadata; tests/contract makes ids by SQL over its MariaDB socket
+  export REAL_ESPOCRM_DIR="$real_dir" REAL_ESPOCRM_FIXTURE="$fixture" DOCSYNC_REAL_ADMIN_SHELL="$real_dir"
 fi
 
 set +e

@@ -90,7 +90,7 @@ class MockWorld:
             self.collections.setdefault(c, {"field_definitions": [], "docs": {}})
         record = {"id": doc_id, "name": f"Doc {doc_id}", "modifiedAt": self.tick(), "fileId": file_id,
                   "fileName": f"{doc_id}.pdf", "versionNumber": 1, "dateiStatus": "Neu", "md5": None, "sha": None,
-                  "xaiFileId": None, "xaiCollections": [], "xaiSyncedHash": None, "xaiSyncStatus": None,
+                  "xaiFileId": None, "xaiCollections": None, "xaiSyncedHash": None, "xaiSyncStatus": None,
                   "xaiSyncError": None, "previewId": None, **values}
         self.records[doc_id] = record
         return record

@@ -54,9 +54,7 @@ from docsync_cli.model import (
     EngineSettings,
     Field,
     Indexing,
-    LocalRecord,
     Outcome,
-    Preview,
     Previewer,
     SyncStatus,
     WorkItem,
@@ -66,17 +64,14 @@ from docsync_cli.state import StateStore
 from docsync_cli.sync.breaker import Breaker
 from docsync_cli.sync.failures import as_document_error, check_record, clip, disk_problem
 from docsync_cli.sync.plan import (
-    cleanup_steps,
     known_content,
     plan_document,
-    preview_failed,
-    remembered_after,
     remembered_failure,
     remembered_verified,
     why_work,
-    write_back_values,
 )
 from docsync_cli.sync.preview_step import Rendering
+from docsync_cli.sync.replan import Finish, Learned, replan
 from docsync_cli.sync.uploads import Uploads
 from docsync_cli.xai.client import XaiClient, is_service_id
 
@@ -205,13 +200,15 @@ class DocumentReconciler:
                 marked = self.espo.update(doc.id, {Field.XAI_SYNC_STATUS: SyncStatus.SYNCING.value},
                                           version=doc.version)
             file_id, uploaded = self._apply(doc, content, path, doc_plan, result)
-            processing = self._wait_processed(file_id, required)
+            indexing, message = self._wait_processed(file_id, required)
             preview_id = self.rendering.finish(doc, rendering, result)
-            cleanup = cleanup_steps(doc_plan, file_id)
-            self._write_back(doc, marked, content, file_id, uploaded, required, processing, preview_id, result,
-                             cleanup, local)
+            # what the work taught goes back to the planner once; the rest is carried out as decided
+            learned = Learned(file_id, uploaded, indexing, clip(message), preview_id, result.preview,
+                              result.preview_failure)
+            finish = replan(doc, content, required, doc_plan, learned, local)
+            self._write_back(marked, finish, result, message)
             if result.outcome is Outcome.SYNCED:
-                self._break(doc, cleanup, result)
+                self._break(doc, list(finish.cleanup), result)
         finally:
             handle.close()
             if rendering is not None and not rendering.cancel():
@@ -286,21 +283,20 @@ class DocumentReconciler:
                 return Indexing.PENDING, ""
             self.sleep(self.settings.poll_interval_seconds)
 
-    def _write_back(self, doc: CrmDocument, marked: CrmDocument, content: Content, file_id: str, uploaded: bool,
-                    required: frozenset[str], processing: tuple[Indexing, str], preview_id: str | None,
-                    result: DocResult, cleanup: list[tuple[str, str]], previous: LocalRecord | None) -> None:
-        state, message = processing
-        values = write_back_values(state, clip(message), content, file_id, required)
-        if preview_id:
-            values[self.espo.preview_attr] = preview_id  # the image field is written through its …Id attribute
+    def _write_back(self, marked: CrmDocument, finish: Finish, result: DocResult, message: str) -> None:
+        doc, content, required, learned = finish.doc, finish.content, finish.required, finish.learned
+        file_id, uploaded = learned.file_id, learned.uploaded
+        values = dict(finish.values)
+        if learned.preview_id:
+            values[self.espo.preview_attr] = learned.preview_id  # the image field is written through its …Id
         now = self.espo.get_document(doc.id)
         edited = (now.fingerprint != marked.fingerprint or now.modified_at != marked.modified_at
                   or now.file_id != doc.file_id)
         if not edited:
             try:
                 self.locks.check()
-                if state is Indexing.PROCESSED and cleanup:
-                    self.state.cleanup_planned(doc.id, cleanup)  # before the write that makes them due
+                if finish.settled and finish.cleanup:
+                    self.state.cleanup_planned(doc.id, list(finish.cleanup))  # before the write that makes them due
                 after = self.espo.update(doc.id, values, version=marked.version, file_id=doc.file_id)
             except ConflictError:
                 edited = True
@@ -323,22 +319,17 @@ class DocumentReconciler:
             with contextlib.suppress(ConflictError, NotFoundError):
                 self.espo.update(doc.id, {Field.XAI_SYNC_STATUS: SyncStatus.PENDING.value})
             return
-        self.state.save(remembered_after(
-            doc, content, file_id, required, state, after.modified_at, previous,
-            preview_now=bool(preview_id) or result.preview == Preview.UNCHANGED,
-            preview_failed=preview_failed(result.preview, result.preview_failure, content, previous)))
-        if state is Indexing.PROCESSED:
+        self.state.save(finish.remember(after.modified_at))
+        if finish.settled:
             self.state.upload_settled(doc.id)
-            result.outcome = Outcome.SYNCED
-            return
-        result.outcome = Outcome.FAILED if state is Indexing.FAILED else Outcome.PENDING
-        if state is Indexing.FAILED:
+        result.outcome = finish.outcome
+        if finish.outcome is Outcome.FAILED:
             result.error_code, result.detail = "processing_failed", message
-            if uploaded:
-                # xAI could not parse this upload: it would sit in the collections unsearchable. The old file
-                # (if any) stays in place; a changed document gets a fresh upload.
-                with contextlib.suppress(HttpError):
-                    self.uploads.roll_back(file_id, required, doc.id, content.sha256)
+        if finish.roll_back:
+            # xAI could not parse this upload: it would sit in the collections unsearchable. The old file (if any)
+            # stays in place; a changed document gets a fresh upload.
+            with contextlib.suppress(HttpError):
+                self.uploads.roll_back(file_id, required, doc.id, content.sha256)
 
     def _break(self, doc: CrmDocument, cleanup: list[tuple[str, str]], result: DocResult) -> None:
         """After the CRM points at the new state: leave stale collections, retire the superseded file."""

@@ -20,6 +20,7 @@ from tests.real.realcrm import (
     Docsync,
     RealCrm,
     counting_proxy,
+    delete_foreign_documents,
     foreign_documents,
     sweep_leftovers,
     xai_emulator,
@@ -49,11 +50,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 @pytest.fixture(scope="session")
 def real() -> Iterator[RealCrm]:
-    """The CRM, after deleting what an earlier session left; refuses a CRM holding documents it did not make."""
+    """The CRM, after deleting what an earlier session left; refuses a CRM holding documents it did not make (on the
+    instance ``scripts/test.sh`` started for this run, ``REAL_ESPOCRM_DIR``, it deletes them: tests/contract's)."""
     assert _CRM is not None
     admin = Admin(_CRM)
     try:
         sweep_leftovers(admin)
+        if _CRM.instance_dir is not None:  # the throwaway instance scripts/test.sh started: other suites' documents go
+            delete_foreign_documents(admin)
         others = foreign_documents(admin)
     finally:
         admin.close()

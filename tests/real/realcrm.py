@@ -242,6 +242,19 @@ def sweep_leftovers(admin: Admin) -> int:
     return swept
 
 
+def delete_foreign_documents(admin: Admin) -> int:
+    """Delete every Document this suite did not make (only on a throwaway instance: see the ``real`` fixture)."""
+    deleted = 0
+    while True:
+        found = admin.call("GET", "Document?maxSize=200&select=id&where[0][type]=notLike&where[0][attribute]=name"
+                                  f"&where[0][value]={TAG}%25")
+        if not found["list"]:
+            return deleted
+        for record in found["list"]:
+            admin.delete("Document", record["id"])
+            deleted += 1
+
+
 def foreign_documents(admin: Admin) -> int:
     """How many Documents exist that this suite did not make (a sync would touch them too)."""
     found = admin.call("GET", f"Document?maxSize=1&select=id&where[0][type]=notLike"

@@ -417,14 +417,16 @@ def test_validation_failure(emu: EspoEmulator, api: httpx.Client, payload: dict[
 
 
 def test_delete(emu: EspoEmulator, api: httpx.Client) -> None:
-    # EspoCRM contract §3.4 DELETE -> true (soft delete); then 404 and not listed
+    # EspoCRM contract §3.4 / §11: the API user's role deletes nothing (Document delete "no"): 403
+    # "No delete access." before the record is looked up; a person's (soft) delete makes it 404 and unlisted
     doc = emu.add_document("Gone", PDF)
     response = api.delete(f"Document/{doc}")
-    assert response.status_code == 200 and response.json() is True
-    assert emu.document(doc)["deleted"] is True
+    assert response.status_code == 403 and response.headers["x-status-reason"] == "No delete access."
+    assert api.delete("Document/doesnotexist").headers["x-status-reason"] == "No delete access."
+    assert emu.document(doc)["deleted"] is False
+    emu.delete_document(doc)
     assert api.get(f"Document/{doc}").status_code == 404
     assert ids(api.get("Document")) == []
-    assert api.delete(f"Document/{doc}").headers["x-status-reason"] == f"Record {doc} not found."
 
 
 def test_optimistic_concurrency(occ: EspoEmulator, clock: FakeClock) -> None:
@@ -490,7 +492,8 @@ def test_post_attachment_file_field(emu: EspoEmulator, api: httpx.Client) -> Non
     response = upload(api, "nda.pdf", PDF, "application/pdf", size=1, relatedId="abc")
     assert response.status_code == 200
     body = response.json()
-    assert body["size"] == len(PDF) and body["relatedId"] is None and body["relatedType"] == "Document"
+    assert body["size"] == len(PDF) and "relatedId" not in body and body["relatedType"] == "Document"
+    assert emu.attachment(body["id"])["relatedId"] is None  # type: ignore[index]
     assert body["field"] == "file" and body["role"] == "Attachment" and "file" not in body
     assert emu.attachment_bytes(body["id"]) == PDF
     html = upload(api, "page.html", b"<html></html>", "text/html")

@@ -1,8 +1,8 @@
 """``docsync_cli.sync.engine.Engine`` at the run level, end to end at the transport: real ``EspoClient``/``XaiClient``
 (built by ``open_services``) over ``httpx.MockTransport`` handlers of one small stateful fake of EspoCRM and xAI
 (``tests/mock_world.MockWorld``), a real ``StateStore`` and no-op locks: run-fatal errors, the field check before
-any write, run options, deletions, concurrency. One document's reconcile is tested in ``test_reconcile.py``, the
-journalled upload, adoption and rollback in ``test_upload.py``."""
+any write, run options, deletions, concurrency. One document's reconcile is tested in ``test_step.py``, the
+journalled upload, adoption and rollback in ``test_uploads.py``."""
 
 from __future__ import annotations
 

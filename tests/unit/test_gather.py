@@ -1,7 +1,7 @@
 """``docsync_cli.sync.gather``' pure pieces: which records say they need work, and the ids of one id range. The
 feeds themselves (requests against a CRM) are tested against the emulator (tests/sandbox/test_change_feed_*.py,
 tests/e2e/test_change_feeds.py); the decisions they ask (feed window, listing due, link drift) in
-test_plan_changes.py."""
+test_plan_feeds.py."""
 
 from __future__ import annotations
 
