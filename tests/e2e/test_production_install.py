@@ -82,7 +82,8 @@ class Install:
 
     def as_user(self, *args: str, extra: dict[str, str] | None = None,
                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.run_as, "env", *(f"{k}={v}" for k, v in (self.env | (extra or {})).items()),
+        # env -i: exactly ``env`` (the runner's ESPOCRM_*/XAI_*/DOCSYNC_* variables, e.g. a real CRM's, stay out)
+        return subprocess.run([*self.run_as, "env", "-i", *(f"{k}={v}" for k, v in (self.env | (extra or {})).items()),
                                str(self.docsync), *args], capture_output=True, text=True, timeout=timeout,
                               cwd="/", check=False)
 
@@ -237,7 +238,8 @@ def test_a_state_dir_left_by_root_names_the_owner_and_the_chown(install: Install
 def test_root_running_on_the_service_users_state_dir_is_warned(install: Install,
                                                                service_env: dict[str, str]) -> None:
     """The old docs' `docsync sync --dry-run` as root: it works, but says whose directory it is and how to run."""
-    done = subprocess.run(["env", *(f"{k}={v}" for k, v in (install.env | service_env).items()), str(install.docsync),
-                           "sync", "--dry-run"], capture_output=True, text=True, timeout=300, cwd="/", check=False)
+    done = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in (install.env | service_env).items()),
+                           str(install.docsync), "sync", "--dry-run"], capture_output=True, text=True, timeout=300,
+                          cwd="/", check=False)
     assert done.returncode in (0, 1), done.stderr
     assert f"belongs to {install.user}" in done.stderr and f"runuser -u {install.user} -- docsync" in done.stderr
