@@ -15,6 +15,7 @@ compared: ``python bench/bench_walk.py`` in each checkout. No timing: it counts.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -100,10 +101,8 @@ def main() -> None:
         os.environ.update(box.environment(Path(tmp) / "state"))
 
         def sync() -> None:
-            try:
+            with contextlib.suppress(SystemExit):
                 CLI.app(["sync", "--id", doc, "--no-preview"], standalone_mode=False)
-            except SystemExit:
-                pass
 
         sync()
         box.espo.replace_file(doc, (corpus / "libreoffice-writer.pdf").read_bytes(), "vertrag-v2.pdf")
