@@ -31,13 +31,24 @@ from docsync_cli.crm.answers import (
 from docsync_cli.crm.fields import FieldSchema
 from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, refused_write
 from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, parse_api_user
-from docsync_cli.errors import AuthError, DocsyncError, RejectedError
+from docsync_cli.errors import AuthError, ConflictError, DocsyncError, RejectedError, SetupError
 from docsync_cli.model import CrmDocument, Field
 from docsync_cli.secrets import printable
 from docsync_cli.timestamps import espo_time
 from docsync_cli.transport.http import ServiceClient, short
 
 log = logging.getLogger("docsync.espocrm")
+
+def missing_link_field(where: str, field: str) -> SetupError:
+    """A link rule's field that the linked records do not have: EspoCRM answers without it (HTTP 200), so reading
+    on would put every document into no collection. Often the Entity Manager's ``c`` prefix (contract §11.1)."""
+    prefixed = "c" + field[:1].upper() + field[1:]
+    return SetupError(
+        f"the records of {where} have no attribute {field!r} (EspoCRM leaves out attributes that do not exist), so "
+        "docsync cannot tell which collections their documents belong in; nothing more was written",
+        f"correct collections.links (DOCSYNC_COLLECTIONS__LINKS=link:field): a field added in the Entity Manager "
+        f"is named with a 'c' prefix, e.g. {prefixed}; `docsync check` says which fields exist")
+
 
 class EspoClient:
     """``fields`` are the configured attribute names. :meth:`learn` (once per run) replaces them by the ones
@@ -77,6 +88,10 @@ class EspoClient:
                 log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
                 user = None
             self.learned.adopt_app_user(user)
+            if user is not None and user.denies_field("Document", "file", "edit"):
+                log.warning("the API user may not edit the Document field 'file', so EspoCRM silently drops the "
+                            "fileId docsync sends with each write-back; a file replaced during a sync is noticed "
+                            "only after the write (give the role Document file edit, Field Level)")
             self._learned = True
             return self.schema
 
@@ -219,6 +234,8 @@ class EspoClient:
     def record_value(self, entity: str, record_id: str, field: str) -> str | None:
         """One text attribute of one record (e.g. an Account's ``xaiCollectionId``); NotFoundError if none."""
         record = self.service.json("GET", f"{entity}/{record_id}", params={"select": f"id,{field}"})
+        if isinstance(record, dict) and field not in record:
+            raise missing_link_field(entity, field)
         value = record.get(field) if isinstance(record, dict) else None
         return value.strip() if isinstance(value, str) and value.strip() else None
 
@@ -265,6 +282,8 @@ class EspoClient:
                                              "offset": offset})
             records = list_of(page, f"Document/{{id}}/{link} list")
             for record in records:
+                if field not in record:  # EspoCRM leaves out a selected attribute that does not exist (§11.1)
+                    raise missing_link_field(link, field)
                 value = record.get(field)
                 if isinstance(value, str) and value.strip():
                     label = f"{link} '{printable(str(record.get('name') or ''), 80)}' ({record.get('id')})"
@@ -340,7 +359,13 @@ class EspoClient:
             raise meaning from exc
         if not isinstance(record, dict):
             raise RejectedError("espocrm", "PUT", "Document/{id}", 200, "answer is not a record")
-        return self.to_document(record)
+        after = self.to_document(record)
+        if file_id is not None and after.file_id and after.file_id != file_id:
+            # the fileId check was dropped (no field edit access: 200, §11.2) and a person replaced the file
+            raise ConflictError("espocrm", "PUT", "Document/{id}", 200,
+                                "the file was replaced while docsync worked on it (the write landed: EspoCRM "
+                                "dropped the fileId check)")
+        return after
 
     def upload_preview(self, name: str, webp: bytes) -> str:
         """``POST Attachment`` for the Document's image field; returns the attachment id (contract §5.2)."""

@@ -27,6 +27,8 @@ from docsync_cli.secrets import printable, scrub
 log = logging.getLogger("docsync.espocrm")
 
 PAGE = 200  # EspoCRM's default recordListMaxSizeLimit: maxSize above the configured one is a 403 (§10.4)
+PARTIAL_LEVELS = ("own", "team", "account", "contact")
+"""ACL levels that allow an action on only some records (EspoCRM's role levels besides ``all``, ``no``, ``yes``)."""
 BOOKKEEPING = frozenset({"modifiedAt", "modifiedById", "modifiedByName", "versionNumber"})
 
 
@@ -42,6 +44,8 @@ class ApiUser:
     acl_known: bool = False
     disabled_scopes: frozenset[str] = frozenset()  # scopes the table sets to false (e.g. GlobalStream)
     denied: frozenset[tuple[str, str]] = frozenset()  # (scope, action) the table answers "no" (or false)
+    limited: frozenset[tuple[str, str, str]] = frozenset()  # (scope, action, level): "own", "team", … (not "all")
+    field_denied: frozenset[tuple[str, str, str]] = frozenset()  # (scope, field, action) acl.fieldTable says "no"
 
     @property
     def label(self) -> str:
@@ -50,6 +54,17 @@ class ApiUser:
 
     def denies(self, scope: str, action: str) -> bool:
         return (scope, action) in self.denied
+
+    def denies_field(self, scope: str, field: str, action: str) -> bool:
+        """The role's field level denies ``action`` on ``field`` (contract §11.2: a PUT then drops the field
+        silently, HTTP 200, no 403)."""
+        return (scope, field, action) in self.field_denied
+
+    def limit(self, scope: str, action: str) -> str | None:
+        """The level (``own``, ``team``, …) when the role allows ``action`` on only some ``scope`` records; None
+        when it allows all of them, none, or the table does not say. EspoCRM then hides the others from this user:
+        lists leave them out (HTTP 200), a read of one is 403 (contract §11.2)."""
+        return next((level for s, a, level in self.limited if (s, a) == (scope, action)), None)
 
 
 def parse_api_user(answer: Any) -> ApiUser:
@@ -68,7 +83,19 @@ def parse_api_user(answer: Any) -> ApiUser:
         acl_known=table is not None,
         disabled_scopes=frozenset(str(s) for s, rights in (table or {}).items() if rights is False),
         denied=frozenset((str(s), str(a)) for s, rights in (table or {}).items() if isinstance(rights, dict)
-                         for a, level in rights.items() if level in ("no", False)))
+                         for a, level in rights.items() if level in ("no", False)),
+        limited=frozenset((str(s), str(a), level) for s, rights in (table or {}).items() if isinstance(rights, dict)
+                          for a, level in rights.items() if level in PARTIAL_LEVELS),
+        field_denied=_field_denials(acl.get("fieldTable") if isinstance(acl, dict) else None))
+
+
+def _field_denials(table: Any) -> frozenset[tuple[str, str, str]]:
+    """``acl.fieldTable`` (``{"Document": {"file": {"read": "yes", "edit": "no"}}}``): what it denies."""
+    if not isinstance(table, dict):
+        return frozenset()
+    return frozenset((str(scope), str(name), str(action)) for scope, fields in table.items()
+                     if isinstance(fields, dict) for name, rights in fields.items() if isinstance(rights, dict)
+                     for action, level in rights.items() if level in ("no", False))
 
 KNOWN_FIELDS = frozenset(Field)
 

@@ -67,6 +67,16 @@ def _check_acl(report: CheckReport, user: ApiUser) -> None:
                    "create")
     else:
         report.good("EspoCRM API user rights", "Document read/edit and Attachment create allowed")
+    if user.denies_field("Document", "file", "edit"):
+        report.warn("EspoCRM API user rights", "the role may not edit the Document field 'file': EspoCRM then "
+                    "silently drops the fileId docsync sends with each write-back, so a file replaced during a sync "
+                    "is noticed only after the write (the document is taken up again by the next run)",
+                    "Administration > Roles > the API user's role > Field Level: Document file edit")
+    level = user.limit("Document", "read")
+    if level is not None:
+        report.warn("EspoCRM API user rights", f"the role reads only '{level}' Documents: docsync never sees, "
+                    "and never syncs, the others",
+                    "Administration > Roles: set Document read to 'all' unless that is what you want")
 
 
 def check_document_fields(report: CheckReport, settings: Settings, services: Services) -> None:
@@ -113,13 +123,28 @@ def check_link_fields(report: CheckReport, settings: Settings, services: Service
             report.warn(what, f"cannot read the metadata ({exc}); not checked")
             continue
         definition = fields.get(rule.field)
+        prefixed = "c" + rule.field[:1].upper() + rule.field[1:]
+        if definition is None and prefixed in fields:
+            report.bad(what, f"{entity} has no field {rule.field!r}, but has {prefixed!r} (the Entity Manager "
+                       "prefixes custom fields with 'c')",
+                       f"set collections.links to {rule.link}:{prefixed} "
+                       f"(DOCSYNC_COLLECTIONS__LINKS={rule.link}:{prefixed})")
+            continue
         if definition is None:
             report.bad(what, f"{entity} has no field {rule.field!r}",
                        f"add a varchar field {rule.field} to {entity} (Administration > Entity Manager > {entity} > "
-                       "Fields) holding the xAI collection id, or correct collections.links")
+                       f"Fields) holding the xAI collection id (the Entity Manager names it {prefixed}: then set "
+                       f"collections.links to {rule.link}:{prefixed}), or correct collections.links")
             continue
         problems = link_field_problems(entity, rule.field, definition)
-        if problems:
+        user = services.espo.api_user
+        level = user.limit(entity, "read") if user is not None else None
+        if level is not None:
+            report.bad(what, f"the API user's role has {entity} read '{level}': EspoCRM hides the other "
+                       f"{entity} records and their links from it, so their documents would leave those "
+                       "collections",
+                       f"Administration > Roles: set {entity} read to 'all' for the API user's role")
+        elif problems:
             report.bad(what, "; ".join(problems), "correct the field or collections.links")
         else:
             report.good(what, f"{entity}.{rule.field} exists")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from docsync_cli.config import Settings
-from docsync_cli.errors import NotFoundError, UsageError
+from docsync_cli.errors import NotFoundError, RejectedError, UsageError
 from docsync_cli.model import CrmDocument, LocalRecord
 from docsync_cli.state import ReadOnlyState
 from docsync_cli.state.directory import state_file_exists
@@ -40,6 +40,11 @@ def get_document(services: Services, doc_id: str) -> CrmDocument:
         return services.espo.get_document(doc_id)
     except NotFoundError:
         raise UsageError(f"EspoCRM has no Document with id {doc_id!r}") from None
+    except RejectedError as exc:
+        if exc.status != 403:
+            raise
+        raise UsageError(f"the EspoCRM API user may not read Document {doc_id!r} ({exc.detail}): its role or the "
+                         "record's teams hide it from docsync") from None
 
 
 class Lines(Protocol):

@@ -279,6 +279,33 @@ def test_check_with_a_renamed_crm_field(tmp_path: Path) -> None:
         assert fixed.returncode == 0 and "md5 is cMd5 in this CRM" not in fixed.stdout, fixed.stdout
 
 
+def test_an_account_field_made_in_the_entity_manager_stops_sync_and_check_names_it(tmp_path: Path) -> None:
+    """The Entity Manager names the Account field cXaiCollectionId (found by tests/real): EspoCRM answers a
+    `select` of the missing xaiCollectionId without it (HTTP 200), which must not read as "no collection"."""
+    with Sandbox() as sandbox:
+        sandbox.espo.stop()
+        sandbox.espo = EspoEmulator(api_key=sandbox.espo_key,  # stopped on exit
+                                    field_names={"xaiCollectionId": "cXaiCollectionId"}).start()
+        env = Env(sandbox, SeededFirm(), tmp_path / "state")
+        collection = sandbox.xai.create_collection("Mandant")
+        doc = sandbox.espo.add_document("D", b"Notiz zur Akte\n", "d.txt",
+                                        accounts=[sandbox.espo.add_account("Mandant", collection)])
+        check = env.run("check")
+        assert check.returncode == 2, check.stdout
+        assert "but has 'cXaiCollectionId'" in check.stdout
+        assert "DOCSYNC_COLLECTIONS__LINKS=accounts:cXaiCollectionId" in check.stdout
+        sync = env.run("sync", "--no-preview")
+        assert sync.returncode == 2, sync.stdout + sync.stderr
+        assert "no attribute 'xaiCollectionId'" in sync.stderr and "cXaiCollectionId" in sync.stderr
+        assert sandbox.espo.document(doc)["dateiStatus"] == "Neu" and sandbox.xai.files() == {}
+        fixed = {"DOCSYNC_COLLECTIONS__LINKS": "accounts:cXaiCollectionId"}
+        assert env.run("check", extra_env=fixed).returncode == 0
+        assert env.run("sync", "--no-preview", extra_env=fixed).returncode == 0
+        assert sandbox.espo.document(doc)["dateiStatus"] == "Gesynct"
+        members = sandbox.xai.collection_documents(collection).values()
+        assert doc in {d["fields"].get("crm_document_id") for d in members}
+
+
 def test_check_passes_on_the_design_documents_fields_and_offers_pending_as_a_hint(tmp_path: Path) -> None:
     with Sandbox() as sandbox:
         env = Env(sandbox, SeededFirm(), tmp_path / "state")

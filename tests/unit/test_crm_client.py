@@ -24,7 +24,7 @@ from docsync_cli.crm.auth import build_http_client
 from docsync_cli.crm.client import EspoClient, id_range
 from docsync_cli.crm.reasons import espo_detail
 from docsync_cli.crm.schema import ApiUser
-from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError
+from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError, SetupError
 from docsync_cli.outcome import error_code
 from docsync_cli.transport.http import RetryPolicy, ServiceClient
 
@@ -236,7 +236,8 @@ def test_related_values_pages_and_drops_empty_values(httpx_mock: HTTPXMock) -> N
     related = re.compile(r"https://crm\.example/api/v1/Document/d1/accounts\?.*")
     first = [{"id": f"acc{i}", "xaiCollectionId": f"col_{i}" if i % 2 else ""} for i in range(200)]
     second = [{"id": "a1", "xaiCollectionId": "  col_last  "}, {"id": "a2", "xaiCollectionId": None},
-              {"id": "a3"}, {"id": "a4", "xaiCollectionId": "   "}, {"id": "a5", "xaiCollectionId": 7}]
+              {"id": "a3", "xaiCollectionId": ""}, {"id": "a4", "xaiCollectionId": "   "},
+              {"id": "a5", "xaiCollectionId": 7}]
     httpx_mock.add_response(url=related, json={"total": 205, "list": first})
     httpx_mock.add_response(url=related, json={"total": 205, "list": second})
     values = make_espo().related_values("d1", "accounts", "xaiCollectionId")
@@ -248,9 +249,24 @@ def test_related_values_pages_and_drops_empty_values(httpx_mock: HTTPXMock) -> N
 
 def test_related_values_stop_when_total_is_reached(httpx_mock: HTTPXMock) -> None:
     related = re.compile(r"https://crm\.example/api/v1/Document/d1/accounts\?.*")
-    httpx_mock.add_response(url=related, json={"total": 200, "list": [{"id": f"a{i}"} for i in range(200)]})
+    httpx_mock.add_response(url=related, json={"total": 200, "list": [{"id": f"a{i}", "xaiCollectionId": None}
+                                                                      for i in range(200)]})
     assert make_espo().related_values("d1", "accounts", "xaiCollectionId") == []
     assert len(httpx_mock.get_requests()) == 1
+
+
+def test_a_linked_record_without_the_selected_attribute_stops_the_run(httpx_mock: HTTPXMock) -> None:
+    # §11.1: EspoCRM answers a select of an attribute that does not exist without it (HTTP 200), e.g. when the
+    # Entity Manager named the field cXaiCollectionId; read on, every document would be in no collection.
+    related = re.compile(r"https://crm\.example/api/v1/Document/d1/accounts\?.*")
+    httpx_mock.add_response(url=related, json={"total": 1, "list": [{"id": "a1", "name": "A",
+                                                                     "cXaiCollectionId": "col_1"}]})
+    with pytest.raises(SetupError) as caught:
+        make_espo().related_values("d1", "accounts", "xaiCollectionId")
+    assert "no attribute 'xaiCollectionId'" in str(caught.value) and "cXaiCollectionId" in caught.value.advice
+    httpx_mock.add_response(url=f"{API}/Account/a1?select=id%2CxaiCollectionId", json={"id": "a1"})
+    with pytest.raises(SetupError):
+        make_espo().record_value("Account", "a1", "xaiCollectionId")
 
 
 # -- errors --------------------------------------------------------------------------------------------
@@ -410,6 +426,16 @@ def test_a_user_without_edit_access_to_the_file_field_still_gets_its_write_back(
     make_espo().update("d1", {"md5": "a" * 32}, file_id="att-d1")
     first, second = httpx_mock.get_requests()
     assert json.loads(first.content)["fileId"] == "att-d1" and json.loads(second.content) == {"md5": "a" * 32}
+
+
+def test_a_write_back_that_landed_on_a_replaced_file_is_a_conflict(httpx_mock: HTTPXMock) -> None:
+    # §11.2: without field edit access to `file` EspoCRM drops the fileId silently (200); the answer then names
+    # the file a person put there meanwhile
+    httpx_mock.add_response(url=f"{API}/Document/d1", method="PUT", json=record("d1", fileId="att-new"))
+    with pytest.raises(ConflictError):
+        make_espo().update("d1", {"md5": "a" * 32}, file_id="att-old")
+    httpx_mock.add_response(url=f"{API}/Document/d1", method="PUT", json=record("d1", fileId="att-old"))
+    assert make_espo().update("d1", {"md5": "a" * 32}, file_id="att-old").file_id == "att-old"
 
 
 def test_app_user_is_a_typed_api_user_and_learn_keeps_it(httpx_mock: HTTPXMock) -> None:

@@ -213,3 +213,24 @@ def test_a_record_without_id_is_rejected() -> None:
         make_schema().to_document({"name": "x"})
 
 
+
+
+def test_a_role_that_allows_only_some_records_says_which_level() -> None:
+    # §11.2: a role level below "all" hides the other records (lists leave them out, a read is 403).
+    user = parse_api_user({"acl": {"table": {"Document": {"read": "team", "edit": "team"},
+                                             "Account": {"read": "own", "edit": "no"}, "Contact": {"read": "all"},
+                                             "GlobalStream": True}}})
+    assert user.limit("Document", "read") == "team" and user.limit("Account", "read") == "own"
+    assert user.limit("Contact", "read") is None and user.limit("Account", "edit") is None
+    assert user.denies("Account", "edit") and not user.denies("Account", "read")
+    assert ApiUser().limit("Document", "read") is None
+
+
+def test_the_field_table_says_which_fields_the_role_may_not_edit() -> None:
+    # §11.2: acl.fieldTable, e.g. the Document file field read-only; a PUT of it is then dropped silently
+    user = parse_api_user({"acl": {"table": {"Document": {"read": "all"}},
+                                   "fieldTable": {"Document": {"file": {"read": "yes", "edit": "no"},
+                                                               "status": {"read": "yes", "edit": "yes"}}}}})
+    assert user.denies_field("Document", "file", "edit") and not user.denies_field("Document", "file", "read")
+    assert not user.denies_field("Document", "status", "edit")
+    assert parse_api_user({"acl": {"table": {}, "fieldTable": []}}).field_denied == frozenset()
