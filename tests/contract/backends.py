@@ -92,6 +92,10 @@ class Backend:
     def person_update(self, doc_id: str, **attrs: Any) -> None:
         raise NotImplementedError
 
+    def replace_file(self, doc_id: str, content: bytes, file_name: str = "new.pdf") -> str:
+        """A person uploads a new file for the Document; returns the new attachment id."""
+        raise NotImplementedError
+
     def delete_document(self, doc_id: str) -> None:
         raise NotImplementedError
 
@@ -173,6 +177,9 @@ class EmulatorBackend(Backend):
 
     def person_update(self, doc_id: str, **attrs: Any) -> None:
         self.emu.user_update(doc_id, **attrs)
+
+    def replace_file(self, doc_id: str, content: bytes, file_name: str = "new.pdf") -> str:
+        return self.emu.replace_file(doc_id, content, file_name)
 
     def delete_document(self, doc_id: str) -> None:
         self.emu.delete_document(doc_id)
@@ -313,6 +320,11 @@ class RealBackend(Backend):
 
     def person_update(self, doc_id: str, **attrs: Any) -> None:
         self._admin("PUT", f"Document/{doc_id}", attrs)
+
+    def replace_file(self, doc_id: str, content: bytes, file_name: str = "new.pdf") -> str:
+        attachment = self._attachment(content, file_name)
+        self._admin("PUT", f"Document/{doc_id}", {"fileId": attachment})
+        return attachment
 
     def delete_document(self, doc_id: str) -> None:
         self._admin("DELETE", f"Document/{doc_id}")

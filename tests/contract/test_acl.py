@@ -48,6 +48,26 @@ def test_a_file_id_the_role_may_not_edit_is_dropped_with_200(backend: Backend) -
     assert "file" in quick["fields"]["edit"]["no"] and "file" in quick["fields"]["read"]["yes"]
 
 
+def test_the_file_guard_of_a_write_back_after_a_replacement(backend: Backend) -> None:
+    # disagreements.md #4: a person replaced the file while docsync worked; docsync's PUT sends the fileId it
+    # downloaded. Without field edit access: 200, the other values written, the answer names the new file.
+    # With it: 403, because the replacement deleted the attachment that was sent.
+    for role, status in ((FILE_READ_ONLY, 200), (RoleSpec(), 403)):
+        http = backend.client(role)
+        doc = backend.add_document(backend.unique("Replaced"))
+        downloaded = http.get(f"Document/{doc}").json()["fileId"]
+        new = backend.replace_file(doc, b"%PDF-1.4 replaced by a person\n")
+        answer = http.put(f"Document/{doc}", json={"fileId": downloaded, "md5": "0" * 32, "dateiStatus": "Gesynct"})
+        assert answer.status_code == status
+        after = http.get(f"Document/{doc}").json()
+        assert after["fileId"] == new
+        if status == 200:
+            assert answer.json()["fileId"] == new and after["md5"] == "0" * 32 and after["dateiStatus"] == "Gesynct"
+        else:
+            assert answer.json()["messageTranslation"]["label"] == "cannotRelateNonExisting"
+            assert after["md5"] is None and after["dateiStatus"] == "Neu"
+
+
 def test_with_field_edit_access_a_missing_file_id_is_refused(backend: Backend) -> None:
     # the default role may edit file: the same PUT is checked (a guard that works), 403 cannotRelateNonExisting
     doc = backend.add_document(backend.unique("Guarded"))
