@@ -1300,6 +1300,15 @@ class XaiEmulator(EmulatorBase):
             coll.documents[file.id] = _Document(file_id=file.id, fields={}, added_at=now, started=now)
             return file.id
 
+    def add_member(self, collection_id: str, file_id: str, fields: dict[str, str] | None = None) -> None:
+        """Put an existing file into a collection as another tool would (an earlier sync system, a person), with
+        ``fields`` as given (none: a hand-made membership)."""
+        with self.lock:
+            coll = self._collections[collection_id]
+            self._get_file(file_id)
+            now = self.clock()
+            coll.documents[file_id] = _Document(file_id=file_id, fields=dict(fields or {}), added_at=now, started=now)
+
     def lose_index(self, collection_id: str, file_id: str) -> None:
         """Make one member unfindable while it still reports PROCESSED (a silent indexing failure) until the
         next add with new fields or reindex; KeyError when it is not a member."""

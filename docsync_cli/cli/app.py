@@ -154,6 +154,29 @@ def prune(
     _guard(lambda: _run(ctx.obj, options, "prune" + (" --dry-run" if dry_run else ""), None, wait, False, None))
 
 
+@app.command()
+def adopt(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check every file (its bytes included); adopt none. "
+                                          "Exit 1 when there is a file to adopt.")] = False,
+    wait: Annotated[float | None, typer.Option("--wait", min=0, help="Wait up to SECONDS for a running sync "
+                                               "instead of exiting 75.")] = None,
+) -> None:
+    """Take over the xAI files the CRM names (xaiFileId) for its documents, e.g. after an earlier sync system:
+    only a file exactly one document names, whose bytes hash to its xaiSyncedHash, that no other installation
+    owns and that sits only in collections docsync manages. Every refusal is listed with its reason."""
+    def body() -> int:
+        from docsync_cli.sync.adopt import run_adopt
+
+        report = run_adopt(ctx.obj.settings(), dry_run=dry_run, wait=wait)
+        ui.print_adopt(report)
+        if report.refused or (dry_run and report.adopted):
+            return EXIT_PARTIAL
+        return EXIT_OK
+
+    _guard(body)
+
+
 def _run(obj: Context, options: RunOptions, command: str, concurrency: int | None, wait: float | None,
          previews_on: bool, metrics_file: Path | None) -> int:
     from docsync_cli.sync.run import SyncRun

@@ -62,6 +62,9 @@ def render_status(data: StatusReport, console: Scrubbed) -> None:
             table.add_row(_cell(doc["id"]), _cell(doc["name"]), _cell(doc["error"] or ""))
         console.print(table)
     _render_previews(data["previews"], console)
+    if data["adopt_waiting"]:
+        console.print(f"{data['adopt_waiting']} documents name an xAI file docsync did not make (an earlier sync "
+                      "system's): they wait for `docsync adopt`", markup=False, soft_wrap=True)
     console.print("Change feeds", style="italic")
     for line in feeds_explained(data["feeds"]):
         console.print("  " + line, markup=False, soft_wrap=True)

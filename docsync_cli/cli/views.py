@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from docsync_cli.config import Settings
     from docsync_cli.model import DocResult, RunPlan, RunSummary
+    from docsync_cli.sync.adopt import AdoptReport
 
 
 # ---------------------------------------------------------------------------------------------- consoles
@@ -187,6 +188,19 @@ SYNC_EXAMPLES = """Examples:
   docsync sync --retry-failed  also retry documents held back as permanent failures
 """
 """``docsync sync --help``'s examples (``\\b`` keeps click from rewrapping them)."""
+
+
+def print_adopt(report: AdoptReport) -> None:
+    """``docsync adopt``'s result: each adopted file, each refusal with its reason, then one summary line."""
+    out = stdout()
+    verb = "would adopt" if report.dry_run else "adopted"
+    for file_id, doc_id in report.adopted:
+        out.print(f"  {verb}  {file_id}  for {doc_id}", markup=False, highlight=False)
+    for refusal in report.refused:
+        out.print(f"  refused  {refusal.file_id}  ({', '.join(refusal.doc_ids)}): {refusal.reason}", markup=False,
+                  highlight=False)
+    out.print(f"docsync adopt: {len(report.adopted)} {verb}, {len(report.refused)} refused, {report.already} "
+              "already docsync's", markup=False, highlight=False)
 
 
 class SyncProgress:

@@ -125,6 +125,7 @@ class StatusReport(TypedDict):
     runs: list[RunRow]
     lock: LockState
     feeds: Feeds
+    adopt_waiting: int
 
 
 def where_equals(attribute: str, value: str) -> dict[str, Any]:
@@ -183,6 +184,9 @@ def collect_status(settings: Settings) -> StatusReport:
         can read GlobalStream (link changes then count from the next run; the stored values are
         :class:`~..state.StreamFeed`'s); ``accounts_override`` whether the listing carries ``accountsIds``
         (``noLoad: false``).
+    ``adopt_waiting``
+        Documents whose ``xaiFileId`` names a file no installation owns (an earlier sync system's) and holds the
+        document's content, as the last runs found them: ``sync`` leaves those files alone until ``docsync adopt``.
     """
     data: StatusReport = {
         "generated_at": utc_timestamp(),
@@ -200,6 +204,7 @@ def collect_status(settings: Settings) -> StatusReport:
         "feeds": {"enabled": settings.sync.change_feeds, "watermark": None, "last_listing": None,
                   "listing_interval_seconds": settings.sync.listing_interval_seconds, "stream": None,
                   "accounts_override": None, "note_cursor": None},
+        "adopt_waiting": 0,
     }
     _collect_local(settings, data)
     _collect_feeds(settings, data)
@@ -232,6 +237,7 @@ def _collect_feeds(settings: Settings, data: StatusReport) -> None:
     if not state.exists():
         return
     state.check_readable()  # a corrupt state file stops the report (exit 4), as it stops a run
+    data["adopt_waiting"] = state.waiting_for_adopt()
     meta = state.meta()  # empty: an older state file without the table, or unreadable: nothing recorded
     feeds = data["feeds"]
     feeds["watermark"] = meta.get("watermark")

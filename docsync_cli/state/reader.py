@@ -9,7 +9,7 @@ from pathlib import Path
 from docsync_cli.model import LocalRecord
 from docsync_cli.state.directory import state_file_exists
 from docsync_cli.state.guard import state_fault
-from docsync_cli.state.store import DOCUMENT_COLUMNS, STATE_FILE, StateStore, record_of_row
+from docsync_cli.state.store import ADOPT_PREFIX, DOCUMENT_COLUMNS, STATE_FILE, StateStore, record_of_row
 
 
 class ReadOnlyState:
@@ -98,3 +98,8 @@ class ReadOnlyState:
         """The change feeds' bookkeeping (``watermark``, ``last_listing``, ``note_cursor``, ``feeds``); empty when
         nothing was recorded or the file cannot be read."""
         return {str(key): str(value) for key, value in self._rows("SELECT key, value FROM meta")}
+
+    def waiting_for_adopt(self) -> int:
+        """Documents whose xAI file an earlier sync system made, waiting for ``docsync adopt`` (as the last runs
+        found them)."""
+        return sum(1 for key in self.meta() if key.startswith(ADOPT_PREFIX))

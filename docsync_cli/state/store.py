@@ -17,6 +17,7 @@ from docsync_cli.state.guard import guarded, state_fault
 from docsync_cli.state.installation import installation_id, private_file
 
 STATE_FILE = "state.sqlite3"
+ADOPT_PREFIX = "adopt:"  # meta keys of documents whose xAI file waits for `docsync adopt`
 DOCUMENT_COLUMNS = ("doc_id, file_id, sha256, md5, xai_file_id, collections, crm_modified_at, failure_code,"
                     " failure_transient, preview_sha, pending, preview_failed")
 """The columns of a ``documents`` row as :func:`record_of_row` reads them (every reader selects exactly these)."""
@@ -264,6 +265,18 @@ class StateStore:
         with self._lock:
             rows = self._db.execute("SELECT name, doc_id FROM uploads WHERE xai_file_id IS NULL").fetchall()
         return {str(r[0]): str(r[1]) for r in rows}
+
+    # -- files an earlier sync system left, waiting for `docsync adopt` --------------------------------
+
+    @guarded("remember a file that waits for adopt")
+    def wait_for_adopt(self, doc_id: str, file_id: str) -> None:
+        """``doc_id``'s ``xaiFileId`` names ``file_id``, a file no installation owns: ``docsync adopt`` may take
+        it over (``status`` counts these)."""
+        self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (ADOPT_PREFIX + doc_id, file_id))
+
+    @guarded("forget a file that waited for adopt")
+    def adopt_settled(self, doc_id: str) -> None:
+        self._write("DELETE FROM meta WHERE key = ?", (ADOPT_PREFIX + doc_id,))
 
     # -- upload intents ------------------------------------------------------------------------------
 

@@ -181,6 +181,12 @@ class DocumentReconciler:
             handle.close()
             required = self.required_collections(doc)
             current = self.uploads.membership(doc, required, local)
+            if current is None and self.uploads.waits_for_adopt(doc, content):
+                assert doc.xai_file_id is not None
+                self.state.wait_for_adopt(doc.id, doc.xai_file_id)
+                result.outcome = Outcome.SKIPPED
+                result.detail = f"its xAI file {doc.xai_file_id} is not docsync's (yet): run `docsync adopt`"
+                return
             earlier = tuple(self.state.owned_files(doc.id))
             previews = self.previews is not None
             doc_plan = plan_document(doc, content, required, current, earlier, local=local, previews=previews)

@@ -77,6 +77,14 @@ class Uploads:
                              or fields[c].get("crm_document_id") != doc.id)
         return Membership(file_id, statuses, unmarked)
 
+    def waits_for_adopt(self, doc: CrmDocument, content: Content) -> bool:
+        """The CRM names a file for ``doc`` that holds this very content (``xaiSyncedHash``) but that no
+        installation owns (an earlier sync system's, or a person's): it is left alone and no second copy of the
+        same content is made; ``docsync adopt`` may take it over."""
+        file_id = doc.xai_file_id
+        return bool(file_id and doc.xai_synced_hash == content.sha256 and self.state.owner(file_id) is None
+                    and self.xai.file_exists(file_id))
+
     def owns(self, file_id: str, doc: CrmDocument, fields: Mapping[str, Mapping[str, str]],
              local: LocalRecord | None) -> bool:
         """The ownership rule: this installation's record (local state, or the collection document's fields with

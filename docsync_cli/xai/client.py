@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tempfile
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -222,6 +223,34 @@ class XaiClient:
         """The first page of the management key's collections (``GET /v1/collections``, §6.2, ≤ 100)."""
         return parse_collections(self.management.json("GET", "/v1/collections",
                                                       params={"limit": max(1, min(limit, PAGE))}))
+
+    def all_collection_ids(self) -> list[str]:
+        """The id of every collection of the team (§6.2, paged by ``pagination_token``)."""
+        found: list[str] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": PAGE}
+            if token:
+                params["pagination_token"] = token
+            page = self.management.json("GET", "/v1/collections", params=params)
+            found += [c.id for c in parse_collections(page)]
+            token = page.get("pagination_token") if isinstance(page, dict) else None
+            if not token:
+                return found
+
+    def file_sha256(self, file_id: str) -> str | None:
+        """SHA-256 of the file's bytes (``GET /v1/files/{id}/content``, §5.5, streamed through a temp file), or
+        None when there is no such file."""
+        digest = hashlib.sha256()
+        with tempfile.TemporaryFile() as sink:
+            try:
+                self.files.call("GET", f"/v1/files/{segment(file_id)}/content", sink=sink)
+            except NotFoundError:
+                return None
+            sink.seek(0)
+            for chunk in iter(lambda: sink.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
 
     def get_collection(self, collection_id: str) -> XaiCollection:
         try:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from docsync_cli.errors import ForeignInstallation
+from docsync_cli.model import Outcome
 from docsync_cli.state import installation_id
 from docsync_sandbox.seed import Sandbox
 
@@ -128,8 +129,10 @@ def test_a_foreign_file_named_in_xai_file_id_is_neither_reused_nor_deleted(sandb
                              xaiCollections=[collections[0]])
     result = run_engine(sandbox, tmp_path / "state", full=True)
     assert result.exit_code == 0, result
+    # Not reused as docsync's, and no second copy of the same content: it waits for `docsync adopt`.
     doc = sandbox.espo.document(docs[0])
-    assert doc["xaiFileId"] != foreign, "a hand-made file was adopted as docsync's"
+    assert doc["xaiFileId"] == foreign and set(sandbox.xai.files()) == {foreign}, "a copy was uploaded beside it"
+    assert [r.outcome for r in result.summary.results] == [Outcome.SKIPPED], result
     assert sandbox.xai.document(collections[0], foreign)["fields"] == {}, "the hand-made member was rewritten"
     # a changed file must not delete it either
     sandbox.espo.replace_file(docs[0], pdf_bytes("version two"))
