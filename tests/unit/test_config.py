@@ -824,7 +824,8 @@ def test_state_dir_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_state_dir({"HOME": "/root", "XDG_STATE_HOME": "/root/.state"}) == Path("/var/lib/docsync")
 
 
-def test_state_dir_for_users() -> None:
+def test_state_dir_for_users(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(config_paths, "ROOT_STATE_DIR", tmp_path / "no-system-install")
     assert default_state_dir({"HOME": "/home/u"}) == Path("/home/u/.local/state/docsync")
     assert default_state_dir({"HOME": "/home/u", "XDG_STATE_HOME": "/x/state"}) == Path("/x/state/docsync")
     # relative XDG values are ignored, as the XDG spec says
@@ -989,17 +990,28 @@ def test_example_config_is_valid_and_documents_every_setting(
 
 
 def test_state_dir_of_the_service_user_is_the_system_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The user owning /var/lib/docsync (created for it by `install -d -o docsync`) gets it by default, so an
-    admin's `runuser -u docsync -- docsync status` reads the same state as the timer's runs."""
+    """Once /var/lib/docsync exists, every user gets it by default, so an admin's `runuser -u docsync -- docsync
+    status` reads the same state as the timer's runs, and a user who may not use it is told so (owner, fix, exit
+    4) instead of silently starting a second installation in ~/.local/state."""
     system = tmp_path / "var-lib-docsync"
     system.mkdir()
-    owner = system.stat().st_uid
     monkeypatch.setattr(config_paths, "ROOT_STATE_DIR", system)
-    monkeypatch.setattr(os, "geteuid", lambda: owner if owner != 0 else 4242)
-    if owner == 0:
-        os.chown(system, 4242, -1)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
     assert default_state_dir({"HOME": "/home/u"}) == system
-    monkeypatch.setattr(os, "geteuid", lambda: 4343)  # someone else: their own XDG state dir
+    monkeypatch.setattr(os, "geteuid", lambda: 4343)  # someone else: still the real one, never a private copy
+    assert default_state_dir({"HOME": "/home/u"}) == system
+
+
+def test_the_service_users_home_is_its_state_dir_before_it_exists(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    """The README's `useradd --home-dir /var/lib/docsync`: before the directory exists the service user is pointed
+    at it (and told to create it), not at ~/.local/state inside a home it does not have."""
+    system = tmp_path / "var-lib-docsync"
+    monkeypatch.setattr(config_paths, "ROOT_STATE_DIR", system)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    monkeypatch.setattr(config_paths, "home_of", lambda uid: system if uid == 4242 else None)
+    assert default_state_dir({"HOME": str(system)}) == system
+    monkeypatch.setattr(os, "geteuid", lambda: 4343)
     assert default_state_dir({"HOME": "/home/u"}) == Path("/home/u/.local/state/docsync")
 
 
