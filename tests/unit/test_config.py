@@ -30,6 +30,7 @@ from docsync_cli.config import (
 )
 from docsync_cli.config import paths as config_paths
 from docsync_cli.errors import ConfigError
+from docsync_cli.users import group_name, user_name
 
 REPO = Path(__file__).resolve().parents[2]
 UNPATCHED_DEFAULT_CONFIG_PATH = config_paths.DEFAULT_CONFIG_PATH
@@ -715,16 +716,26 @@ def test_world_readable_file_with_secrets_is_refused(tmp_path: Path, monkeypatch
     own_file(path, monkeypatch)
     with pytest.raises(ConfigError) as excinfo:
         load_settings(path, env=base_env(tmp_path))
-    assert problems_of(excinfo) == [
-        f"config.toml holds secrets but is readable by other users (mode 0644); run: chmod 600 {path}"
-    ]
+    [problem] = problems_of(excinfo)
+    assert problem.startswith("config.toml holds secrets but is readable or writable by other users (mode 0644); "
+                              "run (as root): chown root:")
+    assert f"{path} && chmod 0640 {path}, or better move the keys out of the file" in problem
 
 
-def test_group_readable_file_with_secrets_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_group_writable_file_with_secrets_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_toml(tmp_path, SECRET_TOML, mode=0o660)
+    own_file(path, monkeypatch)
+    with pytest.raises(ConfigError, match=r"mode 0660"):
+        load_settings(path, env=base_env(tmp_path))
+
+
+def test_group_readable_file_with_secrets_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """root:docsync 0640, like the key files: root (status, check) and the service user (its group) both read it."""
     path = write_toml(tmp_path, SECRET_TOML, mode=0o640)
     own_file(path, monkeypatch)
-    with pytest.raises(ConfigError, match=r"mode 0640"):
-        load_settings(path, env=base_env(tmp_path))
+    env = base_env(tmp_path)
+    del env["XAI_API_KEY"]
+    assert secret_value(load_settings(path, env=env), "XAI_API_KEY") == CANARY["XAI_API_KEY"]
 
 
 def test_private_file_with_secrets_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -744,16 +755,39 @@ def test_readable_file_without_secrets_is_fine(tmp_path: Path) -> None:
 def test_file_with_secrets_owned_by_another_user_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A docsync-owned 0600 config read by root (status, check): the fix is root:docsync 0640, which both can read
+    (never `chown 0`, which would lock the service out), and it names users, not uids."""
     path = write_toml(tmp_path, SECRET_TOML, mode=0o600)
     owner = path.stat().st_uid
+    if owner == 0:  # as root: make it another user's, as the service user's file would be
+        owner = 4242
+        os.chown(path, owner, owner)
     monkeypatch.setattr(os, "geteuid", lambda: owner + 1)
     with pytest.raises(ConfigError) as excinfo:
         load_settings(path, env=base_env(tmp_path))
     [problem] = problems_of(excinfo)
     assert problem.startswith(
-        f"config.toml holds secrets but is owned by another user (uid {owner}, docsync runs as uid {owner + 1})"
-    )
+        f"config.toml holds secrets but is owned by {user_name(owner)}, and docsync runs as {user_name(owner + 1)}; "
+        f"run (as root): chown root:"
+    ), problem
+    assert f"&& chmod 0640 {path} (root and the group " in problem
     assert CANARY["XAI_API_KEY"] not in problem
+
+
+def test_root_running_on_the_service_users_config_is_told_the_shared_owner(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_toml(tmp_path, SECRET_TOML, mode=0o600)
+    fake = os.stat_result((0o100600, 0, 0, 1, 990, 990, 0, 0, 0, 0))  # the service user's file: uid/gid 990
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: fake)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    try:
+        with pytest.raises(ConfigError) as excinfo:
+            load_settings(path, env=base_env(tmp_path))
+    finally:
+        monkeypatch.setattr(os, "fstat", real_fstat)
+    [problem] = problems_of(excinfo)
+    assert f"run (as root): chown root:{group_name(990)} {path} && chmod 0640 {path}" in problem, problem
 
 
 def test_root_reading_a_root_owned_file_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -772,7 +806,7 @@ def test_root_reading_a_root_owned_file_is_fine(tmp_path: Path, monkeypatch: pyt
 def test_redis_password_in_file_counts_as_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_toml(tmp_path, '[lock]\nbackend = "redis"\nurl = "redis://:pw-CANARY@h"\n', mode=0o644)
     own_file(path, monkeypatch)
-    with pytest.raises(ConfigError, match=r"holds secrets but is readable by other users") as excinfo:
+    with pytest.raises(ConfigError, match=r"holds secrets but is readable or writable by other users") as excinfo:
         load_settings(path, env=base_env(tmp_path))
     assert all("pw-CANARY" not in problem for problem in problems_of(excinfo))
 
