@@ -97,8 +97,8 @@ def config_file_problems(path: Path, info: os.stat_result) -> list[str]:
     keys_out = "or better move the keys out of the file (*_FILE or systemd credentials, see docs/scheduling.md)"
     if mode & 0o027:
         problems.append(
-            f"{path.name} holds secrets but is readable or writable by other users (mode {mode:04o}); run (as root): {fix}, "
-            f"{keys_out}"
+            f"{path.name} holds secrets but is readable or writable by other users (mode {mode:04o}); "
+            f"run (as root): {fix}, {keys_out}"
         )
     if info.st_uid not in (uid, 0):
         problems.append(
