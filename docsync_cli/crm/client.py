@@ -1,22 +1,18 @@
 """EspoCRM REST client (``/api/v1/``), following the EspoCRM contract (``docs/contracts.md``).
 
-It knows the wire (``searchParams``, paging, ``X-Version-Number``) over an injected ``httpx.Client``
-(``crm.auth.build_http_client``: base URL, API key or HMAC). What it learns of the CRM's Document (names,
-options, page cap) and the mapping between records and docsync's model are ``crm.schema.LearnedSchema``'s; what
-EspoCRM answers, as frozen values, is ``crm.answers``'; what a refusal means by its ``X-Status-Reason`` is
-``crm.reasons``'.
+It knows the wire (``searchParams``, paging, ``X-Version-Number``) over an injected ``httpx.Client`` (base URL, API
+key or HMAC). What it learns of the CRM's Document (names, options, page cap) and the mapping between records and
+docsync's model are ``crm.schema.LearnedSchema``'s; what EspoCRM answers, as frozen values, is ``crm.answers``';
+what a refusal means by its ``X-Status-Reason`` is ``crm.reasons``'.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -24,17 +20,19 @@ from docsync_cli.crm.answers import (
     FieldDefinition,
     StreamNote,
     list_of,
+    page_ends,
     parse_field_definitions,
     parse_link_entity,
     parse_stream_note,
 )
+from docsync_cli.crm.clock import ServerClock
 from docsync_cli.crm.fields import FieldSchema
-from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, refused_write
+from docsync_cli.crm.queries import id_range
+from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, record_hidden, refused_write
 from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, parse_api_user
-from docsync_cli.errors import AuthError, ConflictError, DocsyncError, RejectedError, SetupError
-from docsync_cli.model import CrmDocument, Field
+from docsync_cli.errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError
+from docsync_cli.model import CrmDocument, Field, Presence
 from docsync_cli.secrets import printable
-from docsync_cli.timestamps import espo_time
 from docsync_cli.transport.http import ServiceClient, short
 
 log = logging.getLogger("docsync.espocrm")
@@ -58,7 +56,7 @@ class EspoClient:
         self.service = service
         service.is_auth_failure = is_auth_failure  # 403 is classified by its reason (contract §10.3)
         self.learned = LearnedSchema(fields)
-        self.server_time: str | None = None  # the server's clock (HTTP Date) at the last list answer, UTC
+        self.clock = ServerClock()  # EspoCRM's Date and modifiedAt clocks as this run sees them
         self._learned = False
         self._learn_lock = threading.Lock()
 
@@ -144,7 +142,7 @@ class EspoClient:
             records = list_of(page, "Document list")
             for record in records:
                 yield self.to_document(record)
-            if len(records) < self.page_size or page.get("total") == -2:
+            if page_ends(records, page.get("total"), self.page_size):
                 return
             last_id = str(records[-1]["id"])
 
@@ -152,14 +150,11 @@ class EspoClient:
 
     def search(self, entity: str, params: Mapping[str, Any], *, no_total: bool = True
                ) -> tuple[list[dict[str, Any]], Any]:
-        """One list request (``searchParams`` JSON); remembers the server's ``Date`` in :attr:`server_time`."""
+        """One list request (``searchParams`` JSON); remembers the server's ``Date`` (:attr:`clock`)."""
         answer = self.service.call("GET", entity, params={"searchParams": json.dumps(dict(params))},
                                    headers={"X-No-Total": "true"} if no_total else None)
         page = self.service.parsed(answer, "GET", entity)
-        date = answer.headers.get("date")
-        if date:
-            with contextlib.suppress(TypeError, ValueError):
-                self.server_time = espo_time(parsedate_to_datetime(date).astimezone(UTC))
+        self.clock.note(answer.headers)
         return list_of(page, f"{entity} list"), page.get("total")
 
     def iter_keyset(self, entity: str, where: Sequence[dict[str, Any]], select: Sequence[str], *,
@@ -180,17 +175,20 @@ class EspoClient:
                       "select": list(dict.fromkeys(["id", by, *select])), "where": conditions}
             records, total = self.search(entity, params)
             yield from records
-            if len(records) < self.page_size or total == -2:
+            if page_ends(records, total, self.page_size):
                 return
             last = records[-1]
             cursor = (str(last.get(by) or ""), str(last["id"]))
 
-    def count_between(self, low: str | None, high: str | None) -> int:
-        """How many Documents have ``low <= id < high`` (None = open end): a count-only request."""
+    def count_between(self, low: str | None, high: str | None) -> int | None:
+        """How many Documents have ``low <= id < high`` (None = open end, in the server's collation); None when
+        the server does not count (``total`` -1/-2: "Disable record count", contract §11.2)."""
         params = {"maxSize": 1, "offset": 0, "orderBy": "id", "order": "asc", "select": ["id"],
                   "where": id_range(low, high)}
         _, total = self.search("Document", params, no_total=False)
-        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        if isinstance(total, int) and not isinstance(total, bool) and total < 0:
+            return None
+        if not isinstance(total, int) or isinstance(total, bool):
             raise RejectedError("espocrm", "GET", "Document", 200, "answer has no total")
         return total
 
@@ -220,6 +218,19 @@ class EspoClient:
 
     def get_document(self, doc_id: str) -> CrmDocument:
         return self.to_document(self.service.json("GET", f"Document/{quote(doc_id, safe='')}"))
+
+    def presence(self, doc_id: str) -> tuple[Presence, str]:
+        """``GET Document/{id}`` (contract §11.3): 404 gone, 403 ``No 'read' access.`` hidden from the role, 200
+        live; with EspoCRM's reason. Any other refusal (no Document read scope at all) is raised."""
+        try:
+            self.service.json("GET", f"Document/{quote(doc_id, safe='')}", params={"select": "id"})
+        except NotFoundError as exc:
+            return Presence.GONE, exc.detail or "HTTP 404"
+        except (AuthError, RejectedError) as exc:
+            if exc.status == 403 and record_hidden(exc.detail):
+                return Presence.HIDDEN, "No 'read' access."
+            raise
+        return Presence.LIVE, ""
 
     def document_at(self, where: list[dict[str, Any]], offset: int) -> CrmDocument | None:
         """The document at ``offset`` (ordered by id) among those matching ``where``; None past the end.
@@ -255,7 +266,7 @@ class EspoClient:
                 value = record.get(field)
                 if isinstance(value, str) and value.strip():
                     yield value.strip()
-            if len(records) < self.page_size:
+            if page_ends(records, page.get("total"), self.page_size):
                 return
             last_id = str(records[-1]["id"])
 
@@ -323,7 +334,9 @@ class EspoClient:
 
     def app_user(self) -> ApiUser:
         """``GET App/user``: who the key is and what its role allows (contract §1.3, §7.2, §10.4)."""
-        return parse_api_user(self.service.json("GET", "App/user"))
+        answer = self.service.call("GET", "App/user")
+        self.clock.note(answer.headers)  # the first answer of a run: where its watermark comes from
+        return parse_api_user(self.service.parsed(answer, "GET", "App/user"))
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -343,7 +356,7 @@ class EspoClient:
         path = f"Document/{quote(doc_id, safe='')}"
         try:
             try:
-                record = self.service.json("PUT", path, json_body=body, headers=headers)
+                record = self._put(path, body, headers)
             except RejectedError as exc:
                 if not ("fileId" in body and file_field_not_editable(exc)):
                     raise
@@ -351,7 +364,7 @@ class EspoClient:
                 log.warning("EspoCRM refused docsync's fileId check (%s); give the API user edit access to the "
                             "Document file field so a file replaced during a sync is caught", exc.detail)
                 del body["fileId"]
-                record = self.service.json("PUT", path, json_body=body, headers=headers)
+                record = self._put(path, body, headers)
         except RejectedError as exc:
             meaning = refused_write(exc, doc_id, body, file_id)
             if meaning is None:
@@ -367,6 +380,13 @@ class EspoClient:
                                 "dropped the fileId check)")
         return after
 
+    def _put(self, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None) -> Any:
+        """One ``PUT``; its ``Date`` against the saved ``modifiedAt`` measures the clocks' offset."""
+        answer = self.service.call("PUT", path, json_body=body, headers=headers)
+        record = self.service.parsed(answer, "PUT", path)
+        self.clock.note_write(answer.headers, record)
+        return record
+
     def upload_preview(self, name: str, webp: bytes) -> str:
         """``POST Attachment`` for the Document's image field; returns the attachment id (contract §5.2)."""
         data_uri = "data:image/webp;base64," + base64.b64encode(webp).decode()
@@ -378,16 +398,6 @@ class EspoClient:
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
             raise RejectedError("espocrm", "POST", "Attachment", 200, "answer has no attachment id")
         return str(record["id"])
-
-
-def id_range(low: str | None, high: str | None) -> list[dict[str, Any]]:
-    """The ``where`` of the records with ``low <= id < high`` (None: an open end)."""
-    where = []
-    if low is not None:
-        where.append({"type": "greaterThanOrEquals", "attribute": "id", "value": low})
-    if high is not None:
-        where.append({"type": "lessThan", "attribute": "id", "value": high})
-    return where
 
 
 __all__ = ["EspoClient", "id_range"]

@@ -5,15 +5,18 @@ EspoCRM contract §2.5 and §10.5-10.7. One plain run asks:
 * **Documents** where ``modifiedAt >= W - 2 min`` *or* the record says it needs work (``dateiStatus`` Neu,
   Geändert, Fehler or empty; ``xaiSyncStatus`` not synced) — one ``or`` group, keyset-paged by
   (``modifiedAt``, ``id``), ``X-No-Total``. ``W`` (the watermark) is the server's clock (HTTP ``Date``) at the
-  start of the last complete run, so the host's clock never matters; if the server's clock now reads earlier than
-  ``W`` it was set back and the feed starts from its current time instead.
+  start of the last complete run (its first answer, never a later page), so the host's clock never matters; the
+  overlap is widened by how far the ``Date`` clock was measured ahead of the ``modifiedAt`` clock
+  (``crm/clock.py``). If the server's clock now reads earlier than ``W``, ``W`` is not trusted: a listing pass
+  runs now.
 * **Linked records** (Accounts) where ``modifiedAt >= W - 2 min`` whose collection id changed → their documents
   (``linkedWith``).
 * **Link changes**: ``Relate``/``Unrelate`` Stream notes from ``GlobalStream`` after the stored ``Note.number``
   cursor, when the API user's role has that scope (found out once per run: 403 = no scope). Without it, link
   changes wait for the next listing pass.
 * **Deletions**: one count-only request against this host's record count; on a mismatch, id-range counts
-  (bisection on the local ids, O(d · log N)) find the gone and the unseen ids.
+  nominate candidates, each confirmed by ``GET Document/{id}`` (``sync/deletions.py``; the listing pass
+  compares ids instead, and is the only check when the server does not count).
 
 A **listing pass** (every ``sync.listing_interval_seconds``, the first run, every ``--full``) lists every Document
 instead (with ``accountsIds`` when the admin set ``noLoad: false`` on ``Document.accounts``), lists the linked
@@ -28,7 +31,6 @@ early is asked again from the old watermark.
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -36,12 +38,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docsync_cli.crm import queries
-from docsync_cli.crm.client import EspoClient, id_range
+from docsync_cli.crm.client import EspoClient
 from docsync_cli.errors import AuthError, DocsyncError, HttpError, RunFatal
 from docsync_cli.model import CrmDocument, EngineSettings, LocalRecord
 from docsync_cli.state import StateStore, StreamFeed
+from docsync_cli.sync.deletions import DeletionCheck
 from docsync_cli.sync.plan import why_work
-from docsync_cli.sync.plan_feeds import edited_since_sync, feed_since, link_drift, listing_due
+from docsync_cli.sync.plan_feeds import (
+    clock_set_back,
+    edited_since_sync,
+    feed_since,
+    link_drift,
+    listing_due,
+    next_watermark,
+    stored_skew,
+)
 from docsync_cli.xai.client import XaiClient
 
 log = logging.getLogger("docsync.changes")
@@ -54,7 +65,8 @@ STREAM_REASON = "linked records changed (Stream notes)"
 class Changes:
     docs: dict[str, CrmDocument] = field(default_factory=dict)  # candidates, by id
     touched: dict[str, str] = field(default_factory=dict)  # document id -> why its links need a check
-    gone: list[LocalRecord] = field(default_factory=list)  # local records of documents deleted in EspoCRM
+    gone: list[LocalRecord] = field(default_factory=list)  # local records of documents deleted (404) in EspoCRM
+    hidden: dict[str, str] = field(default_factory=dict)  # candidates that exist but are hidden (403): kept
     crm_total: int | None = None
     listing: bool = False  # this run made a listing pass
     notes: list[str] = field(default_factory=list)
@@ -62,6 +74,9 @@ class Changes:
     pending_linked: dict[str, tuple[dict[str, str | None], bool]] = field(default_factory=dict)
     feeds: dict[str, Any] = field(default_factory=dict)  # what `docsync status` shows
     expected: dict[str, frozenset[str]] = field(default_factory=dict)  # --full: collections from the links
+    started: str | None = None  # the server's time at the start of this run: the next watermark
+    watermark_before: str | None = None  # the stored watermark this run started from
+    skew_used: float | None = None  # the clocks' offset (s) the feeds allowed for, as stored by the last run
 
     def add(self, doc: CrmDocument, touched: str | None = None) -> None:
         self.docs[doc.id] = doc
@@ -78,6 +93,7 @@ class ChangeFeed:
         self.settings = settings
         self.wall = wall
         self._entities: dict[str, str] = {}  # link -> entity, as the metadata says (listing pass)
+        self.deletions = DeletionCheck(espo, state)
 
     # -- one run ---------------------------------------------------------------------------------------
 
@@ -86,14 +102,23 @@ class ChangeFeed:
         changes = Changes()
         now = self.wall()
         watermark = self.state.meta("watermark")
+        changes.watermark_before = watermark
+        changes.skew_used = stored_skew(self.state.meta("clock_skew"))
+        set_back = clock_set_back(watermark, self.espo.clock.started_at)
+        if set_back:
+            note = (f"EspoCRM's clock reads {self.espo.clock.started_at}, before the watermark {watermark}: it was "
+                    "set back (or had jumped ahead), so the watermark is not trusted; listing every document now")
+            log.warning("%s", note)
+            changes.notes.append(note)
         last = self.state.meta("last_listing")
-        listing = full or watermark is None or listing_due(float(last) if last else None, now,
-                                                           self.settings.listing_interval_seconds)
+        listing = full or watermark is None or set_back or listing_due(
+            float(last) if last else None, now, self.settings.listing_interval_seconds)
         try:
             previous = json.loads(self.state.meta("feeds") or "{}")
         except ValueError:
             previous = {}
-        changes.feeds = {**(previous if isinstance(previous, dict) else {}), "checked_at": now}
+        changes.feeds = {**(previous if isinstance(previous, dict) else {}), "checked_at": now,
+                         "clock_set_back": set_back}
         if listing:
             self._resolve_link_entities(changes)
         self._stream(changes, listing)
@@ -104,43 +129,34 @@ class ChangeFeed:
             assert watermark is not None
             self._document_feed(changes, watermark)
             self._linked_feed(changes, watermark)
-        if self.espo.server_time is not None:
-            changes.pending["watermark"] = changes.pending.get("watermark", self.espo.server_time)
+        changes.started = self.espo.clock.started_at  # the first answer of the run (App/user, else the feed's)
         if not keep_all:
             self._deletions(changes)
         self.state.set_meta({"feeds": json.dumps(changes.feeds)})
         return changes
 
     def commit(self, changes: Changes) -> None:
-        """The run completed: later runs start from this one's watermark, cursor and linked records."""
+        """The run completed: later runs start from this one's watermark, cursor and linked records, and with the
+        offset between EspoCRM's clocks its write-backs measured."""
         for entity, (values, replace) in changes.pending_linked.items():
             self.state.set_linked(entity, values, replace=replace)
+        skew = self.espo.clock.skew
+        if skew is not None:
+            changes.pending["clock_skew"] = repr(skew)
+        if changes.started is not None:
+            changes.pending["watermark"] = next_watermark(
+                changes.started, changes.watermark_before, listing=changes.listing, skew_used=changes.skew_used,
+                skew_now=skew)
         if changes.pending:
             self.state.set_meta(changes.pending)
 
     # -- feeds -----------------------------------------------------------------------------------------
 
     def _document_feed(self, changes: Changes, watermark: str) -> None:
-        since = feed_since(watermark, None)
-        first = True
-        while True:
-            where = queries.changed_since_or_needing_work(since, self.espo.attributes)
-            stepped = False
-            for record in self.espo.iter_keyset("Document", where, self.espo.list_attributes, by="modifiedAt"):
-                if first:
-                    first = False
-                    server_now = self.espo.server_time
-                    changes.pending["watermark"] = server_now or watermark
-                    if server_now is not None and server_now < watermark:
-                        # The server's clock was set back: ask again from its current time.
-                        log.warning("EspoCRM's clock reads %s, before the watermark %s; listing from there",
-                                    server_now, watermark)
-                        since = feed_since(watermark, server_now)
-                        stepped = True
-                        break
-                changes.add(self.espo.to_document(record))
-            if not stepped:
-                break
+        where = queries.changed_since_or_needing_work(feed_since(watermark, changes.skew_used),
+                                                      self.espo.attributes)
+        for record in self.espo.iter_keyset("Document", where, self.espo.list_attributes, by="modifiedAt"):
+            changes.add(self.espo.to_document(record))
         local = self.state.records_for(list(changes.docs))
         for doc in list(changes.docs.values()):
             edited = edited_since_sync(doc, local.get(doc.id))
@@ -170,7 +186,7 @@ class ChangeFeed:
                 changes.pending[f"link_entity:{rule.link}"] = entity
 
     def _linked_feed(self, changes: Changes, watermark: str) -> None:
-        since = feed_since(watermark, self.espo.server_time)
+        since = feed_since(watermark, changes.skew_used)
         for link, entity, attr in self._link_rules():
             known = self.state.linked(entity)
             updates: dict[str, str | None] = {}
@@ -274,6 +290,7 @@ class ChangeFeed:
         page: list[CrmDocument] = []
 
         def flush() -> None:
+            self.state.listed([d.id for d in page])
             local = self.state.records_for([d.id for d in page])
             for doc in page:
                 expected = set(static) | via_links.get(doc.id, set())
@@ -288,6 +305,7 @@ class ChangeFeed:
             page.clear()
 
         total = 0
+        self.state.listing_started()
         for record in self.espo.iter_keyset("Document", [], select):
             page.append(self.espo.to_document(record))
             total += 1
@@ -296,64 +314,25 @@ class ChangeFeed:
         flush()
         changes.crm_total = total
 
-    # -- deletions -------------------------------------------------------------------------------------
+    # -- deletions (sync/deletions.py: candidates → confirm) ------------------------------------------
 
     def _deletions(self, changes: Changes) -> None:
-        """Count-only check; on a mismatch, bisect by id range to find gone and unseen documents."""
-        known = self.state.records_for(list(changes.docs))
-        unseen_candidates = sorted(i for i in changes.docs if i not in known)
-        try:
-            crm_total = self.espo.count_between(None, None) if changes.crm_total is None else changes.crm_total
-        except RunFatal:
-            raise
-        except DocsyncError as exc:
-            changes.notes.append(f"cannot count EspoCRM documents ({exc}); deletions are checked next run")
-            return
-        changes.crm_total = crm_total
-        local_total = self.state.count_between() + len(unseen_candidates)
-        if crm_total == local_total:
-            return
-        gone: list[str] = []
-        unseen: list[str] = []
-        self._bisect(None, None, crm_total, local_total, unseen_candidates, gone, unseen)
-        if unseen:
-            for doc in self._documents(unseen):
-                changes.add(doc)
-        records = self.state.records_for(gone)
-        changes.gone = [records[i] for i in gone if i in records]
-        if gone:
-            log.info("%d documents are gone from EspoCRM", len(gone))
-
-    def _bisect(self, low: str | None, high: str | None, crm_n: int, local_n: int, extra: list[str],
-                gone: list[str], unseen: list[str]) -> None:
-        if crm_n == local_n:
-            return  # (a deletion and a creation in the same range cancel out: the next listing pass sees it)
-        if crm_n <= self.espo.page_size or local_n <= 1:
-            remote = {str(r["id"]) for r in self.espo.iter_keyset("Document", id_range(low, high), [])}
-            mine = set(self.state.ids_between(low, high)) | set(in_range(extra, low, high))
-            gone += sorted(mine - remote)
-            unseen += sorted(remote - mine)
-            return
-        stored = self.state.count_between(low, high)
-        if stored >= 2:
-            middle = self.state.ids_between(low, high, offset=stored // 2, limit=1)[0]
+        """Plain runs: counts nominate; a listing pass: the ids it did not see. Only a 404 confirms."""
+        if changes.listing:
+            found = self.deletions.after_listing()
         else:
-            merged = sorted(set(self.state.ids_between(low, high)) | set(in_range(extra, low, high)))
-            middle = merged[len(merged) // 2]
-        left_local = self.state.count_between(low, middle) + len(in_range(extra, low, middle))
-        left_crm = self.espo.count_between(low, middle)
-        self._bisect(low, middle, left_crm, left_local, extra, gone, unseen)
-        self._bisect(middle, high, crm_n - left_crm, local_n - left_local, extra, gone, unseen)
+            found = self.deletions.by_counts(list(changes.docs))
+            if found.unseen:
+                for doc in self._documents(found.unseen):
+                    changes.add(doc)
+        changes.notes += found.notes
+        changes.gone = found.gone
+        changes.hidden = found.verdicts.hidden
+        if found.method is not None:
+            changes.feeds["deletions"] = found.method.value
 
     def owned(self, record: LocalRecord) -> bool:
         """Only a file this installation recorded as its own upload for this document is retired."""
         if not record.xai_file_id:
             return True
         return self.state.owner(record.xai_file_id) == record.doc_id
-
-
-def in_range(ids: list[str], low: str | None, high: str | None) -> list[str]:
-    """The ids of the sorted ``ids`` with ``low <= id < high`` (None: an open end)."""
-    start = bisect.bisect_left(ids, low) if low is not None else 0
-    stop = bisect.bisect_left(ids, high) if high is not None else len(ids)
-    return ids[start:stop]
