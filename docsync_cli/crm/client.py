@@ -31,7 +31,14 @@ from docsync_cli.crm.answers import (
 from docsync_cli.crm.fields import FieldSchema
 from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, refused_write
 from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, parse_api_user
-from docsync_cli.errors import AuthError, ConflictError, DocsyncError, RejectedError, SetupError
+from docsync_cli.errors import (
+    AuthError,
+    ConflictError,
+    DocsyncError,
+    RejectedError,
+    ServiceUnreachable,
+    SetupError,
+)
 from docsync_cli.model import CrmDocument, Field
 from docsync_cli.secrets import printable
 from docsync_cli.timestamps import espo_time
@@ -73,8 +80,8 @@ class EspoClient:
                 return self.schema
             try:
                 fields = self.metadata("entityDefs.Document.fields")
-            except AuthError:
-                raise
+            except (AuthError, ServiceUnreachable):
+                raise  # a wrong key or URL: the run stops here, not after two more requests
             except DocsyncError as exc:
                 log.warning("cannot read the Document field definitions (%s); using the configured names and "
                             "only the design document's options", exc)
@@ -82,8 +89,8 @@ class EspoClient:
             self.learned.adopt_fields(fields)
             try:
                 user = self.app_user()
-            except AuthError:
-                raise
+            except (AuthError, ServiceUnreachable):
+                raise  # a wrong key or URL: the run stops here, not after two more requests
             except DocsyncError as exc:
                 log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
                 user = None
