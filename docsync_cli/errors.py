@@ -11,6 +11,9 @@
     │   ├── AuthError               a wrong key or missing permission (classified by meaning)
     │   ├── ServiceUnreachable      connection refused, DNS, repeated outage (circuit open)
     │   ├── LocalEnvironmentError   disk full, state dir unwritable, lock backend lost
+    │   │   └── LocalStateError     the state store failed (disk full, read-only, corrupt database)
+    │   ├── RateLimited             a service asked to wait longer than the run can (``Retry-After``)
+    │   ├── ForeignInstallation     another installation's files sit beside this one's (a configuration error)
     │   └── UnsafePlan              the plan would delete too much: ``--force-delete`` overrides
     ├── DocumentError               (per document: mark "Fehler", go on)
     │   ├── PermanentDocumentError        cannot heal by itself (missing file, too large, rejected)
@@ -78,6 +81,44 @@ class ServiceUnreachable(RunFatal):
 
 class LocalEnvironmentError(RunFatal):
     pass
+
+
+class LocalStateError(LocalEnvironmentError):
+    """The local state store (``state.sqlite3``, the run history) failed: ``fault`` is one of
+    :data:`STATE_FAULTS` (``disk_full``, ``read_only``, ``corrupt``, ``other``), ``directory`` the state directory,
+    ``action`` what docsync was doing. No document's fault: the run stops, the documents in hand keep their status."""
+
+    def __init__(self, directory: str, action: str, fault: str, detail: str) -> None:
+        self.directory = directory
+        self.action = action
+        self.fault = fault
+        self.detail = detail
+        super().__init__(f"the local state in {directory} failed while it tried to {action}: {detail}")
+
+
+STATE_FAULTS = ("disk_full", "read_only", "corrupt", "other")
+
+
+class RateLimited(RunFatal):
+    """A service answered 429 with a ``Retry-After`` longer than the run may wait: the run stops, no document is
+    blamed. ``until`` is the UTC time (ISO 8601) from which the service accepts requests again."""
+
+    def __init__(self, service: str, retry_after: float, until: str) -> None:
+        self.service = service
+        self.retry_after = retry_after
+        self.until = until
+        super().__init__(f"{service} rate limited until {until} (Retry-After: {retry_after:.0f} s)")
+
+
+class ForeignInstallation(RunFatal):
+    """Files of another docsync installation (another ``installation id`` in the ownership fields) sit in the
+    collections for documents this one syncs: two installations on one CRM. ``documents`` are some of them."""
+
+    def __init__(self, others: list[str], documents: list[str]) -> None:
+        self.others = sorted(set(others))
+        self.documents = list(documents)
+        super().__init__(f"another docsync installation ({', '.join(self.others)}) syncs the same documents "
+                         f"(e.g. {', '.join(self.documents[:3])}); docsync added no copies")
 
 
 class UnsafePlan(RunFatal):

@@ -10,8 +10,10 @@ from docsync_cli.errors import (
     AuthError,
     ConfigError,
     DocsyncError,
+    ForeignInstallation,
     LockHeld,
     NotFoundError,
+    RateLimited,
     RunFatal,
     ServiceUnreachable,
     SetupError,
@@ -21,25 +23,25 @@ from docsync_cli.model import Outcome, RunSummary
 
 EXIT_OK = 0  # all done
 EXIT_PARTIAL = 1  # some documents failed, --dry-run found work, or a signal stopped the run
-EXIT_USAGE = 2  # usage, configuration or setup error
-EXIT_REMOTE = 3  # authentication, permission or a service unreachable (run aborted)
-EXIT_LOCAL = 4  # local problem (disk, state directory, lock backend) or an unsafe plan refused
+EXIT_USAGE = 2  # usage, configuration or setup error (two installations on one CRM included)
+EXIT_REMOTE = 3  # authentication, permission, a service unreachable or rate limited for longer (run aborted)
+EXIT_LOCAL = 4  # local problem (disk, state directory or store, lock backend) or an unsafe plan refused
 EXIT_LOCKED = 75  # another run holds the lock (EX_TEMPFAIL)
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 EXIT_CODES_HELP = """Exit codes: 0 all done · 1 some documents failed (or --dry-run found work, or a signal
-stopped the run) · 2 usage or configuration error · 3 authentication, permission or a service unreachable (run
-aborted) · 4 local problem (disk, state directory, lock backend) or an unsafe plan refused · 75 another run holds
-the lock."""
+stopped the run) · 2 usage or configuration error (also: two installations on one CRM) · 3 authentication,
+permission, a service unreachable or rate limited for longer than the run waits (run aborted) · 4 local problem
+(disk, state directory or its database, lock backend) or an unsafe plan refused · 75 another run holds the lock."""
 
 
 def error_code(exc: DocsyncError) -> int:
     """The exit code of a run or command that ended with ``exc``."""
-    if isinstance(exc, ConfigError | UsageError | SetupError):
+    if isinstance(exc, ConfigError | UsageError | SetupError | ForeignInstallation):
         return EXIT_USAGE
     if isinstance(exc, LockHeld):
         return EXIT_LOCKED
-    if isinstance(exc, AuthError | ServiceUnreachable):
+    if isinstance(exc, AuthError | ServiceUnreachable | RateLimited):
         return EXIT_REMOTE
     if isinstance(exc, RunFatal):  # LocalEnvironmentError, UnsafePlan
         return EXIT_LOCAL

@@ -20,8 +20,11 @@ from docsync_cli.errors import (
     AuthError,
     ConfigError,
     DocsyncError,
+    ForeignInstallation,
+    LocalStateError,
     LockHeld,
     NotFoundError,
+    RateLimited,
     RunFatal,
     ServiceUnreachable,
     SetupError,
@@ -132,6 +135,19 @@ def advise(exc: DocsyncError) -> None:
             err.print(f"  fix: {exc.advice}", markup=False, highlight=False)
     elif isinstance(exc, UnsafePlan):
         err.print(f"docsync: refused: {exc}", markup=False, highlight=False)
+    elif isinstance(exc, LocalStateError):
+        err.print(f"docsync: run aborted: {exc}\n  fix: {state_fix(exc)}\n  No document was marked \"Fehler\" for "
+                  "this; the next run after the fix finishes the documents in hand.", markup=False, highlight=False)
+    elif isinstance(exc, RateLimited):
+        err.print(f"docsync: run stopped: {exc}\n  The run cannot wait that long; no document was marked "
+                  f"\"Fehler\". The next run after {exc.until} goes on (the timer's next run, or run it then).",
+                  markup=False, highlight=False)
+    elif isinstance(exc, ForeignInstallation):
+        err.print(f"docsync: refused: {exc}\n  fix: two docsync installations sync one CRM into one xAI team. "
+                  "Either make them one installation: the same sync.installation_id (DOCSYNC_SYNC__INSTALLATION_ID) "
+                  "on every host and lock.backend = \"redis\" with one lock.url, so runs take turns; or split the "
+                  "work so each document is synced by one of them only (different CRMs, or different xAI teams). "
+                  "See the README, \"Several hosts\".", markup=False, highlight=False)
     elif isinstance(exc, RunFatal):
         err.print(f"docsync: run aborted: {exc}", markup=False, highlight=False)
     elif isinstance(exc, NotFoundError):
@@ -142,6 +158,21 @@ def advise(exc: DocsyncError) -> None:
                   highlight=False)
     else:
         err.print(f"docsync: {exc}", markup=False, highlight=False)
+
+
+def state_fix(exc: LocalStateError) -> str:
+    """What to do about a fault of the local state store, by its kind."""
+    where = exc.directory
+    if exc.fault == "disk_full":
+        return f"free space on the disk that holds {where} (see `df -h {where}`), then run again"
+    if exc.fault == "read_only":
+        return (f"make {where} writable by the user docsync runs as (a read-only mount, or its owner: "
+                f"`chown -R <user> {where}`), then run again")
+    if exc.fault == "corrupt":
+        return (f"the state database in {where} is damaged: restore state.sqlite3 from a backup, or move it aside "
+                "(keep the installation-id file beside it) and run `docsync sync --full`, which relearns this "
+                "host's records from EspoCRM and the ownership fields in xAI")
+    return f"check the state directory {where} (disk, permissions, DOCSYNC_STATE_DIR), then run again"
 
 
 # ---------------------------------------------------------------------------------------------- sync

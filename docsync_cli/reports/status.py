@@ -231,6 +231,7 @@ def _collect_feeds(settings: Settings, data: StatusReport) -> None:
     state = ReadOnlyState(settings.state_dir)
     if not state.exists():
         return
+    state.check_readable()  # a corrupt state file stops the report (exit 4), as it stops a run
     meta = state.meta()  # empty: an older state file without the table, or unreadable: nothing recorded
     feeds = data["feeds"]
     feeds["watermark"] = meta.get("watermark")

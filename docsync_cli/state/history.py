@@ -26,6 +26,7 @@ from typing import Any
 
 from docsync_cli.errors import LocalEnvironmentError
 from docsync_cli.secrets import scrub
+from docsync_cli.state.guard import guarded
 from docsync_cli.timestamps import timestamp_to_unix, utc_timestamp
 
 FILE_NAME = "history.sqlite3"
@@ -90,6 +91,7 @@ class History:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / FILE_NAME
+        self.state_dir = state_dir
         self._lock = threading.Lock()
         try:
             _private_dir(state_dir)
@@ -116,6 +118,7 @@ class History:
 
     # ------------------------------------------------------------------------------------------- runs
 
+    @guarded("record the run")
     def record(self, run: RunRecord) -> None:
         """Store ``run`` and drop all but the newest :data:`KEEP_RUNS` runs, in one transaction."""
         row = (
@@ -158,6 +161,7 @@ class History:
 
     # ---------------------------------------------------------------------------------- preview errors
 
+    @guarded("record a preview failure")
     def set_preview_error(self, doc_id: str, reason: str) -> None:
         """Remember that the preview of ``doc_id`` failed, and why (replaces an older reason)."""
         with self._lock, self._transaction():
@@ -167,6 +171,7 @@ class History:
                 (doc_id, scrub(reason), utc_timestamp()),
             )
 
+    @guarded("clear a preview failure")
     def clear_preview_error(self, doc_id: str) -> None:
         """Forget the preview failure of ``doc_id`` (no-op if there is none)."""
         with self._lock, self._transaction():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from docsync_cli.model import LocalRecord
 from docsync_cli.state.directory import state_file_exists
+from docsync_cli.state.guard import state_fault
 from docsync_cli.state.store import DOCUMENT_COLUMNS, STATE_FILE, StateStore, record_of_row
 
 
@@ -24,6 +25,21 @@ class ReadOnlyState:
         """Whether a run made the state file yet; a state directory this user may not enter raises
         :class:`~..errors.LocalEnvironmentError` naming the owner and the fix (``statedir.state_file_exists``)."""
         return state_file_exists(self.path)
+
+    def check_readable(self) -> None:
+        """Raise :class:`~..errors.LocalStateError` (``corrupt``) when the file is not a database SQLite can read;
+        a missing table (an older state file) or a file only the writer may open is no such fault."""
+        try:
+            db = self._connect()
+            try:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                db.execute("SELECT count(*) FROM meta").fetchone()
+            finally:
+                db.close()
+        except sqlite3.OperationalError:
+            return  # no such table, or the read-only open cannot make the -shm file: the reads below cope
+        except sqlite3.DatabaseError as exc:
+            raise state_fault(self.state_dir, f"read {STATE_FILE}", exc) from exc
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)

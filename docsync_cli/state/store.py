@@ -3,15 +3,17 @@ a :class:`~..model.LocalRecord` (the package docstring describes the tables)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 
-from docsync_cli.errors import LocalEnvironmentError
 from docsync_cli.model import LocalRecord
+from docsync_cli.state.guard import guarded, state_fault
 from docsync_cli.state.installation import installation_id, private_file
 
 STATE_FILE = "state.sqlite3"
@@ -63,6 +65,7 @@ class StateStore:
     def __init__(self, state_dir: Path, installation: str | None = None) -> None:
         path = state_dir / STATE_FILE
         self.path = path
+        self.state_dir = state_dir
         self._lock = threading.Lock()
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -78,35 +81,44 @@ class StateStore:
             if "preview_failed" not in columns:  # a state file from before the column existed
                 self._db.execute("ALTER TABLE documents ADD COLUMN preview_failed TEXT")
         except (OSError, sqlite3.Error) as exc:
-            raise LocalEnvironmentError(f"cannot open the local state {path}: {exc}; check that the state "
-                                        "directory (DOCSYNC_STATE_DIR) is writable by this user") from exc
+            raise state_fault(state_dir, f"open {STATE_FILE}", exc) from exc
 
     def close(self) -> None:
         self._db.close()
 
     def _write(self, sql: str, args: tuple[object, ...]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(sql, args)
-            except BaseException:
+        with self._lock, self._transaction():
+            self._db.execute(sql, args)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; ``ROLLBACK`` on any error (a full disk included), so a failed write
+        leaves the previous state and no open transaction behind. Call with ``_lock`` held."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            raise
+        self._db.execute("COMMIT")
 
     # -- documents -----------------------------------------------------------------------------------
 
+    @guarded("read the documents' records")
     def records(self) -> dict[str, LocalRecord]:
         with self._lock:
             rows = self._db.execute(f"SELECT {DOCUMENT_COLUMNS} FROM documents").fetchall()  # noqa: S608
         return {row[0]: record_of_row(row) for row in rows}
 
+    @guarded("read a document's record")
     def record(self, doc_id: str) -> LocalRecord | None:
         with self._lock:
             row = self._db.execute(f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE doc_id = ?",  # noqa: S608
                                    (doc_id,)).fetchone()
         return record_of_row(row) if row else None
 
+    @guarded("save a document's record")
     def save(self, rec: LocalRecord) -> None:
         self._write(
             "INSERT OR REPLACE INTO documents (doc_id, file_id, sha256, md5, xai_file_id, collections,"
@@ -116,6 +128,7 @@ class StateStore:
              rec.crm_modified_at, rec.failure_code, int(rec.failure_transient), rec.preview_sha, time.time(),
              int(rec.pending), rec.preview_failed))
 
+    @guarded("read the documents' records")
     def records_for(self, doc_ids: list[str]) -> dict[str, LocalRecord]:
         """The local records of just these documents (a run over a million documents never loads them all)."""
         found: dict[str, LocalRecord] = {}
@@ -128,6 +141,7 @@ class StateStore:
             found.update((row[0], record_of_row(row)) for row in rows)
         return found
 
+    @guarded("count the documents' records")
     def count_between(self, low: str | None = None, high: str | None = None) -> int:
         """Local document records with ``low <= id < high`` (None = open end)."""
         sql, args = _id_range(low, high)
@@ -135,6 +149,7 @@ class StateStore:
             query = f"SELECT COUNT(*) FROM documents WHERE {sql}"  # noqa: S608 (fixed clauses, values bound)
             return int(self._db.execute(query, args).fetchone()[0])
 
+    @guarded("list the documents' records")
     def ids_between(self, low: str | None, high: str | None, *, offset: int = 0, limit: int = -1) -> list[str]:
         sql, args = _id_range(low, high)
         with self._lock:
@@ -142,17 +157,16 @@ class StateStore:
             rows = self._db.execute(query, (*args, limit, offset)).fetchall()
         return [str(row[0]) for row in rows]
 
+    @guarded("forget deleted documents")
     def forget(self, doc_ids: list[str]) -> None:
         """Drop the records of documents that are gone from EspoCRM (their files were retired)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._lock, self._transaction():
             self._db.executemany("DELETE FROM documents WHERE doc_id = ?", [(d,) for d in doc_ids])
-            self._db.execute("COMMIT")
 
+    @guarded("save documents' records")
     def add_many(self, records: list[LocalRecord]) -> None:
         """Bulk insert (benchmarks seeding a host that has synced a million documents)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._lock, self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO documents (doc_id, file_id, sha256, md5, xai_file_id, collections,"
                 " crm_modified_at, failure_code, failure_transient, preview_sha, updated)"
@@ -160,21 +174,21 @@ class StateStore:
                 [(r.doc_id, r.file_id, r.sha256, r.md5, r.xai_file_id, json.dumps(list(r.collections)),
                   r.crm_modified_at, r.failure_code, int(r.failure_transient), r.preview_sha, 0.0)
                  for r in records])
-            self._db.execute("COMMIT")
 
     # -- run-to-run bookkeeping of the change feeds (watermark, cursors, linked records' collections) ---
 
+    @guarded("read the change feeds' bookkeeping")
     def meta(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
 
+    @guarded("save the change feeds' bookkeeping")
     def set_meta(self, values: dict[str, str]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._lock, self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))
-            self._db.execute("COMMIT")
 
+    @guarded("read the linked records")
     def linked(self, entity: str) -> dict[str, str]:
         """record id -> collection id, as last seen, of the linked records (Accounts) that carry one."""
         with self._lock:
@@ -182,9 +196,9 @@ class StateStore:
                                     (entity,)).fetchall()
         return {str(r[0]): str(r[1]) for r in rows}
 
+    @guarded("save the linked records")
     def set_linked(self, entity: str, values: dict[str, str | None], *, replace: bool = False) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._lock, self._transaction():
             if replace:
                 self._db.execute("DELETE FROM linked WHERE entity = ?", (entity,))
             for record_id, collection_id in values.items():
@@ -193,20 +207,20 @@ class StateStore:
                                      " VALUES (?, ?, ?)", (entity, record_id, collection_id))
                 else:
                     self._db.execute("DELETE FROM linked WHERE entity = ? AND record_id = ?", (entity, record_id))
-            self._db.execute("COMMIT")
 
     # -- cleanups -------------------------------------------------------------------------------------
 
+    @guarded("journal a cleanup")
     def cleanup_planned(self, doc_id: str, items: list[tuple[str, str]]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._lock, self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO cleanups (doc_id, file_id, collection_id) VALUES (?, ?, ?)",
                                  [(doc_id, file_id, collection_id) for file_id, collection_id in items])
-            self._db.execute("COMMIT")
 
+    @guarded("finish a journalled cleanup")
     def cleanup_done(self, file_id: str, collection_id: str) -> None:
         self._write("DELETE FROM cleanups WHERE file_id = ? AND collection_id = ?", (file_id, collection_id))
 
+    @guarded("read the cleanup journal")
     def cleanups(self) -> list[tuple[str, str, str]]:
         """(document id, file id, collection id or "" for deleting the file), in a stable order."""
         with self._lock:
@@ -216,17 +230,20 @@ class StateStore:
 
     # -- ownership ----------------------------------------------------------------------------------
 
+    @guarded("record a file's owner")
     def own(self, file_id: str, doc_id: str, sha256: str | None) -> None:
         """Record that ``file_id`` is this installation's upload for ``doc_id``."""
         self._write("INSERT OR REPLACE INTO owned (file_id, doc_id, sha256, recorded) VALUES (?, ?, ?, ?)",
                     (file_id, doc_id, sha256, time.time()))
 
+    @guarded("read a file's owner")
     def owner(self, file_id: str) -> str | None:
         """The CRM document ``file_id`` was uploaded for by this installation, or None when it is not ours."""
         with self._lock:
             row = self._db.execute("SELECT doc_id FROM owned WHERE file_id = ?", (file_id,)).fetchone()
         return str(row[0]) if row else None
 
+    @guarded("read the ownership records")
     def owned_files(self, doc_id: str | None = None) -> dict[str, str]:
         """file id → document id of this installation's files (of one document, if given)."""
         with self._lock:
@@ -236,10 +253,12 @@ class StateStore:
                 rows = self._db.execute("SELECT file_id, doc_id FROM owned WHERE doc_id = ?", (doc_id,)).fetchall()
         return {str(r[0]): str(r[1]) for r in rows}
 
+    @guarded("forget a deleted file")
     def disown(self, file_id: str) -> None:
         """The file was deleted."""
         self._write("DELETE FROM owned WHERE file_id = ?", (file_id,))
 
+    @guarded("read the upload journal")
     def open_upload_names(self) -> dict[str, str]:
         """name → document of uploads this host started whose answer never arrived (a crash or a lost answer)."""
         with self._lock:
@@ -248,15 +267,18 @@ class StateStore:
 
     # -- upload intents ------------------------------------------------------------------------------
 
+    @guarded("journal an upload")
     def upload_started(self, doc_id: str, sha256: str, name: str) -> None:
         self._write("INSERT OR IGNORE INTO uploads (doc_id, sha256, name, xai_file_id, started)"
                     " VALUES (?, ?, ?, NULL, ?)", (doc_id, sha256, name, time.time()))
 
+    @guarded("journal an upload")
     def upload_done(self, doc_id: str, sha256: str, xai_file_id: str) -> None:
         self.own(xai_file_id, doc_id, sha256)
         self._write("UPDATE uploads SET xai_file_id = ? WHERE doc_id = ? AND sha256 = ?",
                     (xai_file_id, doc_id, sha256))
 
+    @guarded("read the upload journal")
     def upload_intent(self, doc_id: str, sha256: str) -> tuple[str, str | None] | None:
         """(name, xai file id or None) of an earlier upload of this exact content, if one was started."""
         with self._lock:
@@ -264,6 +286,7 @@ class StateStore:
                                    (doc_id, sha256)).fetchone()
         return (row[0], row[1]) if row else None
 
+    @guarded("settle the upload journal")
     def upload_settled(self, doc_id: str, sha256: str | None = None) -> None:
         """Forget intents once the CRM points at the file (or the file was cleaned up)."""
         if sha256 is None:

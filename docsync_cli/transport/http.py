@@ -9,7 +9,8 @@ Both service clients (``crm/client.py``, ``xai.py``) send every request through 
 * classifies the outcome by the error tree in ``errors.py``: an auth failure (by default 401/403; each service
   says by meaning, e.g. EspoCRM's 403 with a data reason is not one, xAI's 400 naming the API key is) →
   :class:`AuthError` (run-fatal), 404 →
-  :class:`NotFoundError`, 409 → :class:`ConflictError`, 429/5xx/timeouts → :class:`TransientHttpError`, a redirect
+  :class:`NotFoundError`, 409 → :class:`ConflictError`, 429/5xx/timeouts → :class:`TransientHttpError` (a 429
+  whose ``Retry-After`` is longer than the call may wait → :class:`RateLimited`, run-fatal), a redirect
   → :class:`ServiceUnreachable` (credentials never follow it), other 4xx → :class:`RejectedError`;
 * retries with ``stamina`` (exponential backoff with jitter, bounded attempts and time, ``Retry-After`` honoured)
   — but only what is safe to repeat. A non-repeatable POST is retried only when the answer proves it was not
@@ -45,11 +46,13 @@ from docsync_cli.errors import (
     AuthError,
     ConflictError,
     NotFoundError,
+    RateLimited,
     RejectedError,
     ServiceUnreachable,
     TransientHttpError,
 )
 from docsync_cli.secrets import scrub
+from docsync_cli.timestamps import unix_to_timestamp
 from docsync_cli.transport.throttle import Throttle
 
 log = logging.getLogger("docsync.http")
@@ -249,11 +252,20 @@ class ServiceClient:
                 return False  # waiting would overrun the budget: give the 429 back now
             return wait if exc.retry_after is not None else True
 
-        for attempt in stamina.retry_context(on=hook, attempts=None, timeout=None,
-                                             wait_initial=self.retry.wait_initial,
-                                             wait_max=self.retry.max_retry_after):
-            with attempt:
-                return send()
+        try:
+            for attempt in stamina.retry_context(on=hook, attempts=None, timeout=None,
+                                                 wait_initial=self.retry.wait_initial,
+                                                 wait_max=self.retry.max_retry_after):
+                with attempt:
+                    return send()
+        except TransientHttpError as exc:
+            if exc.status == 429 and exc.retry_after is not None and (
+                    exc.retry_after > self.retry.max_retry_after or time.monotonic() + exc.retry_after > deadline):
+                # The service asks for a pause longer than this run may wait: no request of this run can
+                # succeed before then, so the run stops (no document's fault) and says when to come back.
+                raise RateLimited(self.name, exc.retry_after,
+                                  unix_to_timestamp(time.time() + exc.retry_after)) from exc
+            raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -97,11 +97,13 @@ def run_engine(
     force_delete: bool = False,
     concurrency: int = 2,
     crm: EspoEmulator | None = None,
+    state: Any = None,
     **extra_env: str,
 ) -> InProcessResult:
     """One run through the engine, built like ``cli._run`` builds it (settings from the same environment the
     CLI would see), without previews and with a no-op lock. Exceptions the CLI would turn into an exit code
-    are turned into one here too."""
+    are turned into one here too. ``state``: a :class:`~docsync_cli.state.StateStore` the caller opened (and
+    closes), e.g. one with a fault-injecting connection."""
     from docsync_cli.config import load_settings
     from docsync_cli.errors import DocsyncError
     from docsync_cli.model import RunOptions
@@ -111,7 +113,9 @@ def run_engine(
     from docsync_cli.sync.services import engine_settings, open_services
 
     settings = load_settings(None, env=cli_env(sandbox, state_dir, extra_env, crm=crm))
-    state = StateStore(settings.state_dir, settings.sync.installation_id)
+    own_state = state is None
+    if state is None:
+        state = StateStore(settings.state_dir, settings.sync.installation_id)
     try:
         with open_services(settings) as services:
             engine = Engine(
@@ -123,7 +127,8 @@ def run_engine(
                 return InProcessResult(error_code(exc), None, exc)
             return InProcessResult(run_code(summary), summary)
     finally:
-        state.close()
+        if own_state:
+            state.close()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -76,6 +76,30 @@ def test_429_storm_is_waited_out(world: FirmRun) -> None:
     assert len(sandbox.xai.files()) == 4
 
 
+def test_a_429_asking_for_an_hour_stops_the_run_as_rate_limited_and_blames_no_document(world: FirmRun) -> None:
+    _synced_then_mutated(world)
+    sandbox = world.sandbox
+    rule = faults_of(sandbox.xai).add(
+        Respond(429, XAI_JSON_ERROR, {"Retry-After": "3600", "Content-Type": "application/json"}),
+        method="POST",
+        path=UPLOAD,
+    )
+    proc = run_sync(sandbox, world.state_dir, "--concurrency", "1")
+    assert proc.returncode == 3, describe(proc)
+    assert "rate limited until " in proc.stderr and "Traceback" not in proc.stderr, describe(proc)
+    assert len(sandbox.xai.requests("POST", UPLOAD)) == 1, "the run went on uploading after the 429"
+    a = sandbox.espo.attr
+    docs = sandbox.espo.documents()
+    assert not [d["id"] for d in docs if d.get(a("dateiStatus")) == "Fehler"], "a document was blamed"
+    assert not [d["id"] for d in docs if d.get(a("xaiSyncStatus")) in ("failed", "syncing")]
+    # Once the limit is over, the next run finishes everything.
+    faults_of(sandbox.xai).clear()
+    assert rule.seen >= 1
+    again = run_sync(sandbox, world.state_dir, "--full")
+    assert again.returncode == 0, describe(again)
+    assert_invariants(sandbox, all_synced=True)
+
+
 def test_5xx_on_reads_is_retried(world: FirmRun) -> None:
     _synced_then_mutated(world)
     sandbox = world.sandbox

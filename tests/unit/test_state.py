@@ -164,7 +164,7 @@ def test_an_older_state_file_gains_the_new_columns(tmp_path: Path) -> None:
 
 def test_an_unusable_state_directory_is_a_local_environment_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
-    with pytest.raises(LocalEnvironmentError, match="cannot open the local state"):
+    with pytest.raises(LocalEnvironmentError, match=r"failed while it tried to open state\.sqlite3"):
         StateStore(tmp_path / "file" / "state")
 
 

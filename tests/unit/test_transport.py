@@ -23,11 +23,13 @@ from docsync_cli.errors import (
     AuthError,
     ConflictError,
     NotFoundError,
+    RateLimited,
     RejectedError,
     ServiceUnreachable,
     TransientHttpError,
 )
 from docsync_cli.outcome import error_code
+from docsync_cli.timestamps import timestamp_to_unix
 from docsync_cli.transport.http import RetryPolicy, ServiceClient, parse_retry_after, refused_outright, short
 from docsync_cli.transport.throttle import Throttle
 
@@ -209,13 +211,25 @@ def test_429s_do_not_use_up_the_attempts_meant_for_failures(httpx_mock: HTTPXMoc
     assert sleeps == [1.0] * 6
 
 
-def test_429_carries_retry_after_seconds(httpx_mock: HTTPXMock) -> None:
+def test_a_429_asking_for_longer_than_the_budget_stops_the_run_with_the_time_to_retry(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=URL, status_code=429, headers={"Retry-After": "7"})
     service = make_service(attempts=1)
-    service.retry.total_seconds = 1  # Retry-After (7 s) overruns the budget: the 429 comes straight back
-    with pytest.raises(TransientHttpError) as caught:
+    service.retry.total_seconds = 1  # Retry-After (7 s) overruns the budget: the run cannot wait
+    before = time.time()
+    with pytest.raises(RateLimited) as caught:
         service.call("GET", "/v1/things")
-    assert caught.value.status == 429 and caught.value.retry_after == 7.0
+    assert caught.value.retry_after == 7.0 and caught.value.service == "svc"
+    assert before + 6 <= timestamp_to_unix(caught.value.until) <= time.time() + 8
+    assert "rate limited until " + caught.value.until in str(caught.value)
+    assert len(httpx_mock.get_requests()) == 1  # not waited out, not retried
+
+
+def test_a_429_with_retry_after_an_hour_is_run_level_not_capped_and_retried(httpx_mock: HTTPXMock,
+                                                                           sleeps: list[float]) -> None:
+    httpx_mock.add_response(url=URL, status_code=429, headers={"Retry-After": "3600"})
+    with pytest.raises(RateLimited, match="rate limited until"):
+        make_service(max_retry_after=120).call("POST", "/v1/things")
+    assert sleeps == [] and len(httpx_mock.get_requests()) == 1
 
 
 def test_429_retry_after_seconds_is_waited_before_the_retry(httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
