@@ -10,13 +10,10 @@ EspoCRM answers, as frozen values, is ``crm.answers``'; what a refusal means by 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -28,6 +25,7 @@ from docsync_cli.crm.answers import (
     parse_link_entity,
     parse_stream_note,
 )
+from docsync_cli.crm.clock import ServerClock
 from docsync_cli.crm.fields import FieldSchema
 from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, refused_write
 from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, parse_api_user
@@ -41,7 +39,6 @@ from docsync_cli.errors import (
 )
 from docsync_cli.model import CrmDocument, Field
 from docsync_cli.secrets import printable
-from docsync_cli.timestamps import espo_time
 from docsync_cli.transport.http import ServiceClient, short
 
 log = logging.getLogger("docsync.espocrm")
@@ -65,7 +62,7 @@ class EspoClient:
         self.service = service
         service.is_auth_failure = is_auth_failure  # 403 is classified by its reason (contract §10.3)
         self.learned = LearnedSchema(fields)
-        self.server_time: str | None = None  # the server's clock (HTTP Date) at the last list answer, UTC
+        self.clock = ServerClock()  # EspoCRM's Date and modifiedAt clocks as this run sees them
         self._learned = False
         self._learn_lock = threading.Lock()
 
@@ -159,14 +156,11 @@ class EspoClient:
 
     def search(self, entity: str, params: Mapping[str, Any], *, no_total: bool = True
                ) -> tuple[list[dict[str, Any]], Any]:
-        """One list request (``searchParams`` JSON); remembers the server's ``Date`` in :attr:`server_time`."""
+        """One list request (``searchParams`` JSON); remembers the server's ``Date`` (:attr:`clock`)."""
         answer = self.service.call("GET", entity, params={"searchParams": json.dumps(dict(params))},
                                    headers={"X-No-Total": "true"} if no_total else None)
         page = self.service.parsed(answer, "GET", entity)
-        date = answer.headers.get("date")
-        if date:
-            with contextlib.suppress(TypeError, ValueError):
-                self.server_time = espo_time(parsedate_to_datetime(date).astimezone(UTC))
+        self.clock.note(answer.headers)
         return list_of(page, f"{entity} list"), page.get("total")
 
     def iter_keyset(self, entity: str, where: Sequence[dict[str, Any]], select: Sequence[str], *,
@@ -330,7 +324,9 @@ class EspoClient:
 
     def app_user(self) -> ApiUser:
         """``GET App/user``: who the key is and what its role allows (contract §1.3, §7.2, §10.4)."""
-        return parse_api_user(self.service.json("GET", "App/user"))
+        answer = self.service.call("GET", "App/user")
+        self.clock.note(answer.headers)  # the first answer of a run: where its watermark comes from
+        return parse_api_user(self.service.parsed(answer, "GET", "App/user"))
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -350,7 +346,7 @@ class EspoClient:
         path = f"Document/{quote(doc_id, safe='')}"
         try:
             try:
-                record = self.service.json("PUT", path, json_body=body, headers=headers)
+                record = self._put(path, body, headers)
             except RejectedError as exc:
                 if not ("fileId" in body and file_field_not_editable(exc)):
                     raise
@@ -358,7 +354,7 @@ class EspoClient:
                 log.warning("EspoCRM refused docsync's fileId check (%s); give the API user edit access to the "
                             "Document file field so a file replaced during a sync is caught", exc.detail)
                 del body["fileId"]
-                record = self.service.json("PUT", path, json_body=body, headers=headers)
+                record = self._put(path, body, headers)
         except RejectedError as exc:
             meaning = refused_write(exc, doc_id, body, file_id)
             if meaning is None:
@@ -373,6 +369,13 @@ class EspoClient:
                                 "the file was replaced while docsync worked on it (the write landed: EspoCRM "
                                 "dropped the fileId check)")
         return after
+
+    def _put(self, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None) -> Any:
+        """One ``PUT``; its ``Date`` against the saved ``modifiedAt`` measures the clocks' offset."""
+        answer = self.service.call("PUT", path, json_body=body, headers=headers)
+        record = self.service.parsed(answer, "PUT", path)
+        self.clock.note_write(answer.headers, record)
+        return record
 
     def upload_preview(self, name: str, webp: bytes) -> str:
         """``POST Attachment`` for the Document's image field; returns the attachment id (contract §5.2)."""

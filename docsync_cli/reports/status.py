@@ -113,6 +113,8 @@ class Feeds(TypedDict):
     stream: str | None
     accounts_override: bool | None
     note_cursor: int | None
+    clock_skew_seconds: float | None
+    clock_set_back: bool | None
 
 
 class StatusReport(TypedDict):
@@ -185,7 +187,11 @@ def collect_status(settings: Settings) -> StatusReport:
     ``feeds``
         ``{"enabled": bool, "watermark": str | None, "last_listing": ISO str | None, "listing_interval_seconds":
         float, "stream": "active" | "no access" | "unavailable (...)" | None, "accounts_override": bool | None,
-        "note_cursor": int | None}`` — how plain runs find changes (``null``: no run recorded it yet).
+        "note_cursor": int | None, "clock_skew_seconds": float | None, "clock_set_back": bool | None}`` — how plain
+        runs find changes (``null``: no run recorded it yet). ``clock_skew_seconds`` is how far EspoCRM's ``Date``
+        clock was measured ahead of its ``modifiedAt`` clock (docsync's own write-backs; the feed's overlap is
+        widened by it); ``clock_set_back`` whether the last run found EspoCRM's clock before the watermark (then it
+        made a listing pass).
         ``watermark`` is EspoCRM's time at the start of the last complete run; ``stream`` whether the API user
         can read GlobalStream (link changes then count from the next run; the stored values are
         :class:`~..state.StreamFeed`'s); ``accounts_override`` whether the listing carries ``accountsIds``
@@ -207,7 +213,8 @@ def collect_status(settings: Settings) -> StatusReport:
         "lock": {"backend": settings.lock.backend, "holder": None, "error": None},
         "feeds": {"enabled": settings.sync.change_feeds, "watermark": None, "last_listing": None,
                   "listing_interval_seconds": settings.sync.listing_interval_seconds, "stream": None,
-                  "accounts_override": None, "note_cursor": None},
+                  "accounts_override": None, "note_cursor": None, "clock_skew_seconds": None,
+                  "clock_set_back": None},
     }
     _collect_local(settings, data)
     _collect_feeds(settings, data)
@@ -251,6 +258,9 @@ def _collect_feeds(settings: Settings, data: StatusReport) -> None:
         seen = json.loads(meta.get("feeds") or "{}")
         feeds["stream"] = seen.get("stream")
         feeds["accounts_override"] = seen.get("accounts_override")
+        feeds["clock_set_back"] = seen.get("clock_set_back")
+    with contextlib.suppress(ValueError, TypeError):
+        feeds["clock_skew_seconds"] = float(meta["clock_skew"]) if meta.get("clock_skew") else None
 
 
 def feeds_explained(feeds: Feeds) -> list[str]:
@@ -277,6 +287,13 @@ def feeds_explained(feeds: Feeds) -> list[str]:
         lines.append("accountsIds override: " + ("not set" if feeds["accounts_override"] is False else
                                                  "not checked yet") + " — listing passes list the documents of each "
                      "account with a collection (see `docsync espocrm-fields` for the override).")
+    skew = feeds.get("clock_skew_seconds")
+    lines.append("EspoCRM's clocks: " + ("not measured yet (docsync measures them on its own write-backs)"
+                                         if skew is None else
+                                         f"Date {skew:+.0f} s against modifiedAt (the feed's overlap is widened by it)"
+                                         if skew > 1 else f"Date {skew:+.0f} s against modifiedAt (in step)")
+                 + ("; the last run found the clock set back and listed every document" if feeds.get("clock_set_back")
+                    else "") + ".")
     return lines
 
 

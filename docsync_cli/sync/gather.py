@@ -5,8 +5,10 @@ EspoCRM contract §2.5 and §10.5-10.7. One plain run asks:
 * **Documents** where ``modifiedAt >= W - 2 min`` *or* the record says it needs work (``dateiStatus`` Neu,
   Geändert, Fehler or empty; ``xaiSyncStatus`` not synced) — one ``or`` group, keyset-paged by
   (``modifiedAt``, ``id``), ``X-No-Total``. ``W`` (the watermark) is the server's clock (HTTP ``Date``) at the
-  start of the last complete run, so the host's clock never matters; if the server's clock now reads earlier than
-  ``W`` it was set back and the feed starts from its current time instead.
+  start of the last complete run (its first answer, never a later page), so the host's clock never matters; the
+  overlap is widened by how far the ``Date`` clock was measured ahead of the ``modifiedAt`` clock
+  (``crm/clock.py``). If the server's clock now reads earlier than ``W``, ``W`` is not trusted: a listing pass
+  runs now.
 * **Linked records** (Accounts) where ``modifiedAt >= W - 2 min`` whose collection id changed → their documents
   (``linkedWith``).
 * **Link changes**: ``Relate``/``Unrelate`` Stream notes from ``GlobalStream`` after the stored ``Note.number``
@@ -41,7 +43,15 @@ from docsync_cli.errors import AuthError, DocsyncError, HttpError, RunFatal
 from docsync_cli.model import CrmDocument, EngineSettings, LocalRecord
 from docsync_cli.state import StateStore, StreamFeed
 from docsync_cli.sync.plan import why_work
-from docsync_cli.sync.plan_feeds import edited_since_sync, feed_since, link_drift, listing_due
+from docsync_cli.sync.plan_feeds import (
+    clock_set_back,
+    edited_since_sync,
+    feed_since,
+    link_drift,
+    listing_due,
+    next_watermark,
+    stored_skew,
+)
 from docsync_cli.xai.client import XaiClient
 
 log = logging.getLogger("docsync.changes")
@@ -62,6 +72,9 @@ class Changes:
     pending_linked: dict[str, tuple[dict[str, str | None], bool]] = field(default_factory=dict)
     feeds: dict[str, Any] = field(default_factory=dict)  # what `docsync status` shows
     expected: dict[str, frozenset[str]] = field(default_factory=dict)  # --full: collections from the links
+    started: str | None = None  # the server's time at the start of this run: the next watermark
+    watermark_before: str | None = None  # the stored watermark this run started from
+    skew_used: float | None = None  # the clocks' offset (s) the feeds allowed for, as stored by the last run
 
     def add(self, doc: CrmDocument, touched: str | None = None) -> None:
         self.docs[doc.id] = doc
@@ -86,14 +99,23 @@ class ChangeFeed:
         changes = Changes()
         now = self.wall()
         watermark = self.state.meta("watermark")
+        changes.watermark_before = watermark
+        changes.skew_used = stored_skew(self.state.meta("clock_skew"))
+        set_back = clock_set_back(watermark, self.espo.clock.started_at)
+        if set_back:
+            note = (f"EspoCRM's clock reads {self.espo.clock.started_at}, before the watermark {watermark}: it was "
+                    "set back (or had jumped ahead), so the watermark is not trusted; listing every document now")
+            log.warning("%s", note)
+            changes.notes.append(note)
         last = self.state.meta("last_listing")
-        listing = full or watermark is None or listing_due(float(last) if last else None, now,
-                                                           self.settings.listing_interval_seconds)
+        listing = full or watermark is None or set_back or listing_due(
+            float(last) if last else None, now, self.settings.listing_interval_seconds)
         try:
             previous = json.loads(self.state.meta("feeds") or "{}")
         except ValueError:
             previous = {}
-        changes.feeds = {**(previous if isinstance(previous, dict) else {}), "checked_at": now}
+        changes.feeds = {**(previous if isinstance(previous, dict) else {}), "checked_at": now,
+                         "clock_set_back": set_back}
         if listing:
             self._resolve_link_entities(changes)
         self._stream(changes, listing)
@@ -104,43 +126,34 @@ class ChangeFeed:
             assert watermark is not None
             self._document_feed(changes, watermark)
             self._linked_feed(changes, watermark)
-        if self.espo.server_time is not None:
-            changes.pending["watermark"] = changes.pending.get("watermark", self.espo.server_time)
+        changes.started = self.espo.clock.started_at  # the first answer of the run (App/user, else the feed's)
         if not keep_all:
             self._deletions(changes)
         self.state.set_meta({"feeds": json.dumps(changes.feeds)})
         return changes
 
     def commit(self, changes: Changes) -> None:
-        """The run completed: later runs start from this one's watermark, cursor and linked records."""
+        """The run completed: later runs start from this one's watermark, cursor and linked records, and with the
+        offset between EspoCRM's clocks its write-backs measured."""
         for entity, (values, replace) in changes.pending_linked.items():
             self.state.set_linked(entity, values, replace=replace)
+        skew = self.espo.clock.skew
+        if skew is not None:
+            changes.pending["clock_skew"] = repr(skew)
+        if changes.started is not None:
+            changes.pending["watermark"] = next_watermark(
+                changes.started, changes.watermark_before, listing=changes.listing, skew_used=changes.skew_used,
+                skew_now=skew)
         if changes.pending:
             self.state.set_meta(changes.pending)
 
     # -- feeds -----------------------------------------------------------------------------------------
 
     def _document_feed(self, changes: Changes, watermark: str) -> None:
-        since = feed_since(watermark, None)
-        first = True
-        while True:
-            where = queries.changed_since_or_needing_work(since, self.espo.attributes)
-            stepped = False
-            for record in self.espo.iter_keyset("Document", where, self.espo.list_attributes, by="modifiedAt"):
-                if first:
-                    first = False
-                    server_now = self.espo.server_time
-                    changes.pending["watermark"] = server_now or watermark
-                    if server_now is not None and server_now < watermark:
-                        # The server's clock was set back: ask again from its current time.
-                        log.warning("EspoCRM's clock reads %s, before the watermark %s; listing from there",
-                                    server_now, watermark)
-                        since = feed_since(watermark, server_now)
-                        stepped = True
-                        break
-                changes.add(self.espo.to_document(record))
-            if not stepped:
-                break
+        where = queries.changed_since_or_needing_work(feed_since(watermark, changes.skew_used),
+                                                      self.espo.attributes)
+        for record in self.espo.iter_keyset("Document", where, self.espo.list_attributes, by="modifiedAt"):
+            changes.add(self.espo.to_document(record))
         local = self.state.records_for(list(changes.docs))
         for doc in list(changes.docs.values()):
             edited = edited_since_sync(doc, local.get(doc.id))
@@ -170,7 +183,7 @@ class ChangeFeed:
                 changes.pending[f"link_entity:{rule.link}"] = entity
 
     def _linked_feed(self, changes: Changes, watermark: str) -> None:
-        since = feed_since(watermark, self.espo.server_time)
+        since = feed_since(watermark, changes.skew_used)
         for link, entity, attr in self._link_rules():
             known = self.state.linked(entity)
             updates: dict[str, str | None] = {}

@@ -5,6 +5,7 @@ decides the run from what they found."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
@@ -15,14 +16,45 @@ from docsync_cli.timestamps import espo_time, parse_espo_time
 OVERLAP = timedelta(minutes=2)
 
 
-def feed_since(watermark: str, server_now: str | None) -> str:
-    """Where the ``modifiedAt`` feed starts: the stored watermark (server time at the start of the last complete
-    run) minus two minutes of overlap. If the server's clock now reads earlier than the watermark, it was set
-    back: start from its current time instead, so records saved since the step are not missed."""
-    start = parse_espo_time(watermark)
-    if server_now is not None:
-        start = min(start, parse_espo_time(server_now))
-    return espo_time(start - OVERLAP)
+def feed_since(watermark: str, skew: float | None = None) -> str:
+    """Where the ``modifiedAt`` feed starts: the stored watermark (EspoCRM's ``Date`` at the start of the last
+    complete run) minus two minutes of overlap, widened by how far the ``Date`` clock was measured ahead of the
+    ``modifiedAt`` clock (``skew`` seconds; a clock behind needs no widening)."""
+    widen = timedelta(seconds=math.ceil(max(skew or 0.0, 0.0)))
+    return espo_time(parse_espo_time(watermark) - OVERLAP - widen)
+
+
+def stored_skew(text: str | None) -> float | None:
+    """The clocks' offset a run stored (``clock_skew``), None when none was measured or it is unreadable."""
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def clock_set_back(watermark: str | None, server_now: str | None) -> bool:
+    """EspoCRM's clock now reads earlier than the stored watermark: it was set back (or had jumped ahead when the
+    watermark was taken), so saves stamped in between may lie below the watermark. The watermark is not trusted:
+    a listing pass runs now."""
+    if watermark is None or server_now is None:
+        return False
+    try:
+        return parse_espo_time(server_now) < parse_espo_time(watermark)
+    except ValueError:
+        return True
+
+
+def next_watermark(started: str, previous: str | None, *, listing: bool, skew_used: float | None,
+                   skew_now: float | None) -> str:
+    """The watermark a completed run stores: the server's time at its start. A plain run that measured the
+    ``Date`` clock further ahead than the feed allowed for (more than a second) keeps the previous one, so the next
+    run asks again from there with the wider overlap (a listing pass saw every record: it always moves on)."""
+    if listing or previous is None or skew_now is None:
+        return started
+    if skew_now > max(skew_used or 0.0, 0.0) + 1.0:
+        return min(previous, started)
+    return started
 
 
 def listing_due(last_listing: float | None, now: float, interval: float) -> bool:

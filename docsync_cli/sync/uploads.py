@@ -1,5 +1,6 @@
 """The lifecycle of the files docsync puts into xAI: which file is this installation's (the ownership rule, for
-one document and for the ``--full`` listing of the managed collections and orphaned files), the journalled
+one document and for the ``--full`` listing of the managed collections and orphaned files; another installation's
+record on a document's file stops the run), the journalled
 upload, adoption of an upload whose answer was lost, the rollback of an upload nothing may point at, and the
 single step of a cleanup (take a file out of a collection, or delete it).
 
@@ -15,7 +16,7 @@ import mimetypes
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from docsync_cli.errors import AmbiguousWriteError, NotFoundError, TransientDocumentError
+from docsync_cli.errors import AmbiguousWriteError, ForeignInstallation, NotFoundError, TransientDocumentError
 from docsync_cli.model import Content, CrmDocument, DocumentLocks, LocalRecord, Membership, RemoteMember
 from docsync_cli.state import StateStore
 from docsync_cli.sync.plan import candidate_collections
@@ -52,6 +53,13 @@ class Uploads:
             if member is not None:
                 statuses[collection_id] = member.status
                 fields[collection_id] = member.fields
+        others = sorted({v["installation_id"] for v in fields.values() if v.get("crm_document_id") == doc.id
+                         and v.get("installation_id") and v["installation_id"] != self.installation})
+        if others and self.state.owner(file_id) is None:
+            # Another installation's ownership record on this document's file: two installations sync one CRM
+            # into one xAI team. A copy of ours would only start a loop of re-uploads (each replacing the other's
+            # xaiFileId) and double search hits: stop instead, a configuration error.
+            raise ForeignInstallation(others, [doc.id])
         if not self.owns(file_id, doc, fields, local):
             log.info("%s: xaiFileId %s is not this installation's upload for this document; it gets its own",
                      doc.id, file_id)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from docsync_cli.errors import ForeignInstallation
 from docsync_cli.state import installation_id
 from docsync_sandbox.seed import Sandbox
 
@@ -81,10 +82,14 @@ def test_staging_sharing_the_xai_team_deletes_nothing_of_production(sandbox: San
         staging.delete_document(doc_id)
     sandbox.xai.age_files(7200)
     for _ in range(2):
+        # Staging finds production's ownership record on its documents' files: a second installation on the
+        # same documents and collections. It adds no copy into production's collections and stops (exit 2).
         result = run_engine(sandbox, tmp_path / "staging", full=True, crm=staging)
-        assert result.exit_code == 0, result
+        assert result.exit_code == 2, result
+        assert isinstance(result.summary.fatal, ForeignInstallation), result
     after = sandbox.xai.files()
     assert set(before) <= set(after), f"staging deleted production files: {sorted(set(before) - set(after))}"
+    assert set(after) == set(before), "staging added copies into production's collections"
     # Production is untouched and in step; its plain and --full runs find nothing to repair.
     assert_invariants(sandbox, all_synced=True, installation=installation_id(tmp_path / "prod"))
     assert run_engine(sandbox, tmp_path / "prod", full=True).exit_code == 0

@@ -11,7 +11,16 @@ import pytest
 from docsync_cli.errors import UnsafePlan
 from docsync_cli.model import PROCESSED, CrmDocument, DeleteLimits, LocalRecord, RemoteMember
 from docsync_cli.sync.plan import plan_gone, plan_run
-from docsync_cli.sync.plan_feeds import edited_since_sync, feed_since, link_drift, listing_due, verified_by_listing
+from docsync_cli.sync.plan_feeds import (
+    clock_set_back,
+    edited_since_sync,
+    feed_since,
+    link_drift,
+    listing_due,
+    next_watermark,
+    stored_skew,
+    verified_by_listing,
+)
 
 SHA = "a" * 64
 
@@ -25,10 +34,28 @@ def synced(doc_id: str = "d1", modified: str = "2026-05-04 09:00:00") -> tuple[C
     return doc, local
 
 
-def test_feed_window_overlaps_two_minutes_and_follows_a_server_clock_set_back() -> None:
+def test_feed_window_overlaps_two_minutes_widened_by_the_measured_clock_offset() -> None:
     assert feed_since("2026-05-04 09:00:00", None) == "2026-05-04 08:58:00"
-    assert feed_since("2026-05-04 09:00:00", "2026-05-04 09:30:00") == "2026-05-04 08:58:00"
-    assert feed_since("2026-05-04 09:00:00", "2026-05-04 06:00:05") == "2026-05-04 05:58:05"
+    assert feed_since("2026-05-04 09:00:00", -30.0) == "2026-05-04 08:58:00"  # Date behind modifiedAt: no widening
+    assert feed_since("2026-05-04 09:00:00", 600.4) == "2026-05-04 08:47:59"  # Date 10 min ahead: 10 min more
+
+
+def test_a_server_clock_before_the_watermark_is_not_trusted() -> None:
+    assert clock_set_back("2026-05-04 09:00:00", "2026-05-04 08:59:59")
+    assert not clock_set_back("2026-05-04 09:00:00", "2026-05-04 09:00:00")
+    assert not clock_set_back(None, "2026-05-04 09:00:00") and not clock_set_back("2026-05-04 09:00:00", None)
+    assert clock_set_back("garbage", "2026-05-04 09:00:00")
+
+
+def test_the_next_watermark_is_the_start_unless_the_offset_grew_past_what_the_feed_allowed() -> None:
+    start, before = "2026-05-04 10:00:00", "2026-05-04 09:00:00"
+    assert next_watermark(start, before, listing=False, skew_used=0.0, skew_now=1.0) == start  # rounding
+    assert next_watermark(start, before, listing=False, skew_used=0.0, skew_now=300.0) == before
+    assert next_watermark(start, before, listing=True, skew_used=0.0, skew_now=300.0) == start
+    assert next_watermark(start, before, listing=False, skew_used=300.0, skew_now=200.0) == start
+    assert next_watermark(start, None, listing=False, skew_used=None, skew_now=300.0) == start
+    assert stored_skew("12.5") == 12.5 and stored_skew(None) is None and stored_skew("nan") is None
+    assert stored_skew("x") is None
 
 
 def test_listing_due() -> None:

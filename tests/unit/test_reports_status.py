@@ -87,7 +87,7 @@ def test_failures_beyond_the_listed_ones_count_as_held_back_and_make_it_approxim
 def feeds(**changes: Any) -> Feeds:
     values: dict[str, Any] = {"enabled": True, "watermark": "2026-01-02 03:04:05", "last_listing": None,
                               "listing_interval_seconds": 3600.0, "stream": None, "accounts_override": None,
-                              "note_cursor": None}
+                              "note_cursor": None, "clock_skew_seconds": None, "clock_set_back": None}
     return cast(Feeds, values | changes)
 
 
@@ -103,6 +103,16 @@ def test_without_stream_access_link_changes_wait_for_the_listing_pass() -> None:
     assert "Stream notes (GlobalStream): no access — linking/unlinking" in lines[2]
     assert "within 60 min" in lines[2]
     assert lines[3].startswith("accountsIds override: not checked yet")
+
+
+def test_the_measured_clock_offset_and_a_set_back_are_said() -> None:
+    assert feeds_explained(feeds())[-1] == ("EspoCRM's clocks: not measured yet (docsync measures them on its own "
+                                             "write-backs).")
+    in_step = feeds_explained(feeds(clock_skew_seconds=0.0))[-1]
+    assert in_step == "EspoCRM's clocks: Date +0 s against modifiedAt (in step)."
+    line = feeds_explained(feeds(clock_skew_seconds=600.0, clock_set_back=True))[-1]
+    assert line == ("EspoCRM's clocks: Date +600 s against modifiedAt (the feed's overlap is widened by it); the last "
+                    "run found the clock set back and listed every document.")
 
 
 def test_an_active_stream_and_override_are_said_plainly() -> None:

@@ -1,0 +1,103 @@
+"""Issue 20, end to end (the real engine in-process against both emulators, as ``test_change_feeds.py``): the
+situations in which the change feeds used to miss an edit until the next listing pass (EspoCRM contract §10.5,
+§10.7, §11.2), each now seen by the next plain run, or reported partial with a listing pass due sooner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from docsync_cli.state import StateStore
+from docsync_sandbox.http import Callback, Request
+from docsync_sandbox.seed import Sandbox
+from tests.e2e.test_change_feeds import Firm
+from tests.e2e.test_sync_cli import docsync
+from tests.fakes import FakeClock
+from tests.faults import faults_of
+
+
+@pytest.fixture
+def firm(tmp_path: Path) -> Iterator[Firm]:
+    with Sandbox() as box:
+        clock = FakeClock(datetime(2026, 5, 4, 9, 0, 0, tzinfo=UTC))
+        box.espo.clock = clock
+        yield Firm(box, tmp_path / "state", clock)
+
+
+def meta(firm: Firm, key: str) -> str | None:
+    state = StateStore(firm.state_dir)
+    try:
+        return state.meta(key)
+    finally:
+        state.close()
+
+
+def seed(firm: Firm, count: int = 3) -> tuple[str, list[str]]:
+    collection = firm.box.xai.create_collection("Mandant A")
+    account = firm.box.espo.add_account("A", collection)
+    docs = [firm.box.espo.add_document(f"D{n}", f"Inhalt {n}.\n".encode(), f"d{n}.txt", accounts=[account])
+            for n in range(count)]
+    first = firm.run()
+    assert {r.outcome for r in first.results} == {"synced"}, first.results
+    return collection, sorted(docs)
+
+
+def in_step(firm: Firm, doc: str, content: bytes) -> bool:
+    record = firm.box.espo.document(doc)
+    return record["dateiStatus"] == "Gesynct" and firm.box.xai.file_bytes(record["xaiFileId"]) == content
+
+
+# -- bullet 1: a watermark that is provably safe --------------------------------------------------------
+
+
+def test_a_save_after_its_page_in_a_long_listing_pass_is_seen_by_the_next_plain_run(firm: Firm) -> None:
+    # The watermark was the Date of the pass's LAST page: a record saved after its page was read, during a pass
+    # longer than the overlap, lay below it.
+    firm.box.espo.max_size_limit = 2
+    _, docs = seed(firm, 6)
+    fired: list[str] = []
+
+    def slow_pass(request: Request) -> None:
+        params = json.loads(request.arg("searchParams") or "{}")
+        if not fired and params.get("orderBy") == "id" and params.get("where") == []:  # the pass's first page
+            fired.append(docs[0])
+            firm.box.espo.replace_file(docs[0], b"Neu, nach seiner Seite.\n")
+            firm.clock.advance(600)  # the rest of the pass takes ten minutes
+
+    faults_of(firm.box.espo).add(Callback(slow_pass, when="after"), method="GET", path="/api/v1/Document")
+    firm.wall += 3600  # the listing pass is due
+    firm.run()
+    assert fired and not in_step(firm, docs[0], b"Neu, nach seiner Seite.\n")
+    firm.run()  # a plain run
+    assert in_step(firm, docs[0], b"Neu, nach seiner Seite.\n")
+
+
+def test_a_date_clock_ahead_of_modified_at_is_measured_and_widens_the_overlap(firm: Firm) -> None:
+    firm.box.espo.date_skew = 600.0  # a proxy's Date ten minutes ahead of the database's modifiedAt
+    _, docs = seed(firm)
+    assert float(meta(firm, "clock_skew") or "nan") == pytest.approx(600, abs=1)
+    firm.box.espo.replace_file(docs[1], b"Zweite Fassung.\n")
+    firm.run()
+    assert in_step(firm, docs[1], b"Zweite Fassung.\n")
+    status = docsync(firm.box, firm.state_dir, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    feeds = json.loads(status.stdout)["feeds"]
+    assert feeds["clock_skew_seconds"] == pytest.approx(600, abs=1) and feeds["clock_set_back"] is False
+    assert "Date +600 s against modifiedAt" in docsync(firm.box, firm.state_dir, "status").stdout
+
+
+def test_a_clock_that_jumped_ahead_and_was_corrected_is_distrusted_and_listed_now(firm: Firm) -> None:
+    _, docs = seed(firm)
+    firm.clock.advance(3600)  # the server's clock jumps an hour ahead during a run ...
+    firm.run()
+    firm.clock.advance(-3600)  # ... and NTP corrects it
+    firm.box.espo.replace_file(docs[2], b"Nach der Korrektur.\n")  # stamped below the watermark
+    firm.clock.advance(300)
+    summary = firm.run()
+    assert summary.plan is not None
+    assert any("not trusted" in note for note in summary.notes)
+    assert in_step(firm, docs[2], b"Nach der Korrektur.\n")
