@@ -29,14 +29,7 @@ from docsync_cli.crm.clock import ServerClock
 from docsync_cli.crm.fields import FieldSchema
 from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, refused_write
 from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, parse_api_user
-from docsync_cli.errors import (
-    AuthError,
-    ConflictError,
-    DocsyncError,
-    RejectedError,
-    ServiceUnreachable,
-    SetupError,
-)
+from docsync_cli.errors import AuthError, ConflictError, DocsyncError, RejectedError, ServiceUnreachable, SetupError
 from docsync_cli.model import CrmDocument, Field
 from docsync_cli.secrets import printable
 from docsync_cli.transport.http import ServiceClient, short
