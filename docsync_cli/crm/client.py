@@ -30,8 +30,7 @@ from docsync_cli.crm.fields import FieldSchema
 from docsync_cli.crm.queries import id_range
 from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, record_hidden, refused_write
 from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, parse_api_user
-from docsync_cli.errors import (AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError,
-                                 ServiceUnreachable, SetupError)
+from docsync_cli.errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError
 from docsync_cli.model import CrmDocument, Field, Presence
 from docsync_cli.secrets import printable
 from docsync_cli.transport.http import ServiceClient, short
@@ -72,18 +71,18 @@ class EspoClient:
                 return self.schema
             try:
                 fields = self.metadata("entityDefs.Document.fields")
-            except (AuthError, ServiceUnreachable):
-                raise  # a wrong key or URL: the run stops here, not after two more requests
             except DocsyncError as exc:
+                if isinstance(exc, AuthError) or not self.service.answered:
+                    raise  # a wrong key, or nothing answers at the URL: the run stops here
                 log.warning("cannot read the Document field definitions (%s); using the configured names and "
                             "only the design document's options", exc)
                 fields = None
             self.learned.adopt_fields(fields)
             try:
                 user = self.app_user()
-            except (AuthError, ServiceUnreachable):
-                raise  # a wrong key or URL: the run stops here, not after two more requests
             except DocsyncError as exc:
+                if isinstance(exc, AuthError) or not self.service.answered:
+                    raise
                 log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
                 user = None
             self.learned.adopt_app_user(user)
