@@ -71,18 +71,18 @@ class EspoClient:
                 return self.schema
             try:
                 fields = self.metadata("entityDefs.Document.fields")
-            except AuthError:
-                raise
             except DocsyncError as exc:
+                if isinstance(exc, AuthError) or not self.service.answered:
+                    raise  # a wrong key, or nothing answers at the URL: the run stops here
                 log.warning("cannot read the Document field definitions (%s); using the configured names and "
                             "only the design document's options", exc)
                 fields = None
             self.learned.adopt_fields(fields)
             try:
                 user = self.app_user()
-            except AuthError:
-                raise
             except DocsyncError as exc:
+                if isinstance(exc, AuthError) or not self.service.answered:
+                    raise
                 log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
                 user = None
             self.learned.adopt_app_user(user)
@@ -186,11 +186,9 @@ class EspoClient:
         params = {"maxSize": 1, "offset": 0, "orderBy": "id", "order": "asc", "select": ["id"],
                   "where": id_range(low, high)}
         _, total = self.search("Document", params, no_total=False)
-        if isinstance(total, int) and not isinstance(total, bool) and total < 0:
-            return None
         if not isinstance(total, int) or isinstance(total, bool):
             raise RejectedError("espocrm", "GET", "Document", 200, "answer has no total")
-        return total
+        return total if total >= 0 else None
 
     def stream_notes(self, after_number: int | None, types: Sequence[str], parent_types: Sequence[str]
                      ) -> list[StreamNote]:
@@ -220,8 +218,7 @@ class EspoClient:
         return self.to_document(self.service.json("GET", f"Document/{quote(doc_id, safe='')}"))
 
     def presence(self, doc_id: str) -> tuple[Presence, str]:
-        """``GET Document/{id}`` (contract §11.3): 404 gone, 403 ``No 'read' access.`` hidden from the role, 200
-        live; with EspoCRM's reason. Any other refusal (no Document read scope at all) is raised."""
+        """``GET Document/{id}`` (contract §11.3): 404 gone, 403 ``No 'read' access.`` hidden, 200 live; else raised."""
         try:
             self.service.json("GET", f"Document/{quote(doc_id, safe='')}", params={"select": "id"})
         except NotFoundError as exc:
