@@ -66,6 +66,7 @@ class AuthError(RunFatal):
     def __init__(self, service: str, status: int, detail: str = "") -> None:
         self.service = service
         self.status = status
+        self.detail = detail
         what = "rejected the credentials" if status in (400, 401) else "refused permission"
         super().__init__(f"{service} {what} (HTTP {status}){': ' + detail if detail else ''}")
 

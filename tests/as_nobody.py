@@ -10,7 +10,8 @@ NOBODY = 65534
 
 
 def in_a_child_as_nobody(call: Callable[[], object]) -> tuple[str, str]:
-    """(exception type name, message) that ``call`` ended with in the child, or ("returned", "")."""
+    """(exception type name, message) that ``call`` ended with in the child, or ("returned", what it returned if
+    that was a string, else "")."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
@@ -20,7 +21,9 @@ def in_a_child_as_nobody(call: Callable[[], object]) -> tuple[str, str]:
             if os.geteuid() == 0:
                 os.setgid(NOBODY)
                 os.setuid(NOBODY)
-            call()
+            value = call()
+            if isinstance(value, str):
+                text += value
         except BaseException as exc:
             text = f"{type(exc).__name__}:{exc}"
         finally:

@@ -32,7 +32,13 @@ from pydantic import BaseModel, ValidationError
 from docsync_cli.config.messages import Loc, model_of, render, sentence, suggest
 from docsync_cli.config.model import LinkRuleSetting, Settings, secret_values, url_password
 from docsync_cli.config.paths import default_config_path, default_state_dir, expand_home
-from docsync_cli.config.secret_files import SECRETS, SecretSpec, config_file_problems, read_secret_file
+from docsync_cli.config.secret_files import (
+    SECRETS,
+    SecretSpec,
+    config_file_problems,
+    read_secret_file,
+    unreadable,
+)
 from docsync_cli.errors import ConfigError
 from docsync_cli.secrets import register, scrub, variants
 
@@ -81,6 +87,10 @@ class _Loader:
             return
         except IsADirectoryError:
             self.problems.append(f"config file {path} is a directory, not a file")
+            self.file_broken = True
+            return
+        except PermissionError:
+            self.problems.append(unreadable(path))
             self.file_broken = True
             return
         except OSError as exc:

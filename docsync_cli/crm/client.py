@@ -1,10 +1,9 @@
 """EspoCRM REST client (``/api/v1/``), following the EspoCRM contract (``docs/contracts.md``).
 
-It knows the wire (``searchParams``, paging, ``X-Version-Number``) over an injected ``httpx.Client``
-(``crm.auth.build_http_client``: base URL, API key or HMAC). What it learns of the CRM's Document (names,
-options, page cap) and the mapping between records and docsync's model are ``crm.schema.LearnedSchema``'s; what
-EspoCRM answers, as frozen values, is ``crm.answers``'; what a refusal means by its ``X-Status-Reason`` is
-``crm.reasons``'.
+It knows the wire (``searchParams``, paging, ``X-Version-Number``) over an injected ``httpx.Client`` (base URL, API
+key or HMAC). What it learns of the CRM's Document (names, options, page cap) and the mapping between records and
+docsync's model are ``crm.schema.LearnedSchema``'s; what EspoCRM answers, as frozen values, is ``crm.answers``';
+what a refusal means by its ``X-Status-Reason`` is ``crm.reasons``'.
 """
 
 from __future__ import annotations
@@ -22,16 +21,18 @@ from docsync_cli.crm.answers import (
     FieldDefinition,
     StreamNote,
     list_of,
+    page_ends,
     parse_field_definitions,
     parse_link_entity,
     parse_stream_note,
 )
 from docsync_cli.crm.clock import ServerClock
 from docsync_cli.crm.fields import FieldSchema
-from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, refused_write
+from docsync_cli.crm.queries import id_range
+from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, record_hidden, refused_write
 from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, parse_api_user
-from docsync_cli.errors import AuthError, ConflictError, DocsyncError, RejectedError, SetupError
-from docsync_cli.model import CrmDocument, Field
+from docsync_cli.errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError
+from docsync_cli.model import CrmDocument, Field, Presence
 from docsync_cli.secrets import printable
 from docsync_cli.transport.http import ServiceClient, short
 
@@ -142,7 +143,7 @@ class EspoClient:
             records = list_of(page, "Document list")
             for record in records:
                 yield self.to_document(record)
-            if len(records) < self.page_size or page.get("total") == -2:
+            if page_ends(records, page.get("total"), self.page_size):
                 return
             last_id = str(records[-1]["id"])
 
@@ -175,17 +176,20 @@ class EspoClient:
                       "select": list(dict.fromkeys(["id", by, *select])), "where": conditions}
             records, total = self.search(entity, params)
             yield from records
-            if listing_ended(records, total, self.page_size):
+            if page_ends(records, total, self.page_size):
                 return
             last = records[-1]
             cursor = (str(last.get(by) or ""), str(last["id"]))
 
-    def count_between(self, low: str | None, high: str | None) -> int:
-        """How many Documents have ``low <= id < high`` (None = open end): a count-only request."""
+    def count_between(self, low: str | None, high: str | None) -> int | None:
+        """How many Documents have ``low <= id < high`` (None = open end, in the server's collation); None when
+        the server does not count (``total`` -1/-2: "Disable record count", contract §11.2)."""
         params = {"maxSize": 1, "offset": 0, "orderBy": "id", "order": "asc", "select": ["id"],
                   "where": id_range(low, high)}
         _, total = self.search("Document", params, no_total=False)
-        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        if isinstance(total, int) and not isinstance(total, bool) and total < 0:
+            return None
+        if not isinstance(total, int) or isinstance(total, bool):
             raise RejectedError("espocrm", "GET", "Document", 200, "answer has no total")
         return total
 
@@ -206,6 +210,19 @@ class EspoClient:
 
     def get_document(self, doc_id: str) -> CrmDocument:
         return self.to_document(self.service.json("GET", f"Document/{quote(doc_id, safe='')}"))
+
+    def presence(self, doc_id: str) -> tuple[Presence, str]:
+        """``GET Document/{id}`` (contract §11.3): 404 gone, 403 ``No 'read' access.`` hidden from the role, 200
+        live; with EspoCRM's reason. Any other refusal (no Document read scope at all) is raised."""
+        try:
+            self.service.json("GET", f"Document/{quote(doc_id, safe='')}", params={"select": "id"})
+        except NotFoundError as exc:
+            return Presence.GONE, exc.detail or "HTTP 404"
+        except (AuthError, RejectedError) as exc:
+            if exc.status == 403 and record_hidden(exc.detail):
+                return Presence.HIDDEN, "No 'read' access."
+            raise
+        return Presence.LIVE, ""
 
     def document_at(self, where: list[dict[str, Any]], offset: int) -> CrmDocument | None:
         """The document at ``offset`` (ordered by id) among those matching ``where``; None past the end.
@@ -241,7 +258,7 @@ class EspoClient:
                 value = record.get(field)
                 if isinstance(value, str) and value.strip():
                     yield value.strip()
-            if len(records) < self.page_size:
+            if page_ends(records, page.get("total"), self.page_size):
                 return
             last_id = str(records[-1]["id"])
 
@@ -375,23 +392,4 @@ class EspoClient:
         return str(record["id"])
 
 
-def listing_ended(records: Sequence[Any], total: Any, page_size: int) -> bool:
-    """Whether a list answer ends a listing (contract §11.2): an empty page or ``total: -2`` does; a page shorter
-    than asked with ``total: -1`` does not ("more exist"); with a real count, a short page does."""
-    if not records or total == -2:
-        return True
-    counted = isinstance(total, int) and not isinstance(total, bool) and total >= 0
-    return counted and len(records) < page_size
-
-
-def id_range(low: str | None, high: str | None) -> list[dict[str, Any]]:
-    """The ``where`` of the records with ``low <= id < high`` (None: an open end)."""
-    where = []
-    if low is not None:
-        where.append({"type": "greaterThanOrEquals", "attribute": "id", "value": low})
-    if high is not None:
-        where.append({"type": "lessThan", "attribute": "id", "value": high})
-    return where
-
-
-__all__ = ["EspoClient", "id_range", "listing_ended"]
+__all__ = ["EspoClient", "id_range"]

@@ -29,6 +29,7 @@ from docsync_cli.reports.check_services import (
     check_xai_management,
 )
 from docsync_cli.reports.shared import Lines, report_services
+from docsync_cli.users import group_name, user_name
 
 if TYPE_CHECKING:  # imported where used (the preview package loads Pillow and PDFium, which may be broken)
     from docsync_cli.preview import ToolStatus
@@ -153,7 +154,7 @@ def judge_preview_tools(status: Sequence[ToolStatus]) -> tuple[str, str, str | N
 
 def _check_state_dir(report: CheckReport, settings: Settings) -> bool:
     """True when the state directory is usable (exists and writable, or can be created)."""
-    from docsync_cli.state.directory import state_dir_problem, user_name
+    from docsync_cli.state.directory import state_dir_problem
 
     state_dir = settings.state_dir
     what = f"state directory {state_dir}"
@@ -169,7 +170,8 @@ def _check_state_dir(report: CheckReport, settings: Settings) -> bool:
             pass
     except OSError as exc:
         report.bad(what, f"not writable ({exc.strerror or exc})",
-                   f"chown it to the user running docsync (uid {os.geteuid()}) and chmod 700 {state_dir}")
+                   f"as root: chown -R {user_name(os.geteuid())}:{group_name(os.getegid())} {state_dir} && chmod 0700 "
+                   f"{state_dir}")
         return False
     owner = state_dir.stat().st_uid
     if owner != os.geteuid():
@@ -193,7 +195,7 @@ def _check_libreoffice_shared_cache(report: CheckReport) -> None:
     bad = unreadable_shared_cache()
     if bad is not None:
         report.warn("LibreOffice shared extension cache", f"{bad} is not readable for "
-                    f"{os.environ.get('USER') or os.geteuid()}; docsync's own previews do not use it, but every "
+                    f"{user_name(os.geteuid())}; docsync's own previews do not use it, but every "
                     "other LibreOffice of this user aborts at start",
                     "as root: chmod -R a+rX /var/spool/libreoffice")
 

@@ -7,30 +7,18 @@ owner and prints the ``chown`` instead of a bare "not writable".
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
 from docsync_cli.errors import LocalEnvironmentError
+from docsync_cli.users import blocking_ancestor, group_name, home_of, user_name
+
+__all__ = ["STATE_ENTRIES", "StateDirProblem", "foreign_owner_warning", "group_name", "state_dir_problem",
+           "state_file_exists", "user_name"]
 
 # What docsync keeps in the state directory (a file owned by someone else breaks runs just like the directory).
 STATE_ENTRIES = ("state.sqlite3", "history.sqlite3", "docsync.lock", "docsync.lock.json", "locks", "libreoffice")
-
-
-def user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
-
-
-def group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 @dataclass(frozen=True)
@@ -54,34 +42,63 @@ class StateDirProblem:
 
 
 def state_dir_problem(state_dir: Path) -> StateDirProblem | None:
-    """``None`` if this process can use ``state_dir`` (or create it), else what is wrong and the fix."""
-    me, my_gid = os.geteuid(), os.getegid()
-    who = f"{user_name(me)} (uid {me})"
-    if not state_dir.exists():
-        parent = next((p for p in state_dir.parents if p.exists()), None)
+    """``None`` if this process can use ``state_dir`` (or create it), else what is wrong and the fix. Never raises:
+    a directory behind one this user may not enter is a problem with a fix, not a PermissionError."""
+    uid = os.geteuid()
+    name, group = user_name(uid), group_name(os.getegid())
+    mine = f"chown -R {name}:{group} {state_dir} && chmod 0700 {state_dir}"
+    blocked = blocking_ancestor(state_dir)
+    if blocked is not None:
+        return _unreachable(state_dir, blocked, name, group)
+    try:
+        info = state_dir.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        parent = next((p for p in state_dir.parents if p.is_dir()), None)
         if parent is not None and os.access(parent, os.W_OK | os.X_OK):
             return None
-        return StateDirProblem(state_dir, f"does not exist and {who} cannot create it",
-                               f"install -d -o {user_name(me)} -g {group_name(my_gid)} -m 0700 {state_dir}")
+        return StateDirProblem(state_dir, f"does not exist and {name} cannot create it",
+                               f"install -d -o {name} -g {group} -m 0700 {state_dir}")
+    except OSError as exc:
+        return StateDirProblem(state_dir, f"cannot be looked at by {name}: {exc.strerror or exc}")
     if not state_dir.is_dir():
         return StateDirProblem(state_dir, "is not a directory; remove it or set DOCSYNC_STATE_DIR elsewhere")
-    fix = f"chown -R {user_name(me)}:{group_name(my_gid)} {state_dir} && chmod 0700 {state_dir}"
     if not os.access(state_dir, os.W_OK | os.X_OK):
-        info = state_dir.stat()
-        owner = f"{user_name(info.st_uid)} (uid {info.st_uid})"
-        if info.st_uid != me:
-            return StateDirProblem(state_dir, f"is owned by {owner}, not by {who} who runs docsync", fix)
-        return StateDirProblem(state_dir, f"is not writable (mode {info.st_mode & 0o777:04o})", fix)
-    for name in STATE_ENTRIES:
-        entry = state_dir / name
+        owner = user_name(info.st_uid)
+        if info.st_uid == uid:
+            return StateDirProblem(state_dir, f"is not writable (mode {info.st_mode & 0o777:04o})", mine)
+        if info.st_uid != 0 and home_of(uid) != state_dir:
+            # Another user's (the service user's) directory: running as that user is the fix, not taking it over.
+            return StateDirProblem(state_dir, f"belongs to {owner}, not to {name} who runs docsync; run docsync as "
+                                   f"{owner}, or set DOCSYNC_STATE_DIR to a directory of {name}'s own",
+                                   f"runuser -u {owner} -- docsync ...")
+        return StateDirProblem(state_dir, f"is owned by {owner}, not by {name} who runs docsync", mine)
+    for entry_name in STATE_ENTRIES:
+        entry = state_dir / entry_name
         try:
-            info = entry.lstat()
+            entry_info = entry.lstat()
         except OSError:
             continue
         if not os.access(entry, os.W_OK):
-            owner = f"{user_name(info.st_uid)} (uid {info.st_uid})"
-            return StateDirProblem(state_dir, f"is owned by {owner} and not writable for {who}", fix, entry)
+            return StateDirProblem(state_dir, f"is owned by {user_name(entry_info.st_uid)} and not writable for "
+                                   f"{name}", mine, entry)
     return None
+
+
+def _unreachable(state_dir: Path, blocked: Path, name: str, group: str) -> StateDirProblem:
+    """``state_dir`` lies behind ``blocked``, a directory this user may not enter (root's home, or a state
+    directory a root run created 0700 with the user's fallback directory inside it)."""
+    try:
+        info = blocked.stat()
+        whose = f"{blocked} (owned by {user_name(info.st_uid)}, mode {info.st_mode & 0o777:04o})"
+    except OSError:
+        whose = str(blocked)
+    if home_of(os.geteuid()) == blocked or blocked.name == "docsync":
+        # The user's own home / the docsync state directory itself, taken by a root run: give it back.
+        return StateDirProblem(state_dir, f"cannot be reached by {name}: {whose} does not let {name} in",
+                               f"chown -R {name}:{group} {blocked} && chmod 0700 {blocked}")
+    return StateDirProblem(state_dir, f"cannot be reached by {name}: {whose} does not let {name} in; set "
+                           f"DOCSYNC_STATE_DIR to a directory {name} can reach, e.g. /var/lib/docsync",
+                           f"install -d -o {name} -g {group} -m 0700 /var/lib/docsync")
 
 
 def foreign_owner_warning(state_dir: Path) -> str | None:
@@ -91,11 +108,11 @@ def foreign_owner_warning(state_dir: Path) -> str | None:
         owner = state_dir.stat().st_uid
     except OSError:
         return None
-    me = os.geteuid()
-    if owner == me or not os.access(state_dir, os.W_OK):
+    uid = os.geteuid()
+    if owner == uid or not os.access(state_dir, os.W_OK):
         return None
     name = user_name(owner)
-    return (f"the state directory {state_dir} belongs to {name}, but this run is {user_name(me)}'s: files it "
+    return (f"the state directory {state_dir} belongs to {name}, but this run is {user_name(uid)}'s: files it "
             f"creates there would lock {name} out; run it as {name} (runuser -u {name} -- docsync ...)")
 
 

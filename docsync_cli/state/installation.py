@@ -11,6 +11,8 @@ import stat
 import uuid
 from pathlib import Path
 
+from docsync_cli.state.directory import state_file_exists
+
 INSTALLATION_FILE = "installation-id"
 INSTALLATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{3,63}")
 
@@ -30,7 +32,7 @@ def peek_installation_id(state_dir: Path, configured: str | None = None) -> str 
     """The installation id without creating one (None: no run made it yet)."""
     if configured:
         return configured
-    if not (state_dir / INSTALLATION_FILE).is_file():
+    if not state_file_exists(state_dir / INSTALLATION_FILE):  # owner and fix, not a PermissionError
         return None
     try:
         return installation_id(state_dir)

@@ -30,6 +30,7 @@ from docsync_cli.config import (
 )
 from docsync_cli.config import paths as config_paths
 from docsync_cli.errors import ConfigError
+from docsync_cli.users import group_name, user_name
 
 REPO = Path(__file__).resolve().parents[2]
 UNPATCHED_DEFAULT_CONFIG_PATH = config_paths.DEFAULT_CONFIG_PATH
@@ -715,16 +716,26 @@ def test_world_readable_file_with_secrets_is_refused(tmp_path: Path, monkeypatch
     own_file(path, monkeypatch)
     with pytest.raises(ConfigError) as excinfo:
         load_settings(path, env=base_env(tmp_path))
-    assert problems_of(excinfo) == [
-        f"config.toml holds secrets but is readable by other users (mode 0644); run: chmod 600 {path}"
-    ]
+    [problem] = problems_of(excinfo)
+    assert problem.startswith("config.toml holds secrets but is readable or writable by other users (mode 0644); "
+                              "run (as root): chown root:")
+    assert f"{path} && chmod 0640 {path}, or better move the keys out of the file" in problem
 
 
-def test_group_readable_file_with_secrets_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_group_writable_file_with_secrets_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_toml(tmp_path, SECRET_TOML, mode=0o660)
+    own_file(path, monkeypatch)
+    with pytest.raises(ConfigError, match=r"mode 0660"):
+        load_settings(path, env=base_env(tmp_path))
+
+
+def test_group_readable_file_with_secrets_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """root:docsync 0640, like the key files: root (status, check) and the service user (its group) both read it."""
     path = write_toml(tmp_path, SECRET_TOML, mode=0o640)
     own_file(path, monkeypatch)
-    with pytest.raises(ConfigError, match=r"mode 0640"):
-        load_settings(path, env=base_env(tmp_path))
+    env = base_env(tmp_path)
+    del env["XAI_API_KEY"]
+    assert secret_value(load_settings(path, env=env), "XAI_API_KEY") == CANARY["XAI_API_KEY"]
 
 
 def test_private_file_with_secrets_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -744,16 +755,39 @@ def test_readable_file_without_secrets_is_fine(tmp_path: Path) -> None:
 def test_file_with_secrets_owned_by_another_user_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A docsync-owned 0600 config read by root (status, check): the fix is root:docsync 0640, which both can read
+    (never `chown 0`, which would lock the service out), and it names users, not uids."""
     path = write_toml(tmp_path, SECRET_TOML, mode=0o600)
     owner = path.stat().st_uid
+    if owner == 0:  # as root: make it another user's, as the service user's file would be
+        owner = 4242
+        os.chown(path, owner, owner)
     monkeypatch.setattr(os, "geteuid", lambda: owner + 1)
     with pytest.raises(ConfigError) as excinfo:
         load_settings(path, env=base_env(tmp_path))
     [problem] = problems_of(excinfo)
     assert problem.startswith(
-        f"config.toml holds secrets but is owned by another user (uid {owner}, docsync runs as uid {owner + 1})"
-    )
+        f"config.toml holds secrets but is owned by {user_name(owner)}, and docsync runs as {user_name(owner + 1)}; "
+        f"run (as root): chown root:"
+    ), problem
+    assert f"&& chmod 0640 {path} (root and the group " in problem
     assert CANARY["XAI_API_KEY"] not in problem
+
+
+def test_root_running_on_the_service_users_config_is_told_the_shared_owner(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_toml(tmp_path, SECRET_TOML, mode=0o600)
+    fake = os.stat_result((0o100600, 0, 0, 1, 990, 990, 0, 0, 0, 0))  # the service user's file: uid/gid 990
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: fake)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    try:
+        with pytest.raises(ConfigError) as excinfo:
+            load_settings(path, env=base_env(tmp_path))
+    finally:
+        monkeypatch.setattr(os, "fstat", real_fstat)
+    [problem] = problems_of(excinfo)
+    assert f"run (as root): chown root:{group_name(990)} {path} && chmod 0640 {path}" in problem, problem
 
 
 def test_root_reading_a_root_owned_file_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -772,7 +806,7 @@ def test_root_reading_a_root_owned_file_is_fine(tmp_path: Path, monkeypatch: pyt
 def test_redis_password_in_file_counts_as_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_toml(tmp_path, '[lock]\nbackend = "redis"\nurl = "redis://:pw-CANARY@h"\n', mode=0o644)
     own_file(path, monkeypatch)
-    with pytest.raises(ConfigError, match=r"holds secrets but is readable by other users") as excinfo:
+    with pytest.raises(ConfigError, match=r"holds secrets but is readable or writable by other users") as excinfo:
         load_settings(path, env=base_env(tmp_path))
     assert all("pw-CANARY" not in problem for problem in problems_of(excinfo))
 
@@ -824,7 +858,8 @@ def test_state_dir_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_state_dir({"HOME": "/root", "XDG_STATE_HOME": "/root/.state"}) == Path("/var/lib/docsync")
 
 
-def test_state_dir_for_users() -> None:
+def test_state_dir_for_users(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(config_paths, "ROOT_STATE_DIR", tmp_path / "no-system-install")
     assert default_state_dir({"HOME": "/home/u"}) == Path("/home/u/.local/state/docsync")
     assert default_state_dir({"HOME": "/home/u", "XDG_STATE_HOME": "/x/state"}) == Path("/x/state/docsync")
     # relative XDG values are ignored, as the XDG spec says
@@ -989,17 +1024,28 @@ def test_example_config_is_valid_and_documents_every_setting(
 
 
 def test_state_dir_of_the_service_user_is_the_system_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The user owning /var/lib/docsync (created for it by `install -d -o docsync`) gets it by default, so an
-    admin's `runuser -u docsync -- docsync status` reads the same state as the timer's runs."""
+    """Once /var/lib/docsync exists, every user gets it by default, so an admin's `runuser -u docsync -- docsync
+    status` reads the same state as the timer's runs, and a user who may not use it is told so (owner, fix, exit
+    4) instead of silently starting a second installation in ~/.local/state."""
     system = tmp_path / "var-lib-docsync"
     system.mkdir()
-    owner = system.stat().st_uid
     monkeypatch.setattr(config_paths, "ROOT_STATE_DIR", system)
-    monkeypatch.setattr(os, "geteuid", lambda: owner if owner != 0 else 4242)
-    if owner == 0:
-        os.chown(system, 4242, -1)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
     assert default_state_dir({"HOME": "/home/u"}) == system
-    monkeypatch.setattr(os, "geteuid", lambda: 4343)  # someone else: their own XDG state dir
+    monkeypatch.setattr(os, "geteuid", lambda: 4343)  # someone else: still the real one, never a private copy
+    assert default_state_dir({"HOME": "/home/u"}) == system
+
+
+def test_the_service_users_home_is_its_state_dir_before_it_exists(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    """The README's `useradd --home-dir /var/lib/docsync`: before the directory exists the service user is pointed
+    at it (and told to create it), not at ~/.local/state inside a home it does not have."""
+    system = tmp_path / "var-lib-docsync"
+    monkeypatch.setattr(config_paths, "ROOT_STATE_DIR", system)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    monkeypatch.setattr(config_paths, "home_of", lambda uid: system if uid == 4242 else None)
+    assert default_state_dir({"HOME": str(system)}) == system
+    monkeypatch.setattr(os, "geteuid", lambda: 4343)
     assert default_state_dir({"HOME": "/home/u"}) == Path("/home/u/.local/state/docsync")
 
 

@@ -18,7 +18,7 @@ import docsync_cli
 
 PACKAGE = Path(docsync_cli.__file__).parent
 SANDBOX = PACKAGE.parent / "docsync_sandbox"
-KERNEL = {"errors", "model", "outcome", "secrets", "timestamps"}
+KERNEL = {"errors", "model", "outcome", "secrets", "timestamps", "users"}
 # folder → the folders it may import besides itself and the kernel
 LAYERS: dict[str, set[str]] = {
     "transport": set(),
