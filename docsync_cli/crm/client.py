@@ -187,11 +187,9 @@ class EspoClient:
         params = {"maxSize": 1, "offset": 0, "orderBy": "id", "order": "asc", "select": ["id"],
                   "where": id_range(low, high)}
         _, total = self.search("Document", params, no_total=False)
-        if isinstance(total, int) and not isinstance(total, bool) and total < 0:
-            return None
         if not isinstance(total, int) or isinstance(total, bool):
             raise RejectedError("espocrm", "GET", "Document", 200, "answer has no total")
-        return total
+        return total if total >= 0 else None
 
     def stream_page(self, after_number: int | None, types: Sequence[str], parent_types: Sequence[str], *,
                     before: int | None = None, up_to: int | None = None) -> tuple[list[StreamNote], Any]:
@@ -212,8 +210,7 @@ class EspoClient:
         return self.to_document(self.service.json("GET", f"Document/{quote(doc_id, safe='')}"))
 
     def presence(self, doc_id: str) -> tuple[Presence, str]:
-        """``GET Document/{id}`` (contract §11.3): 404 gone, 403 ``No 'read' access.`` hidden from the role, 200
-        live; with EspoCRM's reason. Any other refusal (no Document read scope at all) is raised."""
+        """``GET Document/{id}`` (contract §11.3): 404 gone, 403 ``No 'read' access.`` hidden, 200 live; else raised."""
         try:
             self.service.json("GET", f"Document/{quote(doc_id, safe='')}", params={"select": "id"})
         except NotFoundError as exc:
