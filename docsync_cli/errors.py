@@ -72,7 +72,12 @@ class AuthError(RunFatal):
 
 
 class ServiceUnreachable(RunFatal):
-    pass
+    """Nothing answered (or only a redirect). ``service`` names the service when one is known, so the advice can
+    name its URL setting."""
+
+    def __init__(self, message: str, service: str = "") -> None:
+        self.service = service
+        super().__init__(message)
 
 
 class LocalEnvironmentError(RunFatal):

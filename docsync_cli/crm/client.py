@@ -71,18 +71,18 @@ class EspoClient:
                 return self.schema
             try:
                 fields = self.metadata("entityDefs.Document.fields")
-            except AuthError:
-                raise
             except DocsyncError as exc:
+                if isinstance(exc, AuthError) or not self.service.answered:
+                    raise  # a wrong key, or nothing answers at the URL: the run stops here
                 log.warning("cannot read the Document field definitions (%s); using the configured names and "
                             "only the design document's options", exc)
                 fields = None
             self.learned.adopt_fields(fields)
             try:
                 user = self.app_user()
-            except AuthError:
-                raise
             except DocsyncError as exc:
+                if isinstance(exc, AuthError) or not self.service.answered:
+                    raise
                 log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
                 user = None
             self.learned.adopt_app_user(user)
