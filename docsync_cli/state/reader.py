@@ -103,3 +103,9 @@ class ReadOnlyState:
         """Documents whose xAI file an earlier sync system made, waiting for ``docsync adopt`` (as the last runs
         found them)."""
         return sum(1 for key in self.meta() if key.startswith(ADOPT_PREFIX))
+
+    def hidden(self) -> dict[str, tuple[str, float]]:
+        """document id → (EspoCRM's reason, since when) of the documents hidden from the API user (403): their
+        files are kept (empty when none were found, or the file cannot be read)."""
+        rows = self._rows("SELECT doc_id, reason, since FROM hidden ORDER BY doc_id")
+        return {str(doc_id): (str(reason), float(str(since))) for doc_id, reason, since in rows}
