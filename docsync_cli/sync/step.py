@@ -187,6 +187,8 @@ class DocumentReconciler:
                 result.outcome = Outcome.SKIPPED
                 result.detail = f"its xAI file {doc.xai_file_id} is not docsync's (yet): run `docsync adopt`"
                 return
+            if current is None and doc.xai_file_id:
+                self.state.adopt_settled(doc.id)  # gets its own upload now: it no longer waits for adopt
             earlier = tuple(self.state.owned_files(doc.id))
             previews = self.previews is not None
             doc_plan = plan_document(doc, content, required, current, earlier, local=local, previews=previews)

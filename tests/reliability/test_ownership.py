@@ -15,7 +15,7 @@ import pytest
 
 from docsync_cli.errors import ForeignInstallation
 from docsync_cli.model import Outcome
-from docsync_cli.state import installation_id
+from docsync_cli.state import ReadOnlyState, installation_id
 from docsync_sandbox.seed import Sandbox
 
 from .helpers import pdf_bytes, run_engine, sandbox_running
@@ -134,11 +134,13 @@ def test_a_foreign_file_named_in_xai_file_id_is_neither_reused_nor_deleted(sandb
     assert doc["xaiFileId"] == foreign and set(sandbox.xai.files()) == {foreign}, "a copy was uploaded beside it"
     assert [r.outcome for r in result.summary.results] == [Outcome.SKIPPED], result
     assert sandbox.xai.document(collections[0], foreign)["fields"] == {}, "the hand-made member was rewritten"
+    assert ReadOnlyState(tmp_path / "state").waiting_for_adopt() == 1
     # a changed file must not delete it either
     sandbox.espo.replace_file(docs[0], pdf_bytes("version two"))
     sandbox.espo.user_update(docs[0], dateiStatus="Geändert", xaiFileId=foreign)
     assert run_engine(sandbox, tmp_path / "state", full=True).exit_code == 0
     assert foreign in sandbox.xai.files() and foreign in members(sandbox, collections[0])
+    assert ReadOnlyState(tmp_path / "state").waiting_for_adopt() == 0  # it has its own upload now
 
 
 def test_a_persons_own_use_of_docsyncs_file_in_their_collection_is_left_alone(sandbox: Sandbox,
