@@ -66,12 +66,18 @@ class AuthError(RunFatal):
     def __init__(self, service: str, status: int, detail: str = "") -> None:
         self.service = service
         self.status = status
+        self.detail = detail
         what = "rejected the credentials" if status in (400, 401) else "refused permission"
         super().__init__(f"{service} {what} (HTTP {status}){': ' + detail if detail else ''}")
 
 
 class ServiceUnreachable(RunFatal):
-    pass
+    """Nothing answered (or only a redirect). ``service`` names the service when one is known, so the advice can
+    name its URL setting."""
+
+    def __init__(self, message: str, service: str = "") -> None:
+        self.service = service
+        super().__init__(message)
 
 
 class LocalEnvironmentError(RunFatal):

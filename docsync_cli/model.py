@@ -151,6 +151,7 @@ class RemoteMember:
 class Deletion:
     member: RemoteMember
     reason: str
+    document_gone: bool = False  # retired because its document is gone: only once GET Document/{id} said 404
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,28 @@ class Preview(StrEnum):
     UNCHANGED = "unchanged"
     OFF = "off"  # this run makes no previews
     KNOWN_FAILURE = "known_failure"  # this content's preview failed before; not tried again until it changes
+
+
+def id_key(doc_id: str) -> str:
+    """An EspoCRM id as the server compares it for sameness: ignoring case (``utf8mb4_unicode_ci``, contract
+    §11.3). Only for "same record or not"; never for order (the server's order is not Python's)."""
+    return doc_id.lower()
+
+
+class Presence(StrEnum):
+    """What ``GET Document/{id}`` says of a document a count, a bisection or a listing nominated as deleted
+    (EspoCRM contract §11.2, §11.3). Only GONE lets docsync retire its files."""
+
+    LIVE = "live"  # 200: nominated by mistake (e.g. the server orders ids differently from Python)
+    GONE = "gone"  # 404: deleted
+    HIDDEN = "hidden"  # 403 No 'read' access.: it exists, the API user's role or teams may not read it
+
+
+class DeletionMethod(StrEnum):
+    """How plain runs notice deletions (the ``deletions`` entry of the ``feeds`` meta value; ``docsync status``)."""
+
+    COUNTS = "counts"  # a count per run, id-range counts on a mismatch, then confirmed one by one
+    LISTING = "listing"  # the server does not count (countDisabled): the listing pass compares ids
 
 
 class PreviewFailure(StrEnum):

@@ -127,7 +127,8 @@ def advise(exc: DocsyncError) -> None:
         err.print(f"docsync: run aborted: {exc}\n  fix: {hint}. Documents not reached keep their status.",
                   markup=False, highlight=False)
     elif isinstance(exc, ServiceUnreachable):
-        err.print(f"docsync: run aborted: {exc}\n  fix: check the URL and the network; the next run retries.",
+        setting = _URL_SETTINGS.get(exc.service, "the URL").split(" (")[0]
+        err.print(f"docsync: run aborted: {exc}\n  fix: check {setting} and the network; the next run retries.",
                   markup=False, highlight=False)
     elif isinstance(exc, SetupError):
         err.print(f"docsync: refused: {exc}", markup=False, highlight=False)

@@ -6,7 +6,7 @@ answers every list request returns. ``crm/client.py`` makes the requests and han
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,5 +79,18 @@ def list_of(page: Any, what: str) -> list[dict[str, Any]]:
     return list(records)
 
 
-__all__ = ["FieldDefinition", "StreamNote", "list_of", "parse_field_definition", "parse_field_definitions",
+__all__ = ["FieldDefinition", "StreamNote", "list_of", "page_ends", "parse_field_definition", "parse_field_definitions",
            "parse_link_entity", "parse_stream_note"]
+
+
+def page_ends(records: Sequence[Any], total: Any, page_size: int) -> bool:
+    """Whether a keyset page (offset 0) is the last one (contract §2.3, §11.2): ``-2`` or an empty page ends;
+    ``-1`` means more exist even when the page is shorter than asked; a counted total ends once the page holds
+    it; without a total, a short page ends."""
+    if not records or total == -2:
+        return True
+    if total == -1:
+        return False
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        return len(records) >= total
+    return len(records) < page_size

@@ -1,10 +1,9 @@
 """EspoCRM REST client (``/api/v1/``), following the EspoCRM contract (``docs/contracts.md``).
 
-It knows the wire (``searchParams``, paging, ``X-Version-Number``) over an injected ``httpx.Client``
-(``crm.auth.build_http_client``: base URL, API key or HMAC). What it learns of the CRM's Document (names,
-options, page cap) and the mapping between records and docsync's model are ``crm.schema.LearnedSchema``'s; what
-EspoCRM answers, as frozen values, is ``crm.answers``'; what a refusal means by its ``X-Status-Reason`` is
-``crm.reasons``'.
+It knows the wire (``searchParams``, paging, ``X-Version-Number``) over an injected ``httpx.Client`` (base URL, API
+key or HMAC). What it learns of the CRM's Document (names, options, page cap) and the mapping between records and
+docsync's model are ``crm.schema.LearnedSchema``'s; what EspoCRM answers, as frozen values, is ``crm.answers``';
+what a refusal means by its ``X-Status-Reason`` is ``crm.reasons``'.
 """
 
 from __future__ import annotations
@@ -21,16 +20,18 @@ from docsync_cli.crm.answers import (
     FieldDefinition,
     StreamNote,
     list_of,
+    page_ends,
     parse_field_definitions,
     parse_link_entity,
     parse_stream_note,
 )
 from docsync_cli.crm.clock import ServerClock
 from docsync_cli.crm.fields import FieldSchema
-from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, refused_write
+from docsync_cli.crm.queries import id_range
+from docsync_cli.crm.reasons import file_field_not_editable, is_auth_failure, record_hidden, refused_write
 from docsync_cli.crm.schema import PAGE, ApiUser, LearnedSchema, parse_api_user
-from docsync_cli.errors import AuthError, ConflictError, DocsyncError, RejectedError, SetupError
-from docsync_cli.model import CrmDocument, Field
+from docsync_cli.errors import AuthError, ConflictError, DocsyncError, NotFoundError, RejectedError, SetupError
+from docsync_cli.model import CrmDocument, Field, Presence
 from docsync_cli.secrets import printable
 from docsync_cli.transport.http import ServiceClient, short
 
@@ -70,18 +71,18 @@ class EspoClient:
                 return self.schema
             try:
                 fields = self.metadata("entityDefs.Document.fields")
-            except AuthError:
-                raise
             except DocsyncError as exc:
+                if isinstance(exc, AuthError) or not self.service.answered:
+                    raise  # a wrong key, or nothing answers at the URL: the run stops here
                 log.warning("cannot read the Document field definitions (%s); using the configured names and "
                             "only the design document's options", exc)
                 fields = None
             self.learned.adopt_fields(fields)
             try:
                 user = self.app_user()
-            except AuthError:
-                raise
             except DocsyncError as exc:
+                if isinstance(exc, AuthError) or not self.service.answered:
+                    raise
                 log.warning("cannot read App/user (%s); listing %d documents per page", exc, PAGE)
                 user = None
             self.learned.adopt_app_user(user)
@@ -141,7 +142,7 @@ class EspoClient:
             records = list_of(page, "Document list")
             for record in records:
                 yield self.to_document(record)
-            if len(records) < self.page_size or page.get("total") == -2:
+            if page_ends(records, page.get("total"), self.page_size):
                 return
             last_id = str(records[-1]["id"])
 
@@ -174,19 +175,20 @@ class EspoClient:
                       "select": list(dict.fromkeys(["id", by, *select])), "where": conditions}
             records, total = self.search(entity, params)
             yield from records
-            if len(records) < self.page_size or total == -2:
+            if page_ends(records, total, self.page_size):
                 return
             last = records[-1]
             cursor = (str(last.get(by) or ""), str(last["id"]))
 
-    def count_between(self, low: str | None, high: str | None) -> int:
-        """How many Documents have ``low <= id < high`` (None = open end): a count-only request."""
+    def count_between(self, low: str | None, high: str | None) -> int | None:
+        """How many Documents have ``low <= id < high`` (None = open end, in the server's collation); None when
+        the server does not count (``total`` -1/-2: "Disable record count", contract §11.2)."""
         params = {"maxSize": 1, "offset": 0, "orderBy": "id", "order": "asc", "select": ["id"],
                   "where": id_range(low, high)}
         _, total = self.search("Document", params, no_total=False)
-        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        if not isinstance(total, int) or isinstance(total, bool):
             raise RejectedError("espocrm", "GET", "Document", 200, "answer has no total")
-        return total
+        return total if total >= 0 else None
 
     def stream_notes(self, after_number: int | None, types: Sequence[str], parent_types: Sequence[str]
                      ) -> list[StreamNote]:
@@ -214,6 +216,18 @@ class EspoClient:
 
     def get_document(self, doc_id: str) -> CrmDocument:
         return self.to_document(self.service.json("GET", f"Document/{quote(doc_id, safe='')}"))
+
+    def presence(self, doc_id: str) -> tuple[Presence, str]:
+        """``GET Document/{id}`` (contract §11.3): 404 gone, 403 ``No 'read' access.`` hidden, 200 live; else raised."""
+        try:
+            self.service.json("GET", f"Document/{quote(doc_id, safe='')}", params={"select": "id"})
+        except NotFoundError as exc:
+            return Presence.GONE, exc.detail or "HTTP 404"
+        except (AuthError, RejectedError) as exc:
+            if exc.status == 403 and record_hidden(exc.detail):
+                return Presence.HIDDEN, "No 'read' access."
+            raise
+        return Presence.LIVE, ""
 
     def document_at(self, where: list[dict[str, Any]], offset: int) -> CrmDocument | None:
         """The document at ``offset`` (ordered by id) among those matching ``where``; None past the end.
@@ -249,7 +263,7 @@ class EspoClient:
                 value = record.get(field)
                 if isinstance(value, str) and value.strip():
                     yield value.strip()
-            if len(records) < self.page_size:
+            if page_ends(records, page.get("total"), self.page_size):
                 return
             last_id = str(records[-1]["id"])
 
@@ -381,16 +395,6 @@ class EspoClient:
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
             raise RejectedError("espocrm", "POST", "Attachment", 200, "answer has no attachment id")
         return str(record["id"])
-
-
-def id_range(low: str | None, high: str | None) -> list[dict[str, Any]]:
-    """The ``where`` of the records with ``low <= id < high`` (None: an open end)."""
-    where = []
-    if low is not None:
-        where.append({"type": "greaterThanOrEquals", "attribute": "id", "value": low})
-    if high is not None:
-        where.append({"type": "lessThan", "attribute": "id", "value": high})
-    return where
 
 
 __all__ = ["EspoClient", "id_range"]

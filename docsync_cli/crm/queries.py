@@ -86,3 +86,13 @@ def synced_but_unfinished(attributes: Mapping[str, str]) -> Where:
 def field_is(attribute: str, value: str | None) -> Where:
     """Records whose ``attribute`` is ``value`` (None: NULL or empty), e.g. to count one ``dateiStatus``."""
     return [equals(attribute, value)]
+
+
+def id_range(low: str | None, high: str | None) -> list[dict[str, Any]]:
+    """The ``where`` of the records with ``low <= id < high`` (None: an open end)."""
+    where = []
+    if low is not None:
+        where.append({"type": "greaterThanOrEquals", "attribute": "id", "value": low})
+    if high is not None:
+        where.append({"type": "lessThan", "attribute": "id", "value": high})
+    return where

@@ -44,6 +44,13 @@ def is_auth_failure(status: int, headers: httpx.Headers, body: bytes) -> bool:
     return not reason or ACL_REASON.match(reason) is not None
 
 
+def record_hidden(detail: str) -> bool:
+    """A 403 of ``GET {Entity}/{id}`` that says the role may not read *this record* (``No 'read' access.``, contract
+    §11.3): it exists but is hidden from the API user (a role or team change). Without scope read access the
+    reason is ``No read access.``, which is the role's problem with every record, not this one's."""
+    return detail.strip().startswith("No 'read' access")
+
+
 def file_field_not_editable(refusal: RejectedError) -> bool:
     """The API user may not edit the Document's ``file`` field, so a write that carries ``fileId`` (the check
     that the file was not replaced) is refused as a whole."""

@@ -29,6 +29,8 @@ DATEI_STATUSES = (DateiStatus.NEU.value, DateiStatus.GEAENDERT.value, DateiStatu
                   DateiStatus.FEHLER.value, EMPTY)
 SYNC_STATUSES = (SyncStatus.PENDING.value, SyncStatus.SYNCING.value, SyncStatus.SYNCED.value,
                  SyncStatus.FAILED.value, EMPTY)
+STATUS_VERSION = 1
+"""``version`` of ``docsync status --json``: raised only on an incompatible change (a key removed or renamed)."""
 FAILED_LIST_LIMIT = 50
 RUNS_SHOWN = 10
 
@@ -116,6 +118,9 @@ class Feeds(TypedDict):
 
 
 class StatusReport(TypedDict):
+    """The whole report; the README's "status --json" schema documents every key of it (a test compares them)."""
+
+    version: int
     generated_at: str
     state_dir: str
     installation_id: str | None
@@ -140,8 +145,10 @@ def where_equals(attribute: str, value: str) -> dict[str, Any]:
 def collect_status(settings: Settings) -> StatusReport:
     """Gather the status report as plain JSON-able data (``docsync status --json`` prints exactly this).
 
-    Keys (stable; new keys may be added, none removed or renamed):
+    Keys (stable; new keys may be added, none removed or renamed; the README documents each):
 
+    ``version``
+        :data:`STATUS_VERSION`; changes only on an incompatible change.
     ``generated_at``
         ISO 8601 UTC time of the report.
     ``installation_id``
@@ -191,6 +198,7 @@ def collect_status(settings: Settings) -> StatusReport:
         (``noLoad: false``).
     """
     data: StatusReport = {
+        "version": STATUS_VERSION,
         "generated_at": utc_timestamp(),
         "state_dir": str(settings.state_dir),
         "installation_id": peek_installation_id(settings.state_dir, settings.sync.installation_id),

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS linked (
     entity TEXT NOT NULL, record_id TEXT NOT NULL, collection_id TEXT NOT NULL, PRIMARY KEY (entity, record_id)
 );
+CREATE TABLE IF NOT EXISTS hidden (doc_id TEXT PRIMARY KEY, reason TEXT NOT NULL, since REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS uploads (
     doc_id TEXT NOT NULL, sha256 TEXT NOT NULL, name TEXT NOT NULL, xai_file_id TEXT,
     started REAL NOT NULL, PRIMARY KEY (doc_id, sha256)
@@ -143,7 +144,8 @@ class StateStore:
 
     @guarded("count the documents' records")
     def count_between(self, low: str | None = None, high: str | None = None) -> int:
-        """Local document records with ``low <= id < high`` (None = open end)."""
+        """Local document records with ``low <= id < high`` (None = open end), hidden ones left out (the
+        server's counts leave them out too)."""
         sql, args = _id_range(low, high)
         with self._lock:
             query = f"SELECT COUNT(*) FROM documents WHERE {sql}"  # noqa: S608 (fixed clauses, values bound)
@@ -157,11 +159,56 @@ class StateStore:
             rows = self._db.execute(query, (*args, limit, offset)).fetchall()
         return [str(row[0]) for row in rows]
 
+    # -- deletions: documents hidden from the API user, the ids a listing pass saw -----------------------
+
+    @guarded("read the hidden documents")
+    def hidden(self) -> dict[str, tuple[str, float]]:
+        """document id → (EspoCRM's reason, since when) of the documents that exist but are hidden from the API
+        user (``GET Document/{id}`` 403): their files stay, they are left out of the deletion counts."""
+        with self._lock:
+            rows = self._db.execute("SELECT doc_id, reason, since FROM hidden ORDER BY doc_id").fetchall()
+        return {str(r[0]): (str(r[1]), float(r[2])) for r in rows}
+
+    @guarded("remember a hidden document")
+    def hide(self, doc_id: str, reason: str) -> None:
+        self._write("INSERT OR IGNORE INTO hidden (doc_id, reason, since) VALUES (?, ?, ?)",
+                    (doc_id, reason, time.time()))
+
+    @guarded("forget hidden documents")
+    def unhide(self, doc_ids: list[str]) -> None:
+        """These documents were seen again (listed, or ``GET`` answered): no longer hidden."""
+        with self._lock, self._transaction():
+            self._db.executemany("DELETE FROM hidden WHERE lower(doc_id) = lower(?)", [(d,) for d in doc_ids])
+
+    @guarded("start the listing pass's id list")
+    def listing_started(self) -> None:
+        """A listing pass begins: forget the ids an earlier one saw (a temporary table of this connection)."""
+        with self._lock:
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS listed (key TEXT PRIMARY KEY)")
+            self._db.execute("DELETE FROM listed")
+
+    @guarded("note the listed ids")
+    def listed(self, doc_ids: list[str]) -> None:
+        """Ids the listing pass saw, compared ignoring case as the server does (contract §11.3)."""
+        with self._lock:
+            self._db.executemany("INSERT OR IGNORE INTO listed (key) VALUES (lower(?))", [(d,) for d in doc_ids])
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM hidden WHERE lower(doc_id) IN (SELECT key FROM listed)")
+
+    @guarded("compare the listed ids")
+    def unlisted(self) -> list[str]:
+        """The documents this host keeps records of (hidden ones included) that the listing pass did not see."""
+        with self._lock:
+            rows = self._db.execute("SELECT doc_id FROM documents WHERE lower(doc_id) NOT IN"
+                                    " (SELECT key FROM listed) ORDER BY doc_id").fetchall()
+        return [str(row[0]) for row in rows]
+
     @guarded("forget deleted documents")
     def forget(self, doc_ids: list[str]) -> None:
         """Drop the records of documents that are gone from EspoCRM (their files were retired)."""
         with self._lock, self._transaction():
             self._db.executemany("DELETE FROM documents WHERE doc_id = ?", [(d,) for d in doc_ids])
+            self._db.executemany("DELETE FROM hidden WHERE doc_id = ?", [(d,) for d in doc_ids])
 
     @guarded("save documents' records")
     def add_many(self, records: list[LocalRecord]) -> None:
@@ -305,7 +352,7 @@ def record_of_row(row: tuple[object, ...]) -> LocalRecord:
 
 
 def _id_range(low: str | None, high: str | None) -> tuple[str, tuple[str, ...]]:
-    parts, args = ["1"], []
+    parts, args = ["doc_id NOT IN (SELECT doc_id FROM hidden)"], []
     if low is not None:
         parts.append("doc_id >= ?")
         args.append(low)

@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from docsync_cli.crm.client import EspoClient
+from docsync_cli.crm.reasons import record_hidden
 from docsync_cli.errors import (
     AmbiguousWriteError,
+    AuthError,
     DocsyncError,
     LockHeld,
     NotFoundError,
@@ -44,6 +46,7 @@ from docsync_cli.model import (
     WorkItem,
 )
 from docsync_cli.state import StateStore
+from docsync_cli.sync.deletions import confirm_unlisted
 from docsync_cli.sync.gather import ChangeFeed, Changes
 from docsync_cli.sync.plan import deletion_steps, plan_gone, plan_run, still_used
 from docsync_cli.sync.plan_feeds import verified_by_listing
@@ -94,6 +97,7 @@ class Engine:
         self.uploads = self.reconciler.uploads
         self.feed = ChangeFeed(espo, xai, state, settings, wall)
         self.changes: Changes | None = None  # what the change feeds found (None: they were not asked)
+        self.confirmed_gone: set[str] = set()  # documents GET Document/{id} answered 404 for in this run
 
     # -- run level -----------------------------------------------------------------------------------
 
@@ -134,6 +138,7 @@ class Engine:
                             retry_failed=options.retry_failed)
         deletions: tuple[Deletion, ...] = ()
         gone = changes.gone
+        self.confirmed_gone.update(r.doc_id for r in gone)
         if gone:
             foreign = [r for r in gone if not self.feed.owned(r)]
             for record in foreign:
@@ -178,12 +183,18 @@ class Engine:
         if self.changes is not None and remote is not None:
             verified = verified_by_listing(docs, local, self.changes.expected, remote,
                                            previews=self.reconciler.previews is not None)
+        present: frozenset[str] = frozenset()
+        if remote is not None and options.ids is None:
+            verdicts = confirm_unlisted(self.espo, self.state, docs, local, remote)
+            summary.notes += verdicts.notes
+            present = frozenset([*verdicts.live, *verdicts.hidden, *verdicts.unknown])
+            self.confirmed_gone.update(verdicts.gone)
         run_plan = plan_run(docs, local, ids=options.ids, full=options.full, remote=remote, limits=limits,
                             limit=options.limit, retry_failed=options.retry_failed, touched=touched,
-                            verified=verified)
+                            verified=verified, present=present)
         if self.changes is not None and remote is not None:
-            listed = {doc.id for doc in docs}
-            self.changes.gone = [r for i, r in local.items() if i not in listed]  # forgotten after the deletions
+            # forgotten after the deletions: only documents confirmed gone (404) in this run
+            self.changes.gone = [r for i, r in local.items() if i in self.confirmed_gone]
         if options.prune_only:
             run_plan = RunPlan((), run_plan.unchanged + len(run_plan.work), run_plan.held_back, run_plan.deletions)
         return run_plan, docs
@@ -270,6 +281,11 @@ class Engine:
                 future.result()
 
     def _delete(self, deletions: tuple[Deletion, ...], summary: RunSummary) -> None:
+        unconfirmed = {d.member.crm_document_id for d in deletions
+                       if d.document_gone and d.member.crm_document_id not in self.confirmed_gone}
+        for doc_id in sorted(unconfirmed):  # the one rule: a document's files go only after a 404 in this run
+            summary.notes.append(f"{doc_id} was not confirmed deleted in EspoCRM; its files are kept")
+        deletions = tuple(d for d in deletions if d.member.crm_document_id not in unconfirmed)
         for file_id, owner, steps in deletion_steps(deletions):
             try:
                 # Under the document's lock: a concurrent run may be in the middle of replacing that file.
@@ -304,6 +320,11 @@ class Engine:
                         doc: CrmDocument | None = self.espo.get_document(doc_id)
                     except NotFoundError:
                         doc = None
+                    except (AuthError, RejectedError) as exc:
+                        if exc.status != 403 or not record_hidden(exc.detail):
+                            raise
+                        summary.notes.append(f"cleanup for {doc_id} waits: the document is hidden from docsync")
+                        continue
                     for file_id, collection_id in items:
                         if not still_used(doc, file_id, collection_id):
                             self.locks.check()

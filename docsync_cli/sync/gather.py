@@ -15,7 +15,8 @@ EspoCRM contract §2.5 and §10.5-10.7. One plain run asks:
   cursor, when the API user's role has that scope (found out once per run: 403 = no scope). Without it, link
   changes wait for the next listing pass.
 * **Deletions**: one count-only request against this host's record count; on a mismatch, id-range counts
-  (bisection on the local ids, O(d · log N)) find the gone and the unseen ids.
+  nominate candidates, each confirmed by ``GET Document/{id}`` (``sync/deletions.py``; the listing pass
+  compares ids instead, and is the only check when the server does not count).
 
 A **listing pass** (every ``sync.listing_interval_seconds``, the first run, every ``--full``) lists every Document
 instead (with ``accountsIds`` when the admin set ``noLoad: false`` on ``Document.accounts``), lists the linked
@@ -30,7 +31,6 @@ early is asked again from the old watermark.
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -38,10 +38,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docsync_cli.crm import queries
-from docsync_cli.crm.client import EspoClient, id_range
+from docsync_cli.crm.client import EspoClient
 from docsync_cli.errors import AuthError, DocsyncError, HttpError, RunFatal
 from docsync_cli.model import CrmDocument, EngineSettings, LocalRecord
 from docsync_cli.state import StateStore, StreamFeed
+from docsync_cli.sync.deletions import DeletionCheck
 from docsync_cli.sync.plan import why_work
 from docsync_cli.sync.plan_feeds import (
     clock_set_back,
@@ -64,7 +65,8 @@ STREAM_REASON = "linked records changed (Stream notes)"
 class Changes:
     docs: dict[str, CrmDocument] = field(default_factory=dict)  # candidates, by id
     touched: dict[str, str] = field(default_factory=dict)  # document id -> why its links need a check
-    gone: list[LocalRecord] = field(default_factory=list)  # local records of documents deleted in EspoCRM
+    gone: list[LocalRecord] = field(default_factory=list)  # local records of documents deleted (404) in EspoCRM
+    hidden: dict[str, str] = field(default_factory=dict)  # candidates that exist but are hidden (403): kept
     crm_total: int | None = None
     listing: bool = False  # this run made a listing pass
     notes: list[str] = field(default_factory=list)
@@ -91,6 +93,7 @@ class ChangeFeed:
         self.settings = settings
         self.wall = wall
         self._entities: dict[str, str] = {}  # link -> entity, as the metadata says (listing pass)
+        self.deletions = DeletionCheck(espo, state)
 
     # -- one run ---------------------------------------------------------------------------------------
 
@@ -287,6 +290,7 @@ class ChangeFeed:
         page: list[CrmDocument] = []
 
         def flush() -> None:
+            self.state.listed([d.id for d in page])
             local = self.state.records_for([d.id for d in page])
             for doc in page:
                 expected = set(static) | via_links.get(doc.id, set())
@@ -301,6 +305,7 @@ class ChangeFeed:
             page.clear()
 
         total = 0
+        self.state.listing_started()
         for record in self.espo.iter_keyset("Document", [], select):
             page.append(self.espo.to_document(record))
             total += 1
@@ -309,64 +314,25 @@ class ChangeFeed:
         flush()
         changes.crm_total = total
 
-    # -- deletions -------------------------------------------------------------------------------------
+    # -- deletions (sync/deletions.py: candidates → confirm) ------------------------------------------
 
     def _deletions(self, changes: Changes) -> None:
-        """Count-only check; on a mismatch, bisect by id range to find gone and unseen documents."""
-        known = self.state.records_for(list(changes.docs))
-        unseen_candidates = sorted(i for i in changes.docs if i not in known)
-        try:
-            crm_total = self.espo.count_between(None, None) if changes.crm_total is None else changes.crm_total
-        except RunFatal:
-            raise
-        except DocsyncError as exc:
-            changes.notes.append(f"cannot count EspoCRM documents ({exc}); deletions are checked next run")
-            return
-        changes.crm_total = crm_total
-        local_total = self.state.count_between() + len(unseen_candidates)
-        if crm_total == local_total:
-            return
-        gone: list[str] = []
-        unseen: list[str] = []
-        self._bisect(None, None, crm_total, local_total, unseen_candidates, gone, unseen)
-        if unseen:
-            for doc in self._documents(unseen):
-                changes.add(doc)
-        records = self.state.records_for(gone)
-        changes.gone = [records[i] for i in gone if i in records]
-        if gone:
-            log.info("%d documents are gone from EspoCRM", len(gone))
-
-    def _bisect(self, low: str | None, high: str | None, crm_n: int, local_n: int, extra: list[str],
-                gone: list[str], unseen: list[str]) -> None:
-        if crm_n == local_n:
-            return  # (a deletion and a creation in the same range cancel out: the next listing pass sees it)
-        if crm_n <= self.espo.page_size or local_n <= 1:
-            remote = {str(r["id"]) for r in self.espo.iter_keyset("Document", id_range(low, high), [])}
-            mine = set(self.state.ids_between(low, high)) | set(in_range(extra, low, high))
-            gone += sorted(mine - remote)
-            unseen += sorted(remote - mine)
-            return
-        stored = self.state.count_between(low, high)
-        if stored >= 2:
-            middle = self.state.ids_between(low, high, offset=stored // 2, limit=1)[0]
+        """Plain runs: counts nominate; a listing pass: the ids it did not see. Only a 404 confirms."""
+        if changes.listing:
+            found = self.deletions.after_listing()
         else:
-            merged = sorted(set(self.state.ids_between(low, high)) | set(in_range(extra, low, high)))
-            middle = merged[len(merged) // 2]
-        left_local = self.state.count_between(low, middle) + len(in_range(extra, low, middle))
-        left_crm = self.espo.count_between(low, middle)
-        self._bisect(low, middle, left_crm, left_local, extra, gone, unseen)
-        self._bisect(middle, high, crm_n - left_crm, local_n - left_local, extra, gone, unseen)
+            found = self.deletions.by_counts(list(changes.docs))
+            if found.unseen:
+                for doc in self._documents(found.unseen):
+                    changes.add(doc)
+        changes.notes += found.notes
+        changes.gone = found.gone
+        changes.hidden = found.verdicts.hidden
+        if found.method is not None:
+            changes.feeds["deletions"] = found.method.value
 
     def owned(self, record: LocalRecord) -> bool:
         """Only a file this installation recorded as its own upload for this document is retired."""
         if not record.xai_file_id:
             return True
         return self.state.owner(record.xai_file_id) == record.doc_id
-
-
-def in_range(ids: list[str], low: str | None, high: str | None) -> list[str]:
-    """The ids of the sorted ``ids`` with ``low <= id < high`` (None: an open end)."""
-    start = bisect.bisect_left(ids, low) if low is not None else 0
-    stop = bisect.bisect_left(ids, high) if high is not None else len(ids)
-    return ids[start:stop]

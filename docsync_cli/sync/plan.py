@@ -45,6 +45,7 @@ from docsync_cli.model import (
     RunPlan,
     SyncStatus,
     WorkItem,
+    id_key,
     is_hex,
 )
 
@@ -105,12 +106,15 @@ def plan_run(
     retry_failed: bool = False,
     touched: Mapping[str, str] | None = None,
     verified: frozenset[str] = frozenset(),
+    present: frozenset[str] = frozenset(),
 ) -> RunPlan:
     """Decide the work of one run. ``remote`` is given only when the remote listing completed without error;
     deletions are planned only then (and never in an ``--id`` run). ``touched`` names documents a change feed
     saw change outside the record itself (its links, a linked account's collection): they are checked even when
     the record looks in step. ``verified`` names documents a ``--full`` run found in step from the listings
-    alone (:func:`verified_by_listing`): they need no check of their own."""
+    alone (:func:`verified_by_listing`): they need no check of their own. ``present`` names documents the listing
+    did not show that exist all the same (``GET`` answered 200 or 403, or could not be asked): none of their
+    files is retired."""
     docs = list(docs)
     work: list[WorkItem] = []
     held_back: list[WorkItem] = []
@@ -135,7 +139,7 @@ def plan_run(
     deletions: tuple[Deletion, ...] = ()
     if remote is not None and ids is None:
         members = list(remote)
-        deletions = plan_deletions(docs, members, limits or DeleteLimits())
+        deletions = plan_deletions(docs, members, limits or DeleteLimits(), present)
         deletions += plan_superseded(docs, members, frozenset(item.doc.id for item in work))
     return RunPlan(tuple(work), unchanged, tuple(held_back), deletions)
 
@@ -152,7 +156,7 @@ def plan_gone(gone: Iterable[LocalRecord], managed: int, limits: DeleteLimits) -
         sha = record.sha256 or ""
         collections = record.collections or ("",)
         deletions += [Deletion(RemoteMember(c, record.xai_file_id, record.doc_id, sha),
-                               "its EspoCRM document was deleted") for c in collections]
+                               "its EspoCRM document was deleted", document_gone=True) for c in collections]
     share = 100.0 * doomed / max(1, managed)
     if deletions and not limits.force and (doomed > limits.max_count or share > limits.max_percent):
         raise UnsafePlan(
@@ -177,12 +181,14 @@ def plan_superseded(docs: list[CrmDocument], remote: list[RemoteMember], working
                  and (not current[m.crm_document_id] or current[m.crm_document_id] in ours))
 
 
-def plan_deletions(docs: list[CrmDocument], remote: list[RemoteMember], limits: DeleteLimits) -> tuple[Deletion, ...]:
-    """Remote documents docsync put there whose CRM document is gone. Refuses mass deletions (rclone's
-    ``--max-delete``, vdirsyncer's empty-side check) unless forced."""
-    listed = {doc.id for doc in docs}
-    deletions = [Deletion(member, "its EspoCRM document no longer exists")
-                 for member in remote if member.crm_document_id not in listed]
+def plan_deletions(docs: list[CrmDocument], remote: list[RemoteMember], limits: DeleteLimits,
+                   present: frozenset[str] = frozenset()) -> tuple[Deletion, ...]:
+    """Remote documents docsync put there whose CRM document is gone (not listed, not known ``present``; ids
+    compared ignoring case, as EspoCRM does). Refuses mass deletions (rclone's ``--max-delete``, vdirsyncer's
+    empty-side check) unless forced."""
+    listed = {id_key(doc.id) for doc in docs} | {id_key(i) for i in present}
+    deletions = [Deletion(member, "its EspoCRM document no longer exists", document_gone=True)
+                 for member in remote if id_key(member.crm_document_id) not in listed]
     if not deletions or limits.force:
         return tuple(deletions)
     managed_docs = {member.crm_document_id for member in remote}

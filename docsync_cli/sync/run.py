@@ -30,6 +30,7 @@ from docsync_cli.state import StateStore, installation_id, remember_installation
 from docsync_cli.state.directory import foreign_owner_warning, state_dir_problem
 from docsync_cli.state.history import History, RunRecord
 from docsync_cli.sync.engine import Engine
+from docsync_cli.sync.keys import key_fingerprints, prove_keys
 from docsync_cli.sync.services import engine_settings, open_services
 from docsync_cli.timestamps import timestamp_to_unix, utc_timestamp
 
@@ -144,6 +145,8 @@ class SyncRun:
                             engine_settings(self.settings, self.concurrency, self.temp_dir), previews=previews,
                             on_result=on_result, on_plan=on_plan, stop=stop)
             summary = engine.run(self.options)
+            if summary.fatal is None and not summary.stopped:  # a run with nothing to do proves the keys too
+                prove_keys(services.xai, self.settings.state_dir, key_fingerprints(self.settings))
         remember_previews(self.history, summary.results)
         return summary
 

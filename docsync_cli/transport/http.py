@@ -16,6 +16,11 @@ Both service clients (``crm/client.py``, ``xai.py``) send every request through 
   — but only what is safe to repeat. A non-repeatable POST is retried only when the answer proves it was not
   applied (429, 503, no connection); when its answer was lost it raises :class:`AmbiguousWriteError` so the caller
   looks the result up before trying again.
+* fails fast at start: until the service has answered once, a connection the resolver or the host refuses outright
+  (:func:`refused_outright`: no such name, connection refused) is not retried. That is a wrong URL or a service
+  that is down, which waiting seconds does not change; the run stops at once (exit 3) and the next run tries again.
+  Once the service has answered, the same failure is a dropped connection mid-run (a restart, a load balancer
+  switching over) and is retried like a 502.
 * limits requests in flight per service with an AIMD :class:`~docsync_cli.transport.throttle.Throttle` (a 429 halves it;
   successes grow it back).
 """
@@ -23,8 +28,10 @@ Both service clients (``crm/client.py``, ``xai.py``) send every request through 
 from __future__ import annotations
 
 import email.utils
+import errno
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -129,7 +136,31 @@ class _DeadlineExceeded(Exception):
 
 class ConnectFailed(TransientHttpError):
     """Nothing reached the server (refused, no route, connect timeout): safe to repeat whatever the method; when
-    the attempts run out, the service is unreachable (:class:`ServiceUnreachable`)."""
+    the attempts run out, the service is unreachable (:class:`ServiceUnreachable`). ``outright`` when the resolver
+    or the host said no (:func:`refused_outright`), as opposed to a timeout."""
+
+    def __init__(self, service: str, method: str, path: str, detail: str, *, outright: bool) -> None:
+        super().__init__(service, method, path, None, detail)
+        self.outright = outright
+
+
+_REFUSALS = frozenset({errno.ECONNREFUSED})
+
+
+def refused_outright(exc: BaseException) -> bool:
+    """Whether a connect failure is a definite no: the resolver knows no such name (any ``getaddrinfo`` failure)
+    or the host refused the connection. httpx wraps the socket's ``OSError``; the chain is walked to find it."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, socket.gaierror):
+            return True
+        if isinstance(seen, OSError) and seen.errno in _REFUSALS:
+            return True
+        seen = seen.__cause__ or seen.__context__ or next(
+            (arg for arg in getattr(seen, "args", ()) if isinstance(arg, BaseException)), None)
+    return False
 
 
 class ServiceClient:
@@ -154,6 +185,8 @@ class ServiceClient:
         self._detail = detail or _body_detail
         self.throttle = throttle or Throttle()
         self.request_count = 0
+        self.answered = False  # the service has answered at least once (fail fast until then)
+        self.succeeded = False  # it has answered a request with 2xx (the key and URL work)
         self._count_lock = threading.Lock()
 
     def call(
@@ -201,8 +234,8 @@ class ServiceClient:
             ):
                 with attempt:
                     return self._while_rate_limited(send)
-        except ConnectFailed as exc:  # still nothing reached the server after the last attempt
-            raise ServiceUnreachable(f"{self.name} is unreachable: {exc.detail}") from exc
+        except ConnectFailed as exc:  # refused outright at start, or nothing reached the server after the last try
+            raise ServiceUnreachable(f"{self.name} is unreachable: {exc.detail}", self.name) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _while_rate_limited(self, send: Callable[[], Answer]) -> Answer:
@@ -252,6 +285,8 @@ class ServiceClient:
     # -- internals ------------------------------------------------------------------------------------
 
     def _backoff_hook(self, exc: Exception) -> bool | float:
+        if isinstance(exc, ConnectFailed) and exc.outright and not self.answered:
+            return False  # a wrong URL or a service that is down: waiting does not change it (fail fast)
         if isinstance(exc, TransientHttpError) and exc.status == 429:
             return False  # the inner loop already waited as long as the budget allows
         if isinstance(exc, TransientHttpError):
@@ -267,7 +302,8 @@ class ServiceClient:
                 answer = self._send(out)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # Nothing reached the server: safe to repeat any method.
-            raise ConnectFailed(self.name, method, path, None, f"{CONNECT_FAILED} ({short(str(exc), 80)})") from exc
+            raise ConnectFailed(self.name, method, path, f"{CONNECT_FAILED} ({short(str(exc), 80)})",
+                                outright=refused_outright(exc)) from exc
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, _DeadlineExceeded) as exc:
             timed_out = isinstance(exc, httpx.TimeoutException | _DeadlineExceeded)
             reason = "timed out" if timed_out else f"connection lost ({type(exc).__name__})"
@@ -284,6 +320,7 @@ class ServiceClient:
         request = self.http.build_request(out.method, out.path, params=out.params, json=out.json_body,
                                           content=out.content, files=out.files, data=out.data, headers=out.headers)
         response = self.http.send(request, stream=True, follow_redirects=False)
+        self.answered = True
         try:
             chunks: list[bytes] = []
             sink = out.sink
@@ -306,6 +343,7 @@ class ServiceClient:
         status = answer.status
         if 200 <= status < 300:
             self.throttle.on_success()
+            self.succeeded = True
             return answer
         detail = scrub(self._detail(answer.headers, answer.body))  # servers echo keys back
         retry_after = parse_retry_after(answer.headers.get("retry-after"))
@@ -313,7 +351,7 @@ class ServiceClient:
             target = short(answer.headers.get("location", "?"), 120)
             raise ServiceUnreachable(
                 f"{self.name} answered {method} {path} with a redirect (HTTP {status}) to {target}; docsync does "
-                "not follow redirects, so credentials never go to another host: fix the configured URL")
+                "not follow redirects, so credentials never go to another host: fix the configured URL", self.name)
         if self.is_auth_failure(status, answer.headers, answer.body):
             raise AuthError(self.name, status, detail)
         if status == 404:

@@ -216,6 +216,11 @@ class XaiClient:
         raises what the service said (§15: a wrong key is a 400 naming it)."""
         self.files.json("GET", "/v1/files", params={"limit": 1})
 
+    def probe_management(self) -> None:
+        """The cheapest Management API read (``GET /v1/collections?limit=1``, §6.2): proves the URL and the
+        management key, or raises what the service said (§15)."""
+        self.management.json("GET", "/v1/collections", params={"limit": 1})
+
     # -- collections ---------------------------------------------------------------------------------
 
     def collections(self, limit: int = PAGE) -> list[XaiCollection]:

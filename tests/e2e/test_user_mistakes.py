@@ -5,6 +5,8 @@ user would (QA pass).
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +101,51 @@ def test_xai_management_url_of_something_else_stops_the_run_and_leaves_gesynct_d
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert "fix: check XAI_MANAGEMENT_URL" in done.stderr
     assert {d["id"]: d["dateiStatus"] for d in env.sandbox.espo.documents()} == before
+
+
+def _unused_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("setting", ["ESPOCRM_URL", "XAI_API_URL", "XAI_MANAGEMENT_URL"])
+@pytest.mark.parametrize("url", ["refused", "no-such-name"])
+def test_an_unreachable_url_at_start_is_one_line_and_exit_3(env: Env, setting: str, url: str) -> None:
+    """Issue 22: a wrong or unreachable URL (a refused port, a name the resolver does not know) is not retried
+    like a 502 at start: one line naming the setting, exit 3, no retry warnings (it was ~30 s and 15 of them)."""
+    env.run("sync", "--no-preview")  # whatever there is to do is done: the next run has no other xAI request
+    wrong = f"http://127.0.0.1:{_unused_loopback_port()}" if url == "refused" else "http://docsync-test.invalid"
+    done = env.run("sync", "--no-preview", extra_env={setting: wrong})
+    assert done.returncode == 3, (done.returncode, done.stderr)
+    assert "retry scheduled" not in done.stderr and "WARNING" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2 and "is unreachable: cannot connect" in lines[0], done.stderr
+    assert f"fix: check {setting} and the network" in lines[1]
+
+
+@pytest.mark.parametrize("setting", ["XAI_API_KEY", "XAI_MANAGEMENT_KEY"])
+def test_a_wrong_xai_key_fails_a_run_with_nothing_to_do(env: Env, setting: str) -> None:
+    """Issue 22: a run with nothing to do made no xAI request, so a wrong key passed with exit 0 until the first
+    new document. Now each key is proven by the cheapest read when the run did not use it (docs/contracts.md
+    §15: a wrong key is refused): exit 3 and the setting to fix, and nothing written."""
+    env.run("sync", "--no-preview")
+    env.sandbox.espo.clear_journal()
+    done = env.run("sync", "--no-preview", extra_env={setting: "xai-not-the-right-key"})
+    assert done.returncode == 3, (done.returncode, done.stdout, done.stderr)
+    assert "rejected the credentials" in done.stderr and f"fix: check {setting}" in done.stderr
+    assert env.sandbox.espo.writes() == []
+
+
+def test_the_key_proof_is_kept_for_a_while_and_then_asked_again(env: Env) -> None:
+    """The proof costs one cheap read per key, at most every 15 minutes: a run right after a proven one asks xAI
+    nothing; when the proof is old, each key is asked once."""
+    env.run("sync", "--no-preview")
+    env.sandbox.xai.clear_journal()
+    assert env.run("sync", "--no-preview").returncode == 0
+    assert env.sandbox.xai.requests() == []
+    proofs = env.state / "keys-proven.json"
+    proofs.write_text(json.dumps({mark: 0 for mark in json.loads(proofs.read_text())}))
+    assert env.run("sync", "--no-preview").returncode == 0
+    assert sorted(f"{e.method} {e.path}" for e in env.sandbox.xai.requests()) == [
+        "GET /v1/collections", "GET /v1/files"]

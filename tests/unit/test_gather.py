@@ -15,7 +15,8 @@ from docsync_cli.crm.answers import StreamNote
 from docsync_cli.crm.schema import ApiUser
 from docsync_cli.errors import AuthError, DocsyncError, HttpError
 from docsync_cli.state import StreamFeed
-from docsync_cli.sync.gather import ChangeFeed, Changes, in_range
+from docsync_cli.sync.deletions import in_range
+from docsync_cli.sync.gather import ChangeFeed, Changes
 
 IDS = ["a", "b", "c", "d"]
 

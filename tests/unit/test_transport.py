@@ -6,7 +6,9 @@ slowly); nothing really sleeps."""
 from __future__ import annotations
 
 import email.utils
+import errno
 import io
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from docsync_cli.errors import (
 )
 from docsync_cli.outcome import error_code
 from docsync_cli.timestamps import timestamp_to_unix
-from docsync_cli.transport.http import RetryPolicy, ServiceClient, parse_retry_after, short
+from docsync_cli.transport.http import RetryPolicy, ServiceClient, parse_retry_after, refused_outright, short
 from docsync_cli.transport.throttle import Throttle
 
 BASE = "https://svc.example"
@@ -380,3 +382,54 @@ def test_repeated_connect_timeouts_make_the_service_unreachable(httpx_mock: HTTP
     with pytest.raises(ServiceUnreachable):
         make_service(attempts=3).call("GET", "/v1/things")
     assert len(httpx_mock.get_requests()) == 3
+
+
+# -- start-up that fails fast ----------------------------------------------------------------------------
+
+
+def _unused_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("base", [f"http://127.0.0.1:{_unused_loopback_port()}", "http://espocrm.invalid"],
+                         ids=["refused", "no-such-name"])
+def test_a_wrong_url_at_start_is_unreachable_at_once_not_retried(base: str) -> None:
+    """Issue 22: a refused connection or a name the resolver does not know, before the service ever answered,
+    is a wrong URL or a service that is down: no retry (it cost ~10 s and 4 warnings per start-up request)."""
+    policy = RetryPolicy(attempts=5, wait_initial=0, wait_max=0)
+    service = ServiceClient("espocrm", httpx.Client(base_url=base, timeout=5.0), retry=policy)
+    with pytest.raises(ServiceUnreachable, match="espocrm is unreachable: cannot connect") as caught:
+        service.call("GET", "/api/v1/App/user")
+    assert caught.value.service == "espocrm" and error_code(caught.value) == 3
+    assert service.request_count == 1
+
+
+def _refused(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("[Errno 111] Connection refused") from ConnectionRefusedError(
+        errno.ECONNREFUSED, "Connection refused")
+
+
+def test_refusals_after_the_service_answered_are_retried_as_a_dropped_connection() -> None:
+    """Mid-run, a refused connection is a restart or a fail-over: retried like a 502."""
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] in (2, 3):
+            return _refused(request)
+        return httpx.Response(200, json={"n": calls["n"]})
+
+    service = make_service(attempts=3, transport=httpx.MockTransport(handler))
+    assert service.json("GET", "/v1/things") == {"n": 1}
+    assert service.json("GET", "/v1/things") == {"n": 4}
+
+
+def test_refused_outright_reads_the_socket_error_not_the_text() -> None:
+    with pytest.raises(httpx.ConnectError) as refused:
+        _refused(httpx.Request("GET", URL))
+    assert refused_outright(refused.value)
+    assert refused_outright(httpx.ConnectError("x").with_traceback(None)) is False
+    assert refused_outright(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    assert not refused_outright(TimeoutError("timed out"))
