@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 # ---------------------------------------------------------------------------------------------- status
 
+HIDDEN_SHOWN = 20  # hidden documents listed by name in the text report
+
 
 def render_status(data: StatusReport, console: Scrubbed) -> None:
     """Print ``reports.status.collect_status``'s data as rich tables (status names exactly as in the CRM)."""
@@ -62,6 +64,16 @@ def render_status(data: StatusReport, console: Scrubbed) -> None:
             table.add_row(_cell(doc["id"]), _cell(doc["name"]), _cell(doc["error"] or ""))
         console.print(table)
     _render_previews(data["previews"], console)
+    hidden = data.get("hidden") or []
+    if hidden:
+        console.print(f"Hidden from docsync ({len(hidden)}): these documents exist in EspoCRM but the API user may "
+                      "not read them (a role or team change); their xAI files are kept. Fix: Administration > "
+                      "Roles > the API user's role: Document read 'all', or add the API user to their teams.",
+                      markup=False, soft_wrap=True, style="bold")
+        for row in hidden[:HIDDEN_SHOWN]:
+            console.print(f"  {row['id']}  {row['reason']} (since {row['since']})", markup=False, soft_wrap=True)
+        if len(hidden) > HIDDEN_SHOWN:
+            console.print(f"  … and {len(hidden) - HIDDEN_SHOWN} more (`docsync status --json`)", markup=False)
     console.print("Change feeds", style="italic")
     for line in feeds_explained(data["feeds"]):
         console.print("  " + line, markup=False, soft_wrap=True)

@@ -184,7 +184,25 @@ def _check_state_dir(report: CheckReport, settings: Settings) -> bool:
 
     ident = peek_installation_id(state_dir, settings.sync.installation_id)
     report.good("installation id", ident or "not made yet; the first sync stores one in the state directory")
+    _check_hidden(report, settings)
     return True
+
+
+def hidden_fix(count: int) -> tuple[str, str]:
+    """The check line of documents hidden from the API user (``GET`` 403), and the role setting that fixes it."""
+    return (f"{count} document(s) exist in EspoCRM but the API user may not read them (403 No 'read' access.): "
+            "docsync keeps their files in xAI but cannot sync them (`docsync status` lists them)",
+            "Administration > Roles > the API user's role: set Document read (and edit) to 'all', or add the API "
+            "user to the documents' teams; the next listing pass takes them up again")
+
+
+def _check_hidden(report: CheckReport, settings: Settings) -> None:
+    from docsync_cli.state import ReadOnlyState
+
+    state = ReadOnlyState(settings.state_dir)
+    hidden = state.hidden() if state.exists() else {}
+    if hidden:
+        report.warn("documents hidden from docsync", *hidden_fix(len(hidden)))
 
 
 def _check_libreoffice_shared_cache(report: CheckReport) -> None:

@@ -9,14 +9,16 @@ secret.
 from __future__ import annotations
 
 from docsync_cli.config import Settings
-from docsync_cli.errors import DocsyncError, NotFoundError
-from docsync_cli.model import UNKNOWN, CrmDocument, DateiStatus, Field, LocalRecord
+from docsync_cli.errors import DocsyncError, NotFoundError, UsageError
+from docsync_cli.model import UNKNOWN, CrmDocument, DateiStatus, Field, LocalRecord, id_key
 from docsync_cli.reports.findability import CollectionProbe
 from docsync_cli.reports.probe import DocumentProbe, preview_service, probe_document, verdict
 from docsync_cli.reports.search import Resolver, describe
 from docsync_cli.reports.shared import Lines, get_document, open_history, read_local_record, report_services
+from docsync_cli.state import ReadOnlyState
 from docsync_cli.sync.plan import candidate_collections, why_work
 from docsync_cli.sync.services import Services
+from docsync_cli.timestamps import unix_to_timestamp
 
 
 def explain_document(settings: Settings, doc_id: str, out: Lines, *, probe: bool = True) -> None:
@@ -36,7 +38,11 @@ def explain_document(settings: Settings, doc_id: str, out: Lines, *, probe: bool
     a phrase from the document's own text is searched in each of its collections (one billed search call each).
     """
     with report_services(settings) as services:
-        doc = get_document(services, doc_id)
+        try:
+            doc = get_document(services, doc_id)
+        except UsageError:
+            _print_hidden(settings, doc_id, out)
+            raise
         local = read_local_record(settings.state_dir, doc.id)
         f = services.espo.attributes
         out.line(f"Document {doc.id} {doc.name!r}", style="bold")
@@ -68,6 +74,22 @@ def explain_document(settings: Settings, doc_id: str, out: Lines, *, probe: bool
             "now)" if held else ""), style="bold")
     else:
         out.line(f"Next run: would sync it: {reason}", style="bold")
+
+
+def _print_hidden(settings: Settings, doc_id: str, out: Lines) -> None:
+    """What this host knows of a document EspoCRM no longer shows the API user (403: hidden, not deleted)."""
+    state = ReadOnlyState(settings.state_dir)
+    hidden = state.hidden() if state.exists() else {}
+    found = next(((i, v) for i, v in hidden.items() if id_key(i) == id_key(doc_id)), None)
+    if found is None:
+        return
+    local = read_local_record(settings.state_dir, found[0])
+    out.line(f"Document {found[0]}: hidden from docsync since {unix_to_timestamp(found[1][1])} "
+             f"(EspoCRM answers 403 {found[1][0]})", style="bold")
+    out.line(f"  its xAI file {(local.xai_file_id if local else None) or '-'} is kept; docsync neither syncs nor "
+             "deletes it until the API user may read the document again (or EspoCRM answers 404: deleted)")
+    out.line("  Fix: Administration > Roles > the API user's role: Document read 'all', or add the API user to the "
+             "document's teams")
 
 
 def _required_collections(settings: Settings, services: Services, doc: CrmDocument, out: Lines

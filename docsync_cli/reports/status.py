@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 from docsync_cli.config import Settings, redact
 from docsync_cli.crm import queries
 from docsync_cli.errors import DocsyncError, RejectedError
-from docsync_cli.model import CrmDocument, DateiStatus, Field, LocalRecord, SyncStatus
+from docsync_cli.model import CrmDocument, DateiStatus, DeletionMethod, Field, LocalRecord, SyncStatus
 from docsync_cli.reports.shared import open_history, read_local_records, report_services
 from docsync_cli.state import ReadOnlyState, StreamFeed, peek_installation_id
 from docsync_cli.sync.plan import why_work
@@ -115,6 +115,7 @@ class Feeds(TypedDict):
     note_cursor: int | None
     clock_skew_seconds: float | None
     clock_set_back: bool | None
+    deletions: str | None
 
 
 class StatusReport(TypedDict):
@@ -132,6 +133,7 @@ class StatusReport(TypedDict):
     runs: list[RunRow]
     lock: LockState
     feeds: Feeds
+    hidden: list[dict[str, str]]
 
 
 def where_equals(attribute: str, value: str) -> dict[str, Any]:
@@ -192,10 +194,16 @@ def collect_status(settings: Settings) -> StatusReport:
         clock was measured ahead of its ``modifiedAt`` clock (docsync's own write-backs; the feed's overlap is
         widened by it); ``clock_set_back`` whether the last run found EspoCRM's clock before the watermark (then it
         made a listing pass).
+        ``deletions`` is how plain runs notice deleted documents: ``"counts"`` (a count each run) or
+        ``"listing"`` (EspoCRM does not count, "Disable record count": the listing pass compares ids).
         ``watermark`` is EspoCRM's time at the start of the last complete run; ``stream`` whether the API user
         can read GlobalStream (link changes then count from the next run; the stored values are
         :class:`~..state.StreamFeed`'s); ``accounts_override`` whether the listing carries ``accountsIds``
         (``noLoad: false``).
+    ``hidden``
+        ``[{"id", "reason", "since"}]`` — documents that exist in EspoCRM but that the API user may not read (a
+        role or team change: ``GET`` answers 403). docsync keeps their files and says so; ``docsync check`` names
+        the role setting.
     """
     data: StatusReport = {
         "version": STATUS_VERSION,
@@ -214,7 +222,8 @@ def collect_status(settings: Settings) -> StatusReport:
         "feeds": {"enabled": settings.sync.change_feeds, "watermark": None, "last_listing": None,
                   "listing_interval_seconds": settings.sync.listing_interval_seconds, "stream": None,
                   "accounts_override": None, "note_cursor": None, "clock_skew_seconds": None,
-                  "clock_set_back": None},
+                  "clock_set_back": None, "deletions": None},
+        "hidden": [],
     }
     _collect_local(settings, data)
     _collect_feeds(settings, data)
@@ -259,6 +268,9 @@ def _collect_feeds(settings: Settings, data: StatusReport) -> None:
         feeds["stream"] = seen.get("stream")
         feeds["accounts_override"] = seen.get("accounts_override")
         feeds["clock_set_back"] = seen.get("clock_set_back")
+        feeds["deletions"] = seen.get("deletions")
+    data["hidden"] = [{"id": doc_id, "reason": reason, "since": unix_to_timestamp(since)}
+                      for doc_id, (reason, since) in state.hidden().items()]
     with contextlib.suppress(ValueError, TypeError):
         feeds["clock_skew_seconds"] = float(meta["clock_skew"]) if meta.get("clock_skew") else None
 
@@ -287,6 +299,12 @@ def feeds_explained(feeds: Feeds) -> list[str]:
         lines.append("accountsIds override: " + ("not set" if feeds["accounts_override"] is False else
                                                  "not checked yet") + " — listing passes list the documents of each "
                      "account with a collection (see `docsync espocrm-fields` for the override).")
+    method = feeds.get("deletions")
+    lines.append("Deletions: " + (
+        "counts — a count each run, each candidate confirmed by EspoCRM (404) before its files are retired."
+        if method == DeletionMethod.COUNTS else
+        f"listing — EspoCRM does not count Documents (Disable record count): the listing pass compares ids, so a "
+        f"deletion is noticed within {minutes}." if method == DeletionMethod.LISTING else "not checked yet."))
     skew = feeds.get("clock_skew_seconds")
     lines.append("EspoCRM's clocks: " + ("not measured yet (docsync measures them on its own write-backs)"
                                          if skew is None else

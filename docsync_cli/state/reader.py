@@ -98,3 +98,9 @@ class ReadOnlyState:
         """The change feeds' bookkeeping (``watermark``, ``last_listing``, ``note_cursor``, ``feeds``); empty when
         nothing was recorded or the file cannot be read."""
         return {str(key): str(value) for key, value in self._rows("SELECT key, value FROM meta")}
+
+    def hidden(self) -> dict[str, tuple[str, float]]:
+        """document id → (EspoCRM's reason, since when) of the documents hidden from the API user (403): their
+        files are kept (empty when none were found, or the file cannot be read)."""
+        rows = self._rows("SELECT doc_id, reason, since FROM hidden ORDER BY doc_id")
+        return {str(doc_id): (str(reason), float(str(since))) for doc_id, reason, since in rows}

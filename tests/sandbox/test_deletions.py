@@ -145,3 +145,47 @@ def test_full_keeps_the_files_of_hidden_documents(box: Sandbox, tmp_path: Path) 
     assert result.error is None, result.error
     assert kept in box.xai.files()
     assert docs[0] in hidden_of(state)
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def line(self, text: str, style: str | None = None) -> None:
+        self.lines.append(text)
+
+
+def test_status_explain_and_check_name_a_hidden_document_and_the_method(box: Sandbox, tmp_path: Path) -> None:
+    from docsync_cli.config import load_settings
+    from docsync_cli.errors import UsageError
+    from docsync_cli.reports.check import run_checks
+    from docsync_cli.reports.explain import explain_document
+    from docsync_cli.reports.status import collect_status, feeds_explained
+    from tests.reliability.helpers import cli_env
+
+    docs = seed(box, [None, None])
+    state = tmp_path / "state"
+    plain(box, state, listing=True)
+    box.espo.hide_document(docs[0])
+    plain(box, state, listing=True)
+    settings = load_settings(None, env=cli_env(box, state))
+    data = collect_status(settings)
+    assert [(h["id"], h["reason"]) for h in data["hidden"]] == [(docs[0], "No 'read' access.")]
+    assert data["feeds"]["deletions"] == "counts"
+    assert any(line.startswith("Deletions: counts") for line in feeds_explained(data["feeds"]))
+    out = Collected()
+    with pytest.raises(UsageError):
+        explain_document(settings, docs[0], out, probe=False)
+    assert out.lines[0].startswith(f"Document {docs[0]}: hidden from docsync since ")
+    assert file_of(box, docs[0]) in out.lines[1] and "is kept" in out.lines[1]
+    out = Collected()
+    run_checks(lambda: settings, out)
+    hidden = [line for line in out.lines if "documents hidden from docsync" in line]
+    assert hidden and "1 document(s)" in hidden[0]
+    assert any("set Document read (and edit) to 'all'" in line for line in out.lines)
+    box.espo.count_disabled = True
+    plain(box, state, listing=False)
+    data = collect_status(settings)
+    assert data["feeds"]["deletions"] == "listing"
+    assert any(line.startswith("Deletions: listing — EspoCRM does not count") for line in
+               feeds_explained(data["feeds"]))

@@ -25,6 +25,7 @@ from docsync_cli.crm.client import EspoClient, id_range
 from docsync_cli.crm.reasons import espo_detail
 from docsync_cli.crm.schema import ApiUser
 from docsync_cli.errors import AuthError, ConflictError, NotFoundError, RejectedError, SetupError
+from docsync_cli.model import Presence
 from docsync_cli.outcome import error_code
 from docsync_cli.transport.http import RetryPolicy, ServiceClient
 
@@ -352,26 +353,24 @@ def test_the_accounts_override_is_active_only_with_no_load_false(httpx_mock: HTT
     assert make_espo().accounts_override() is active
 
 
-def test_stream_notes_are_typed_and_paged_by_before_number(httpx_mock: HTTPXMock) -> None:
-    # §10.7: newest first; the next page is asked for with beforeNumber = the smallest number seen
+def test_a_stream_page_is_typed_and_bounded_by_number(httpx_mock: HTTPXMock) -> None:
+    # §10.7: newest first; beforeNumber pages on (sync/stream_feed.py pages: tests/unit/test_stream_feed.py)
     espo = make_espo()
     espo.page_size = 2
-    httpx_mock.add_response(url=re.compile(rf"{API}/GlobalStream\?searchParams=[^&]*$"), json={"list": [
-        {"id": "n9", "number": 9, "type": "Relate", "relatedType": "Document", "relatedId": "d1"},
-        {"id": "n8", "number": 8, "type": "Unrelate", "relatedType": "Account", "relatedId": "a1"}]})
-    httpx_mock.add_response(url=re.compile(rf"{API}/GlobalStream\?.*beforeNumber=8"), json={"list": [
+    httpx_mock.add_response(url=re.compile(rf"{API}/GlobalStream\?.*beforeNumber=9"), json={"total": -1, "list": [
+        {"id": "n8", "number": 8, "type": "Relate", "relatedType": "Document", "relatedId": "d1"},
         {"id": "n7", "number": "7", "relatedType": "Document", "relatedId": 5}]})
-    notes = espo.stream_notes(3, ("Relate", "Unrelate"), ("Account",))
-    assert notes == [StreamNote("n9", 9, "Document", "d1"), StreamNote("n8", 8, "Account", "a1"),
-                     StreamNote("n7", None, "Document", None)]
-    assert [n.document_id for n in notes] == ["d1", None, None]
+    notes, total = espo.stream_page(3, ("Relate", "Unrelate"), ("Account",), before=9, up_to=20)
+    assert notes == [StreamNote("n8", 8, "Document", "d1"), StreamNote("n7", None, "Document", None)]
+    assert total == -1 and [n.document_id for n in notes] == ["d1", None]
     where = json.loads(httpx_mock.get_requests()[0].url.params["searchParams"])["where"]
-    assert where[0] == {"type": "greaterThan", "attribute": "number", "value": 3}
+    assert where[:2] == [{"type": "greaterThan", "attribute": "number", "value": 3},
+                         {"type": "lessThanOrEquals", "attribute": "number", "value": 20}]
 
 
 def test_without_a_cursor_only_the_newest_note_is_read(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=f"{API}/GlobalStream?maxSize=1", json={"list": [{"id": "n9", "number": 9}]})
-    assert make_espo().stream_notes(None, (), ()) == [StreamNote("n9", 9)]
+    assert make_espo().stream_page(None, (), ()) == ([StreamNote("n9", 9)], None)
 
 
 def test_update_never_sends_a_value_the_field_refuses(httpx_mock: HTTPXMock) -> None:
@@ -491,3 +490,47 @@ def test_state_written_by_an_older_docsync_gains_the_pending_column(tmp_path: An
     state.save(LocalRecord("d2", "a2", None, None, None, (), None, pending=True))
     assert state.record("d2") is not None and state.record("d2").pending  # type: ignore[union-attr]
     state.close()
+
+
+# -- deletions: short pages, no counting, GET as the confirmation (contract §11.2, §11.3) ---------------
+
+
+def test_a_short_page_with_minus_one_is_not_the_end(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -1, "list": [record("a1"), record("a2")]})
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -1, "list": [record("a3")]})
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -2, "list": [record("a4")]})
+    espo = make_espo()
+    assert [r["id"] for r in espo.iter_keyset("Document", [], [])] == ["a1", "a2", "a3", "a4"]
+    assert search_params(httpx_mock.get_requests()[2])["where"] == [
+        {"type": "greaterThan", "attribute": "id", "value": "a3"}]
+
+
+def test_a_short_page_with_minus_one_is_not_the_end_of_a_document_listing(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -1, "list": [record("b1")]})
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -1, "list": []})  # an empty page ends
+    assert [d.id for d in make_espo().iter_documents()] == ["b1"]
+
+
+def test_a_count_the_server_does_not_make_is_none(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=DOC_LIST, json={"total": -1, "list": [record("a")]})  # countDisabled
+    httpx_mock.add_response(url=DOC_LIST, json={"total": 7, "list": [record("a")]})
+    espo = make_espo()
+    assert espo.count_between(None, None) is None
+    assert espo.count_between("a", None) == 7
+
+
+@pytest.mark.parametrize(("status", "reason", "expected"), [
+    (200, None, Presence.LIVE), (404, None, Presence.GONE), (403, "No 'read' access.", Presence.HIDDEN)])
+def test_presence_is_asked_by_get(httpx_mock: HTTPXMock, status: int, reason: str | None,
+                                  expected: Presence) -> None:
+    headers = {"X-Status-Reason": reason} if reason else {}
+    httpx_mock.add_response(url=re.compile(rf"{re.escape(API)}/Document/Ab1\?select=id"), status_code=status,
+                            headers=headers, json=record("ab1") if status == 200 else None)
+    assert make_espo().presence("Ab1")[0] is expected
+
+
+def test_presence_without_any_document_read_access_stops_the_run(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=re.compile(rf"{re.escape(API)}/Document/x.*"), status_code=403,
+                            headers={"X-Status-Reason": "No read access."})
+    with pytest.raises(AuthError):
+        make_espo().presence("x")

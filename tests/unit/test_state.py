@@ -223,3 +223,27 @@ def test_the_read_only_view_of_an_older_file_without_the_tables_reads_nothing(tm
     assert view.meta() == {}
     assert view.file_owners() == {}
     assert view.collections() == set()
+
+
+def test_hidden_documents_are_remembered_and_left_out_of_the_counts(store: StateStore) -> None:
+    store.add_many([record(d) for d in ("a", "b", "c")])
+    store.hide("b", "No 'read' access.")
+    store.hide("b", "again")  # the first time is kept
+    assert store.hidden()["b"][0] == "No 'read' access."
+    assert store.count_between() == 2 and store.ids_between(None, None) == ["a", "c"]
+    store.unhide(["B"])  # seen again, whatever the case of the id
+    assert store.hidden() == {} and store.count_between() == 3
+    store.hide("c", "No 'read' access.")
+    store.forget(["c"])
+    assert store.hidden() == {}
+
+
+def test_a_listing_pass_compares_ids_ignoring_case(store: StateStore) -> None:
+    store.add_many([record(d) for d in ("Abc", "def", "GHI")])
+    store.hide("GHI", "No 'read' access.")
+    store.listing_started()
+    store.listed(["abc", "ghi"])
+    assert store.unlisted() == ["def"]
+    assert store.hidden() == {}  # listed: visible again
+    store.listing_started()
+    assert store.unlisted() == ["Abc", "GHI", "def"]
