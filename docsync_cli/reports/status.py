@@ -1,10 +1,6 @@
-"""``docsync status``: counts per status, failures, missing previews, recent runs, the lock holder.
-
-Everything here is read-only towards both services: EspoCRM is asked only with ``GET Document`` list requests
-(``maxSize=1`` per count, one ``maxSize=50`` page for the failed documents), xAI is not asked at all. The cost is
-a fixed number of requests whatever the number of documents. Local files are only read: a state directory that
-does not exist yet is not created.
-"""
+"""``docsync status``: counts per status, failures, missing previews, recent runs, the lock holder. Read-only:
+EspoCRM gets ``GET Document`` list requests only (``maxSize=1`` per count, one ``maxSize=50`` page of failed
+documents), a fixed number whatever the number of documents; xAI is not asked; local files are only read."""
 
 from __future__ import annotations
 
@@ -350,10 +346,8 @@ def _collect_remote(settings: Settings, services: Services, data: StatusReport) 
 
 def waiting_counts(datei_counts: dict[str, int], other: int, unfinished: int, failed_total: int,
                    failed_listed: list[CrmDocument], local: dict[str, LocalRecord]) -> Waiting:
-    """What the next plain ``docsync sync`` would at least work on (the ``waiting`` part of the report), from the
-    counts per dateiStatus, the ``other`` values, the Gesynct documents xAI has not finished, and the listed
-    Fehler documents with their local records (which of them :func:`~..plan.why_work` would retry). The Fehler
-    documents beyond the listed ones count as held back, and the numbers are then ``approximate``."""
+    """The ``waiting`` part: what the next plain ``sync`` would at least work on (listed Fehler documents that
+    :func:`~..plan.why_work` retries; those beyond the list count as held back, the numbers then ``approximate``)."""
     retry = sum(1 for d in failed_listed if why_work(d, local.get(d.id), full=False, explicit=False) is not None)
     new, changed, no_status = (datei_counts[DateiStatus.NEU.value], datei_counts[DateiStatus.GEAENDERT.value],
                                datei_counts[EMPTY] + other)
@@ -381,8 +375,7 @@ def _name_preview_errors(services: Services, errors: list[PreviewErrorRow]) -> N
     ids = [item["id"] for item in errors[:FAILED_LIST_LIMIT]]
     if not ids:
         return
-    params = {"maxSize": len(ids), "offset": 0, "select": ["id", "name"],
-              "where": queries.with_ids(ids)}
+    params = {"maxSize": len(ids), "offset": 0, "select": ["id", "name"], "where": queries.with_ids(ids)}
     try:
         records, _ = services.espo.search("Document", params)
     except RejectedError:  # an answer without a list of records: the names stay unknown
@@ -393,21 +386,15 @@ def _name_preview_errors(services: Services, errors: list[PreviewErrorRow]) -> N
 
 
 def _lock_status(settings: Settings) -> LockState:
-    from docsync_cli.locks import make_locks
+    from docsync_cli.locks import Locks, make_locks
 
     result: LockState = {"backend": settings.lock.backend, "holder": None, "error": None}
+    locks: Locks | None = None
     try:
         locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds)
-    except DocsyncError as exc:
-        result["error"] = redact(str(exc), settings)
-        return result
-    try:
         result["holder"] = locks.holder()
     except DocsyncError as exc:
         result["error"] = redact(str(exc), settings)
-    finally:
-        with contextlib.suppress(DocsyncError):
-            locks.close()
+    with contextlib.suppress(DocsyncError):
+        locks.close() if locks is not None else None
     return result
-
-
