@@ -1,22 +1,26 @@
-"""``docsync status``: counts per status, failures, missing previews, recent runs, the lock holder. Read-only:
-EspoCRM gets ``GET Document`` list requests only (``maxSize=1`` per count, one ``maxSize=50`` page of failed
-documents), a fixed number whatever the number of documents; xAI is not asked; local files are only read."""
+"""``docsync status``: counts per status, failures, missing previews, recent runs, the lock holder.
+
+Everything here is read-only towards both services: EspoCRM is asked only with ``GET Document`` list requests
+(``maxSize=1`` per count, one ``maxSize=50`` page for the failed documents), xAI is not asked at all. The cost is
+a fixed number of requests whatever the number of documents. Local files are only read: a state directory that
+does not exist yet is not created.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any, TypedDict
 
 from docsync_cli.config import Settings, redact
 from docsync_cli.crm import queries
 from docsync_cli.errors import DocsyncError, RejectedError
-from docsync_cli.model import CrmDocument, DateiStatus, DeletionMethod, Field, LocalRecord, SyncStatus
+from docsync_cli.model import CrmDocument, DateiStatus, Field, LocalRecord, SyncStatus
 from docsync_cli.reports.shared import open_history, read_local_records, report_services
-from docsync_cli.state import ReadOnlyState, StreamFeed, peek_installation_id
+from docsync_cli.reports.status_feeds import Feeds, collect_feeds
+from docsync_cli.state import ReadOnlyState, peek_installation_id
 from docsync_cli.sync.plan import why_work
 from docsync_cli.sync.services import Services
-from docsync_cli.timestamps import unix_to_timestamp, utc_timestamp
+from docsync_cli.timestamps import utc_timestamp
 
 EMPTY = "(leer)"
 """The bucket of documents whose status field is empty (NULL or ``""``)."""
@@ -101,19 +105,6 @@ class LockState(TypedDict):
     error: str | None
 
 
-class Feeds(TypedDict):
-    enabled: bool
-    watermark: str | None
-    last_listing: str | None
-    listing_interval_seconds: float
-    stream: str | None
-    accounts_override: bool | None
-    note_cursor: int | None
-    clock_skew_seconds: float | None
-    clock_set_back: bool | None
-    deletions: str | None
-
-
 class StatusReport(TypedDict):
     """The whole report; the README's "status --json" schema documents every key of it (a test compares them)."""
 
@@ -129,8 +120,8 @@ class StatusReport(TypedDict):
     runs: list[RunRow]
     lock: LockState
     feeds: Feeds
-    adopt_waiting: int
     hidden: list[dict[str, str]]
+    adopt_waiting: int
 
 
 def where_equals(attribute: str, value: str) -> dict[str, Any]:
@@ -197,12 +188,12 @@ def collect_status(settings: Settings) -> StatusReport:
         can read GlobalStream (link changes then count from the next run; the stored values are
         :class:`~..state.StreamFeed`'s); ``accounts_override`` whether the listing carries ``accountsIds``
         (``noLoad: false``).
-    ``adopt_waiting``
-        Documents whose xAI file no installation owns (an earlier system's): they wait for ``docsync adopt``.
     ``hidden``
         ``[{"id", "reason", "since"}]`` — documents that exist in EspoCRM but that the API user may not read (a
         role or team change: ``GET`` answers 403). docsync keeps their files and says so; ``docsync check`` names
         the role setting.
+    ``adopt_waiting``
+        Documents whose xAI file no installation owns (an earlier system's): they wait for ``docsync adopt``.
     """
     data: StatusReport = {
         "version": STATUS_VERSION,
@@ -226,7 +217,9 @@ def collect_status(settings: Settings) -> StatusReport:
         "adopt_waiting": 0,
     }
     _collect_local(settings, data)
-    _collect_feeds(settings, data)
+    data["hidden"] = collect_feeds(settings, data["feeds"])
+    if ReadOnlyState(settings.state_dir).exists():
+        data["adopt_waiting"] = ReadOnlyState(settings.state_dir).waiting_for_adopt()
     try:
         with report_services(settings) as services:
             _collect_remote(settings, services, data)
@@ -248,72 +241,6 @@ def _collect_local(settings: Settings, data: StatusReport) -> None:
                          "error": run.error} for run in history.last(RUNS_SHOWN)]
         data["previews"]["errors"] = [{"id": doc_id, "name": None, "reason": reason}
                                       for doc_id, reason in history.preview_errors().items()]
-
-
-def _collect_feeds(settings: Settings, data: StatusReport) -> None:
-    """The change-feed bookkeeping plain runs keep in ``state.sqlite3`` (read-only)."""
-    state = ReadOnlyState(settings.state_dir)
-    if not state.exists():
-        return
-    state.check_readable()  # a corrupt state file stops the report (exit 4), as it stops a run
-    data["adopt_waiting"] = state.waiting_for_adopt()
-    meta = state.meta()  # empty: an older state file without the table, or unreadable: nothing recorded
-    feeds = data["feeds"]
-    feeds["watermark"] = meta.get("watermark")
-    if meta.get("last_listing"):
-        feeds["last_listing"] = unix_to_timestamp(float(meta["last_listing"]))
-    if meta.get("note_cursor"):
-        feeds["note_cursor"] = int(meta["note_cursor"])
-    with contextlib.suppress(ValueError, TypeError):
-        seen = json.loads(meta.get("feeds") or "{}")
-        feeds["stream"] = seen.get("stream")
-        feeds["accounts_override"] = seen.get("accounts_override")
-        feeds["clock_set_back"] = seen.get("clock_set_back")
-        feeds["deletions"] = seen.get("deletions")
-    data["hidden"] = [{"id": doc_id, "reason": reason, "since": unix_to_timestamp(since)}
-                      for doc_id, (reason, since) in state.hidden().items()]
-    with contextlib.suppress(ValueError, TypeError):
-        feeds["clock_skew_seconds"] = float(meta["clock_skew"]) if meta.get("clock_skew") else None
-
-
-def feeds_explained(feeds: Feeds) -> list[str]:
-    """What the feeds mean for how fast each kind of change is noticed (the status text)."""
-    minutes = f"{feeds['listing_interval_seconds'] / 60:g} min"
-    if not feeds["enabled"]:
-        return ["Change feeds are off (sync.change_feeds = false): every run lists every document."]
-    lines = [f"Watermark: {feeds['watermark'] or '(none yet: the next run makes a listing pass)'} (EspoCRM time); "
-             f"last listing pass: {feeds['last_listing'] or 'never'} (every {minutes} and in every --full)."]
-    lines.append("New, changed, replaced and deleted documents and accounts given a collection: noticed by the "
-                 "next run.")
-    if feeds["stream"] == StreamFeed.ACTIVE:
-        lines.append("Stream notes (GlobalStream): active — a document linked to or unlinked from an account is "
-                     "noticed by the next run.")
-    else:
-        state = feeds["stream"] or "not checked yet"
-        lines.append(f"Stream notes (GlobalStream): {state} — linking/unlinking (which does not change the "
-                     f"document) is noticed by the next listing pass, within {minutes}. Give the API user's role "
-                     "the GlobalStream scope to notice it in the next run.")
-    if feeds["accounts_override"]:
-        lines.append("accountsIds override (noLoad: false): active — listing passes read each document's accounts "
-                     "from the listing itself.")
-    else:
-        lines.append("accountsIds override: " + ("not set" if feeds["accounts_override"] is False else
-                                                 "not checked yet") + " — listing passes list the documents of each "
-                     "account with a collection (see `docsync espocrm-fields` for the override).")
-    method = feeds.get("deletions")
-    lines.append("Deletions: " + (
-        "counts — a count each run, each candidate confirmed by EspoCRM (404) before its files are retired."
-        if method == DeletionMethod.COUNTS else
-        f"listing — EspoCRM does not count Documents (Disable record count): the listing pass compares ids, so a "
-        f"deletion is noticed within {minutes}." if method == DeletionMethod.LISTING else "not checked yet."))
-    skew = feeds.get("clock_skew_seconds")
-    lines.append("EspoCRM's clocks: " + ("not measured yet (docsync measures them on its own write-backs)"
-                                         if skew is None else
-                                         f"Date {skew:+.0f} s against modifiedAt (the feed's overlap is widened by it)"
-                                         if skew > 1 else f"Date {skew:+.0f} s against modifiedAt (in step)")
-                 + ("; the last run found the clock set back and listed every document" if feeds.get("clock_set_back")
-                    else "") + ".")
-    return lines
 
 
 def _collect_remote(settings: Settings, services: Services, data: StatusReport) -> None:
@@ -346,8 +273,10 @@ def _collect_remote(settings: Settings, services: Services, data: StatusReport) 
 
 def waiting_counts(datei_counts: dict[str, int], other: int, unfinished: int, failed_total: int,
                    failed_listed: list[CrmDocument], local: dict[str, LocalRecord]) -> Waiting:
-    """The ``waiting`` part: what the next plain ``sync`` would at least work on (listed Fehler documents that
-    :func:`~..plan.why_work` retries; those beyond the list count as held back, the numbers then ``approximate``)."""
+    """What the next plain ``docsync sync`` would at least work on (the ``waiting`` part of the report), from the
+    counts per dateiStatus, the ``other`` values, the Gesynct documents xAI has not finished, and the listed
+    Fehler documents with their local records (which of them :func:`~..plan.why_work` would retry). The Fehler
+    documents beyond the listed ones count as held back, and the numbers are then ``approximate``."""
     retry = sum(1 for d in failed_listed if why_work(d, local.get(d.id), full=False, explicit=False) is not None)
     new, changed, no_status = (datei_counts[DateiStatus.NEU.value], datei_counts[DateiStatus.GEAENDERT.value],
                                datei_counts[EMPTY] + other)
@@ -375,7 +304,8 @@ def _name_preview_errors(services: Services, errors: list[PreviewErrorRow]) -> N
     ids = [item["id"] for item in errors[:FAILED_LIST_LIMIT]]
     if not ids:
         return
-    params = {"maxSize": len(ids), "offset": 0, "select": ["id", "name"], "where": queries.with_ids(ids)}
+    params = {"maxSize": len(ids), "offset": 0, "select": ["id", "name"],
+              "where": queries.with_ids(ids)}
     try:
         records, _ = services.espo.search("Document", params)
     except RejectedError:  # an answer without a list of records: the names stay unknown
@@ -386,15 +316,21 @@ def _name_preview_errors(services: Services, errors: list[PreviewErrorRow]) -> N
 
 
 def _lock_status(settings: Settings) -> LockState:
-    from docsync_cli.locks import Locks, make_locks
+    from docsync_cli.locks import make_locks
 
     result: LockState = {"backend": settings.lock.backend, "holder": None, "error": None}
-    locks: Locks | None = None
     try:
         locks = make_locks(settings.lock.backend, settings.state_dir, settings.lock.url, settings.lock.ttl_seconds)
+    except DocsyncError as exc:
+        result["error"] = redact(str(exc), settings)
+        return result
+    try:
         result["holder"] = locks.holder()
     except DocsyncError as exc:
         result["error"] = redact(str(exc), settings)
-    with contextlib.suppress(DocsyncError):
-        locks.close() if locks is not None else None
+    finally:
+        with contextlib.suppress(DocsyncError):
+            locks.close()
     return result
+
+
