@@ -16,13 +16,12 @@ from docsync_cli.reports.status import (
     DATEI_STATUSES,
     EMPTY,
     STATUS_VERSION,
-    Feeds,
     StatusReport,
     collect_status,
-    feeds_explained,
     waiting_counts,
     where_equals,
 )
+from docsync_cli.reports.status_feeds import Feeds, feeds_explained
 from docsync_cli.state import StreamFeed
 from docsync_sandbox.seed import Sandbox, corpus_dir
 
