@@ -340,6 +340,7 @@ class ChangeFeed:
                 for doc in self._documents(found.unseen):
                     changes.add(doc)
         changes.notes += found.notes
+        changes.crm_total = changes.crm_total if changes.crm_total is not None else found.crm_total
         changes.gone = found.gone
         changes.hidden = found.verdicts.hidden
         if found.method is not None:
