@@ -61,7 +61,7 @@ first_config=$(grep -n '/etc/docsync' "$DIR/root/readme-block.sh" | head -1 | cu
 head -n $((first_config - 1)) "$DIR/root/readme-block.sh" >"$DIR/root/phase1.sh"
 tail -n +"$first_config" "$DIR/root/readme-block.sh" \
     | sed -e 's/^journalctl .* -f .*/: skipped, it follows forever: &/' \
-          -e 's/^runuser .* docsync status .*/: run after the timer'"'"'s runs below: &/' >"$DIR/root/phase2.sh"
+          -e 's/^runuser .* docsync status .*/: run below, after the two runs of the unit: &/' >"$DIR/root/phase2.sh"
 
 cat >"$DIR/root/driver.sh" <<'DRIVER'
 set -euo pipefail
