@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's "Install for production" on a fresh Debian 12, by hand: a debootstrap chroot (minbase + systemd, as a
-# new server has), this checkout copied to /root/docsync, and every line of the README's block run as written, as
-# root and then (runuser) as the service user, against `docsync sandbox serve` started by root in /root. It ends
+# new server has), this checkout copied to root's home, and every line of the README's block run as written, as
+# root and then (runuser) as the service user, against `docsync sandbox serve` started by root in its home. It ends
 # green only when `docsync check` passed, the timer was enabled, the unit's first runs synced documents, `status`
 # shows them, and no output anywhere holds a traceback. Then issue 22's first-hour failure is replayed on the real
 # default paths: a state directory a root run took, and the service user's sync/status/check without
@@ -65,6 +65,7 @@ tail -n +"$first_config" "$DIR/root/readme-block.sh" \
 
 cat >"$DIR/root/driver.sh" <<'DRIVER'
 set -euo pipefail
+H=~root  # root's home: serve is started there, as in issue 22
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
 run_lines() {  # each line as the README shows it, echoed first
     while IFS= read -r line <&3; do
@@ -72,28 +73,28 @@ run_lines() {  # each line as the README shows it, echoed first
         bash -euo pipefail -c "$line"
     done 3<"$1"
 }
-cd /root/docsync
+cd "$H/docsync"
 echo "== the README, first half (as root)"
-run_lines /root/phase1.sh
+run_lines $H/phase1.sh
 
-echo "== docsync sandbox serve, started by root in /root"
-cd /root
-setsid docsync sandbox serve --processing-delay 0 >/root/serve.out 2>/root/serve.err &
-echo $! >/root/serve.pid
-cd /root/docsync
-for _ in $(seq 120); do grep -q 'stops the emulators' /root/serve.out 2>/dev/null && break; sleep 1; done
-grep -q 'stops the emulators' /root/serve.out || { cat /root/serve.err; exit 1; }
-value() { sed -n "s/^export $1=//p" /root/serve.out; }
+echo "== docsync sandbox serve, started by root in its home"
+cd "$H"
+setsid docsync sandbox serve --processing-delay 0 >$H/serve.out 2>$H/serve.err &
+echo $! >$H/serve.pid
+cd "$H/docsync"
+for _ in $(seq 120); do grep -q 'stops the emulators' $H/serve.out 2>/dev/null && break; sleep 1; done
+grep -q 'stops the emulators' $H/serve.out || { cat $H/serve.err; exit 1; }
+value() { sed -n "s/^export $1=//p" $H/serve.out; }
 
 echo "== the README, second half (root, then the service user); the keys typed at its prompts"
-printf '%s\n%s\n%s\n' "$(value ESPOCRM_API_KEY)" "$(value XAI_API_KEY)" "$(value XAI_MANAGEMENT_KEY)" >/root/keys
+printf '%s\n%s\n%s\n' "$(value ESPOCRM_API_KEY)" "$(value XAI_API_KEY)" "$(value XAI_MANAGEMENT_KEY)" >$H/keys
 while IFS= read -r line <&3; do
     echo "+ $line"
     case "$line" in
         "systemctl enable"*|"systemctl daemon-reload"*|"systemctl list-timers"*)
             # no running systemd in a chroot: enable works offline (checked below), the others say they cannot
             bash -euo pipefail -c "$line" </dev/null || echo "(exit $?: needs a running systemd)" ;;
-        *) bash -euo pipefail -c "$line" </root/keys ;;
+        *) bash -euo pipefail -c "$line" <$H/keys ;;
     esac
     case "$line" in
         "install "*config.toml*)  # the admin's edit the block's comment asks for: here, the emulators' URLs
@@ -101,8 +102,8 @@ while IFS= read -r line <&3; do
                 -e "s|^management_url = .*|management_url = \"$(value XAI_MANAGEMENT_URL)\"|" /etc/docsync/config.toml
             echo "(edited: [espocrm] url, [xai] api_url and management_url = the emulators')" ;;
     esac
-done 3</root/phase2.sh
-rm /root/keys
+done 3<$H/phase2.sh
+rm $H/keys
 
 echo "== the timer's first two runs: the installed unit's ExecStart= as its User=, Environment=, LoadCredential="
 unit=/etc/systemd/system/docsync.service
@@ -126,7 +127,7 @@ for run in 1 2; do
     [ "$run" = 2 ] && [ "$code" != 0 ] && exit 1
 done
 echo "== watching the first runs, as the README says"
-status_line=$(grep 'docsync status' /root/readme-block.sh | sed 's/ *#.*//')
+status_line=$(grep 'docsync status' $H/readme-block.sh | sed 's/ *#.*//')
 echo "+ $status_line"
 bash -euo pipefail -c "$status_line"
 
@@ -135,13 +136,13 @@ chown -R root:root /var/lib/docsync
 for command in sync status check; do
     set +e
     runuser -u docsync -- env -i PATH="$PATH" CREDENTIALS_DIRECTORY=/etc/docsync/credentials docsync $command \
-        >/root/out 2>&1
+        >$H/out 2>&1
     code=$?
     set -e
-    cat /root/out
+    cat $H/out
     want=4; [ "$command" = check ] && want=2
     [ "$code" = "$want" ] || { echo "$command: exit $code, wanted $want"; exit 1; }
-    grep -q 'chown -R docsync:docsync /var/lib/docsync' /root/out || { echo "$command: no fix named"; exit 1; }
+    grep -q 'chown -R docsync:docsync /var/lib/docsync' $H/out || { echo "$command: no fix named"; exit 1; }
 done
 chown -R docsync:docsync /var/lib/docsync
 echo "== done"
@@ -149,7 +150,7 @@ DRIVER
 
 echo "chroot-test: running the README in the chroot"
 set +e
-chroot "$DIR" /bin/bash /root/driver.sh >>"$LOG" 2>&1
+chroot "$DIR" /bin/bash -c 'bash ~root/driver.sh' >>"$LOG" 2>&1
 code=$?
 set -e
 elapsed=$(( $(date +%s) - START ))
