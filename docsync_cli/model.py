@@ -340,6 +340,7 @@ class EngineSettings:
     temp_dir: Path | None = None
     change_feeds: bool = True  # plain runs ask the change feeds (changes.py); False = list every document
     listing_interval_seconds: float = 3600.0
+    partial_listing_interval_seconds: float = 900.0  # while the stream feed is partial
 
 
 class DocumentLocks(Protocol):
