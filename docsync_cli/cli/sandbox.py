@@ -3,6 +3,7 @@ imported inside the commands, so the rest of the CLI never loads them."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -42,7 +43,8 @@ def sandbox_serve(
         with Sandbox(processing_delay=processing_delay, ports=(espocrm_port, xai_port, management_port),
                      crm=profile(crm, installed=installed)) as sandbox:
             sandbox.seed_firm(corpus_dir())
-            ui.print_sandbox_environment(sandbox.environment(Path.cwd() / ".docsync-sandbox-state"))
+            state_dir = sandbox_state_dir()
+            ui.print_sandbox_environment(sandbox.environment(state_dir), state_dir)
             signum = stop.wait()
     except OSError as exc:  # e.g. a --*-port another program listens on
         stop.restore()
@@ -50,6 +52,13 @@ def sandbox_serve(
                    "or 0 (any free port)", err=True)
         raise typer.Exit(EXIT_LOCAL) from None
     typer.echo(f"# emulators stopped ({signum.name})", err=True)
+
+
+def sandbox_state_dir() -> Path:
+    """The state directory serve's block names: a fresh, unguessable path in ``/tmp`` that does not exist yet, so
+    the first docsync run with the block creates it (0700) for whoever runs it: root, the service user, anyone.
+    Never under the directory serve was started from (root's home would lock the service user out)."""
+    return Path("/tmp") / f"docsync-sandbox-{secrets.token_hex(6)}"  # noqa: S108 - unguessable, made 0700 by its user
 
 
 def demo(

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -278,11 +279,13 @@ def print_field_definitions(names: dict[str, str], language: str) -> None:
     typer.echo("// then: Administration > Rebuild (or `php command.php rebuild`)")
 
 
-def print_sandbox_environment(environment: dict[str, str]) -> None:
+def print_sandbox_environment(environment: dict[str, str], state_dir: Path) -> None:
     """``docsync sandbox serve``: the environment block that points docsync at the running emulators."""
     typer.echo("# Emulators running; paste this into your shell, then run `docsync sync`:")
     for key, value in environment.items():
         typer.echo(f"export {key}={value}")
+    typer.echo(f"# The emulators keep their data in memory; docsync's state goes to {state_dir}, made by the first "
+               "docsync run with this block and owned by whoever runs it (root or the service user: keep to one).")
     typer.echo(f"# Ctrl-C or `kill {os.getpid()}` (SIGTERM) stops the emulators.")
 
 

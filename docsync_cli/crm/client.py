@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 from urllib.parse import quote
 
+from docsync_cli.crm import queries
 from docsync_cli.crm.answers import (
     FieldDefinition,
     StreamNote,
@@ -190,29 +191,20 @@ class EspoClient:
             raise RejectedError("espocrm", "GET", "Document", 200, "answer has no total")
         return total if total >= 0 else None
 
-    def stream_notes(self, after_number: int | None, types: Sequence[str], parent_types: Sequence[str]
-                     ) -> list[StreamNote]:
-        """``GET GlobalStream`` notes newer than ``after_number`` (all pages, newest first); with None only the
-        newest note (to start a cursor). Raises the HTTP error (403 without the GlobalStream scope)."""
-        if after_number is None:
-            page = self.service.json("GET", "GlobalStream", params={"maxSize": 1})
-            return [parse_stream_note(n) for n in list_of(page, "GlobalStream")]
-        where = [{"type": "greaterThan", "attribute": "number", "value": after_number},
-                 {"type": "in", "attribute": "type", "value": list(types)},
-                 {"type": "in", "attribute": "parentType", "value": list(parent_types)}]
-        notes: list[StreamNote] = []
-        before: int | None = None
-        while True:
-            query: dict[str, Any] = {"searchParams": json.dumps({"maxSize": self.page_size, "where": where})}
-            if before is not None:
-                query["beforeNumber"] = before
-            page = self.service.json("GET", "GlobalStream", params=query)
-            records = [parse_stream_note(n) for n in list_of(page, "GlobalStream")]
-            notes += records
-            numbers = [n.number for n in records if n.number is not None]
-            if len(records) < self.page_size or page.get("total") == -2 or not numbers:
-                return notes
-            before = min(numbers)
+    def stream_page(self, after_number: int | None, types: Sequence[str], parent_types: Sequence[str], *,
+                    before: int | None = None, up_to: int | None = None) -> tuple[list[StreamNote], Any]:
+        """One ``GET GlobalStream`` page, newest first, and its ``total`` (-1: more exist; -2: the server stopped,
+        perhaps early, contract §11.2): notes numbered above ``after_number``, at most ``up_to``, below ``before``;
+        with ``after_number`` None only the newest note (to start a cursor). Raises the HTTP error (403 without
+        the GlobalStream scope). ``sync/stream_feed.py`` pages."""
+        query: dict[str, Any] = {"maxSize": 1}
+        if after_number is not None:
+            query = {"searchParams": json.dumps({"maxSize": self.page_size, "where": queries.stream_notes(
+                after_number, up_to, types, parent_types)})}
+        if before is not None:
+            query["beforeNumber"] = before
+        page = self.service.json("GET", "GlobalStream", params=query)
+        return [parse_stream_note(n) for n in list_of(page, "GlobalStream")], page.get("total")
 
     def get_document(self, doc_id: str) -> CrmDocument:
         return self.to_document(self.service.json("GET", f"Document/{quote(doc_id, safe='')}"))

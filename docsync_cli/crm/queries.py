@@ -47,6 +47,16 @@ def changed_since_or_needing_work(since: str, attributes: Mapping[str, str]) -> 
     return [{"type": "or", "value": [*changed_since(since), needs_work(attributes)]}]
 
 
+def stream_notes(after_number: int, up_to: int | None, types: Sequence[str], parent_types: Sequence[str]) -> Where:
+    """GlobalStream notes numbered above ``after_number`` (and at most ``up_to``) of ``types`` on ``parent_types``
+    (contract §10.7: ``Note.number`` is the cursor)."""
+    where: Where = [{"type": "greaterThan", "attribute": "number", "value": after_number}]
+    if up_to is not None:
+        where.append({"type": "lessThanOrEquals", "attribute": "number", "value": up_to})
+    return [*where, {"type": "in", "attribute": "type", "value": list(types)},
+            {"type": "in", "attribute": "parentType", "value": list(parent_types)}]
+
+
 def linked_to(link: str, record_id: str) -> Where:
     """Records linked through ``link`` to the record ``record_id`` (e.g. a Document's accounts)."""
     return [{"type": "linkedWith", "attribute": link, "value": [record_id]}]

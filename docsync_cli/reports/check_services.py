@@ -165,7 +165,7 @@ def check_change_feeds(report: CheckReport, services: Services) -> None:
     """Which change feeds plain runs can use (contract §10.6, §10.7); neither is required."""
     espo = services.espo
     try:
-        espo.stream_notes(None, (), ())
+        espo.stream_page(None, (), ())
         report.good("Stream notes (GlobalStream)", "readable: link changes are noticed by the next run")
     except AuthError as exc:
         if exc.status == 401:

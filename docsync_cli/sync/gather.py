@@ -53,6 +53,7 @@ from docsync_cli.sync.plan_feeds import (
     next_watermark,
     stored_skew,
 )
+from docsync_cli.sync.stream_feed import StreamRead, note_numbers, read_since, stream_filtered
 from docsync_cli.xai.client import XaiClient
 
 log = logging.getLogger("docsync.changes")
@@ -212,14 +213,19 @@ class ChangeFeed:
 
     def _stream(self, changes: Changes, listing: bool) -> None:
         cursor_text = self.state.meta("note_cursor")
-        cursor = int(cursor_text) if cursor_text and not listing else None
+        stored = int(cursor_text) if cursor_text else None
         parents = sorted({entity for _, entity, _ in self._link_rules()})
         user = self.espo.api_user
         if user is not None and "GlobalStream" in user.disabled_scopes:
             changes.feeds["stream"] = StreamFeed.NO_ACCESS  # the role says so (App/user): no request to be refused
             return
+        filtered = stream_filtered(user, parents)
         try:
-            notes = self.espo.stream_notes(cursor, STREAM_TYPES, parents)
+            if listing or stored is None:  # a new cursor: the listing pass covers what came before
+                newest, _ = self.espo.stream_page(None, STREAM_TYPES, parents)
+                read = StreamRead(cursor=max(note_numbers(newest), default=stored or 0))
+            else:
+                read = read_since(self.espo, stored, STREAM_TYPES, parents, filtered=filtered)
         except AuthError as exc:
             if exc.status != 403:
                 raise
@@ -235,12 +241,12 @@ class ChangeFeed:
             changes.feeds["stream"] = StreamFeed.UNAVAILABLE.because(exc)
             return
         changes.feeds["stream"] = StreamFeed.ACTIVE
-        numbers = [n.number for n in notes if n.number is not None]
-        newest = max(numbers, default=cursor or 0)
-        changes.pending["note_cursor"] = str(max(newest, cursor or 0))
-        if cursor is None:
-            return  # a new cursor (the listing pass covers what came before)
-        doc_ids = sorted({n.document_id for n in notes if n.document_id is not None})
+        changes.feeds["stream_early_end"] = read.early
+        if read.early:
+            changes.notes.append("GlobalStream ended early (total -2 after its 50 rounds of filtering): the notes "
+                                 "not read are asked again next run, and the listing pass comes sooner")
+        changes.pending["note_cursor"] = str(read.cursor)
+        doc_ids = sorted({n.document_id for n in read.notes if n.document_id is not None})
         for doc in self._documents(doc_ids):
             changes.add(doc, STREAM_REASON)
 

@@ -101,3 +101,58 @@ def test_a_clock_that_jumped_ahead_and_was_corrected_is_distrusted_and_listed_no
     assert summary.plan is not None
     assert any("not trusted" in note for note in summary.notes)
     assert in_step(firm, docs[2], b"Nach der Korrektur.\n")
+
+
+# -- bullet 2: the stream cursor never moves past notes it did not read; short pages keep paging ---------------
+
+
+def stream_firm(firm: Firm) -> tuple[str, str, list[str]]:
+    """The role streams only its own accounts (§11.2: GlobalStream filters, and may stop early). Returns the
+    collection of the API user's own account, that account and three documents not linked to it."""
+    espo = firm.box.espo
+    espo.global_stream = True
+    espo.account_read = espo.account_stream = "own"
+    espo.max_size_limit = 2  # 50 rounds of 3 notes: an early end after 150 filtered notes
+    collection = firm.box.xai.create_collection("Mandant")
+    mine = espo.add_account("Mine", collection, assigned_user_id=espo.api_user_id)
+    docs = sorted(espo.add_document(f"D{n}", f"Inhalt {n}.\n".encode(), f"d{n}.txt") for n in range(3))
+    firm.run()
+    return collection, mine, docs
+
+
+def hidden_notes(firm: Firm, doc: str, count: int) -> None:
+    for n in range(count):  # notes of accounts the role may not stream: each a parent the server refuses
+        firm.box.espo.link(doc, "accounts", firm.box.espo.add_account(f"Hidden {n}"))
+
+
+def test_notes_below_an_early_end_are_read_and_the_cursor_does_not_skip_them(firm: Firm) -> None:
+    collection, mine, docs = stream_firm(firm)
+    firm.box.espo.link(docs[0], "accounts", mine)  # the oldest note: below the server's 50 rounds
+    hidden_notes(firm, docs[2], 200)
+    firm.box.espo.link(docs[1], "accounts", mine)  # the newest note: in the first answer
+    firm.run()
+    assert firm.members(collection) == {docs[0], docs[1]}
+    assert int(meta(firm, "note_cursor") or 0) == max(n["number"] for n in firm.box.espo.stream.notes)
+
+
+def test_a_first_answer_emptied_by_the_early_end_still_finds_the_note_below(firm: Firm) -> None:
+    collection, mine, docs = stream_firm(firm)
+    firm.box.espo.link(docs[0], "accounts", mine)
+    hidden_notes(firm, docs[2], 200)  # the first answer: -2 and no note at all
+    firm.run()
+    assert firm.members(collection) == {docs[0]}
+    assert int(meta(firm, "note_cursor") or 0) < max(n["number"] for n in firm.box.espo.stream.notes)
+    firm.run()  # nothing read is read again as new, and nothing above the cursor is lost
+    firm.box.espo.link(docs[1], "accounts", mine)
+    firm.run()
+    assert firm.members(collection) == {docs[0], docs[1]}
+
+
+def test_short_pages_with_minus_one_keep_the_document_feed_paging(firm: Firm) -> None:
+    _, docs = seed(firm, 6)
+    firm.box.espo.max_size_limit = 4
+    firm.box.espo.short_pages = True  # §11.2: about half of maxSize with total -1 while more exist
+    for n, doc in enumerate(docs):
+        firm.box.espo.replace_file(doc, f"Neu {n}.\n".encode())
+    firm.run()
+    assert all(in_step(firm, doc, f"Neu {n}.\n".encode()) for n, doc in enumerate(docs))

@@ -234,6 +234,10 @@ def test_a_second_run_exits_75_while_the_lock_is_held(sandbox: Sandbox, state: P
         held.close()
     assert run.returncode == 75
     assert "lock" in run.stderr and str(os.getpid()) in run.stderr
+    # what cron.example promises of a locked run: one line on stderr (to syslog), nothing else
+    assert run.stdout == "" and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    cron = (Path(__file__).resolve().parents[2] / "cron.example").read_text()
+    assert "exits 75 after one line on stderr" in cron and "without output" not in cron
     assert sandbox.espo.writes() == [] and sandbox.xai.writes() == []
 
 

@@ -353,26 +353,24 @@ def test_the_accounts_override_is_active_only_with_no_load_false(httpx_mock: HTT
     assert make_espo().accounts_override() is active
 
 
-def test_stream_notes_are_typed_and_paged_by_before_number(httpx_mock: HTTPXMock) -> None:
-    # §10.7: newest first; the next page is asked for with beforeNumber = the smallest number seen
+def test_a_stream_page_is_typed_and_bounded_by_number(httpx_mock: HTTPXMock) -> None:
+    # §10.7: newest first; beforeNumber pages on (sync/stream_feed.py pages: tests/unit/test_stream_feed.py)
     espo = make_espo()
     espo.page_size = 2
-    httpx_mock.add_response(url=re.compile(rf"{API}/GlobalStream\?searchParams=[^&]*$"), json={"list": [
-        {"id": "n9", "number": 9, "type": "Relate", "relatedType": "Document", "relatedId": "d1"},
-        {"id": "n8", "number": 8, "type": "Unrelate", "relatedType": "Account", "relatedId": "a1"}]})
-    httpx_mock.add_response(url=re.compile(rf"{API}/GlobalStream\?.*beforeNumber=8"), json={"list": [
+    httpx_mock.add_response(url=re.compile(rf"{API}/GlobalStream\?.*beforeNumber=9"), json={"total": -1, "list": [
+        {"id": "n8", "number": 8, "type": "Relate", "relatedType": "Document", "relatedId": "d1"},
         {"id": "n7", "number": "7", "relatedType": "Document", "relatedId": 5}]})
-    notes = espo.stream_notes(3, ("Relate", "Unrelate"), ("Account",))
-    assert notes == [StreamNote("n9", 9, "Document", "d1"), StreamNote("n8", 8, "Account", "a1"),
-                     StreamNote("n7", None, "Document", None)]
-    assert [n.document_id for n in notes] == ["d1", None, None]
+    notes, total = espo.stream_page(3, ("Relate", "Unrelate"), ("Account",), before=9, up_to=20)
+    assert notes == [StreamNote("n8", 8, "Document", "d1"), StreamNote("n7", None, "Document", None)]
+    assert total == -1 and [n.document_id for n in notes] == ["d1", None]
     where = json.loads(httpx_mock.get_requests()[0].url.params["searchParams"])["where"]
-    assert where[0] == {"type": "greaterThan", "attribute": "number", "value": 3}
+    assert where[:2] == [{"type": "greaterThan", "attribute": "number", "value": 3},
+                         {"type": "lessThanOrEquals", "attribute": "number", "value": 20}]
 
 
 def test_without_a_cursor_only_the_newest_note_is_read(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=f"{API}/GlobalStream?maxSize=1", json={"list": [{"id": "n9", "number": 9}]})
-    assert make_espo().stream_notes(None, (), ()) == [StreamNote("n9", 9)]
+    assert make_espo().stream_page(None, (), ()) == ([StreamNote("n9", 9)], None)
 
 
 def test_update_never_sends_a_value_the_field_refuses(httpx_mock: HTTPXMock) -> None:

@@ -40,10 +40,10 @@ class StreamOnly:
         self.answer = answer
         self.api_user = api_user
 
-    def stream_notes(self, cursor: int | None, types: Any, parents: Any) -> list[StreamNote]:
+    def stream_page(self, cursor: int | None, types: Any, parents: Any, **bounds: Any) -> tuple[list[StreamNote], int]:
         if isinstance(self.answer, Exception):
             raise self.answer
-        return self.answer
+        return self.answer, -2
 
     def meta(self, key: str) -> str | None:
         return None

@@ -3,9 +3,10 @@ the change feeds mean for how fast a change is noticed; plus the whole report ov
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_args, get_origin, get_type_hints, is_typeddict
 
 import pytest
 
@@ -14,7 +15,9 @@ from docsync_cli.model import CrmDocument, DateiStatus, LocalRecord
 from docsync_cli.reports.status import (
     DATEI_STATUSES,
     EMPTY,
+    STATUS_VERSION,
     Feeds,
+    StatusReport,
     collect_status,
     feeds_explained,
     waiting_counts,
@@ -150,6 +153,7 @@ def test_a_report_before_any_run_counts_the_marked_documents_as_waiting(
         sandbox_settings: tuple[Settings, int]) -> None:
     settings, seeded = sandbox_settings
     data = collect_status(settings)
+    assert data["version"] == STATUS_VERSION
     assert data["espocrm"] == {"reachable": True, "error": None}
     assert data["documents"]["total"] == seeded
     counted = data["documents"]["dateiStatus"]
@@ -161,3 +165,41 @@ def test_a_report_before_any_run_counts_the_marked_documents_as_waiting(
     assert data["runs"] == [] and data["installation_id"] is None
     assert data["lock"] == {"backend": "file", "holder": None, "error": None}
     assert not (settings.state_dir).exists()  # a report creates nothing
+
+
+# -- the README's --json schema ------------------------------------------------------------------------
+
+
+def _readme_status_example() -> dict[str, Any]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    _, found, rest = readme.partition("`docsync status --json` prints one object")
+    assert found, "the README documents `docsync status --json`"
+    example = rest.split("```json\n", 1)[1].split("\n```", 1)[0]
+    return cast(dict[str, Any], json.loads(example))
+
+
+def _undocumented(schema: Any, example: Any, where: str) -> list[str]:
+    """Keys of the report's TypedDicts that the README example lacks, or has without the report having them."""
+    if is_typeddict(schema):
+        if not isinstance(example, dict):
+            return [f"{where} is not an object in the README"]
+        hints = get_type_hints(schema)
+        problems = [f"{where}.{key} not in the README" for key in hints if key not in example]
+        problems += [f"{where}.{key} in the README but not in the report" for key in example if key not in hints]
+        for key, hint in hints.items():
+            if key in example:
+                problems += _undocumented(hint, example[key], f"{where}.{key}")
+        return problems
+    if get_origin(schema) is list and is_typeddict(get_args(schema)[0]):
+        if not example:
+            return [f"{where} has no example item in the README"]
+        return _undocumented(get_args(schema)[0], example[0], f"{where}[]")
+    return []
+
+
+def test_every_status_json_key_is_documented_in_the_readme() -> None:
+    """Issue 22: `status --json` has a `version` and a schema in the README like `search` and `verify`; a key added
+    to the report (its TypedDicts) without documenting it fails here."""
+    example = _readme_status_example()
+    assert example["version"] == STATUS_VERSION == 1
+    assert _undocumented(StatusReport, example, "status") == []
