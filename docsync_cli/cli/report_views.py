@@ -29,7 +29,7 @@ def render_status(data: StatusReport, console: Scrubbed) -> None:
     """Print ``reports.status.collect_status``'s data as rich tables (status names exactly as in the CRM)."""
     from rich.table import Table
 
-    from docsync_cli.reports.status import feeds_explained
+    from docsync_cli.reports.status_feeds import feeds_explained
 
     console.print(f"Installation: {data.get('installation_id') or '(not yet made; the first sync makes it)'}",
                   markup=False, soft_wrap=True)

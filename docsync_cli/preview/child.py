@@ -34,6 +34,8 @@ class ChildDied(Exception):
 
 
 # What a renderer child (LibreOffice parsing client documents) may see of docsync's environment: never the keys.
+# Every process docsync starts gets :func:`child_env` (an allow-list), never a copy of ``os.environ``; the render
+# worker, the ``import uno`` check, the UNO bridge and LibreOffice, which inherit it from the bridge.
 CHILD_ENV_ALLOWED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH",
                      "FONTCONFIG_FILE", "FONTCONFIG_PATH", "XDG_RUNTIME_DIR", "SYSTEMROOT")
 

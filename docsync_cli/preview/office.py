@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from docsync_cli.errors import PreviewError
-from docsync_cli.preview.child import ChildDied, ChildProcess, ChildTimeout
+from docsync_cli.preview.child import ChildDied, ChildProcess, ChildTimeout, child_env
 from docsync_cli.preview.tools import ToolStatus
 
 STARTUP_SECONDS = 30.0
@@ -45,7 +45,8 @@ def find_uno_python() -> str | None:
         if not Path(candidate).is_file():
             continue
         try:
-            done = subprocess.run([candidate, "-c", "import uno"], capture_output=True, timeout=20, check=False)
+            done = subprocess.run([candidate, "-c", "import uno"], capture_output=True, timeout=20, check=False,
+                                  env=child_env())  # never docsync's environment (the keys)
         except (OSError, subprocess.TimeoutExpired):
             continue
         if done.returncode == 0:
@@ -144,8 +145,9 @@ class OfficeConverter:
         if uno_python is None:
             raise PreviewError("no Python with the uno module (python3-uno) is installed", "converter_missing")
         self._profile = Path(tempfile.mkdtemp(prefix="docsync-lo-", dir=private_parent(self._private_root)))
-        env = dict(os.environ, HOME=str(self._profile), XDG_CACHE_HOME=str(self._profile / "cache"),
-                   XDG_CONFIG_HOME=str(self._profile / "config"))
+        # The allow-listed environment, never a copy of docsync's: the bridge and soffice inherit it (no keys).
+        env = child_env() | {"HOME": str(self._profile), "XDG_CACHE_HOME": str(self._profile / "cache"),
+                             "XDG_CONFIG_HOME": str(self._profile / "config")}
         log = (self._profile / "bridge.log").open("wb")
         try:
             child = ChildProcess(

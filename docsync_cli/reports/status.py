@@ -9,20 +9,18 @@ does not exist yet is not created.
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any, TypedDict
 
 from docsync_cli.config import Settings, redact
 from docsync_cli.crm import queries
 from docsync_cli.errors import DocsyncError, RejectedError
 from docsync_cli.model import CrmDocument, DateiStatus, Field, LocalRecord, SyncStatus
-from docsync_cli.reports.feeds import Feeds as Feeds
-from docsync_cli.reports.feeds import feeds_explained as feeds_explained  # (where it was)
 from docsync_cli.reports.shared import open_history, read_local_records, report_services
-from docsync_cli.state import ReadOnlyState, peek_installation_id
+from docsync_cli.reports.status_feeds import Feeds, collect_feeds
+from docsync_cli.state import peek_installation_id
 from docsync_cli.sync.plan import why_work
 from docsync_cli.sync.services import Services
-from docsync_cli.timestamps import unix_to_timestamp, utc_timestamp
+from docsync_cli.timestamps import utc_timestamp
 
 EMPTY = "(leer)"
 """The bucket of documents whose status field is empty (NULL or ``""``)."""
@@ -211,11 +209,12 @@ def collect_status(settings: Settings) -> StatusReport:
         "feeds": {"enabled": settings.sync.change_feeds, "watermark": None, "last_listing": None,
                   "listing_interval_seconds": settings.sync.listing_interval_seconds, "stream": None,
                   "accounts_override": None, "note_cursor": None, "clock_skew_seconds": None,
-                  "clock_set_back": None, "deletions": None},
+                  "clock_set_back": None, "deletions": None, "stream_partial": None, "stream_early_end": None,
+                  "partial_listing_interval_seconds": settings.sync.partial_listing_interval_seconds},
         "hidden": [],
     }
     _collect_local(settings, data)
-    _collect_feeds(settings, data)
+    data["hidden"] = collect_feeds(settings, data["feeds"])
     try:
         with report_services(settings) as services:
             _collect_remote(settings, services, data)
@@ -237,31 +236,6 @@ def _collect_local(settings: Settings, data: StatusReport) -> None:
                          "error": run.error} for run in history.last(RUNS_SHOWN)]
         data["previews"]["errors"] = [{"id": doc_id, "name": None, "reason": reason}
                                       for doc_id, reason in history.preview_errors().items()]
-
-
-def _collect_feeds(settings: Settings, data: StatusReport) -> None:
-    """The change-feed bookkeeping plain runs keep in ``state.sqlite3`` (read-only)."""
-    state = ReadOnlyState(settings.state_dir)
-    if not state.exists():
-        return
-    state.check_readable()  # a corrupt state file stops the report (exit 4), as it stops a run
-    meta = state.meta()  # empty: an older state file without the table, or unreadable: nothing recorded
-    feeds = data["feeds"]
-    feeds["watermark"] = meta.get("watermark")
-    if meta.get("last_listing"):
-        feeds["last_listing"] = unix_to_timestamp(float(meta["last_listing"]))
-    if meta.get("note_cursor"):
-        feeds["note_cursor"] = int(meta["note_cursor"])
-    with contextlib.suppress(ValueError, TypeError):
-        seen = json.loads(meta.get("feeds") or "{}")
-        feeds["stream"] = seen.get("stream")
-        feeds["accounts_override"] = seen.get("accounts_override")
-        feeds["clock_set_back"] = seen.get("clock_set_back")
-        feeds["deletions"] = seen.get("deletions")
-    data["hidden"] = [{"id": doc_id, "reason": reason, "since": unix_to_timestamp(since)}
-                      for doc_id, (reason, since) in state.hidden().items()]
-    with contextlib.suppress(ValueError, TypeError):
-        feeds["clock_skew_seconds"] = float(meta["clock_skew"]) if meta.get("clock_skew") else None
 
 
 def _collect_remote(settings: Settings, services: Services, data: StatusReport) -> None:

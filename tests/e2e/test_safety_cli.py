@@ -174,3 +174,69 @@ def test_status_and_check_show_the_installation_id_that_owns_the_uploads(sandbox
     assert ident in docsync(sandbox, state, "check").stdout
     configured = docsync(sandbox, state, "status", "--json", extra_env={"DOCSYNC_SYNC__INSTALLATION_ID": "kanzlei-1"})
     assert json.loads(configured.stdout)["installation_id"] == "kanzlei-1"
+
+
+# -- issue 22, item 6: no process docsync starts sees a key ------------------------------------------------
+
+
+def _process_tree(root: int) -> set[int]:
+    """``root``'s descendants now (from every process's parent in ``/proc/*/stat``)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        ppid = int(text.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for kid in parents.get(todo.pop(), []):
+            if kid not in found:
+                found.add(kid)
+                todo.append(kid)
+    return found
+
+
+def test_no_process_docsync_starts_sees_a_key(sandbox: Sandbox, state: Path, tmp_path: Path) -> None:
+    """Issue 22: the warm LibreOffice, its UNO bridge (``python3 … uno_bridge.py``), oosplash, soffice.bin and the
+    render worker carried ESPOCRM_API_KEY and both xAI keys in their environment. During a real run with office
+    previews, every descendant of docsync is read from ``/proc/PID/environ``: no key, no key's name, and not the
+    contents of a ``*_FILE`` key file."""
+    from docsync_cli.preview.office import find_soffice, find_uno_python
+    from docsync_sandbox.seed import corpus_dir
+
+    if find_soffice() is None or find_uno_python() is None:
+        pytest.skip("LibreOffice with python3-uno is needed (scripts/setup.sh installs it)")
+    sandbox.seed_firm(corpus_dir())
+    key_file = tmp_path / "management.key"
+    key_file.write_text(sandbox.mgmt_key + "\n")
+    key_file.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ESPOCRM_", "XAI_", "DOCSYNC_"))}
+    env |= sandbox.environment(state)
+    del env["XAI_MANAGEMENT_KEY"]
+    env["XAI_MANAGEMENT_KEY_FILE"] = str(key_file)
+    proc = subprocess.Popen([sys.executable, "-m", "docsync_cli", "sync"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen: dict[tuple[int, bytes], bytes] = {}
+    try:
+        while proc.poll() is None:
+            for pid in _process_tree(proc.pid):
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    seen[(pid, cmdline)] = Path(f"/proc/{pid}/environ").read_bytes()
+                except OSError:
+                    continue  # gone meanwhile
+    finally:
+        _, err = proc.communicate(timeout=180)
+    assert proc.returncode in (0, 1), err
+    started = b"\n".join(cmdline for _, cmdline in seen)
+    assert b"soffice" in started and b"uno_bridge" in started and b"worker" in started, started
+    secrets = [sandbox.espo_key, sandbox.xai_key, sandbox.mgmt_key] + ([sandbox.espo_secret]
+                                                                       if sandbox.espo_secret else [])
+    names = ["ESPOCRM_API_KEY", "ESPOCRM_SECRET_KEY", "XAI_API_KEY", "XAI_MANAGEMENT_KEY", "_FILE="]
+    for (_pid, cmdline), environ in seen.items():
+        shown = cmdline.replace(b"\0", b" ")[:120]
+        assert not [s for s in secrets if s.encode() in environ], f"a key in the environment of {shown!r}"
+        assert not [n for n in names if n.encode() in environ], f"a key's name in the environment of {shown!r}"

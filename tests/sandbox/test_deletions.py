@@ -160,7 +160,8 @@ def test_status_explain_and_check_name_a_hidden_document_and_the_method(box: San
     from docsync_cli.errors import UsageError
     from docsync_cli.reports.check import run_checks
     from docsync_cli.reports.explain import explain_document
-    from docsync_cli.reports.status import collect_status, feeds_explained
+    from docsync_cli.reports.status import collect_status
+    from docsync_cli.reports.status_feeds import feeds_explained
     from tests.reliability.helpers import cli_env
 
     docs = seed(box, [None, None])

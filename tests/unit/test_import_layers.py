@@ -122,7 +122,7 @@ def test_only_the_cli_layer_imports_typer_or_rich() -> None:
 def test_the_scan_sees_imports_inside_functions() -> None:
     views = PACKAGE / "cli" / "report_views.py"
     assert "rich.table.Table" in imports_in(views)  # imported inside render_status
-    assert "docsync_cli.reports.status.feeds_explained" in imports_in(views)
+    assert "docsync_cli.reports.status_feeds.feeds_explained" in imports_in(views)
 
 
 def test_the_read_only_report_modules_never_import_the_engine() -> None:
