@@ -160,6 +160,11 @@ class RunPlan:
     unchanged: int
     held_back: tuple[WorkItem, ...] = ()  # permanent failures waiting for the document to change
     deletions: tuple[Deletion, ...] = ()
+    held_back_unread: tuple[str, ...] = ()  # ids of permanent failures a plain run did not read (no feed saw them)
+
+    @property
+    def held_back_count(self) -> int:
+        return len(self.held_back) + len(self.held_back_unread)
 
 
 @dataclass(frozen=True)
@@ -293,7 +298,7 @@ class RunSummary:
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {"planned": len(self.plan.work) if self.plan else 0,
                                   "unchanged": self.plan.unchanged if self.plan else 0,
-                                  "held_back": len(self.plan.held_back) if self.plan else 0,
+                                  "held_back": self.plan.held_back_count if self.plan else 0,
                                   "deleted": len(self.deleted)}
         for result in self.results:
             counts[result.outcome] = counts.get(result.outcome, 0) + 1
@@ -335,6 +340,7 @@ class EngineSettings:
     temp_dir: Path | None = None
     change_feeds: bool = True  # plain runs ask the change feeds (changes.py); False = list every document
     listing_interval_seconds: float = 3600.0
+    partial_listing_interval_seconds: float = 900.0  # while the stream feed is partial
 
 
 class DocumentLocks(Protocol):

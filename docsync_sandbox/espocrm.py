@@ -433,6 +433,8 @@ class EspoEmulator(EmulatorBase):
     @relate_note_dedup.setter
     def relate_note_dedup(self, value: bool) -> None:
         self.stream.dedupe_pairs = value
+        if self.version in ("9.0.3", "9.2.7"):  # the defaults follow (App/user settings.version)
+            self.version = "9.0.3" if value else "9.2.7"
 
     # -- naming ------------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ FIRM_DOCUMENTS: list[tuple[str, str, tuple[str, ...], str]] = [
     ("Schriftsatz Berufung", "libreoffice-writer.pdf", ("Müller GmbH", "Schmidt & Partner"), "Neu"),
     ("Protokoll Gesellschafterversammlung", "google-doc-document.pdf", ("Schmidt & Partner",), "Neu"),
     ("Vertragsentwurf (geschützt)", "encrypted-password.pdf", ("Schmidt & Partner",), "Neu"),
-    ("Arabische Urkunde", "arabic-rotated.pdf", ("Yilmaz Handel",), "Neu"),
+    ("Arabische Urkunde", "arabic-deed.pdf", ("Yilmaz Handel",), "Neu"),  # a page of RTL text, not one word
     ("Faxeingang Gericht", "imagemagick-ccittfax.pdf", ("Yilmaz Handel",), "Geändert"),
     ("Bilanz mit Grafik", "cmyk-image.pdf", ("Müller GmbH",), "Neu"),
     ("Skizze Unfallort", "pdflatex-image.pdf", ("Yilmaz Handel",), "Neu"),

@@ -32,7 +32,7 @@ from docsync_cli.errors import (
     UnsafePlan,
     UsageError,
 )
-from docsync_cli.model import Outcome
+from docsync_cli.model import Outcome, Reason
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -244,8 +244,9 @@ def print_summary(summary: RunSummary, dry_run: bool) -> None:
     if plan is None:
         return
     if dry_run:
-        if not plan.work and not plan.deletions:
-            out.print(f"Nothing to do ({plan.unchanged} documents in step).")
+        if not plan.work and not plan.deletions:  # counted alike by plain and --full runs
+            held = f", {plan.held_back_count} held back" if plan.held_back_count else ""
+            out.print(f"Nothing to do ({plan.unchanged} documents in step{held}).")
         for item in plan.work:
             out.print(f"would sync  {item.doc.id}  {item.doc.name!r}: {item.reason}", markup=False, highlight=False)
         for deletion in plan.deletions:
@@ -254,6 +255,8 @@ def print_summary(summary: RunSummary, dry_run: bool) -> None:
                       f"{deletion.reason}", markup=False, highlight=False)
         for item in plan.held_back:
             out.print(f"held back  {item.doc.id}  {item.doc.name!r}: {item.reason}", markup=False, highlight=False)
+        for doc_id in plan.held_back_unread:  # not read by this plain run: the id only
+            out.print(f"held back  {doc_id}: {Reason.HELD_BACK}", markup=False, highlight=False)
         return
     counts = summary.counts()
     shown = (Outcome.SYNCED, Outcome.PENDING, Outcome.FAILED, Outcome.DEFERRED, Outcome.SKIPPED)

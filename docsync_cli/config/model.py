@@ -216,6 +216,8 @@ class SyncSettings(_Model):
     installation_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{3,63}$")] = None
     change_feeds: bool = True  # plain runs ask what changed (false: list every document every run)
     listing_interval_seconds: Annotated[float, Field(ge=60)] = 3600.0  # how often a plain run lists everything
+    # ... while the stream feed is partial (role, early end, relate-note de-duplication)
+    partial_listing_interval_seconds: Annotated[float, Field(ge=60)] = 900.0
 
 
 class PreviewSettings(_Model):

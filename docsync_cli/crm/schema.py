@@ -46,6 +46,7 @@ class ApiUser:
     denied: frozenset[tuple[str, str]] = frozenset()  # (scope, action) the table answers "no" (or false)
     limited: frozenset[tuple[str, str, str]] = frozenset()  # (scope, action, level): "own", "team", … (not "all")
     field_denied: frozenset[tuple[str, str, str]] = frozenset()  # (scope, field, action) acl.fieldTable says "no"
+    version: str | None = None  # settings.version: the EspoCRM version
 
     @property
     def label(self) -> str:
@@ -86,7 +87,12 @@ def parse_api_user(answer: Any) -> ApiUser:
                          for a, level in rights.items() if level in ("no", False)),
         limited=frozenset((str(s), str(a), level) for s, rights in (table or {}).items() if isinstance(rights, dict)
                           for a, level in rights.items() if level in PARTIAL_LEVELS),
-        field_denied=_field_denials(acl.get("fieldTable") if isinstance(acl, dict) else None))
+        field_denied=_field_denials(acl.get("fieldTable") if isinstance(acl, dict) else None),
+        version=_text(settings.get("version")) if isinstance(settings, dict) else None)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _field_denials(table: Any) -> frozenset[tuple[str, str, str]]:

@@ -99,7 +99,7 @@ def run_checks(load_settings: Callable[[], Settings], out: Lines) -> int:
             if check_espocrm(report, settings, services):
                 check_document_fields(report, settings, services)
                 check_link_fields(report, settings, services)
-                check_change_feeds(report, services)
+                check_change_feeds(report, services, settings)
             check_xai_files(report, services)
             check_xai_management(report, settings, services)
     except DocsyncError as exc:  # a client that cannot even be built; the checks above catch the rest

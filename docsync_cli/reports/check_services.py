@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 
 from docsync_cli.config import Settings
 from docsync_cli.crm.answers import FieldDefinition
+from docsync_cli.crm.client import EspoClient
 from docsync_cli.crm.fields import ACCOUNT, check_fields
+from docsync_cli.crm.role import stream_gaps
 from docsync_cli.crm.schema import ApiUser
 from docsync_cli.errors import AuthError, DocsyncError, NotFoundError, ServiceUnreachable
 from docsync_cli.sync.services import Services
@@ -161,12 +163,17 @@ def link_field_problems(entity: str, field: str, definition: FieldDefinition) ->
     return []
 
 
-def check_change_feeds(report: CheckReport, services: Services) -> None:
-    """Which change feeds plain runs can use (contract §10.6, §10.7); neither is required."""
+def check_change_feeds(report: CheckReport, services: Services, settings: Settings | None = None) -> None:
+    """Which change feeds plain runs can use (contract §10.6, §10.7, §11.2); neither is required."""
     espo = services.espo
     try:
         espo.stream_page(None, (), ())
-        report.good("Stream notes (GlobalStream)", "readable: link changes are noticed by the next run")
+        gaps = stream_gaps(espo.api_user, _linked_entities(espo, settings))
+        for gap in gaps:
+            report.warn("Stream notes (GlobalStream)", f"partial: {gap.what}; those link changes wait for the "
+                        "listing pass (sync.partial_listing_interval_seconds)", gap.fix)
+        if not gaps:
+            report.good("Stream notes (GlobalStream)", "readable: link changes are noticed by the next run")
     except AuthError as exc:
         if exc.status == 401:
             raise
@@ -187,6 +194,17 @@ def check_change_feeds(report: CheckReport, services: Services) -> None:
         report.warn("accountsIds override", "not set: each listing pass lists the documents of every account "
                     "with a collection (one or more requests per account)",
                     "optional: add the accounts override shown by `docsync espocrm-fields`, then Rebuild")
+
+
+def _linked_entities(espo: EspoClient, settings: Settings | None) -> list[str]:
+    """The entities the configured link rules lead to (the parents of the stream's Relate notes)."""
+    entities = set()
+    for rule in settings.collections.rules if settings is not None else ():
+        try:
+            entities.add(espo.link_entity(rule.link) or rule.link[:1].upper() + rule.link[1:].removesuffix("s"))
+        except DocsyncError:
+            continue
+    return sorted(entities) or ["Account"]
 
 
 # ---------------------------------------------------------------------------------------------- xAI

@@ -212,7 +212,8 @@ def collect_status(settings: Settings) -> StatusReport:
         "feeds": {"enabled": settings.sync.change_feeds, "watermark": None, "last_listing": None,
                   "listing_interval_seconds": settings.sync.listing_interval_seconds, "stream": None,
                   "accounts_override": None, "note_cursor": None, "clock_skew_seconds": None,
-                  "clock_set_back": None, "deletions": None},
+                  "clock_set_back": None, "deletions": None, "stream_partial": None, "stream_early_end": None,
+                  "partial_listing_interval_seconds": settings.sync.partial_listing_interval_seconds},
         "hidden": [],
         "adopt_waiting": 0,
     }

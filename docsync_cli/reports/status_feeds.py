@@ -23,6 +23,9 @@ class Feeds(TypedDict):
     note_cursor: int | None
     clock_skew_seconds: float | None
     clock_set_back: bool | None
+    stream_partial: list[str] | None
+    stream_early_end: bool | None
+    partial_listing_interval_seconds: float
     deletions: str | None
 
 
@@ -46,6 +49,9 @@ def collect_feeds(settings: Settings, feeds: Feeds) -> list[dict[str, str]]:
         feeds["stream"] = seen.get("stream")
         feeds["accounts_override"] = seen.get("accounts_override")
         feeds["clock_set_back"] = seen.get("clock_set_back")
+        partial = seen.get("stream_partial")
+        feeds["stream_partial"] = [str(p) for p in partial] if isinstance(partial, list) else None
+        feeds["stream_early_end"] = seen.get("stream_early_end")
         feeds["deletions"] = seen.get("deletions")
     with contextlib.suppress(ValueError, TypeError):
         feeds["clock_skew_seconds"] = float(meta["clock_skew"]) if meta.get("clock_skew") else None
@@ -62,7 +68,14 @@ def feeds_explained(feeds: Feeds) -> list[str]:
              f"last listing pass: {feeds['last_listing'] or 'never'} (every {minutes} and in every --full)."]
     lines.append("New, changed, replaced and deleted documents and accounts given a collection: noticed by the "
                  "next run.")
-    if feeds["stream"] == StreamFeed.ACTIVE:
+    early = ["its last answer ended early (total -2 after 50 rounds of filtering)"]
+    partial = (feeds.get("stream_partial") or []) + (early if feeds.get("stream_early_end") else [])
+    if feeds["stream"] == StreamFeed.ACTIVE and partial:
+        sooner = f"{feeds.get('partial_listing_interval_seconds', 900.0) / 60:g} min"
+        lines.append("Stream notes (GlobalStream): partial — " + "; ".join(partial) + ". Link changes it cannot see "
+                     f"wait for the listing pass, which runs every {sooner} while the feed is partial "
+                     "(sync.partial_listing_interval_seconds); `docsync check` says how to fix the role.")
+    elif feeds["stream"] == StreamFeed.ACTIVE:
         lines.append("Stream notes (GlobalStream): active — a document linked to or unlinked from an account is "
                      "noticed by the next run.")
     else:

@@ -143,6 +143,15 @@ class StateStore:
             found.update((row[0], record_of_row(row)) for row in rows)
         return found
 
+    @guarded("list the permanent failures")
+    def permanent_failures(self) -> list[str]:
+        """Ids of the documents whose last run here failed them permanently (held back until they change)."""
+        sql, args = _id_range(None, None)
+        with self._lock:
+            query = f"SELECT doc_id FROM documents WHERE failure_transient = 0 AND failure_code IS NOT NULL AND {sql}"  # noqa: S608
+            rows = self._db.execute(query + " ORDER BY doc_id", args).fetchall()
+        return [str(row[0]) for row in rows]
+
     @guarded("count the documents' records")
     def count_between(self, low: str | None = None, high: str | None = None) -> int:
         """Local document records with ``low <= id < high`` (None = open end), hidden ones left out (the

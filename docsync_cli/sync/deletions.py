@@ -52,6 +52,7 @@ class Found:
     unseen: list[str] = field(default_factory=list)  # ids the server has and this host does not (plain runs)
     verdicts: Verdicts = field(default_factory=Verdicts)
     notes: list[str] = field(default_factory=list)
+    crm_total: int | None = None  # EspoCRM's count of the documents (None: not counted)
 
 
 def confirm(espo: EspoClient, state: StateStore, candidates: list[str]) -> Verdicts:
@@ -127,6 +128,7 @@ class DeletionCheck:
         unseen_candidates = sorted(i for i in seen if i not in known)
         try:
             crm_total, found.method = self.count_method()
+            found.crm_total = crm_total
             if crm_total is None:
                 return found  # no counts: the listing pass compares ids
             local_total = self.state.count_between() + len(unseen_candidates)

@@ -151,8 +151,15 @@ class Engine:
             except UnsafePlan as exc:
                 summary.notes.append(str(exc))
                 changes.gone = []  # kept: found again by the next run
-        unchanged = max(0, (changes.crm_total or len(docs)) - len(run_plan.work) - len(run_plan.held_back))
-        return RunPlan(run_plan.work, unchanged, run_plan.held_back, deletions)
+        # Permanent failures no feed reported did not change: held back, counted as a --full run counts them.
+        seen = set(changes.docs) | {record.doc_id for record in gone}
+        unread = tuple(i for i in self.state.permanent_failures() if i not in seen)
+        if changes.crm_total is None:  # not counted: in step are the documents read and found so
+            unchanged = len(docs) - len(run_plan.work) - len(run_plan.held_back)
+        else:
+            unchanged = changes.crm_total - len(run_plan.work) - len(run_plan.held_back) - len(unread)
+        unchanged = max(0, unchanged)
+        return RunPlan(run_plan.work, unchanged, run_plan.held_back, deletions, unread)
 
     def plan(self, options: RunOptions, summary: RunSummary) -> tuple[RunPlan, list[CrmDocument]]:
         touched: dict[str, str] = {}

@@ -39,6 +39,7 @@ from typing import Any
 
 from docsync_cli.crm import queries
 from docsync_cli.crm.client import EspoClient
+from docsync_cli.crm.role import stream_gaps
 from docsync_cli.errors import AuthError, DocsyncError, HttpError, RunFatal
 from docsync_cli.model import CrmDocument, EngineSettings, LocalRecord
 from docsync_cli.state import StateStore, StreamFeed
@@ -111,15 +112,19 @@ class ChangeFeed:
                     "set back (or had jumped ahead), so the watermark is not trusted; listing every document now")
             log.warning("%s", note)
             changes.notes.append(note)
-        last = self.state.meta("last_listing")
-        listing = full or watermark is None or set_back or listing_due(
-            float(last) if last else None, now, self.settings.listing_interval_seconds)
         try:
             previous = json.loads(self.state.meta("feeds") or "{}")
         except ValueError:
             previous = {}
-        changes.feeds = {**(previous if isinstance(previous, dict) else {}), "checked_at": now,
-                         "clock_set_back": set_back}
+        previous = previous if isinstance(previous, dict) else {}
+        gaps = [gap.what for gap in stream_gaps(self.espo.api_user, self._stream_parents())]
+        sooner = bool(gaps) or previous.get("stream_early_end") is True
+        last = self.state.meta("last_listing")
+        listing = full or watermark is None or set_back or listing_due(
+            float(last) if last else None, now, self.settings.partial_listing_interval_seconds if sooner
+            else self.settings.listing_interval_seconds)
+        changes.feeds = {**previous, "checked_at": now, "clock_set_back": set_back, "stream_partial": gaps,
+                         "listing_sooner": sooner}
         if listing:
             self._resolve_link_entities(changes)
         self._stream(changes, listing)
@@ -214,7 +219,7 @@ class ChangeFeed:
     def _stream(self, changes: Changes, listing: bool) -> None:
         cursor_text = self.state.meta("note_cursor")
         stored = int(cursor_text) if cursor_text else None
-        parents = sorted({entity for _, entity, _ in self._link_rules()})
+        parents = self._stream_parents()
         user = self.espo.api_user
         if user is not None and "GlobalStream" in user.disabled_scopes:
             changes.feeds["stream"] = StreamFeed.NO_ACCESS  # the role says so (App/user): no request to be refused
@@ -249,6 +254,9 @@ class ChangeFeed:
         doc_ids = sorted({n.document_id for n in read.notes if n.document_id is not None})
         for doc in self._documents(doc_ids):
             changes.add(doc, STREAM_REASON)
+
+    def _stream_parents(self) -> list[str]:
+        return sorted({entity for _, entity, _ in self._link_rules()})
 
     def _documents(self, doc_ids: list[str]) -> Iterable[CrmDocument]:
         for start in range(0, len(doc_ids), queries.IDS_PER_QUERY):
@@ -332,6 +340,7 @@ class ChangeFeed:
                 for doc in self._documents(found.unseen):
                     changes.add(doc)
         changes.notes += found.notes
+        changes.crm_total = changes.crm_total if changes.crm_total is not None else found.crm_total
         changes.gone = found.gone
         changes.hidden = found.verdicts.hidden
         if found.method is not None:

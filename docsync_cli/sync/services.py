@@ -80,4 +80,5 @@ def engine_settings(settings: Settings, concurrency: int | None = None, temp_dir
         temp_dir=temp_dir or Path(tempfile.gettempdir()),
         change_feeds=settings.sync.change_feeds,
         listing_interval_seconds=settings.sync.listing_interval_seconds,
+        partial_listing_interval_seconds=settings.sync.partial_listing_interval_seconds,
     )

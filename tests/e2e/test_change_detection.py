@@ -106,12 +106,12 @@ def test_a_clock_that_jumped_ahead_and_was_corrected_is_distrusted_and_listed_no
 # -- bullet 2: the stream cursor never moves past notes it did not read; short pages keep paging ---------------
 
 
-def stream_firm(firm: Firm) -> tuple[str, str, list[str]]:
+def stream_firm(firm: Firm, read: str = "own") -> tuple[str, str, list[str]]:
     """The role streams only its own accounts (§11.2: GlobalStream filters, and may stop early). Returns the
     collection of the API user's own account, that account and three documents not linked to it."""
     espo = firm.box.espo
     espo.global_stream = True
-    espo.account_read = espo.account_stream = "own"
+    espo.account_read, espo.account_stream = read, "own"
     espo.max_size_limit = 2  # 50 rounds of 3 notes: an early end after 150 filtered notes
     collection = firm.box.xai.create_collection("Mandant")
     mine = espo.add_account("Mine", collection, assigned_user_id=espo.api_user_id)
@@ -156,3 +156,73 @@ def test_short_pages_with_minus_one_keep_the_document_feed_paging(firm: Firm) ->
         firm.box.espo.replace_file(doc, f"Neu {n}.\n".encode())
     firm.run()
     assert all(in_step(firm, doc, f"Neu {n}.\n".encode()) for n, doc in enumerate(docs))
+
+
+# -- bullet 3: feeds that know when they are blind -------------------------------------------------------------
+
+
+def test_a_role_that_streams_only_its_own_accounts_is_a_partial_feed_and_lists_sooner(firm: Firm) -> None:
+    _, _, docs = stream_firm(firm, read="all")
+    status = docsync(firm.box, firm.state_dir, "status", "--json")
+    feeds = json.loads(status.stdout)["feeds"]
+    assert feeds["stream"] == "active"
+    assert feeds["stream_partial"] == ["Account stream is 'own': notes only for those Account records"]
+    text = docsync(firm.box, firm.state_dir, "status").stdout
+    assert "Stream notes (GlobalStream): partial — Account stream is 'own'" in text and "every 15 min" in text
+    check = docsync(firm.box, firm.state_dir, "check").stdout
+    assert "partial: Account stream is 'own'" in check and "Account stream 'all'" in check
+    # a link to an account the role may not stream writes a note it never sees: the listing pass, due sooner
+    theirs_collection = firm.box.xai.create_collection("Fremd")
+    theirs = firm.box.espo.add_account("Theirs", theirs_collection)
+    firm.box.espo.link(docs[0], "accounts", theirs)
+    firm.run()
+    firm.wall += 900 - 61  # 15 minutes after the last listing pass, well before the hour
+    firm.run()
+    assert docs[0] in firm.members(theirs_collection)
+
+
+def test_a_relink_on_8_4_to_9_0_writes_no_note_so_the_listing_pass_comes_sooner(firm: Firm) -> None:
+    espo = firm.box.espo
+    espo.global_stream = True
+    espo.relate_note_dedup = True  # App/user says 9.0.3
+    collection = firm.box.xai.create_collection("Mandant")
+    account = espo.add_account("A", collection)
+    doc = espo.add_document("D", b"Inhalt.\n", "d.txt", accounts=[account])
+    firm.run()
+    espo.unlink(doc, "accounts", account)
+    firm.run()
+    assert firm.members(collection) == set()
+    espo.link(doc, "accounts", account)  # no second Relate note for the pair
+    firm.run()
+    feeds = json.loads(docsync(firm.box, firm.state_dir, "status", "--json").stdout)["feeds"]
+    assert any("9.0.3 writes no second note" in gap for gap in feeds["stream_partial"])
+    firm.wall += 900
+    firm.run()
+    assert firm.members(collection) == {doc}
+
+
+# -- bullet 4: the write-back guard that always works -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["file-edit", "no-file-edit"])
+def test_a_file_replaced_during_the_sync_is_never_recorded_as_synced(firm: Firm, guarded: bool) -> None:
+    # §11.2: without field-level edit on `file`, EspoCRM drops the fileId docsync sends with its write-back (200)
+    espo = firm.box.espo
+    if not guarded:
+        espo.read_only_fields = {"file"}
+    _, docs = seed(firm, 2)
+    replaced: list[str] = []
+
+    def replace(request: Request) -> None:
+        if not replaced:
+            replaced.append(espo.replace_file(docs[0], b"Ersetzt waehrend der Synchronisierung.\n"))
+
+    espo.replace_file(docs[0], b"Zweite Fassung.\n")
+    faults_of(espo).add(Callback(replace, when="after"), method="GET", path="/api/v1/Attachment/file/.*")
+    firm.run()
+    assert replaced
+    record = espo.document(docs[0])
+    assert not (record["dateiStatus"] == "Gesynct" and record["xaiSyncStatus"] == "synced"
+                and firm.box.xai.file_bytes(record["xaiFileId"]) != b"Ersetzt waehrend der Synchronisierung.\n")
+    firm.run()
+    assert in_step(firm, docs[0], b"Ersetzt waehrend der Synchronisierung.\n")

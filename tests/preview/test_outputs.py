@@ -306,3 +306,21 @@ def test_webp_quality_default() -> None:
     assert (PreviewLimits().max_width, PreviewLimits().max_height) == (600, 800)
     buf = io.BytesIO()
     Image.new("RGB", (10, 10)).save(buf, "WEBP")
+
+
+def test_the_demos_right_to_left_deed_shows_its_text(service: PreviewService, corpus: Corpus) -> None:
+    """Issue 22: the demo's "Arabische Urkunde" preview was nearly blank: its file (arabic-rotated.pdf) holds one
+    word in a corner of the page. The demo now uses a page of Arabic text; its preview has ink across the text
+    area (right-aligned lines of shaped Arabic), not a speck."""
+    from docsync_sandbox.seed import FIRM_DOCUMENTS
+
+    source = next(file for name, file, _, _ in FIRM_DOCUMENTS if name == "Arabische Urkunde")
+    img = decode(service.render(corpus / source, source)).convert("L")
+    width, height = img.size
+    text_area = img.crop((0, 0, width, height // 2))  # the deed's text fills the upper half of its page
+    ink = sum(text_area.histogram()[:128])  # dark pixels
+    assert ink > 0.02 * text_area.width * text_area.height, "the text area is nearly blank"
+    box = text_area.point(lambda v: 255 if v < 128 else 0).getbbox()
+    assert box is not None and box[2] - box[0] > 0.6 * width  # lines across the page
+    right_margin, left_margin = width - box[2], box[0]
+    assert right_margin <= left_margin  # right to left: the lines start at the right

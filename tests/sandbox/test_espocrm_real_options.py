@@ -137,6 +137,9 @@ def test_relate_note_dedup_as_8_4_to_9_0(emu: EspoEmulator, api: httpx.Client) -
     emu.link(doc, "accounts", account)
     answer = api.get("GlobalStream", params={"maxSize": 10}).json()
     assert [n["type"] for n in answer["list"]] == ["Unrelate", "Relate"]
+    assert api.get("App/user").json()["settings"]["version"] == "9.0.3"  # what docsync judges it by
+    emu.relate_note_dedup = False
+    assert api.get("App/user").json()["settings"]["version"] == "9.2.7"
 
 
 def test_explicit_ids_are_case_insensitive_keys(emu: EspoEmulator, api: httpx.Client) -> None:

@@ -89,7 +89,9 @@ def test_failures_beyond_the_listed_ones_count_as_held_back_and_make_it_approxim
 def feeds(**changes: Any) -> Feeds:
     values: dict[str, Any] = {"enabled": True, "watermark": "2026-01-02 03:04:05", "last_listing": None,
                               "listing_interval_seconds": 3600.0, "stream": None, "accounts_override": None,
-                              "note_cursor": None, "clock_skew_seconds": None, "clock_set_back": None}
+                              "note_cursor": None, "clock_skew_seconds": None, "clock_set_back": None,
+                              "stream_partial": None, "stream_early_end": None,
+                              "partial_listing_interval_seconds": 900.0}
     return cast(Feeds, values | changes)
 
 
