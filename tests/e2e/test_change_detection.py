@@ -199,3 +199,30 @@ def test_a_relink_on_8_4_to_9_0_writes_no_note_so_the_listing_pass_comes_sooner(
     firm.wall += 900
     firm.run()
     assert firm.members(collection) == {doc}
+
+
+# -- bullet 4: the write-back guard that always works -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["file-edit", "no-file-edit"])
+def test_a_file_replaced_during_the_sync_is_never_recorded_as_synced(firm: Firm, guarded: bool) -> None:
+    # §11.2: without field-level edit on `file`, EspoCRM drops the fileId docsync sends with its write-back (200)
+    espo = firm.box.espo
+    if not guarded:
+        espo.read_only_fields = {"file"}
+    _, docs = seed(firm, 2)
+    replaced: list[str] = []
+
+    def replace(request: Request) -> None:
+        if not replaced:
+            replaced.append(espo.replace_file(docs[0], b"Ersetzt waehrend der Synchronisierung.\n"))
+
+    espo.replace_file(docs[0], b"Zweite Fassung.\n")
+    faults_of(espo).add(Callback(replace, when="after"), method="GET", path="/api/v1/Attachment/file/.*")
+    firm.run()
+    assert replaced
+    record = espo.document(docs[0])
+    assert not (record["dateiStatus"] == "Gesynct" and record["xaiSyncStatus"] == "synced"
+                and firm.box.xai.file_bytes(record["xaiFileId"]) != b"Ersetzt waehrend der Synchronisierung.\n")
+    firm.run()
+    assert in_step(firm, docs[0], b"Ersetzt waehrend der Synchronisierung.\n")
