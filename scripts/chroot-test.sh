@@ -20,6 +20,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 KEEP=${CHROOT_DIR:+yes}
 DIR=${CHROOT_DIR:-$(mktemp -d /tmp/docsync-chroot-XXXXXX)}
+chmod 0755 "$DIR" 2>/dev/null || true  # the chroot's /: mktemp made it 0700, which would lock the service user out
 LOG=${CHROOT_LOG:-$DIR.log}
 START=$(date +%s)
 
