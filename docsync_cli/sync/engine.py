@@ -101,17 +101,22 @@ class Engine:
 
     # -- run level -----------------------------------------------------------------------------------
 
-    def gather(self, options: RunOptions) -> list[CrmDocument]:
+    def gather(self, options: RunOptions) -> tuple[list[CrmDocument], dict[str, str]]:
+        """The documents to look at, and those asked for by id that the API user may not read (id -> reason)."""
         if options.ids is None:
             with listing_outage():
-                return list(self.espo.iter_documents())
-        docs = []
+                return list(self.espo.iter_documents()), {}
+        docs, hidden = [], {}
         for doc_id in sorted(options.ids):
             try:
                 docs.append(self.espo.get_document(doc_id))
             except NotFoundError:
                 log.warning("document %s does not exist in EspoCRM", doc_id)
-        return docs
+            except (AuthError, RejectedError) as exc:
+                if exc.status != 403 or not record_hidden(exc.detail):
+                    raise
+                hidden[doc_id] = exc.detail  # it exists; the role or its teams hide it (contract §11.3)
+        return docs, hidden
 
     def managed_collections(self, docs: Iterable[CrmDocument], local: dict[str, LocalRecord]) -> list[str]:
         """The collections docsync manages: configured ones and those the CRM or this host's records name (values
@@ -170,8 +175,14 @@ class Engine:
                 self.changes = self.feed.gather(full=True, keep_all=True)  # the listing pass of a --full run
             docs, touched = list(self.changes.docs.values()), self.changes.touched
         else:
-            docs = self.gather(options)
-        for missing in sorted((options.ids or frozenset()) - {doc.id for doc in docs}):
+            docs, hidden = self.gather(options)
+            for doc_id, reason in sorted(hidden.items()):
+                summary.results.append(DocResult(
+                    doc_id, "", Outcome.FAILED, error_code="hidden",
+                    detail=f"the EspoCRM API user may not read this document ({reason}): its role or teams hide "
+                           "it; give the API user's role Document read 'all' or add the user to its team"))
+        for missing in sorted((options.ids or frozenset()) - {doc.id for doc in docs} - {r.doc_id for r in
+                                                                                      summary.results}):
             # Asked for by id but not there: a failure of the run (exit 1) that names it.
             summary.results.append(DocResult(missing, "", Outcome.FAILED, detail="no such document in EspoCRM",
                                              error_code="not_found"))
@@ -218,6 +229,18 @@ class Engine:
                 "EspoCRM's Document fields cannot take docsync's writes: " + "; ".join(problems),
                 "fix the fields named above (or point espocrm.fields.<name> at the right ones), then run "
                 "`docsync check`; nothing was written", problems)
+        user = self.espo.api_user
+        narrowed = [(entity, level) for entity in self.feed.linked_entities()
+                    for level in [user.limit(entity, "read") if user is not None else None] if level is not None]
+        if narrowed:
+            # EspoCRM hides the other records and their links (HTTP 200, contract §11.2): a document's collections
+            # would look empty and its file would be taken out of them. `docsync check` names the same.
+            raise SetupError(
+                "the API user's role reads only some linked records (" + ", ".join(
+                    f"{entity} read '{level}'" for entity, level in narrowed) + "): EspoCRM hides the others and "
+                "their links, so documents would wrongly leave their collections; nothing was changed",
+                "Administration > Roles: set " + ", ".join(f"{entity} read" for entity, _ in narrowed) +
+                " to 'all' for the API user's role, then run `docsync check`")
 
     def run(self, options: RunOptions) -> RunSummary:
         summary = RunSummary()

@@ -256,6 +256,10 @@ class ChangeFeed:
             changes.add(doc, STREAM_REASON)
 
     def _stream_parents(self) -> list[str]:
+        return self.linked_entities()
+
+    def linked_entities(self) -> list[str]:
+        """The entity types the configured link rules lead to (e.g. ``["Account"]``), without a request."""
         return sorted({entity for _, entity, _ in self._link_rules()})
 
     def _documents(self, doc_ids: list[str]) -> Iterable[CrmDocument]:

@@ -106,7 +106,7 @@ def test_a_clock_that_jumped_ahead_and_was_corrected_is_distrusted_and_listed_no
 # -- bullet 2: the stream cursor never moves past notes it did not read; short pages keep paging ---------------
 
 
-def stream_firm(firm: Firm, read: str = "own") -> tuple[str, str, list[str]]:
+def stream_firm(firm: Firm, read: str = "all") -> tuple[str, str, list[str]]:
     """The role streams only its own accounts (§11.2: GlobalStream filters, and may stop early). Returns the
     collection of the API user's own account, that account and three documents not linked to it."""
     espo = firm.box.espo

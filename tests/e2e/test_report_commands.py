@@ -259,7 +259,7 @@ def test_check_reports_a_config_file_readable_by_others_without_printing_its_sec
     environment = env.sandbox.environment(env.state)
     done = env.run("--config", str(config), "check", extra_env={"XAI_API_KEY": ""})
     assert done.returncode != 0
-    assert f"chmod 600 {config}" in done.stdout
+    assert f"chmod 0640 {config}" in done.stdout and "chown root:" in done.stdout
     assert environment["XAI_API_KEY"] not in done.stdout  # also asserted by Env.run for every command
 
 

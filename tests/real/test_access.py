@@ -82,10 +82,6 @@ def test_a_document_the_api_user_may_not_see_is_left_alone_and_explain_says_why(
     assert "may not read" in explained.stderr and hidden in explained.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="deletions (branch `deletions`): the plain run's deletion feed counts the "
-                   "documents, finds one fewer, and retires the file of a document that only became invisible to "
-                   "the API user (its team was removed); EspoCRM answers GET Document/{id} 403, not 404 "
-                   "(contract §11.2: confirm with GET before concluding a record is gone)")
 def test_a_synced_document_that_becomes_invisible_keeps_its_file(
         admin: Admin, xai: XaiEmulator, team_user: tuple[Docsync, str]) -> None:
     docsync, team = team_user
@@ -100,9 +96,6 @@ def test_a_synced_document_that_becomes_invisible_keeps_its_file(
     assert file_id in xai.files() and members(xai, collection).get(docs[0]) == file_id
 
 
-@pytest.mark.xfail(strict=True, reason="engine (branch `deletions`): `sync --id` of a document the API user may "
-                   "not read stops the run with exit 2 'EspoCRM refused the document listing … it tests the fields "
-                   "and the page cap' instead of saying that the API user may not read that document")
 def test_sync_id_of_a_document_the_api_user_may_not_see_says_so(
         admin: Admin, xai: XaiEmulator, team_user: tuple[Docsync, str]) -> None:
     docsync, _ = team_user
@@ -126,10 +119,6 @@ def test_check_fails_when_the_role_cannot_see_every_linked_account(own_accounts_
     assert "Account read" in done.stdout and "own" in done.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="engine (branch `deletions`): with a role that reads only its own Accounts, "
-                   "GET Document/{id}/accounts lists none of the others' accounts (HTTP 200) and a sync takes the "
-                   "document out of every collection and retires its file; sync should refuse to start (exit 2) "
-                   "as `docsync check` does, since it cannot know the links it may not see")
 def test_a_role_that_cannot_see_the_accounts_does_not_empty_their_collections(
         admin: Admin, xai: XaiEmulator, docsync: Docsync, own_accounts_user: Docsync) -> None:
     collection = xai.create_collection("Mandant")
