@@ -1,8 +1,7 @@
 """What the API user's role lets the change feeds see, judged from ``GET App/user`` (pure; EspoCRM contract §10.7,
 §11.2). GlobalStream shows a ``Relate``/``Unrelate`` note only for parent types the role may read **and** stream, and
 each note only when the role may stream that record: a role with stream "own" or "no" gets fewer notes, with HTTP
-200. 8.4.0-9.0.x write no second note for a pair that already had one. A role that may not edit the Document field
-``file`` makes EspoCRM drop the ``fileId`` guard from docsync's write-backs silently (§11.2)."""
+200. 8.4.0-9.0.x write no second note for a pair that already had one."""
 
 from __future__ import annotations
 
@@ -52,10 +51,4 @@ def dedups_relate_notes(version: str | None) -> bool:
     return (major == 8 and minor >= 4) or (major == 9 and minor == 0)
 
 
-def guards_file(user: ApiUser | None) -> bool:
-    """Whether EspoCRM keeps the ``fileId`` docsync sends with a write-back (the role may edit ``file``); False
-    when the role says no, True when it does not say (App/user unreadable: the answer is checked instead)."""
-    return user is None or not user.denies_field("Document", "file", "edit")
-
-
-__all__ = ["Gap", "dedups_relate_notes", "guards_file", "stream_gaps"]
+__all__ = ["Gap", "dedups_relate_notes", "stream_gaps"]

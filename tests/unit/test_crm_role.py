@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from docsync_cli.crm.role import dedups_relate_notes, guards_file, stream_gaps
+from docsync_cli.crm.role import dedups_relate_notes, stream_gaps
 from docsync_cli.crm.schema import ApiUser, parse_api_user
 
 
@@ -38,5 +38,5 @@ def test_8_4_to_9_0_de_duplicate_relate_notes() -> None:
 
 
 def test_the_file_guard_needs_field_level_edit() -> None:
-    assert guards_file(user({"read": "all"})) and guards_file(None)
-    assert not guards_file(user({"read": "all"}, file_edit="no"))
+    assert not user({"read": "all"}).denies_field("Document", "file", "edit")
+    assert user({"read": "all"}, file_edit="no").denies_field("Document", "file", "edit")
