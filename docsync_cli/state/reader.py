@@ -23,8 +23,13 @@ class ReadOnlyState:
 
     def exists(self) -> bool:
         """Whether a run made the state file yet; a state directory this user may not enter raises
-        :class:`~..errors.LocalEnvironmentError` naming the owner and the fix (``statedir.state_file_exists``)."""
-        return state_file_exists(self.path)
+        :class:`~..errors.LocalEnvironmentError` naming the owner and the fix (``statedir.state_file_exists``), and
+        a file SQLite cannot read raises :class:`~..errors.LocalStateError` (:meth:`check_readable`): every report
+        then stops with exit 4 and ``sync``'s advice instead of reading a damaged store as empty."""
+        if not state_file_exists(self.path):
+            return False
+        self.check_readable()
+        return True
 
     def check_readable(self) -> None:
         """Raise :class:`~..errors.LocalStateError` (``corrupt``) when the file is not a database SQLite can read;

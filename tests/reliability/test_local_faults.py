@@ -113,7 +113,7 @@ def _cli(sandbox: Sandbox, state_dir: Path, *args: str) -> subprocess.CompletedP
                           text=True, capture_output=True, timeout=120, check=False)
 
 
-def test_a_corrupt_state_file_stops_sync_and_status_with_exit_4(firm: tuple[Sandbox, Firm, Path]) -> None:
+def test_a_corrupt_state_file_stops_sync_status_and_the_reports_with_exit_4(firm: tuple[Sandbox, Firm, Path]) -> None:
     sandbox, _, state_dir = firm
     first = run_sync(sandbox, state_dir)
     assert first.returncode == EXIT_OK, describe(first)
@@ -126,4 +126,9 @@ def test_a_corrupt_state_file_stops_sync_and_status_with_exit_4(firm: tuple[Sand
     status = _cli(sandbox, state_dir, "status")
     assert status.returncode == EXIT_LOCAL, describe(status)
     assert str(state_dir) in status.stderr and "damaged" in status.stderr and "Traceback" not in status.stderr
+    doc_id = next(iter(_statuses(sandbox)))
+    for report in (("explain", "--id", doc_id), ("search", "Vertrag")):  # verify reads no local state
+        done = _cli(sandbox, state_dir, *report)
+        assert done.returncode == EXIT_LOCAL, (report, describe(done))
+        assert "damaged" in done.stderr and "Traceback" not in done.stderr, (report, describe(done))
     assert not [d for d, (datei, _) in _statuses(sandbox).items() if datei == "Fehler"]
