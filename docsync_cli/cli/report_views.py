@@ -54,10 +54,19 @@ def render_status(data: StatusReport, console: Scrubbed) -> None:
             table.add_row(_cell(name), str(count))
         console.print(table)
         _render_waiting(data["waiting"], console)
+    elif espocrm["reachable"]:  # reached, yet no total: EspoCRM answered -1/-2
+        console.print("Documents: not counted — EspoCRM does not count Documents (\"Disable record count\" is on for "
+                      "Document), so no count per status is shown, and none is guessed. To see them: "
+                      "Administration > Entity Manager > Document > Edit: untick \"Disable record count\".",
+                      markup=False, soft_wrap=True)
     failed = data["failed"]
     if failed["documents"]:
-        more = f", showing {len(failed['documents'])}" if failed["truncated"] else ""
-        table = Table(title=f"Fehler ({failed['total']}{more})", title_justify="left")
+        shown = len(failed["documents"])
+        if failed["total"] is None:
+            title = f"Fehler (not counted, showing {shown}{' or more' if failed['truncated'] else ''})"
+        else:
+            title = f"Fehler ({failed['total']}{f', showing {shown}' if failed['truncated'] else ''})"
+        table = Table(title=title, title_justify="left")
         for column in ("id", "name", "error"):
             table.add_column(column, overflow="fold")
         for doc in failed["documents"]:

@@ -154,7 +154,9 @@ def collect_status(settings: Settings) -> StatusReport:
         ``{"total": int | None, Field.DATEI_STATUS: {"Neu", "Geändert", "Gesynct", "Fehler", "(leer)": int | None},
         Field.XAI_SYNC_STATUS: {"pending", "syncing", "synced", "failed", "(leer)": int | None},
         "other_dateiStatus": int | None}`` — EspoCRM's ``total`` per bucket; ``(leer)`` = NULL or empty;
-        ``other_dateiStatus`` = documents with a value outside the known ones.
+        ``other_dateiStatus`` = documents with a value outside the known ones. All ``null`` when EspoCRM does not
+        count Documents ("Disable record count": it answers ``total`` -1/-2); then ``failed.total`` and
+        ``previews.missing`` are ``null`` too, and ``waiting`` is not computed: nothing is guessed.
     ``failed``
         ``{"total": int | None, "documents": [{"id", "name", Field.XAI_SYNC_STATUS, "error", "modifiedAt"}],
         "truncated": bool}`` — documents with dateiStatus Fehler, newest change first, at most 50 listed.
@@ -249,7 +251,15 @@ def _collect_remote(settings: Settings, services: Services, data: StatusReport) 
     espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
     status_attr, sync_attr = espo.attributes[Field.DATEI_STATUS], espo.attributes[Field.XAI_SYNC_STATUS]
     documents = data["documents"]
-    total = documents["total"] = espo.count([])
+    total = espo.count([])
+    if total < 0:  # "Disable record count" (-1/-2, contract §11.2): no count can be trusted, none is shown
+        failed_docs = _failed_documents(services, status_attr)
+        data["failed"] = {"total": None, "truncated": len(failed_docs) >= FAILED_LIST_LIMIT, "documents": [
+            {"id": d.id, "name": d.name, "xaiSyncStatus": d.xai_sync_status, "error": d.xai_sync_error,
+             "modifiedAt": d.modified_at} for d in failed_docs]}
+        _name_preview_errors(services, data["previews"]["errors"])
+        return
+    documents["total"] = total
     datei = {value: espo.count([where_equals(status_attr, value)]) for value in DATEI_STATUSES}
     documents["dateiStatus"].update(datei)
     for value in SYNC_STATUSES:

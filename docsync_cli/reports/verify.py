@@ -81,6 +81,8 @@ def run_verify(settings: Settings, sample: int | None = None, rng: random.Random
         services.espo.learn()  # the attribute names that really exist (e.g. cDateiStatus)
         where = _gesynct_where(settings, services)
         count = services.espo.count(where)
+        if count < 0:  # "Disable record count" (-1/-2, contract §11.2): count them by listing their ids instead
+            count = sum(1 for _ in services.espo.iter_keyset("Document", where, ["id"]))
         report = VerifyReport(top, settings.verify.min_found_percent, want, count)
         for offset in sample_candidates(count, want, rng):
             if len(report.probed) >= want:

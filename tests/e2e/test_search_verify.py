@@ -179,3 +179,16 @@ def test_verify_names_the_miss_when_one_files_indexing_fails(env: Env) -> None:
     finally:
         env.reindex(collection, doc["xaiFileId"])
     assert env.json("verify")["misses"] == []
+
+
+def test_verify_without_record_counts_lists_the_candidates_instead_of_probing_none(env: Env) -> None:
+    # "Disable record count" (contract §11.2): every total is -1/-2; verify must not read that as "no candidates"
+    counted = env.json("verify")
+    env.sandbox.espo.count_disabled = True
+    try:
+        data = env.json("verify")
+    finally:
+        env.sandbox.espo.count_disabled = False
+    assert counted["candidates"] >= 8
+    assert data["candidates"] == counted["candidates"] and data["probed"] == counted["probed"]
+    assert data["found"] == data["probed"] and data["passed"] is True
