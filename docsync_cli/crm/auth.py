@@ -10,6 +10,8 @@ from collections.abc import Generator
 
 import httpx
 
+from docsync_cli.transport.http import new_client
+
 API_PATH = "/api/v1"
 
 
@@ -39,7 +41,7 @@ def build_http_client(url: str, api_key: str, secret_key: str | None, timeout: f
                       transport: httpx.BaseTransport | None = None) -> httpx.Client:
     base = url.rstrip("/") + API_PATH + "/"
     auth = ApiKeyAuth(api_key, secret_key, httpx.URL(base).path)
-    return httpx.Client(base_url=base, auth=auth, timeout=httpx.Timeout(timeout, connect=10.0),
+    return new_client(base_url=base, auth=auth, timeout=httpx.Timeout(timeout, connect=10.0),
                         follow_redirects=False, transport=transport,
                         headers={"User-Agent": "docsync", "Accept": "application/json"})
 

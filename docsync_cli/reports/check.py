@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from docsync_cli.config import Settings, redact
-from docsync_cli.errors import ConfigError, DocsyncError
+from docsync_cli.errors import ConfigError, DocsyncError, LocalEnvironmentError
 from docsync_cli.outcome import EXIT_OK, EXIT_REMOTE, EXIT_USAGE
 from docsync_cli.reports.check_services import (
     check_change_feeds,
@@ -102,6 +102,8 @@ def run_checks(load_settings: Callable[[], Settings], out: Lines) -> int:
                 check_change_feeds(report, services, settings)
             check_xai_files(report, services)
             check_xai_management(report, settings, services)
+    except LocalEnvironmentError as exc:  # e.g. TLS CA certificates this user may not read: the message says what
+        report.bad("services", str(exc), "fix this host as the line says, then run `docsync check` again")
     except DocsyncError as exc:  # a client that cannot even be built; the checks above catch the rest
         report.bad("services", str(exc), "check the URLs and keys in the configuration")
     _check_preview_tools(report, settings)

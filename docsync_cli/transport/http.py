@@ -31,6 +31,7 @@ import email.utils
 import errno
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -45,6 +46,7 @@ from docsync_cli.errors import (
     AmbiguousWriteError,
     AuthError,
     ConflictError,
+    LocalEnvironmentError,
     NotFoundError,
     RateLimited,
     RejectedError,
@@ -69,6 +71,24 @@ class RetryPolicy:
     wait_initial: float = 0.5
     wait_max: float = 30.0
     max_retry_after: float = 120.0
+
+
+def new_client(**options: Any) -> httpx.Client:
+    """``httpx.Client(**options)``. httpx loads the TLS CA certificates here (``SSL_CERT_FILE``, ``SSL_CERT_DIR``,
+    else certifi's bundle inside the installation): one this user may not read, e.g. docsync installed in root's
+    0700 home and run as the service user, is a local problem (exit 4) naming the file, not a traceback."""
+    try:
+        return httpx.Client(**options)
+    except OSError as exc:
+        import certifi
+
+        from docsync_cli.users import user_name
+
+        bundle = os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR") or certifi.where()
+        raise LocalEnvironmentError(
+            f"cannot load the TLS CA certificates {bundle} ({exc.strerror or type(exc).__name__}) as "
+            f"{user_name(os.geteuid())}: install docsync where this user can read it (the README's /opt/docsync), "
+            "or set SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt") from None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -30,7 +30,7 @@ import httpx
 
 from docsync_cli.errors import DocsyncError, NotFoundError, RejectedError, SetupError
 from docsync_cli.model import UNKNOWN
-from docsync_cli.transport.http import ServiceClient, short
+from docsync_cli.transport.http import ServiceClient, new_client, short
 from docsync_cli.xai.answers import (
     CollectionMember,
     SearchHit,
@@ -125,7 +125,7 @@ def is_auth_failure(status: int, headers: httpx.Headers, body: bytes) -> bool:
 
 def build_http_client(base_url: str, key: str, timeout: float,
                       transport: httpx.BaseTransport | None = None) -> httpx.Client:
-    return httpx.Client(base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=10.0),
+    return new_client(base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=10.0),
                         follow_redirects=False, transport=transport,
                         headers={"Authorization": f"Bearer {key}", "User-Agent": "docsync"})
 

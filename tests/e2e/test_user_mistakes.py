@@ -149,3 +149,24 @@ def test_the_key_proof_is_kept_for_a_while_and_then_asked_again(env: Env) -> Non
     assert env.run("sync", "--no-preview").returncode == 0
     assert sorted(f"{e.method} {e.path}" for e in env.sandbox.xai.requests()) == [
         "GET /v1/collections", "GET /v1/files"]
+
+
+@pytest.mark.parametrize("command", [["sync"], ["status"], ["check"]])
+def test_tls_certificates_the_user_cannot_read_are_a_local_problem_not_a_traceback(
+        env: Env, tmp_path: Path, command: list[str]) -> None:
+    """Found in a fresh Debian 12 chroot: httpx loads the CA bundle when a client is made (certifi's, inside the
+    installation; or SSL_CERT_FILE). docsync installed in root's 0700 home and run as the service user could not
+    read it and every command died with a PermissionError traceback. A bundle that cannot be read is a local
+    problem: sync exits 4 with one line naming it; check shows it as a failed line and goes on."""
+    missing = tmp_path / "no-such-ca.pem"
+    env.sandbox.espo.clear_journal()
+    env.sandbox.xai.clear_journal()
+    done = env.run(*command, extra_env={"SSL_CERT_FILE": str(missing)})
+    output = done.stdout + done.stderr
+    assert f"cannot load the TLS CA certificates {missing}" in output, output
+    assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in output, output
+    if command == ["check"]:
+        assert done.returncode == 2 and "✗ services" in done.stdout and "✓ state directory" in done.stdout, output
+    elif command == ["sync"]:
+        assert done.returncode == 4, output
+    assert env.sandbox.espo.writes() == [] and env.sandbox.xai.writes() == []
