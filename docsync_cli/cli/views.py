@@ -33,6 +33,7 @@ from docsync_cli.errors import (
     UsageError,
 )
 from docsync_cli.model import Outcome, Reason
+from docsync_cli.state.guard import state_fix
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -160,21 +161,6 @@ def advise(exc: DocsyncError) -> None:
                   highlight=False)
     else:
         err.print(f"docsync: {exc}", markup=False, highlight=False)
-
-
-def state_fix(exc: LocalStateError) -> str:
-    """What to do about a fault of the local state store, by its kind."""
-    where = exc.directory
-    if exc.fault == "disk_full":
-        return f"free space on the disk that holds {where} (see `df -h {where}`), then run again"
-    if exc.fault == "read_only":
-        return (f"make {where} writable by the user docsync runs as (a read-only mount, or its owner: "
-                f"`chown -R <user> {where}`), then run again")
-    if exc.fault == "corrupt":
-        return (f"the state database in {where} is damaged: restore state.sqlite3 from a backup, or move it aside "
-                "(keep the installation-id file beside it) and run `docsync sync --full`, which relearns this "
-                "host's records from EspoCRM and the ownership fields in xAI")
-    return f"check the state directory {where} (disk, permissions, DOCSYNC_STATE_DIR), then run again"
 
 
 # ---------------------------------------------------------------------------------------------- sync

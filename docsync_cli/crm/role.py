@@ -42,6 +42,15 @@ def stream_gaps(user: ApiUser | None, parents: Sequence[str]) -> list[Gap]:
     return gaps
 
 
+def narrowed_reads(user: ApiUser | None, entities: Sequence[str]) -> list[tuple[str, str]]:
+    """``(entity, level)`` of the linked entity types the role reads only some records of (``own``, ``team``, …):
+    EspoCRM then hides the others and their links from the API user with HTTP 200 (contract §11.2), so their
+    documents would seem to belong to no collection. Empty when App/user could not be read (nothing to judge)."""
+    if user is None:
+        return []
+    return [(entity, level) for entity in entities if (level := user.limit(entity, "read")) is not None]
+
+
 def dedups_relate_notes(version: str | None) -> bool:
     """EspoCRM 8.4.0-9.0.x: a re-link of a pair linked before writes no note (contract §10.7)."""
     match = re.match(r"(\d+)\.(\d+)", version or "")
@@ -51,4 +60,4 @@ def dedups_relate_notes(version: str | None) -> bool:
     return (major == 8 and minor >= 4) or (major == 9 and minor == 0)
 
 
-__all__ = ["Gap", "dedups_relate_notes", "stream_gaps"]
+__all__ = ["Gap", "dedups_relate_notes", "narrowed_reads", "stream_gaps"]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from docsync_cli.config import Settings, redact
-from docsync_cli.errors import ConfigError, DocsyncError, LocalEnvironmentError
+from docsync_cli.errors import ConfigError, DocsyncError, LocalEnvironmentError, LocalStateError
 from docsync_cli.outcome import EXIT_OK, EXIT_REMOTE, EXIT_USAGE
 from docsync_cli.reports.check_services import (
     check_change_feeds,
@@ -29,6 +29,7 @@ from docsync_cli.reports.check_services import (
     check_xai_management,
 )
 from docsync_cli.reports.shared import Lines, report_services
+from docsync_cli.state.guard import state_fix
 from docsync_cli.users import group_name, user_name
 
 if TYPE_CHECKING:  # imported where used (the preview package loads Pillow and PDFium, which may be broken)
@@ -202,7 +203,11 @@ def _check_hidden(report: CheckReport, settings: Settings) -> None:
     from docsync_cli.state import ReadOnlyState
 
     state = ReadOnlyState(settings.state_dir)
-    hidden = state.hidden() if state.exists() else {}
+    try:
+        hidden = state.hidden() if state.exists() else {}
+    except LocalStateError as exc:  # e.g. a damaged state.sqlite3: a failed line, as `sync` would stop (exit 4)
+        report.bad("state file", str(exc), state_fix(exc))
+        return
     if hidden:
         report.warn("documents hidden from docsync", *hidden_fix(len(hidden)))
 

@@ -254,9 +254,8 @@ def _collect_remote(settings: Settings, services: Services, data: StatusReport) 
     total = espo.count([])
     if total < 0:  # "Disable record count" (-1/-2, contract §11.2): no count can be trusted, none is shown
         failed_docs = _failed_documents(services, status_attr)
-        data["failed"] = {"total": None, "truncated": len(failed_docs) >= FAILED_LIST_LIMIT, "documents": [
-            {"id": d.id, "name": d.name, "xaiSyncStatus": d.xai_sync_status, "error": d.xai_sync_error,
-             "modifiedAt": d.modified_at} for d in failed_docs]}
+        data["failed"] = {"total": None, "documents": _failed_rows(failed_docs),
+                          "truncated": len(failed_docs) >= FAILED_LIST_LIMIT}
         _name_preview_errors(services, data["previews"]["errors"])
         return
     documents["total"] = total
@@ -270,8 +269,7 @@ def _collect_remote(settings: Settings, services: Services, data: StatusReport) 
     failed_total = datei[DateiStatus.FEHLER.value]
     data["failed"] = {
         "total": failed_total,
-        "documents": [{"id": d.id, "name": d.name, "xaiSyncStatus": d.xai_sync_status, "error": d.xai_sync_error,
-                       "modifiedAt": d.modified_at} for d in failed_docs],
+        "documents": _failed_rows(failed_docs),
         "truncated": failed_total > len(failed_docs),
     }
     data["previews"]["missing"] = espo.count(queries.synced_without_preview(espo.attributes, espo.preview_attr))
@@ -294,6 +292,11 @@ def waiting_counts(datei_counts: dict[str, int], other: int, unfinished: int, fa
     return {"new": new, "changed": changed, "no_status": no_status, "unfinished": unfinished, "failed_retry": retry,
             "failed_held_back": failed_total - retry, "approximate": failed_total > len(failed_listed),
             "next_run": new + changed + no_status + unfinished + retry}
+
+
+def _failed_rows(docs: list[CrmDocument]) -> list[FailedDocument]:
+    return [{"id": d.id, "name": d.name, "xaiSyncStatus": d.xai_sync_status, "error": d.xai_sync_error,
+             "modifiedAt": d.modified_at} for d in docs]
 
 
 def _failed_documents(services: Services, status_attr: str) -> list[CrmDocument]:

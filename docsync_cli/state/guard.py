@@ -52,6 +52,21 @@ def state_fault(directory: Path, action: str, exc: OSError | sqlite3.Error) -> L
     return LocalStateError(str(directory), action, fault_kind(exc), detail or type(exc).__name__)
 
 
+def state_fix(exc: LocalStateError) -> str:
+    """What to do about a fault of the local state store, by its kind."""
+    where = exc.directory
+    if exc.fault == "disk_full":
+        return f"free space on the disk that holds {where} (see `df -h {where}`), then run again"
+    if exc.fault == "read_only":
+        return (f"make {where} writable by the user docsync runs as (a read-only mount, or its owner: "
+                f"`chown -R <user> {where}`), then run again")
+    if exc.fault == "corrupt":
+        return (f"the state database in {where} is damaged: restore state.sqlite3 from a backup, or move it aside "
+                "(keep the installation-id file beside it) and run `docsync sync --full`, which relearns this "
+                "host's records from EspoCRM and the ownership fields in xAI")
+    return f"check the state directory {where} (disk, permissions, DOCSYNC_STATE_DIR), then run again"
+
+
 def guarded(action: str) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Concatenate[S, P], R]]:
     """A state method whose ``OSError``/``sqlite3.Error`` becomes :class:`LocalStateError` (``action`` says what
     it was doing, e.g. "save a document's record")."""

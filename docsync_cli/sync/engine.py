@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from docsync_cli.crm.client import EspoClient
 from docsync_cli.crm.reasons import record_hidden
+from docsync_cli.crm.role import narrowed_reads
 from docsync_cli.errors import (
     AmbiguousWriteError,
     AuthError,
@@ -168,6 +169,7 @@ class Engine:
 
     def plan(self, options: RunOptions, summary: RunSummary) -> tuple[RunPlan, list[CrmDocument]]:
         touched: dict[str, str] = {}
+        hidden: dict[str, str] = {}
         if self._feeds(options) and not options.full:
             return self.plan_incremental(options, summary), []
         if self._feeds(options):
@@ -181,8 +183,7 @@ class Engine:
                     doc_id, "", Outcome.FAILED, error_code="hidden",
                     detail=f"the EspoCRM API user may not read this document ({reason}): its role or teams hide "
                            "it; give the API user's role Document read 'all' or add the user to its team"))
-        for missing in sorted((options.ids or frozenset()) - {doc.id for doc in docs} - {r.doc_id for r in
-                                                                                      summary.results}):
+        for missing in sorted((options.ids or frozenset()) - {doc.id for doc in docs} - set(hidden)):
             # Asked for by id but not there: a failure of the run (exit 1) that names it.
             summary.results.append(DocResult(missing, "", Outcome.FAILED, detail="no such document in EspoCRM",
                                              error_code="not_found"))
@@ -229,9 +230,7 @@ class Engine:
                 "EspoCRM's Document fields cannot take docsync's writes: " + "; ".join(problems),
                 "fix the fields named above (or point espocrm.fields.<name> at the right ones), then run "
                 "`docsync check`; nothing was written", problems)
-        user = self.espo.api_user
-        narrowed = [(entity, level) for entity in self.feed.linked_entities()
-                    for level in [user.limit(entity, "read") if user is not None else None] if level is not None]
+        narrowed = narrowed_reads(self.espo.api_user, self.feed.linked_entities())
         if narrowed:
             # EspoCRM hides the other records and their links (HTTP 200, contract §11.2): a document's collections
             # would look empty and its file would be taken out of them. `docsync check` names the same.

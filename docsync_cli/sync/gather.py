@@ -117,7 +117,7 @@ class ChangeFeed:
         except ValueError:
             previous = {}
         previous = previous if isinstance(previous, dict) else {}
-        gaps = [gap.what for gap in stream_gaps(self.espo.api_user, self._stream_parents())]
+        gaps = [gap.what for gap in stream_gaps(self.espo.api_user, self.linked_entities())]
         sooner = bool(gaps) or previous.get("stream_early_end") is True
         last = self.state.meta("last_listing")
         listing = full or watermark is None or set_back or listing_due(
@@ -219,7 +219,7 @@ class ChangeFeed:
     def _stream(self, changes: Changes, listing: bool) -> None:
         cursor_text = self.state.meta("note_cursor")
         stored = int(cursor_text) if cursor_text else None
-        parents = self._stream_parents()
+        parents = self.linked_entities()
         user = self.espo.api_user
         if user is not None and "GlobalStream" in user.disabled_scopes:
             changes.feeds["stream"] = StreamFeed.NO_ACCESS  # the role says so (App/user): no request to be refused
@@ -254,9 +254,6 @@ class ChangeFeed:
         doc_ids = sorted({n.document_id for n in read.notes if n.document_id is not None})
         for doc in self._documents(doc_ids):
             changes.add(doc, STREAM_REASON)
-
-    def _stream_parents(self) -> list[str]:
-        return self.linked_entities()
 
     def linked_entities(self) -> list[str]:
         """The entity types the configured link rules lead to (e.g. ``["Account"]``), without a request."""

@@ -131,4 +131,7 @@ def test_a_corrupt_state_file_stops_sync_status_and_the_reports_with_exit_4(firm
         done = _cli(sandbox, state_dir, *report)
         assert done.returncode == EXIT_LOCAL, (report, describe(done))
         assert "damaged" in done.stderr and "Traceback" not in done.stderr, (report, describe(done))
+    check = _cli(sandbox, state_dir, "check")  # a failed line with the same fix, and the other checks still run
+    assert check.returncode != 0 and "✗ state file" in check.stdout and "is damaged" in check.stdout, describe(check)
+    assert "lock backend" in check.stdout and "Traceback" not in check.stdout + check.stderr, describe(check)
     assert not [d for d, (datei, _) in _statuses(sandbox).items() if datei == "Fehler"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from docsync_cli.crm.role import dedups_relate_notes, stream_gaps
+from docsync_cli.crm.role import dedups_relate_notes, narrowed_reads, stream_gaps
 from docsync_cli.crm.schema import ApiUser, parse_api_user
 
 
@@ -40,3 +40,10 @@ def test_8_4_to_9_0_de_duplicate_relate_notes() -> None:
 def test_the_file_guard_needs_field_level_edit() -> None:
     assert not user({"read": "all"}).denies_field("Document", "file", "edit")
     assert user({"read": "all"}, file_edit="no").denies_field("Document", "file", "edit")
+
+
+def test_a_role_that_reads_only_some_linked_records_is_narrowed() -> None:
+    assert narrowed_reads(user({"read": "own", "stream": "all"}), ["Account"]) == [("Account", "own")]
+    assert narrowed_reads(user({"read": "team", "stream": "no"}), ["Account", "Contact"]) == [("Account", "team")]
+    assert narrowed_reads(user({"read": "all", "stream": "own"}), ["Account"]) == []  # streaming is not reading
+    assert narrowed_reads(None, ["Account"]) == []  # App/user unreadable: nothing to judge
