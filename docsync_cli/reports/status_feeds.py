@@ -35,9 +35,8 @@ def collect_feeds(settings: Settings, feeds: Feeds) -> list[dict[str, str]]:
     """The change-feed bookkeeping plain runs keep in ``state.sqlite3`` (read-only), into ``feeds``; returns the
     documents hidden from the API user's role."""
     state = ReadOnlyState(settings.state_dir)
-    if not state.exists():
+    if not state.exists():  # a corrupt state file raises here: the report stops (exit 4), as a run does
         return []
-    state.check_readable()  # a corrupt state file stops the report (exit 4), as it stops a run
     meta = state.meta()  # empty: an older state file without the table, or unreadable: nothing recorded
     feeds["watermark"] = meta.get("watermark")
     if meta.get("last_listing"):
